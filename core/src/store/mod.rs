@@ -1,0 +1,82 @@
+//! The store: reads and writes of the inventory outside a sync run (directory setup, queries
+//! for the CLI, review). Every function takes the pool; none reads the clock.
+
+pub mod device_row;
+pub mod devices;
+pub mod directory;
+pub mod review;
+pub mod runs;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::error::CoreError;
+
+pub use self::directory::{apply_directory, AuthoritySpec, SchoolSpec, SourceSpec};
+
+/// A configured source as the engine needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceRef {
+    pub source_id: Uuid,
+    pub authority_id: Uuid,
+    pub name: String,
+    pub kind: String,
+}
+
+impl SourceRef {
+    /// The advisory-lock key that keeps two runs of this source apart, across processes and hosts.
+    /// The high bits spell "bestand" so we do not collide with other users of advisory locks.
+    pub fn lock_key(&self) -> i64 {
+        let bytes = self.source_id.as_bytes();
+        let mut low = [0u8; 4];
+        low.copy_from_slice(&bytes[12..16]);
+        let tag: i64 = 0x6265_7374; // "best"
+        (tag << 32) | i64::from(u32::from_be_bytes(low))
+    }
+}
+
+/// Connects to PostgreSQL and applies pending migrations.
+pub async fn migrate(pool: &PgPool) -> Result<(), CoreError> {
+    crate::MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Looks a source up by its configured name.
+pub async fn source_by_name(pool: &PgPool, name: &str) -> Result<SourceRef, CoreError> {
+    sqlx::query_as::<_, (Uuid, Uuid, String, String)>(
+        "select source_id, authority_id, name, kind from source where name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?
+    .map(|(source_id, authority_id, name, kind)| SourceRef {
+        source_id,
+        authority_id,
+        name,
+        kind,
+    })
+    .ok_or_else(|| CoreError::NotFound {
+        what: "source",
+        key: name.to_string(),
+    })
+}
+
+/// Looks a source up by id.
+pub async fn source_by_id(pool: &PgPool, source_id: Uuid) -> Result<SourceRef, CoreError> {
+    sqlx::query_as::<_, (Uuid, Uuid, String, String)>(
+        "select source_id, authority_id, name, kind from source where source_id = $1",
+    )
+    .bind(source_id)
+    .fetch_optional(pool)
+    .await?
+    .map(|(source_id, authority_id, name, kind)| SourceRef {
+        source_id,
+        authority_id,
+        name,
+        kind,
+    })
+    .ok_or_else(|| CoreError::NotFound {
+        what: "source",
+        key: source_id.to_string(),
+    })
+}

@@ -1,0 +1,232 @@
+//! Review items: the cases the engine refused to guess, and how a person settles them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::error::CoreError;
+use crate::normalize;
+use crate::record::DeviceRecord;
+use crate::store::device_row::{insert_devices, load_devices, update_devices};
+use crate::store::{source_by_id, SourceRef};
+use crate::sync::engine::insert_events_by;
+use crate::sync::merge::{self, NormalizedIds};
+
+/// An item as listed.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ReviewView {
+    pub review_item_id: i64,
+    pub kind: String,
+    pub source_name: Option<String>,
+    pub external_id: Option<String>,
+    pub summary: String,
+    pub candidates: Vec<Uuid>,
+    pub status: String,
+    pub resolution: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub record: Value,
+}
+
+/// Lists review items; `status` is `open`, `resolved`, `dismissed` or `None` for all.
+pub async fn list_review(
+    pool: &PgPool,
+    status: Option<&str>,
+) -> Result<Vec<ReviewView>, CoreError> {
+    Ok(sqlx::query_as(
+        "select r.review_item_id, r.kind, s.name as source_name, r.external_id, r.summary, r.candidates, \
+         r.status, r.resolution, r.created_at, r.last_seen_at, r.record \
+         from review_item r left join source s using (source_id) \
+         where ($1::text is null or r.status = $1) order by r.review_item_id",
+    )
+    .bind(status)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// How a person settles an item.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// The record is this device: link it.
+    LinkTo(Uuid),
+    /// The record is a device of its own: create it.
+    CreateNew,
+    /// Leave the record unlinked; later runs will not raise it again.
+    Dismiss,
+}
+
+/// Settles a review item and applies the decision at once.
+pub async fn resolve_review(
+    pool: &PgPool,
+    item_id: i64,
+    resolution: Resolution,
+    resolved_by: &str,
+    now: DateTime<Utc>,
+) -> Result<String, CoreError> {
+    let row: Option<(Option<Uuid>, Option<String>, String, Value, Uuid)> = sqlx::query_as(
+        "select source_id, external_id, status, record, authority_id from review_item where review_item_id = $1",
+    )
+    .bind(item_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some((source_id, external_id, status, record, authority_id)) = row else {
+        return Err(CoreError::NotFound {
+            what: "review item",
+            key: item_id.to_string(),
+        });
+    };
+    if status != "open" {
+        return Err(CoreError::Conflict(format!(
+            "review item {item_id} is already {status}"
+        )));
+    }
+    let mut tx = pool.begin().await?;
+    let summary = match resolution {
+        Resolution::Dismiss => "dismissed".to_string(),
+        Resolution::LinkTo(_) | Resolution::CreateNew => {
+            let (Some(source_id), Some(external_id)) = (source_id, external_id) else {
+                return Err(CoreError::Invalid(format!(
+                    "review item {item_id} has no source record to link"
+                )));
+            };
+            let source = source_by_id(pool, source_id).await?;
+            let record: DeviceRecord = serde_json::from_value(record).map_err(|error| {
+                CoreError::Invalid(format!(
+                    "review item {item_id} holds an unreadable record: {error}"
+                ))
+            })?;
+            link_record(
+                &mut tx,
+                &source,
+                authority_id,
+                &external_id,
+                &record,
+                &resolution,
+                resolved_by,
+                now,
+            )
+            .await?
+        }
+    };
+    sqlx::query(
+        "update review_item set status = $2, resolution = $3, resolved_at = $4, resolved_by = $5 \
+         where review_item_id = $1",
+    )
+    .bind(item_id)
+    .bind(if matches!(resolution, Resolution::Dismiss) {
+        "dismissed"
+    } else {
+        "resolved"
+    })
+    .bind(&summary)
+    .bind(now)
+    .bind(resolved_by)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn link_record(
+    tx: &mut sqlx::PgConnection,
+    source: &SourceRef,
+    authority_id: Uuid,
+    external_id: &str,
+    record: &DeviceRecord,
+    resolution: &Resolution,
+    resolved_by: &str,
+    now: DateTime<Utc>,
+) -> Result<String, CoreError> {
+    let ids = NormalizedIds {
+        serial_number: normalize::serial_number(record.serial_number.as_deref()),
+        udid: normalize::udid(record.udid.as_deref()),
+        imei: normalize::imei(record.imei.as_deref()),
+        wifi_mac: normalize::mac_address(record.wifi_mac.as_deref()),
+    };
+    let origin = format!("source:{}", source.name);
+    let school_id: Option<Uuid> = match record.location.school.as_deref() {
+        Some(hint) => sqlx::query_scalar(
+            "select school_id from school where authority_id = $1 and (lower(school_number) = lower($2) \
+             or lower(name) = lower($2) or lower($2) = any(select lower(x) from unnest(aliases) x)) limit 1",
+        )
+        .bind(authority_id)
+        .bind(hint.trim())
+        .fetch_optional(&mut *tx)
+        .await?,
+        None => None,
+    };
+    let (device_id, kind, mut changes) = match resolution {
+        Resolution::LinkTo(device_id) => {
+            let mut devices = load_devices(tx, &[*device_id]).await?;
+            let Some(mut device) = devices.pop() else {
+                return Err(CoreError::NotFound {
+                    what: "device",
+                    key: device_id.to_string(),
+                });
+            };
+            if device.authority_id != authority_id {
+                return Err(CoreError::Invalid(
+                    "that device belongs to another school authority".into(),
+                ));
+            }
+            let changes = merge::merge_into(&mut device, record, &ids, school_id, &origin, now);
+            update_devices(tx, &[device]).await?;
+            (*device_id, "linked", changes)
+        }
+        _ => {
+            let device_id = Uuid::now_v7();
+            let (device, changes) = merge::new_device(
+                device_id,
+                authority_id,
+                record,
+                &ids,
+                school_id,
+                &origin,
+                now,
+            );
+            insert_devices(tx, &[device]).await?;
+            (device_id, "created", changes)
+        }
+    };
+    let link_name = format!("{}:{external_id}", source.name);
+    changes.insert(
+        "source_link".into(),
+        json!({ "old": null, "new": link_name }),
+    );
+    // The link's hash is the record's, so the next run sees it unchanged unless the source changed it.
+    sqlx::query(
+        "insert into source_link (source_link_id, authority_id, source_id, device_id, external_id, \
+         payload, normalized, content_hash, first_seen_at, last_seen_at) \
+         values ($1, $2, $3, $4, $5, '{}'::jsonb, $6, $7, $8, $8) \
+         on conflict (source_id, external_id) do update set device_id = excluded.device_id, \
+         normalized = excluded.normalized, content_hash = excluded.content_hash, ended_at = null, \
+         ended_reason = null, missing_since = null",
+    )
+    .bind(Uuid::now_v7())
+    .bind(authority_id)
+    .bind(source.source_id)
+    .bind(device_id)
+    .bind(external_id)
+    .bind(serde_json::to_value(record).unwrap_or(Value::Null))
+    .bind(record.content_hash().to_vec())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    insert_events_by(
+        tx,
+        source,
+        &[(
+            device_id,
+            kind,
+            Value::Object(changes.into_iter().collect()),
+        )],
+        now,
+        "user",
+        Some(resolved_by),
+    )
+    .await?;
+    Ok(format!("{kind} device {device_id}"))
+}

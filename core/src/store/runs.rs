@@ -1,0 +1,63 @@
+//! Sync-run queries: what ran when, with what result.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::error::CoreError;
+
+/// One sync run as listed by `bestand sync runs`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RunView {
+    pub sync_run_id: i64,
+    pub source_name: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: String,
+    pub dry_run: bool,
+    pub fetched: i32,
+    pub created: i32,
+    pub updated: i32,
+    pub unchanged: i32,
+    pub marked_missing: i32,
+    pub reappeared: i32,
+    pub review_items: i32,
+    pub warnings: Value,
+    pub error: Option<String>,
+    pub blocked_reason: Option<String>,
+    pub approved_at: Option<DateTime<Utc>>,
+    pub approved_by: Option<String>,
+}
+
+const RUN_SELECT: &str = "select r.sync_run_id, s.name as source_name, r.started_at, r.finished_at, \
+    r.status, r.dry_run, r.fetched, r.created, r.updated, r.unchanged, r.marked_missing, r.reappeared, \
+    r.review_items, r.warnings, r.error, r.blocked_reason, r.approved_at, r.approved_by \
+    from sync_run r join source s using (source_id)";
+
+/// The newest runs, optionally of one source.
+pub async fn list_runs(
+    pool: &PgPool,
+    source: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RunView>, CoreError> {
+    Ok(sqlx::query_as(&format!(
+        "{RUN_SELECT} where ($1::text is null or s.name = $1) order by r.sync_run_id desc limit $2"
+    ))
+    .bind(source)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One run by id.
+pub async fn get_run(pool: &PgPool, run_id: i64) -> Result<RunView, CoreError> {
+    sqlx::query_as(&format!("{RUN_SELECT} where r.sync_run_id = $1"))
+        .bind(run_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| CoreError::NotFound {
+            what: "sync run",
+            key: run_id.to_string(),
+        })
+}

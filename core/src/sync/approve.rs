@@ -1,0 +1,144 @@
+//! Approving a blocked run: a person confirms that the devices a run could not find are gone.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::error::CoreError;
+use crate::store::{self, SourceRef};
+use crate::sync::engine::mark_missing;
+
+/// What an approval did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Approval {
+    pub run_id: i64,
+    pub source_name: String,
+    pub marked_missing: i32,
+}
+
+/// Marks the devices a blocked run held back as missing, and records who approved it.
+pub async fn approve_run(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    run_id: i64,
+    approved_by: &str,
+) -> Result<Approval, CoreError> {
+    let row: Option<(Uuid, String, bool, DateTime<Utc>)> = sqlx::query_as(
+        "select source_id, status, dry_run, started_at from sync_run where sync_run_id = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some((source_id, status, dry_run, started_at)) = row else {
+        return Err(CoreError::NotFound {
+            what: "sync run",
+            key: run_id.to_string(),
+        });
+    };
+    let source = store::source_by_id(pool, source_id).await?;
+    if status != "blocked" || dry_run {
+        return Err(CoreError::Conflict(format!(
+            "run {run_id} of source '{}' is {}{}; only blocked runs can be approved",
+            source.name,
+            status,
+            if dry_run { " (a dry run)" } else { "" }
+        )));
+    }
+    let newer: Option<i64> = sqlx::query_scalar(
+        "select sync_run_id from sync_run where source_id = $1 and sync_run_id > $2 \
+         and status in ('succeeded', 'blocked') and not dry_run order by sync_run_id limit 1",
+    )
+    .bind(source_id)
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(newer) = newer {
+        return Err(CoreError::Conflict(format!(
+            "run {run_id} of source '{}' was superseded by run {newer}; approve that one or run a new sync",
+            source.name
+        )));
+    }
+
+    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+        .bind(source.lock_key())
+        .fetch_one(&mut conn)
+        .await?;
+    if !locked {
+        return Err(CoreError::SourceBusy {
+            source_name: source.name.clone(),
+        });
+    }
+    let result = apply_approval(&mut conn, clock, &source, run_id, started_at, approved_by).await;
+    sqlx::query("select pg_advisory_unlock($1)")
+        .bind(source.lock_key())
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    result
+}
+
+async fn apply_approval(
+    conn: &mut PgConnection,
+    clock: &dyn Clock,
+    source: &SourceRef,
+    run_id: i64,
+    started_at: DateTime<Utc>,
+    approved_by: &str,
+) -> Result<Approval, CoreError> {
+    let mut tx = conn.begin().await?;
+    let links: Vec<Uuid> = sqlx::query_scalar(
+        "select source_link_id from sync_run_pending_missing where sync_run_id = $1",
+    )
+    .bind(run_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let previous_complete: Option<DateTime<Utc>> =
+        sqlx::query_scalar("select last_complete_run_at from source where source_id = $1")
+            .bind(source.source_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let before: i64 = sqlx::query_scalar(
+        "select count(*) from source_link where source_link_id = any($1) and missing_since is null \
+         and ended_at is null",
+    )
+    .bind(&links)
+    .fetch_one(&mut *tx)
+    .await?;
+    // The devices went missing as of the blocked run, not as of the approval.
+    mark_missing(
+        &mut tx,
+        source,
+        &links,
+        started_at,
+        previous_complete,
+        Some(run_id),
+    )
+    .await?;
+    sqlx::query("update source set last_complete_run_at = greatest(last_complete_run_at, $2) where source_id = $1")
+        .bind(source.source_id)
+        .bind(started_at)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "update sync_run set status = 'succeeded', marked_missing = $2, approved_at = $3, \
+         approved_by = $4 where sync_run_id = $1",
+    )
+    .bind(run_id)
+    .bind(before as i32)
+    .bind(clock.now())
+    .bind(approved_by)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from sync_run_pending_missing where sync_run_id = $1")
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Approval {
+        run_id,
+        source_name: source.name.clone(),
+        marked_missing: before as i32,
+    })
+}

@@ -1,0 +1,1179 @@
+//! Applies one run of one source to the inventory.
+//!
+//! A run holds a PostgreSQL advisory lock for its source on its own connection, applies every
+//! page inside one transaction, and only commits when the source delivered everything it
+//! announced. A failed fetch therefore changes nothing but the run's own record.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::error::CoreError;
+use crate::model::SyncStatus;
+use crate::normalize;
+use crate::record::DeviceRecord;
+use crate::store::device_row::{insert_devices, load_devices, update_devices, DeviceRow};
+use crate::store::SourceRef;
+use crate::sync::guard::DeletionGuard;
+use crate::sync::merge::{self, Changes, NormalizedIds};
+use crate::sync::protocol::{SourceItem, SourcePage};
+
+/// How many record problems a run keeps verbatim; the rest are counted.
+const MAX_KEPT_WARNINGS: usize = 200;
+
+/// What the caller wants from a run.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Fetch and compute everything, then roll back.
+    pub dry_run: bool,
+    pub guard: DeletionGuard,
+}
+
+/// Told about every page as it is applied, for progress bars and log lines.
+pub trait SyncProgress: Send + Sync {
+    fn page_applied(
+        &self,
+        label: &str,
+        records: usize,
+        received: u64,
+        announced_total: Option<u64>,
+    );
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+
+impl SyncProgress for NoProgress {
+    fn page_applied(&self, _: &str, _: usize, _: u64, _: Option<u64>) {}
+}
+
+/// The counts of a run, as stored in `sync_run`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncCounts {
+    pub fetched: i32,
+    pub created: i32,
+    pub updated: i32,
+    pub unchanged: i32,
+    pub marked_missing: i32,
+    pub reappeared: i32,
+    pub review_items: i32,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SyncReport {
+    pub run_id: i64,
+    pub source_name: String,
+    pub status: SyncStatus,
+    pub dry_run: bool,
+    pub counts: SyncCounts,
+    /// Devices the run would mark missing (for blocked and dry runs, what was not marked).
+    pub would_mark_missing: i32,
+    pub warnings: Vec<String>,
+    pub n_warnings: usize,
+    pub error: Option<String>,
+    pub blocked_reason: Option<String>,
+}
+
+/// Runs one sync of `source` from the pages arriving on `pages`.
+///
+/// Returns `Err` only when the run could not even be recorded (no database, source busy);
+/// a run that fails because of its source or a database error mid-run is recorded as failed
+/// and returned as a report with status `Failed`.
+pub async fn run_sync(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    source: &SourceRef,
+    mut pages: mpsc::Receiver<SourceItem>,
+    options: &SyncOptions,
+    progress: &dyn SyncProgress,
+) -> Result<SyncReport, CoreError> {
+    // A dedicated connection, closed at the end, so the session advisory lock can never
+    // outlive the run even if this task is cancelled.
+    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+        .bind(source.lock_key())
+        .fetch_one(&mut conn)
+        .await?;
+    if !locked {
+        return Err(CoreError::SourceBusy {
+            source_name: source.name.clone(),
+        });
+    }
+    // We hold the lock, so any run still marked running died with its process.
+    sqlx::query(
+        "update sync_run set status = 'aborted', finished_at = $2, \
+         error = 'the process running this sync ended before the run finished' \
+         where source_id = $1 and status = 'running'",
+    )
+    .bind(source.source_id)
+    .bind(clock.now())
+    .execute(&mut conn)
+    .await?;
+
+    let started_at = clock.now();
+    let run_id: i64 = sqlx::query_scalar(
+        "insert into sync_run (authority_id, source_id, started_at, status, dry_run) \
+         values ($1, $2, $3, 'running', $4) returning sync_run_id",
+    )
+    .bind(source.authority_id)
+    .bind(source.source_id)
+    .bind(started_at)
+    .bind(options.dry_run)
+    .fetch_one(&mut conn)
+    .await?;
+
+    let mut run = Run::new(source, run_id, started_at);
+    let outcome = run.execute(&mut conn, &mut pages, options, progress).await;
+    // Stop the connector: it sees the closed channel on its next send.
+    drop(pages);
+
+    let report = match outcome {
+        Ok(Finish::Committed {
+            status,
+            blocked_reason,
+            would_mark_missing,
+        }) => run.report(
+            status,
+            None,
+            blocked_reason,
+            would_mark_missing,
+            options.dry_run,
+        ),
+        Err(RunError::Source(message)) => {
+            let message = format!("source '{}': {message}", source.name);
+            run.report(SyncStatus::Failed, Some(message), None, 0, options.dry_run)
+        }
+        Err(RunError::Database(error)) => {
+            let message = format!(
+                "source '{}': database error while applying: {error}",
+                source.name
+            );
+            run.report(SyncStatus::Failed, Some(message), None, 0, options.dry_run)
+        }
+    };
+    run.record_end(&mut conn, clock.now(), &report).await?;
+    sqlx::query("select pg_advisory_unlock($1)")
+        .bind(source.lock_key())
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(report)
+}
+
+enum Finish {
+    Committed {
+        status: SyncStatus,
+        blocked_reason: Option<String>,
+        would_mark_missing: i32,
+    },
+}
+
+enum RunError {
+    Source(String),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for RunError {
+    fn from(error: sqlx::Error) -> Self {
+        RunError::Database(error)
+    }
+}
+
+/// The state of one run while its pages are applied.
+struct Run<'a> {
+    source: &'a SourceRef,
+    origin: String,
+    run_id: i64,
+    now: DateTime<Utc>,
+    counts: SyncCounts,
+    warnings: Vec<String>,
+    n_warnings: usize,
+    schools: HashMap<String, Uuid>,
+    unknown_schools: HashSet<String>,
+    received: u64,
+}
+
+/// A record with its identifiers normalized and its hash computed.
+struct Prepared {
+    record: DeviceRecord,
+    ids: NormalizedIds,
+    school_id: Option<Uuid>,
+    hash: Vec<u8>,
+    normalized: String,
+}
+
+struct ExistingLink {
+    source_link_id: Uuid,
+    device_id: Uuid,
+    content_hash: Vec<u8>,
+    missing: bool,
+    ended: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct Candidate {
+    device_id: Uuid,
+    serial_number: Option<String>,
+    udid: Option<String>,
+    imei: Option<String>,
+    wifi_mac: Option<String>,
+}
+
+/// What to do with a record that has no live link yet.
+enum Decision {
+    Create {
+        device_id: Uuid,
+    },
+    Attach {
+        device_id: Uuid,
+        replaces: Option<(Uuid, String)>,
+    },
+    Review {
+        summary: String,
+        candidates: Vec<Uuid>,
+    },
+}
+
+/// Indexes of candidate devices by identifier, for one page.
+#[derive(Default)]
+struct CandidateIndex {
+    by_serial: HashMap<String, Vec<Uuid>>,
+    by_other: HashMap<String, Vec<Uuid>>,
+}
+
+impl CandidateIndex {
+    fn add(&mut self, device_id: Uuid, ids: &NormalizedIds) {
+        if let Some(serial) = &ids.serial_number {
+            push_unique(self.by_serial.entry(serial.clone()).or_default(), device_id);
+        }
+        for key in other_keys(ids) {
+            push_unique(self.by_other.entry(key).or_default(), device_id);
+        }
+    }
+
+    fn candidates(&self, ids: &NormalizedIds) -> (Vec<Uuid>, &'static str) {
+        if let Some(serial) = &ids.serial_number {
+            if let Some(found) = self.by_serial.get(serial) {
+                return (found.clone(), "serial number");
+            }
+        }
+        let mut found = Vec::new();
+        for key in other_keys(ids) {
+            for device_id in self.by_other.get(&key).into_iter().flatten() {
+                push_unique(&mut found, *device_id);
+            }
+        }
+        (found, "UDID, IMEI or Wi-Fi MAC")
+    }
+}
+
+fn other_keys(ids: &NormalizedIds) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Some(udid) = &ids.udid {
+        keys.push(format!("udid:{udid}"));
+    }
+    if let Some(imei) = &ids.imei {
+        keys.push(format!("imei:{imei}"));
+    }
+    if let Some(mac) = &ids.wifi_mac {
+        keys.push(format!("mac:{mac}"));
+    }
+    keys
+}
+
+fn push_unique(list: &mut Vec<Uuid>, device_id: Uuid) {
+    if !list.contains(&device_id) {
+        list.push(device_id);
+    }
+}
+
+/// Everything one page writes, gathered so each table gets one statement.
+#[derive(Default)]
+struct PageWrites {
+    new_devices: Vec<DeviceRow>,
+    changed_devices: Vec<DeviceRow>,
+    new_links: Vec<(Uuid, Uuid, usize)>,
+    changed_links: Vec<(Uuid, usize)>,
+    reappeared_links: Vec<Uuid>,
+    ended_links: Vec<(Uuid, String)>,
+    events: Vec<(Uuid, &'static str, Value)>,
+    reviews: Vec<(usize, String, Vec<Uuid>)>,
+}
+
+impl<'a> Run<'a> {
+    fn new(source: &'a SourceRef, run_id: i64, now: DateTime<Utc>) -> Run<'a> {
+        Run {
+            source,
+            origin: format!("source:{}", source.name),
+            run_id,
+            now,
+            counts: SyncCounts::default(),
+            warnings: Vec::new(),
+            n_warnings: 0,
+            schools: HashMap::new(),
+            unknown_schools: HashSet::new(),
+            received: 0,
+        }
+    }
+
+    fn warn(&mut self, warning: String) {
+        self.n_warnings += 1;
+        if self.warnings.len() < MAX_KEPT_WARNINGS {
+            self.warnings.push(warning);
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        conn: &mut PgConnection,
+        pages: &mut mpsc::Receiver<SourceItem>,
+        options: &SyncOptions,
+        progress: &dyn SyncProgress,
+    ) -> Result<Finish, RunError> {
+        self.load_schools(conn).await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("create temp table sync_seen (external_id text primary key) on commit drop")
+            .execute(&mut *tx)
+            .await?;
+        let active_before: i64 = sqlx::query_scalar(
+            "select count(*) from source_link \
+             where source_id = $1 and ended_at is null and missing_since is null",
+        )
+        .bind(self.source.source_id)
+        .fetch_one(&mut *tx)
+        .await?;
+
+        let reported_total = loop {
+            match pages.recv().await {
+                Some(SourceItem::Page(page)) => {
+                    let label = page.label.clone();
+                    let n_records = page.records.len();
+                    let announced_total = page.announced_total;
+                    self.apply_page(&mut tx, page)
+                        .await
+                        .map_err(|error| match error {
+                            RunError::Database(error) => RunError::Source(format!(
+                                "{label}: database error while applying the page: {error}"
+                            )),
+                            other => other,
+                        })?;
+                    progress.page_applied(&label, n_records, self.received, announced_total);
+                }
+                Some(SourceItem::Complete { reported_total }) => break reported_total,
+                Some(SourceItem::Failed(failure)) => {
+                    return Err(RunError::Source(format!(
+                        "fetch failed, nothing was changed: {failure}"
+                    )))
+                }
+                None => {
+                    return Err(RunError::Source(
+                        "the connector stopped without finishing; nothing was changed".to_string(),
+                    ))
+                }
+            }
+        };
+
+        let distinct: i64 = sqlx::query_scalar("select count(*) from sync_seen")
+            .fetch_one(&mut *tx)
+            .await?;
+        if (distinct as u64) < reported_total {
+            return Err(RunError::Source(format!(
+                "received {distinct} distinct records but the source reported {reported_total}; \
+                 nothing was changed"
+            )));
+        }
+
+        let missing: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "select l.source_link_id, l.device_id from source_link l \
+             where l.source_id = $1 and l.ended_at is null and l.missing_since is null \
+             and not exists (select 1 from sync_seen s where s.external_id = l.external_id)",
+        )
+        .bind(self.source.source_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let n_missing = missing.len() as i32;
+
+        if let Some(reason) = options
+            .guard
+            .check(missing.len() as u64, active_before as u64)
+        {
+            let reason = format!(
+                "{reason}; approve with `bestand sync approve {}`",
+                self.run_id
+            );
+            if options.dry_run {
+                tx.rollback().await?;
+            } else {
+                sqlx::query(
+                    "insert into sync_run_pending_missing (sync_run_id, source_link_id) \
+                     select $1, unnest($2::uuid[])",
+                )
+                .bind(self.run_id)
+                .bind(missing.iter().map(|(link, _)| *link).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+            return Ok(Finish::Committed {
+                status: SyncStatus::Blocked,
+                blocked_reason: Some(reason),
+                would_mark_missing: n_missing,
+            });
+        }
+
+        let previous_complete: Option<DateTime<Utc>> =
+            sqlx::query_scalar("select last_complete_run_at from source where source_id = $1")
+                .bind(self.source.source_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let links: Vec<Uuid> = missing.iter().map(|(link, _)| *link).collect();
+        mark_missing(
+            &mut tx,
+            self.source,
+            &links,
+            self.now,
+            previous_complete,
+            Some(self.run_id),
+        )
+        .await?;
+        self.counts.marked_missing = n_missing;
+        sqlx::query("update source set last_complete_run_at = $2 where source_id = $1")
+            .bind(self.source.source_id)
+            .bind(self.now)
+            .execute(&mut *tx)
+            .await?;
+        if options.dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(Finish::Committed {
+            status: SyncStatus::Succeeded,
+            blocked_reason: None,
+            would_mark_missing: n_missing,
+        })
+    }
+
+    async fn load_schools(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let rows: Vec<(Uuid, String, String, Vec<String>)> = sqlx::query_as(
+            "select school_id, school_number, name, aliases from school where authority_id = $1",
+        )
+        .bind(self.source.authority_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (school_id, number, name, aliases) in rows {
+            self.schools.insert(number.trim().to_lowercase(), school_id);
+            self.schools.insert(name.trim().to_lowercase(), school_id);
+            for alias in aliases {
+                self.schools.insert(alias.trim().to_lowercase(), school_id);
+            }
+        }
+        Ok(())
+    }
+
+    fn prepare(&mut self, page_label: &str, record: DeviceRecord) -> Prepared {
+        let ids = NormalizedIds {
+            serial_number: normalize::serial_number(record.serial_number.as_deref()),
+            udid: normalize::udid(record.udid.as_deref()),
+            imei: normalize::imei(record.imei.as_deref()),
+            wifi_mac: normalize::mac_address(record.wifi_mac.as_deref()),
+        };
+        let school_id = match record.location.school.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(hint) => {
+                let found = self.schools.get(&hint.to_lowercase()).copied();
+                if found.is_none() && self.unknown_schools.insert(hint.to_string()) {
+                    self.warn(format!(
+                        "{page_label}: school '{hint}' (first seen on {}) matches no school of this \
+                         authority by number, name or alias; add it or an alias to the configuration",
+                        record.external_id
+                    ));
+                }
+                found
+            }
+        };
+        for problem in &record.problems {
+            self.warn(format!("{page_label}: {}: {problem}", record.external_id));
+        }
+        let mut normalized = record.clone();
+        normalized.serial_number = ids.serial_number.clone();
+        normalized.udid = ids.udid.clone();
+        normalized.imei = ids.imei.clone();
+        normalized.wifi_mac = ids.wifi_mac.clone();
+        let hash = normalized.content_hash().to_vec();
+        let normalized = serde_json::to_string(&normalized).unwrap_or_else(|_| "{}".to_string());
+        Prepared {
+            record,
+            ids,
+            school_id,
+            hash,
+            normalized,
+        }
+    }
+
+    async fn apply_page(
+        &mut self,
+        tx: &mut PgConnection,
+        page: SourcePage,
+    ) -> Result<(), RunError> {
+        let label = page.label;
+        self.counts.fetched += page.records.len() as i32;
+        self.received += page.records.len() as u64;
+
+        // Keep the first occurrence of each external id in this run (paging drift repeats records).
+        let external_ids: Vec<String> =
+            page.records.iter().map(|r| r.external_id.clone()).collect();
+        let newly_seen: HashSet<String> = sqlx::query_scalar(
+            "insert into sync_seen (external_id) select unnest($1::text[]) \
+             on conflict do nothing returning external_id",
+        )
+        .bind(&external_ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let mut taken = HashSet::new();
+        let mut prepared = Vec::with_capacity(page.records.len());
+        for record in page.records {
+            if record.external_id.trim().is_empty() {
+                self.warn(format!("{label}: a record without an id was skipped"));
+                continue;
+            }
+            if !newly_seen.contains(&record.external_id)
+                || !taken.insert(record.external_id.clone())
+            {
+                self.warn(format!(
+                    "{label}: record {} was delivered twice in this run; the first copy was used",
+                    record.external_id
+                ));
+                continue;
+            }
+            prepared.push(self.prepare(&label, record));
+        }
+
+        let links = self.load_links(tx, &prepared).await?;
+        let mut writes = PageWrites::default();
+        let mut unlinked = Vec::new();
+        let mut changed = Vec::new();
+        for (index, item) in prepared.iter().enumerate() {
+            match links.get(&item.record.external_id) {
+                Some(link) if !link.ended => {
+                    if link.content_hash == item.hash {
+                        if link.missing {
+                            writes.reappeared_links.push(link.source_link_id);
+                            writes.events.push((
+                                link.device_id,
+                                "reappeared",
+                                json!({ "missing_from": { "old": self.source.name, "new": null } }),
+                            ));
+                            self.counts.reappeared += 1;
+                        } else {
+                            self.counts.unchanged += 1;
+                        }
+                    } else {
+                        if link.missing {
+                            self.counts.reappeared += 1;
+                            writes.events.push((
+                                link.device_id,
+                                "reappeared",
+                                json!({ "missing_from": { "old": self.source.name, "new": null } }),
+                            ));
+                        }
+                        changed.push((index, link.device_id, link.source_link_id));
+                    }
+                }
+                _ => unlinked.push(index),
+            }
+        }
+
+        let decisions = self.decide(tx, &prepared, &unlinked).await?;
+
+        let mut device_ids: Vec<Uuid> =
+            changed.iter().map(|(_, device_id, _)| *device_id).collect();
+        for (_, decision) in &decisions {
+            if let Decision::Attach { device_id, .. } = decision {
+                device_ids.push(*device_id);
+            }
+        }
+        let mut devices: HashMap<Uuid, DeviceRow> = load_devices(tx, &device_ids)
+            .await?
+            .into_iter()
+            .map(|row| (row.device_id, row))
+            .collect();
+        let mut touched: Vec<Uuid> = Vec::new();
+
+        for (index, device_id, source_link_id) in changed {
+            let item = &prepared[index];
+            writes.changed_links.push((source_link_id, index));
+            self.counts.updated += 1;
+            if let Some(device) = devices.get_mut(&device_id) {
+                let changes = merge::merge_into(
+                    device,
+                    &item.record,
+                    &item.ids,
+                    item.school_id,
+                    &self.origin,
+                    self.now,
+                );
+                if !changes.is_empty() {
+                    writes
+                        .events
+                        .push((device_id, "updated", changes_json(changes)));
+                    push_unique(&mut touched, device_id);
+                }
+            }
+        }
+
+        for (index, decision) in decisions {
+            let item = &prepared[index];
+            match decision {
+                Decision::Create { device_id } => {
+                    let (row, mut changes) = merge::new_device(
+                        device_id,
+                        self.source.authority_id,
+                        &item.record,
+                        &item.ids,
+                        item.school_id,
+                        &self.origin,
+                        self.now,
+                    );
+                    changes.insert(
+                        "source_link".into(),
+                        link_change(None, Some(&self.link_name(item))),
+                    );
+                    writes
+                        .events
+                        .push((device_id, "created", changes_json(changes)));
+                    writes.new_devices.push(row);
+                    writes.new_links.push((Uuid::now_v7(), device_id, index));
+                    self.counts.created += 1;
+                }
+                Decision::Attach {
+                    device_id,
+                    replaces,
+                } => {
+                    let mut changes = match devices.get_mut(&device_id) {
+                        Some(device) => merge::merge_into(
+                            device,
+                            &item.record,
+                            &item.ids,
+                            item.school_id,
+                            &self.origin,
+                            self.now,
+                        ),
+                        None => Changes::new(),
+                    };
+                    if !changes.is_empty() {
+                        push_unique(&mut touched, device_id);
+                    }
+                    let old_link = replaces
+                        .as_ref()
+                        .map(|(_, external_id)| format!("{}:{external_id}", self.source.name));
+                    changes.insert(
+                        "source_link".into(),
+                        link_change(old_link.as_deref(), Some(&self.link_name(item))),
+                    );
+                    if let Some((old_link_id, old_external_id)) = replaces {
+                        writes.ended_links.push((
+                            old_link_id,
+                            format!("re-enrolled as {}", item.record.external_id),
+                        ));
+                        writes.events.push((
+                            device_id,
+                            "re_enrolled",
+                            json!({ "external_id": { "old": old_external_id, "new": item.record.external_id } }),
+                        ));
+                    }
+                    writes
+                        .events
+                        .push((device_id, "linked", changes_json(changes)));
+                    writes.new_links.push((Uuid::now_v7(), device_id, index));
+                    self.counts.updated += 1;
+                }
+                Decision::Review {
+                    summary,
+                    candidates,
+                } => {
+                    writes.reviews.push((index, summary, candidates));
+                    self.counts.review_items += 1;
+                }
+            }
+        }
+        writes.changed_devices = touched.iter().filter_map(|id| devices.remove(id)).collect();
+        self.write(tx, &prepared, writes).await?;
+        Ok(())
+    }
+
+    fn link_name(&self, item: &Prepared) -> String {
+        format!("{}:{}", self.source.name, item.record.external_id)
+    }
+
+    async fn load_links(
+        &self,
+        tx: &mut PgConnection,
+        prepared: &[Prepared],
+    ) -> Result<HashMap<String, ExistingLink>, sqlx::Error> {
+        let external_ids: Vec<&str> = prepared
+            .iter()
+            .map(|p| p.record.external_id.as_str())
+            .collect();
+        let rows: Vec<(String, Uuid, Uuid, Vec<u8>, bool, bool)> = sqlx::query_as(
+            "select external_id, source_link_id, device_id, content_hash, \
+             missing_since is not null, ended_at is not null \
+             from source_link where source_id = $1 and external_id = any($2)",
+        )
+        .bind(self.source.source_id)
+        .bind(&external_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(external_id, source_link_id, device_id, content_hash, missing, ended)| {
+                    (
+                        external_id,
+                        ExistingLink {
+                            source_link_id,
+                            device_id,
+                            content_hash,
+                            missing,
+                            ended,
+                        },
+                    )
+                },
+            )
+            .collect())
+    }
+
+    /// Matches records without a live link to devices: by serial, else by UDID, IMEI or MAC.
+    async fn decide(
+        &self,
+        tx: &mut PgConnection,
+        prepared: &[Prepared],
+        unlinked: &[usize],
+    ) -> Result<Vec<(usize, Decision)>, sqlx::Error> {
+        if unlinked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut serials = Vec::new();
+        let mut udids = Vec::new();
+        let mut imeis = Vec::new();
+        let mut macs = Vec::new();
+        for &index in unlinked {
+            let ids = &prepared[index].ids;
+            serials.extend(ids.serial_number.clone());
+            udids.extend(ids.udid.clone());
+            imeis.extend(ids.imei.clone());
+            macs.extend(ids.wifi_mac.clone());
+        }
+        let candidates: Vec<Candidate> = sqlx::query_as(
+            "select device_id, serial_number, udid, imei, wifi_mac from device \
+             where authority_id = $1 and (serial_number = any($2) or udid = any($3) \
+             or imei = any($4) or wifi_mac = any($5))",
+        )
+        .bind(self.source.authority_id)
+        .bind(&serials)
+        .bind(&udids)
+        .bind(&imeis)
+        .bind(&macs)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut index = CandidateIndex::default();
+        let candidate_ids: Vec<Uuid> = candidates.iter().map(|c| c.device_id).collect();
+        for candidate in candidates {
+            let ids = NormalizedIds {
+                serial_number: candidate.serial_number,
+                udid: candidate.udid,
+                imei: candidate.imei,
+                wifi_mac: candidate.wifi_mac,
+            };
+            index.add(candidate.device_id, &ids);
+        }
+        // The live links these candidates already have from this source, and whether this run
+        // has seen them: that tells a re-enrollment from two records claiming one device.
+        let live_links: Vec<(Uuid, Uuid, String, bool)> = sqlx::query_as(
+            "select l.device_id, l.source_link_id, l.external_id, \
+             exists (select 1 from sync_seen s where s.external_id = l.external_id) \
+             from source_link l where l.source_id = $1 and l.device_id = any($2) and l.ended_at is null",
+        )
+        .bind(self.source.source_id)
+        .bind(&candidate_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut live: HashMap<Uuid, (Uuid, String, bool)> = live_links
+            .into_iter()
+            .map(|(device_id, link_id, external_id, seen)| {
+                (device_id, (link_id, external_id, seen))
+            })
+            .collect();
+
+        let mut decisions = Vec::with_capacity(unlinked.len());
+        for &record_index in unlinked {
+            let item = &prepared[record_index];
+            let (found, matched_by) = index.candidates(&item.ids);
+            let decision = match found.as_slice() {
+                [] => Decision::Create {
+                    device_id: Uuid::now_v7(),
+                },
+                [device_id] => match live.get(device_id) {
+                    Some((_, other_external_id, true)) => Decision::Review {
+                        summary: format!(
+                            "{} and {} of source '{}' both match one device by {matched_by}",
+                            other_external_id, item.record.external_id, self.source.name
+                        ),
+                        candidates: vec![*device_id],
+                    },
+                    Some((link_id, other_external_id, false)) => Decision::Attach {
+                        device_id: *device_id,
+                        replaces: Some((*link_id, other_external_id.clone())),
+                    },
+                    None => Decision::Attach {
+                        device_id: *device_id,
+                        replaces: None,
+                    },
+                },
+                several => Decision::Review {
+                    summary: format!(
+                        "{} of source '{}' matches {} devices by {matched_by}; refusing to guess",
+                        item.record.external_id,
+                        self.source.name,
+                        several.len()
+                    ),
+                    candidates: several.to_vec(),
+                },
+            };
+            // Later records of this page must see what this one claimed: a device created
+            // here can be matched, and a device attached here counts as seen.
+            match &decision {
+                Decision::Create { device_id } => {
+                    index.add(*device_id, &item.ids);
+                    live.insert(
+                        *device_id,
+                        (Uuid::nil(), item.record.external_id.clone(), true),
+                    );
+                }
+                Decision::Attach { device_id, .. } => {
+                    live.insert(
+                        *device_id,
+                        (Uuid::nil(), item.record.external_id.clone(), true),
+                    );
+                }
+                Decision::Review { .. } => {}
+            }
+            decisions.push((record_index, decision));
+        }
+        Ok(decisions)
+    }
+
+    async fn write(
+        &self,
+        tx: &mut PgConnection,
+        prepared: &[Prepared],
+        writes: PageWrites,
+    ) -> Result<(), sqlx::Error> {
+        insert_devices(tx, &writes.new_devices).await?;
+        update_devices(tx, &writes.changed_devices).await?;
+
+        if !writes.ended_links.is_empty() {
+            let (ids, reasons): (Vec<Uuid>, Vec<String>) = writes.ended_links.into_iter().unzip();
+            sqlx::query(
+                "update source_link l set ended_at = $2, ended_reason = u.reason \
+                 from unnest($1::uuid[], $3::text[]) as u(source_link_id, reason) \
+                 where l.source_link_id = u.source_link_id",
+            )
+            .bind(ids)
+            .bind(self.now)
+            .bind(reasons)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        if !writes.new_links.is_empty() {
+            let mut link_ids = Vec::new();
+            let mut device_ids = Vec::new();
+            let mut external_ids = Vec::new();
+            let mut payloads = Vec::new();
+            let mut normalized = Vec::new();
+            let mut hashes = Vec::new();
+            for (link_id, device_id, index) in &writes.new_links {
+                let item = &prepared[*index];
+                link_ids.push(*link_id);
+                device_ids.push(*device_id);
+                external_ids.push(item.record.external_id.clone());
+                payloads.push(item.record.payload.to_string());
+                normalized.push(item.normalized.clone());
+                hashes.push(item.hash.clone());
+            }
+            // An ended link with the same external id is revived rather than duplicated.
+            sqlx::query(
+                "insert into source_link (source_link_id, authority_id, source_id, device_id, \
+                 external_id, payload, normalized, content_hash, first_seen_at, last_seen_at) \
+                 select u.source_link_id, $2, $3, u.device_id, u.external_id, u.payload::jsonb, \
+                 u.normalized::jsonb, u.content_hash, $4, $4 \
+                 from unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::bytea[]) \
+                 as u(source_link_id, device_id, external_id, payload, normalized, content_hash) \
+                 on conflict (source_id, external_id) do update set device_id = excluded.device_id, \
+                 payload = excluded.payload, normalized = excluded.normalized, \
+                 content_hash = excluded.content_hash, last_seen_at = excluded.last_seen_at, \
+                 missing_since = null, ended_at = null, ended_reason = null",
+            )
+            .bind(link_ids)
+            .bind(self.source.authority_id)
+            .bind(self.source.source_id)
+            .bind(self.now)
+            .bind(device_ids)
+            .bind(external_ids)
+            .bind(payloads)
+            .bind(normalized)
+            .bind(hashes)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        if !writes.changed_links.is_empty() {
+            let mut link_ids = Vec::new();
+            let mut payloads = Vec::new();
+            let mut normalized = Vec::new();
+            let mut hashes = Vec::new();
+            for (link_id, index) in &writes.changed_links {
+                let item = &prepared[*index];
+                link_ids.push(*link_id);
+                payloads.push(item.record.payload.to_string());
+                normalized.push(item.normalized.clone());
+                hashes.push(item.hash.clone());
+            }
+            sqlx::query(
+                "update source_link l set payload = u.payload::jsonb, normalized = u.normalized::jsonb, \
+                 content_hash = u.content_hash, last_seen_at = $2, missing_since = null \
+                 from unnest($1::uuid[], $3::text[], $4::text[], $5::bytea[]) \
+                 as u(source_link_id, payload, normalized, content_hash) \
+                 where l.source_link_id = u.source_link_id",
+            )
+            .bind(link_ids)
+            .bind(self.now)
+            .bind(payloads)
+            .bind(normalized)
+            .bind(hashes)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        if !writes.reappeared_links.is_empty() {
+            sqlx::query(
+                "update source_link set missing_since = null, last_seen_at = $2 \
+                 where source_link_id = any($1)",
+            )
+            .bind(&writes.reappeared_links)
+            .bind(self.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        insert_events(tx, self.source, &writes.events, self.now, Some(self.run_id)).await?;
+
+        for (index, summary, candidates) in writes.reviews {
+            let item = &prepared[index];
+            sqlx::query(
+                "insert into review_item (authority_id, source_id, sync_run_id, kind, external_id, \
+                 summary, record, candidates, created_at, last_seen_at) \
+                 select $1, $2, $3, 'ambiguous_match', $4, $5, $6::jsonb, $7, $8, $8 \
+                 where not exists (select 1 from review_item d where d.source_id = $2 \
+                 and d.external_id = $4 and d.kind = 'ambiguous_match' and d.status = 'dismissed') \
+                 on conflict (source_id, external_id, kind) where status = 'open' \
+                 do update set sync_run_id = excluded.sync_run_id, summary = excluded.summary, \
+                 record = excluded.record, candidates = excluded.candidates, \
+                 last_seen_at = excluded.last_seen_at",
+            )
+            .bind(self.source.authority_id)
+            .bind(self.source.source_id)
+            .bind(self.run_id)
+            .bind(&item.record.external_id)
+            .bind(summary)
+            .bind(&item.normalized)
+            .bind(candidates)
+            .bind(self.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn report(
+        &self,
+        status: SyncStatus,
+        error: Option<String>,
+        blocked_reason: Option<String>,
+        would_mark_missing: i32,
+        dry_run: bool,
+    ) -> SyncReport {
+        SyncReport {
+            run_id: self.run_id,
+            source_name: self.source.name.clone(),
+            status,
+            dry_run,
+            counts: self.counts.clone(),
+            would_mark_missing,
+            warnings: self.warnings.clone(),
+            n_warnings: self.n_warnings,
+            error,
+            blocked_reason,
+        }
+    }
+
+    async fn record_end(
+        &self,
+        conn: &mut PgConnection,
+        finished_at: DateTime<Utc>,
+        report: &SyncReport,
+    ) -> Result<(), sqlx::Error> {
+        // A failed run changed nothing, so its counts would only mislead: keep what was fetched.
+        let counts = if report.status == SyncStatus::Failed {
+            SyncCounts {
+                fetched: report.counts.fetched,
+                ..SyncCounts::default()
+            }
+        } else {
+            report.counts.clone()
+        };
+        let mut warnings = report.warnings.clone();
+        if report.n_warnings > warnings.len() {
+            warnings.push(format!(
+                "... and {} more",
+                report.n_warnings - warnings.len()
+            ));
+        }
+        sqlx::query(
+            "update sync_run set finished_at = $2, status = $3, fetched = $4, created = $5, \
+             updated = $6, unchanged = $7, marked_missing = $8, reappeared = $9, review_items = $10, \
+             warnings = $11, error = $12, blocked_reason = $13 where sync_run_id = $1",
+        )
+        .bind(self.run_id)
+        .bind(finished_at)
+        .bind(report.status.as_str())
+        .bind(counts.fetched)
+        .bind(counts.created)
+        .bind(counts.updated)
+        .bind(counts.unchanged)
+        .bind(counts.marked_missing)
+        .bind(counts.reappeared)
+        .bind(counts.review_items)
+        .bind(Value::from(warnings))
+        .bind(&report.error)
+        .bind(&report.blocked_reason)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+fn changes_json(changes: Changes) -> Value {
+    Value::Object(changes.into_iter().collect())
+}
+
+fn link_change(old: Option<&str>, new: Option<&str>) -> Value {
+    json!({ "old": old, "new": new })
+}
+
+/// Appends device events caused by a sync run, in one statement.
+pub(crate) async fn insert_events(
+    conn: &mut PgConnection,
+    source: &SourceRef,
+    events: &[(Uuid, &'static str, Value)],
+    now: DateTime<Utc>,
+    run_id: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    write_events(conn, source, events, now, "sync", run_id, None).await
+}
+
+/// Appends device events a person caused about a source's record (review decisions).
+pub(crate) async fn insert_events_by(
+    conn: &mut PgConnection,
+    source: &SourceRef,
+    events: &[(Uuid, &'static str, Value)],
+    now: DateTime<Utc>,
+    cause: &str,
+    actor: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    write_events(conn, source, events, now, cause, None, actor).await
+}
+
+async fn write_events(
+    conn: &mut PgConnection,
+    source: &SourceRef,
+    events: &[(Uuid, &'static str, Value)],
+    now: DateTime<Utc>,
+    cause: &str,
+    run_id: Option<i64>,
+    actor: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let device_ids: Vec<Uuid> = events.iter().map(|(device_id, _, _)| *device_id).collect();
+    let kinds: Vec<&str> = events.iter().map(|(_, kind, _)| *kind).collect();
+    let changes: Vec<String> = events
+        .iter()
+        .map(|(_, _, changes)| changes.to_string())
+        .collect();
+    sqlx::query(
+        "insert into device_event (authority_id, device_id, occurred_at, kind, cause, sync_run_id, \
+         source_id, actor, changes) \
+         select $1, u.device_id, $2, u.kind, $8, $3, $4, $9, u.changes::jsonb \
+         from unnest($5::uuid[], $6::text[], $7::text[]) as u(device_id, kind, changes)",
+    )
+    .bind(source.authority_id)
+    .bind(now)
+    .bind(run_id)
+    .bind(source.source_id)
+    .bind(device_ids)
+    .bind(kinds)
+    .bind(changes)
+    .bind(cause)
+    .bind(actor)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks links missing from their source and records it in each device's history.
+/// `previous_complete` is when the source last confirmed these links (their last sighting).
+pub(crate) async fn mark_missing(
+    conn: &mut PgConnection,
+    source: &SourceRef,
+    links: &[Uuid],
+    now: DateTime<Utc>,
+    previous_complete: Option<DateTime<Utc>>,
+    run_id: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let devices: Vec<Uuid> = sqlx::query_scalar(
+        "update source_link set missing_since = $2, \
+         last_seen_at = greatest(last_seen_at, coalesce($3, last_seen_at)) \
+         where source_link_id = any($1) and missing_since is null and ended_at is null \
+         returning device_id",
+    )
+    .bind(links)
+    .bind(now)
+    .bind(previous_complete)
+    .fetch_all(&mut *conn)
+    .await?;
+    let events: Vec<(Uuid, &'static str, Value)> = devices
+        .into_iter()
+        .map(|device_id| {
+            (
+                device_id,
+                "missing",
+                json!({ "missing_from": { "old": null, "new": source.name } }),
+            )
+        })
+        .collect();
+    insert_events(conn, source, &events, now, run_id).await
+}

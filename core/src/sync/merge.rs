@@ -1,0 +1,362 @@
+//! Field authority: which source may set which device field, and what a change looks like.
+//!
+//! The rules (documented in docs/sync.md):
+//! - Hardware and OS fields belong to the MDMs: a source's non-empty value replaces the stored one.
+//! - Inventory fields (asset tag, school, building, room, purchase data) are filled by a source
+//!   only while they are empty or were last set by a source; a value a person or an import set
+//!   is never overwritten by a source.
+//! - A source's blank never clears anything.
+//! - Lifecycle state, funding programme, grant reference and earmark end are never set by a source.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::model::DeviceCategory;
+use crate::record::DeviceRecord;
+use crate::store::device_row::DeviceRow;
+
+/// Who may overwrite a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldClass {
+    /// Hardware and OS facts: the reporting MDM wins.
+    Hardware,
+    /// Inventory facts: a source fills them but never overrides a person or an import.
+    Inventory,
+}
+
+/// The changed fields of one device: field name to old and new value.
+pub type Changes = BTreeMap<String, Value>;
+
+/// A device record after identifier normalization, ready to merge.
+#[derive(Debug, Clone)]
+pub struct NormalizedIds {
+    pub serial_number: Option<String>,
+    pub udid: Option<String>,
+    pub imei: Option<String>,
+    pub wifi_mac: Option<String>,
+}
+
+/// Merges `record` into `device` under the field-authority rules; returns what changed.
+/// `origin` is the source's origin tag (`source:<name>`).
+pub fn merge_into(
+    device: &mut DeviceRow,
+    record: &DeviceRecord,
+    ids: &NormalizedIds,
+    school_id: Option<Uuid>,
+    origin: &str,
+    now: DateTime<Utc>,
+) -> Changes {
+    let mut merger = Merger {
+        origins: match &device.field_origin {
+            Value::Object(map) => map.clone(),
+            _ => serde_json::Map::new(),
+        },
+        origin,
+        changes: Changes::new(),
+    };
+    use FieldClass::{Hardware, Inventory};
+    merger.field(
+        "serial_number",
+        Hardware,
+        &mut device.serial_number,
+        &ids.serial_number,
+    );
+    merger.field("udid", Hardware, &mut device.udid, &ids.udid);
+    merger.field("imei", Hardware, &mut device.imei, &ids.imei);
+    merger.field("wifi_mac", Hardware, &mut device.wifi_mac, &ids.wifi_mac);
+    merger.field("name", Hardware, &mut device.name, &record.name);
+    merger.field(
+        "manufacturer",
+        Hardware,
+        &mut device.manufacturer,
+        &record.manufacturer,
+    );
+    merger.field("model", Hardware, &mut device.model, &record.model);
+    merger.field(
+        "model_identifier",
+        Hardware,
+        &mut device.model_identifier,
+        &record.model_identifier,
+    );
+    merger.field("os_name", Hardware, &mut device.os_name, &record.os_name);
+    merger.field(
+        "os_version",
+        Hardware,
+        &mut device.os_version,
+        &record.os_version,
+    );
+    if record.category != DeviceCategory::Other {
+        let mut category = Some(device.category.clone());
+        merger.field(
+            "category",
+            Hardware,
+            &mut category,
+            &Some(record.category.as_str().to_string()),
+        );
+        if let Some(category) = category {
+            device.category = category;
+        }
+    }
+    merger.field(
+        "asset_tag",
+        Inventory,
+        &mut device.asset_tag,
+        &record.asset_tag,
+    );
+    merger.field("school_id", Inventory, &mut device.school_id, &school_id);
+    merger.field(
+        "building",
+        Inventory,
+        &mut device.building,
+        &record.location.building,
+    );
+    merger.field("room", Inventory, &mut device.room, &record.location.room);
+    let purchase = &record.purchase;
+    merger.field(
+        "order_number",
+        Inventory,
+        &mut device.order_number,
+        &purchase.order_number,
+    );
+    merger.field(
+        "purchase_date",
+        Inventory,
+        &mut device.purchase_date,
+        &purchase.purchase_date,
+    );
+    merger.field(
+        "supplier",
+        Inventory,
+        &mut device.supplier,
+        &purchase.supplier,
+    );
+    merger.field(
+        "purchase_price",
+        Inventory,
+        &mut device.purchase_price,
+        &purchase.price,
+    );
+    let currency = purchase.price.map(|_| {
+        purchase
+            .currency
+            .clone()
+            .unwrap_or_else(|| "EUR".to_string())
+    });
+    merger.field("currency", Inventory, &mut device.currency, &currency);
+    merger.field(
+        "warranty_end",
+        Inventory,
+        &mut device.warranty_end,
+        &purchase.warranty_end,
+    );
+    merger.field(
+        "life_expectancy_years",
+        Inventory,
+        &mut device.life_expectancy_years,
+        &purchase.life_expectancy_years,
+    );
+    if !merger.changes.is_empty() {
+        device.field_origin = Value::Object(merger.origins);
+        device.updated_at = now;
+    }
+    merger.changes
+}
+
+/// A new device built from a record: every field the record carries, with its origin.
+pub fn new_device(
+    device_id: Uuid,
+    authority_id: Uuid,
+    record: &DeviceRecord,
+    ids: &NormalizedIds,
+    school_id: Option<Uuid>,
+    origin: &str,
+    now: DateTime<Utc>,
+) -> (DeviceRow, Changes) {
+    let mut device = DeviceRow {
+        device_id,
+        authority_id,
+        asset_tag: None,
+        serial_number: None,
+        udid: None,
+        imei: None,
+        wifi_mac: None,
+        name: None,
+        category: DeviceCategory::Other.as_str().to_string(),
+        manufacturer: None,
+        model: None,
+        model_identifier: None,
+        os_name: None,
+        os_version: None,
+        lifecycle_state: "in_use".to_string(),
+        school_id: None,
+        building: None,
+        room: None,
+        order_number: None,
+        purchase_date: None,
+        supplier: None,
+        purchase_price: None,
+        currency: None,
+        warranty_end: None,
+        life_expectancy_years: None,
+        funding_programme: None,
+        grant_reference: None,
+        earmark_end: None,
+        field_origin: json!({}),
+        first_seen_at: now,
+        updated_at: now,
+    };
+    let changes = merge_into(&mut device, record, ids, school_id, origin, now);
+    (device, changes)
+}
+
+struct Merger<'a> {
+    origins: serde_json::Map<String, Value>,
+    origin: &'a str,
+    changes: Changes,
+}
+
+impl Merger<'_> {
+    fn field<T: PartialEq + Clone + Serialize>(
+        &mut self,
+        name: &str,
+        class: FieldClass,
+        current: &mut Option<T>,
+        incoming: &Option<T>,
+    ) {
+        let Some(incoming) = incoming else {
+            return;
+        };
+        if current.as_ref() == Some(incoming) {
+            return;
+        }
+        if class == FieldClass::Inventory && current.is_some() && !self.set_by_a_source(name) {
+            return;
+        }
+        self.changes
+            .insert(name.to_string(), json!({ "old": current, "new": incoming }));
+        self.origins
+            .insert(name.to_string(), Value::String(self.origin.to_string()));
+        *current = Some(incoming.clone());
+    }
+
+    fn set_by_a_source(&self, name: &str) -> bool {
+        match self.origins.get(name) {
+            None => true,
+            Some(Value::String(origin)) => origin.starts_with("source:"),
+            Some(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, TimeZone};
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
+    }
+
+    fn ids(serial: &str) -> NormalizedIds {
+        NormalizedIds {
+            serial_number: Some(serial.into()),
+            udid: None,
+            imei: None,
+            wifi_mac: None,
+        }
+    }
+
+    fn record() -> DeviceRecord {
+        let mut record = DeviceRecord {
+            external_id: "mobile:1".into(),
+            category: DeviceCategory::Tablet,
+            os_version: Some("17.5".into()),
+            ..DeviceRecord::default()
+        };
+        record.purchase.warranty_end = NaiveDate::from_ymd_opt(2027, 1, 31);
+        record
+    }
+
+    #[test]
+    fn new_device_carries_every_reported_field_with_its_origin() {
+        let (device, changes) = new_device(
+            Uuid::nil(),
+            Uuid::nil(),
+            &record(),
+            &ids("S1"),
+            None,
+            "source:jamf",
+            now(),
+        );
+        assert_eq!(device.category, "tablet");
+        assert_eq!(device.warranty_end, NaiveDate::from_ymd_opt(2027, 1, 31));
+        assert_eq!(device.field_origin["warranty_end"], "source:jamf");
+        assert!(changes.contains_key("os_version"));
+        assert!(changes.contains_key("serial_number"));
+    }
+
+    #[test]
+    fn source_overwrites_hardware_but_never_a_persons_purchase_data() {
+        let (mut device, _) = new_device(
+            Uuid::nil(),
+            Uuid::nil(),
+            &record(),
+            &ids("S1"),
+            None,
+            "source:jamf",
+            now(),
+        );
+        device.warranty_end = NaiveDate::from_ymd_opt(2028, 6, 30);
+        device.field_origin["warranty_end"] = json!("user:anna");
+        let mut update = record();
+        update.os_version = Some("17.6".into());
+        update.purchase.warranty_end = NaiveDate::from_ymd_opt(2026, 1, 1);
+        let changes = merge_into(&mut device, &update, &ids("S1"), None, "source:jamf", now());
+        assert_eq!(device.os_version.as_deref(), Some("17.6"));
+        assert_eq!(device.warranty_end, NaiveDate::from_ymd_opt(2028, 6, 30));
+        assert_eq!(changes.keys().collect::<Vec<_>>(), vec!["os_version"]);
+    }
+
+    #[test]
+    fn a_sources_blank_never_clears_a_value() {
+        let (mut device, _) = new_device(
+            Uuid::nil(),
+            Uuid::nil(),
+            &record(),
+            &ids("S1"),
+            None,
+            "source:jamf",
+            now(),
+        );
+        let mut blank = record();
+        blank.os_version = None;
+        blank.purchase.warranty_end = None;
+        let changes = merge_into(&mut device, &blank, &ids("S1"), None, "source:jamf", now());
+        assert!(changes.is_empty());
+        assert_eq!(device.os_version.as_deref(), Some("17.5"));
+        assert!(device.warranty_end.is_some());
+    }
+
+    #[test]
+    fn a_source_may_update_inventory_fields_it_set_itself() {
+        let (mut device, _) = new_device(
+            Uuid::nil(),
+            Uuid::nil(),
+            &record(),
+            &ids("S1"),
+            None,
+            "source:jamf",
+            now(),
+        );
+        let mut update = record();
+        update.purchase.warranty_end = NaiveDate::from_ymd_opt(2029, 1, 31);
+        let changes = merge_into(&mut device, &update, &ids("S1"), None, "source:jamf", now());
+        assert_eq!(device.warranty_end, NaiveDate::from_ymd_opt(2029, 1, 31));
+        assert_eq!(changes["warranty_end"]["old"], json!("2027-01-31"));
+    }
+}

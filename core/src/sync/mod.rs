@@ -1,0 +1,12 @@
+//! The sync engine: applies a source's pages to the inventory, safely.
+
+pub mod approve;
+pub mod engine;
+pub mod guard;
+pub mod merge;
+pub mod protocol;
+
+pub use self::approve::approve_run;
+pub use self::engine::{run_sync, NoProgress, SyncCounts, SyncOptions, SyncProgress, SyncReport};
+pub use self::guard::DeletionGuard;
+pub use self::protocol::{FetchFailure, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY};

@@ -1,0 +1,233 @@
+//! Shared test support: a fresh, migrated database per test, and scripted sources.
+//!
+//! The database server is the throwaway cluster `cargo xtask test` starts; its URL arrives in
+//! `BESTAND_TEST_DATABASE_URL`. Each test gets a database of its own inside it.
+
+use std::sync::Arc;
+
+use bestand_core::model::{DeviceCategory, SchoolType};
+use bestand_core::record::DeviceRecord;
+use bestand_core::store::{self, AuthoritySpec, SchoolSpec, SourceRef, SourceSpec};
+use bestand_core::sync::{
+    self, DeletionGuard, FetchFailure, SourceItem, SourcePage, SyncOptions, SyncReport,
+};
+use bestand_core::FixedClock;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use tokio::sync::mpsc;
+
+pub const DATABASE_URL_VAR: &str = "BESTAND_TEST_DATABASE_URL";
+
+/// A migrated database of its own for one test.
+pub struct TestDb {
+    pub pool: PgPool,
+}
+
+pub async fn test_db() -> TestDb {
+    let url = std::env::var(DATABASE_URL_VAR).unwrap_or_else(|_| {
+        panic!("{DATABASE_URL_VAR} is not set: run the suite with `cargo xtask test`, which starts PostgreSQL")
+    });
+    let admin_options: PgConnectOptions = url
+        .parse()
+        .expect("BESTAND_TEST_DATABASE_URL is not a PostgreSQL URL");
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = admin_options
+        .connect()
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(admin_options.database(&name))
+        .await
+        .expect("connect to the test database");
+    store::migrate(&pool).await.expect("migrations apply");
+    TestDb { pool }
+}
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 6, 0, 0).unwrap()
+}
+
+/// Musterstadt with two schools and one Jamf source.
+pub async fn musterstadt(pool: &PgPool, source_names: &[&str]) -> Vec<SourceRef> {
+    let authority = AuthoritySpec {
+        slug: "musterstadt".into(),
+        name: "Stadt Musterstadt".into(),
+        schools: vec![
+            SchoolSpec {
+                number: "100001".into(),
+                name: "Grundschule Lindenweg".into(),
+                school_type: SchoolType::Grundschule,
+                aliases: vec!["GS Lindenweg".into()],
+            },
+            SchoolSpec {
+                number: "100002".into(),
+                name: "Gymnasium am Stadtpark".into(),
+                school_type: SchoolType::Gymnasium,
+                aliases: vec![],
+            },
+        ],
+    };
+    let sources: Vec<SourceSpec> = source_names
+        .iter()
+        .map(|name| SourceSpec {
+            name: name.to_string(),
+            kind: "jamf_pro".into(),
+            authority_slug: "musterstadt".into(),
+        })
+        .collect();
+    store::apply_directory(pool, &[authority], &sources)
+        .await
+        .expect("directory applies")
+}
+
+/// An iPad record with the given source id and serial.
+pub fn ipad(external_id: &str, serial: &str) -> DeviceRecord {
+    let mut record = DeviceRecord {
+        external_id: external_id.into(),
+        category: DeviceCategory::Tablet,
+        name: Some(format!("iPad {external_id}")),
+        serial_number: Some(serial.into()),
+        udid: Some(format!("UDID-{serial}")),
+        manufacturer: Some("Apple".into()),
+        model: Some("iPad (9th generation)".into()),
+        model_identifier: Some("iPad12,1".into()),
+        os_name: Some("iPadOS".into()),
+        os_version: Some("17.6.1".into()),
+        payload: serde_json::json!({ "id": external_id }),
+        ..DeviceRecord::default()
+    };
+    record.location.school = Some("Grundschule Lindenweg".into());
+    record.location.room = Some("R 104".into());
+    record.purchase.warranty_end = chrono::NaiveDate::from_ymd_opt(2027, 8, 14);
+    record
+}
+
+/// `count` iPads with ids `mobile:0..count` and serials `SER00000..`.
+pub fn fleet(count: usize) -> Vec<DeviceRecord> {
+    (0..count)
+        .map(|i| ipad(&format!("mobile:{i}"), &format!("SER{i:05}")))
+        .collect()
+}
+
+/// What a scripted source sends after its pages.
+pub enum End {
+    Complete,
+    CompleteClaiming(u64),
+    Fail(&'static str),
+    Vanish,
+}
+
+/// A source that sends `records` in pages of `page_size`, then `end`.
+pub fn scripted(
+    records: Vec<DeviceRecord>,
+    page_size: usize,
+    end: End,
+) -> mpsc::Receiver<SourceItem> {
+    let (sender, receiver) = mpsc::channel(sync::PAGE_CHANNEL_CAPACITY);
+    let total = records.len() as u64;
+    tokio::spawn(async move {
+        let mut records = records.into_iter().peekable();
+        let mut page_number = 0;
+        while records.peek().is_some() {
+            let page: Vec<DeviceRecord> = records.by_ref().take(page_size).collect();
+            let item = SourcePage {
+                label: format!("mobile-devices page {page_number}"),
+                records: page,
+                announced_total: Some(total),
+            };
+            if sender.send(SourceItem::Page(item)).await.is_err() {
+                return;
+            }
+            page_number += 1;
+        }
+        let end = match end {
+            End::Complete => SourceItem::Complete {
+                reported_total: total,
+            },
+            End::CompleteClaiming(claimed) => SourceItem::Complete {
+                reported_total: claimed,
+            },
+            End::Fail(cause) => SourceItem::Failed(FetchFailure {
+                page: Some(format!("mobile-devices page {page_number}")),
+                cause: cause.into(),
+            }),
+            End::Vanish => return,
+        };
+        let _ = sender.send(end).await;
+    });
+    receiver
+}
+
+pub fn options() -> SyncOptions {
+    SyncOptions {
+        dry_run: false,
+        guard: DeletionGuard::default(),
+    }
+}
+
+/// Runs one sync of `source` over `records` with default options.
+pub async fn sync_records(
+    pool: &PgPool,
+    clock: &FixedClock,
+    source: &SourceRef,
+    records: Vec<DeviceRecord>,
+) -> SyncReport {
+    sync::run_sync(
+        pool,
+        clock,
+        source,
+        scripted(records, 100, End::Complete),
+        &options(),
+        &sync::NoProgress,
+    )
+    .await
+    .expect("run is recorded")
+}
+
+pub fn clock() -> Arc<FixedClock> {
+    Arc::new(FixedClock::new(t0()))
+}
+
+/// Reads a clock's current value (a shorthand for assertions).
+pub trait ClockValue {
+    fn now_value(&self) -> DateTime<Utc>;
+}
+
+impl ClockValue for FixedClock {
+    fn now_value(&self) -> DateTime<Utc> {
+        bestand_core::Clock::now(self)
+    }
+}
+
+/// Row counts of the inventory tables, to prove that a run changed nothing.
+pub async fn table_counts(pool: &PgPool) -> Vec<(String, i64)> {
+    let mut counts = Vec::new();
+    for table in ["device", "source_link", "device_event", "review_item"] {
+        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        counts.push((table.to_string(), n));
+    }
+    counts
+}
+
+/// A fingerprint of the whole inventory state (rows and their contents).
+pub async fn inventory_fingerprint(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "select md5(coalesce((select string_agg(t::text, '|' order by t::text) from device t), '') || \
+         coalesce((select string_agg(t::text, '|' order by t::text) from source_link t), '') || \
+         coalesce((select string_agg(t::text, '|' order by t::text) from device_event t), '') || \
+         coalesce((select string_agg(t::text, '|' order by t::text) from source t), ''))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}

@@ -1,0 +1,583 @@
+//! The sync engine against real PostgreSQL: matching, idempotency, missing-marking, the
+//! deletion guard, failed runs that change nothing, and the advisory lock.
+
+use bestand_core::model::SyncStatus;
+use bestand_core::store::{devices, review, runs};
+use bestand_core::sync::{self, DeletionGuard, SyncOptions};
+use bestand_core::CoreError;
+use chrono::Duration;
+use sqlx::Connection;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn first_sync_creates_devices_and_a_second_identical_sync_changes_nothing() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+
+    let first = sync_records(&db.pool, &clock, source, fleet(250)).await;
+    assert_eq!(first.status, SyncStatus::Succeeded, "{:?}", first.error);
+    assert_eq!(
+        (
+            first.counts.fetched,
+            first.counts.created,
+            first.counts.updated
+        ),
+        (250, 250, 0)
+    );
+    let events_after_first = table_counts(&db.pool).await;
+
+    clock.advance(Duration::hours(1));
+    let second = sync_records(&db.pool, &clock, source, fleet(250)).await;
+    assert_eq!(second.status, SyncStatus::Succeeded);
+    assert_eq!(
+        (
+            second.counts.created,
+            second.counts.updated,
+            second.counts.unchanged
+        ),
+        (0, 0, 250)
+    );
+    assert_eq!(
+        table_counts(&db.pool).await,
+        events_after_first,
+        "an unchanged run must write nothing"
+    );
+
+    let school_devices = devices::list_devices(
+        &db.pool,
+        &devices::DeviceFilter {
+            school: Some("100001".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        school_devices.len(),
+        250,
+        "the school hint resolves to the school by name"
+    );
+    // Last seen advances with the source's complete runs without writing each link.
+    assert_eq!(school_devices[0].last_seen_at, Some(clock.now_value()));
+}
+
+#[tokio::test]
+async fn a_changed_field_updates_the_device_and_records_old_and_new() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, fleet(3)).await;
+
+    let mut changed = fleet(3);
+    changed[1].os_version = Some("18.1".into());
+    let report = sync_records(&db.pool, &clock, source, changed).await;
+    assert_eq!((report.counts.updated, report.counts.unchanged), (1, 2));
+
+    let detail = devices::show_device(&db.pool, "SER00001").await.unwrap();
+    assert_eq!(detail.device.os_version.as_deref(), Some("18.1"));
+    let update = detail
+        .history
+        .iter()
+        .find(|e| e.kind == "updated")
+        .expect("an update event");
+    assert_eq!(update.changes["os_version"]["old"], "17.6.1");
+    assert_eq!(update.changes["os_version"]["new"], "18.1");
+    assert_eq!(update.sync_run_id, Some(report.run_id));
+}
+
+#[tokio::test]
+async fn a_re_enrolled_device_keeps_its_id_and_history() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, fleet(5)).await;
+    let before = devices::show_device(&db.pool, "ser00002").await.unwrap();
+
+    let mut records = fleet(5);
+    records[2].external_id = "mobile:9002".into();
+    let report = sync_records(&db.pool, &clock, source, records).await;
+    assert_eq!(
+        (report.counts.created, report.counts.marked_missing),
+        (0, 0),
+        "{report:?}"
+    );
+
+    let after = devices::show_device(&db.pool, "SER00002").await.unwrap();
+    assert_eq!(after.device.device_id, before.device.device_id);
+    assert_eq!(after.history[0].kind, "created", "history kept");
+    assert!(after.history.iter().any(|e| e.kind == "re_enrolled"));
+    let old = after
+        .links
+        .iter()
+        .find(|l| l.external_id == "mobile:2")
+        .unwrap();
+    assert!(old.ended_at.is_some() && old.missing_since.is_none());
+    let new = after
+        .links
+        .iter()
+        .find(|l| l.external_id == "mobile:9002")
+        .unwrap();
+    assert!(new.ended_at.is_none());
+}
+
+#[tokio::test]
+async fn devices_match_by_udid_or_mac_when_the_serial_is_a_placeholder() {
+    let db = test_db().await;
+    let clock = clock();
+    let sources = musterstadt(&db.pool, &["jamf", "other"]).await;
+    let mut first = ipad("a", "0");
+    first.udid = Some("udid-1".into());
+    let mut second = ipad("b", "0");
+    second.udid = Some("udid-2".into());
+    let report = sync_records(&db.pool, &clock, &sources[0], vec![first, second]).await;
+    assert_eq!(
+        report.counts.created, 2,
+        "placeholder serial '0' must not merge two devices"
+    );
+
+    let mut same = ipad("x-17", "");
+    same.udid = Some(" UDID-1 ".into());
+    let report = sync_records(&db.pool, &clock, &sources[1], vec![same]).await;
+    assert_eq!(
+        (report.counts.created, report.counts.updated),
+        (0, 1),
+        "matched by normalized UDID"
+    );
+    let all = devices::list_devices(&db.pool, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all
+        .iter()
+        .any(|d| d.sources.as_deref() == Some("jamf, other")));
+}
+
+#[tokio::test]
+async fn two_candidate_devices_become_a_review_item_never_a_guess() {
+    let db = test_db().await;
+    let clock = clock();
+    let sources = musterstadt(&db.pool, &["jamf", "intune"]).await;
+    // Two devices that share a serial already exist (say, one entered twice by hand).
+    sync_records(&db.pool, &clock, &sources[0], vec![ipad("m:1", "DUP1")]).await;
+    sqlx::query(
+        "insert into device (device_id, authority_id, serial_number, first_seen_at, updated_at) \
+         select gen_random_uuid(), authority_id, 'DUP1', now(), now() from school_authority",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    let report = sync_records(&db.pool, &clock, &sources[1], vec![ipad("i:1", "dup1")]).await;
+    assert_eq!(
+        (
+            report.counts.review_items,
+            report.counts.created,
+            report.counts.updated
+        ),
+        (1, 0, 0)
+    );
+    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].candidates.len(), 2);
+    assert!(
+        items[0].summary.contains("matches 2 devices"),
+        "{}",
+        items[0].summary
+    );
+
+    // The same run again does not pile up items.
+    sync_records(&db.pool, &clock, &sources[1], vec![ipad("i:1", "dup1")]).await;
+    assert_eq!(
+        review::list_review(&db.pool, Some("open"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let chosen = items[0].candidates[0];
+    review::resolve_review(
+        &db.pool,
+        items[0].review_item_id,
+        review::Resolution::LinkTo(chosen),
+        "anna",
+        t0(),
+    )
+    .await
+    .unwrap();
+    let detail = devices::show_device(&db.pool, &chosen.to_string())
+        .await
+        .unwrap();
+    assert!(detail
+        .links
+        .iter()
+        .any(|l| l.source_name == "intune" && l.external_id == "i:1"));
+    let report = sync_records(&db.pool, &clock, &sources[1], vec![ipad("i:1", "dup1")]).await;
+    assert_eq!(
+        (report.counts.review_items, report.counts.unchanged),
+        (0, 1),
+        "resolved link is used"
+    );
+}
+
+#[tokio::test]
+async fn devices_a_source_stops_reporting_are_marked_missing_never_deleted() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, fleet(100)).await;
+    let first_run_time = clock.now_value();
+
+    clock.advance(Duration::days(1));
+    let report = sync_records(
+        &db.pool,
+        &clock,
+        source,
+        fleet(100).into_iter().skip(3).collect(),
+    )
+    .await;
+    assert_eq!(
+        (report.status, report.counts.marked_missing),
+        (SyncStatus::Succeeded, 3)
+    );
+
+    let missing = devices::list_devices(
+        &db.pool,
+        &devices::DeviceFilter {
+            missing: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(missing.len(), 3);
+    assert_eq!(
+        missing[0].missing_from.as_deref(),
+        Some("jamf since 2026-11-24")
+    );
+    assert_eq!(
+        missing[0].last_seen_at,
+        Some(first_run_time),
+        "last seen is the last run that saw it"
+    );
+    assert_eq!(
+        devices::list_devices(&db.pool, &Default::default())
+            .await
+            .unwrap()
+            .len(),
+        100,
+        "nothing deleted"
+    );
+
+    clock.advance(Duration::days(1));
+    let report = sync_records(&db.pool, &clock, source, fleet(100)).await;
+    assert_eq!(
+        (report.counts.reappeared, report.counts.marked_missing),
+        (3, 0)
+    );
+    let missing = devices::list_devices(
+        &db.pool,
+        &devices::DeviceFilter {
+            missing: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(missing.is_empty());
+}
+
+#[tokio::test]
+async fn the_deletion_guard_blocks_a_run_until_it_is_approved() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, fleet(600)).await;
+
+    // 61 of 600 missing is above max(10 %, 50) = 60.
+    clock.advance(Duration::hours(1));
+    let blocked = sync_records(
+        &db.pool,
+        &clock,
+        source,
+        fleet(600).into_iter().skip(61).collect(),
+    )
+    .await;
+    assert_eq!(blocked.status, SyncStatus::Blocked);
+    assert_eq!(
+        (blocked.counts.marked_missing, blocked.would_mark_missing),
+        (0, 61)
+    );
+    let reason = blocked.blocked_reason.clone().unwrap();
+    assert!(
+        reason.contains("61 of 600") && reason.contains("bestand sync approve"),
+        "{reason}"
+    );
+    let missing = devices::list_devices(
+        &db.pool,
+        &devices::DeviceFilter {
+            missing: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(missing.is_empty(), "a blocked run marks nothing");
+
+    let approval = sync::approve_run(&db.pool, clock.as_ref(), blocked.run_id, "it-admin")
+        .await
+        .unwrap();
+    assert_eq!(approval.marked_missing, 61);
+    let run = runs::get_run(&db.pool, blocked.run_id).await.unwrap();
+    assert_eq!(
+        (
+            run.status.as_str(),
+            run.approved_by.as_deref(),
+            run.marked_missing
+        ),
+        ("succeeded", Some("it-admin"), 61)
+    );
+    let missing = devices::list_devices(
+        &db.pool,
+        &devices::DeviceFilter {
+            missing: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(missing.len(), 61);
+    let again = sync::approve_run(&db.pool, clock.as_ref(), blocked.run_id, "it-admin").await;
+    assert!(matches!(again, Err(CoreError::Conflict(_))), "{again:?}");
+
+    // Exactly at the limit passes: 60 of 539 live devices is above 10 % (53) but not above 50? No:
+    // the limit is max(53, 50) = 53, so 53 pass and 54 would block.
+    let guard = DeletionGuard::default();
+    assert_eq!(guard.limit(539), 53);
+}
+
+#[tokio::test]
+async fn a_failed_fetch_leaves_the_inventory_exactly_as_it_was() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, fleet(120)).await;
+    let before = inventory_fingerprint(&db.pool).await;
+
+    let mut changed = fleet(150);
+    changed[0].os_version = Some("99".into());
+    let cases = [
+        (
+            End::Fail("HTTP 503 after 6 attempts"),
+            "mobile-devices page 2: HTTP 503 after 6 attempts",
+        ),
+        (End::Vanish, "the connector stopped without finishing"),
+        (
+            End::CompleteClaiming(400),
+            "received 150 distinct records but the source reported 400",
+        ),
+    ];
+    for (end, expected) in cases {
+        clock.advance(Duration::hours(1));
+        let receiver = scripted(changed.iter().take(150).cloned().collect(), 100, end);
+        let report = sync::run_sync(
+            &db.pool,
+            clock.as_ref(),
+            source,
+            receiver,
+            &options(),
+            &sync::NoProgress,
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.status, SyncStatus::Failed);
+        let error = report.error.unwrap();
+        assert!(
+            error.contains("source 'jamf'") && error.contains(expected),
+            "{error}"
+        );
+        assert_eq!(
+            inventory_fingerprint(&db.pool).await,
+            before,
+            "failed run changed the inventory"
+        );
+        let run = runs::get_run(&db.pool, report.run_id).await.unwrap();
+        assert_eq!(run.status, "failed");
+        assert_eq!(run.error.as_deref(), Some(error.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_but_writes_nothing() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    let before = inventory_fingerprint(&db.pool).await;
+    let dry = SyncOptions {
+        dry_run: true,
+        guard: DeletionGuard::default(),
+    };
+    let report = sync::run_sync(
+        &db.pool,
+        clock.as_ref(),
+        source,
+        scripted(fleet(40), 10, End::Complete),
+        &dry,
+        &sync::NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.status, report.counts.created, report.dry_run),
+        (SyncStatus::Succeeded, 40, true)
+    );
+    assert_eq!(inventory_fingerprint(&db.pool).await, before);
+}
+
+#[tokio::test]
+async fn purchase_data_a_person_entered_survives_a_source_that_disagrees() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, fleet(1)).await;
+    sqlx::query(
+        "update device set warranty_end = '2029-12-31', \
+         field_origin = field_origin || '{\"warranty_end\": \"user:anna\"}'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    let mut records = fleet(1);
+    records[0].purchase.warranty_end = chrono::NaiveDate::from_ymd_opt(2027, 1, 1);
+    records[0].os_version = Some("18.0".into());
+    sync_records(&db.pool, &clock, source, records).await;
+    let detail = devices::show_device(&db.pool, "SER00000").await.unwrap();
+    assert_eq!(
+        detail.device.warranty_end,
+        chrono::NaiveDate::from_ymd_opt(2029, 12, 31)
+    );
+    assert_eq!(detail.device.os_version.as_deref(), Some("18.0"));
+    assert_eq!(
+        detail.links[0].reported["purchase"]["warranty_end"], "2027-01-01",
+        "the source's value stays visible"
+    );
+}
+
+#[tokio::test]
+async fn two_runs_of_one_source_never_overlap() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+
+    // Another process (here: another connection) holds the source's lock.
+    let mut other = db.pool.acquire().await.unwrap().detach();
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+        .bind(source.lock_key())
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert!(locked);
+    let busy = sync::run_sync(
+        &db.pool,
+        clock.as_ref(),
+        source,
+        scripted(fleet(5), 5, End::Complete),
+        &options(),
+        &sync::NoProgress,
+    )
+    .await;
+    assert!(
+        matches!(busy, Err(CoreError::SourceBusy { .. })),
+        "{busy:?}"
+    );
+    other.close().await.unwrap();
+
+    // Two concurrent runs: exactly one proceeds while the other is refused.
+    let options = options();
+    let (a, b) = tokio::join!(
+        sync::run_sync(
+            &db.pool,
+            clock.as_ref(),
+            source,
+            scripted(fleet(500), 50, End::Complete),
+            &options,
+            &sync::NoProgress
+        ),
+        sync::run_sync(
+            &db.pool,
+            clock.as_ref(),
+            source,
+            scripted(fleet(500), 50, End::Complete),
+            &options,
+            &sync::NoProgress
+        ),
+    );
+    let outcomes = [a.is_ok(), b.is_ok()];
+    assert!(outcomes.contains(&true), "{a:?} {b:?}");
+    let created: i32 = [a, b]
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|r| r.counts.created)
+        .sum();
+    assert!(created == 500, "the devices were created exactly once");
+}
+
+#[tokio::test]
+async fn a_run_left_running_by_a_dead_process_is_marked_aborted() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sqlx::query("insert into sync_run (authority_id, source_id, started_at, status) values ($1, $2, $3, 'running')")
+        .bind(source.authority_id)
+        .bind(source.source_id)
+        .bind(t0())
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sync_records(&db.pool, &clock, source, fleet(1)).await;
+    let runs = runs::list_runs(&db.pool, Some("jamf"), 10).await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        vec!["succeeded", "aborted"]
+    );
+}
+
+#[tokio::test]
+async fn schema_keeps_history_append_only_and_every_table_tenant_scoped() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, fleet(1)).await;
+
+    let update = sqlx::query("update device_event set kind = 'forged'")
+        .execute(&db.pool)
+        .await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("delete from device_event")
+        .execute(&db.pool)
+        .await;
+    assert!(delete.is_err());
+
+    let bad_category = sqlx::query("update device set category = 'toaster'")
+        .execute(&db.pool)
+        .await;
+    assert!(bad_category.is_err(), "category is a closed vocabulary");
+
+    // Every table but the authority itself and pure join tables carries authority_id.
+    let unscoped: Vec<String> = sqlx::query_scalar(
+        "select t.table_name::text from information_schema.tables t where t.table_schema = 'public' \
+         and t.table_type = 'BASE TABLE' and t.table_name not in ('school_authority', '_sqlx_migrations', \
+         'sync_run_pending_missing') and not exists (select 1 from information_schema.columns c \
+         where c.table_schema = 'public' and c.table_name = t.table_name and c.column_name = 'authority_id')",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        unscoped.is_empty(),
+        "tables without authority_id: {unscoped:?}"
+    );
+}
