@@ -57,6 +57,8 @@ text_enum!(
     }
 );
 
+// The variants come from a macro, which cannot take a `#[default]` on one of them.
+#[allow(clippy::derivable_impls)]
 impl Default for DeviceCategory {
     fn default() -> Self {
         DeviceCategory::Other

@@ -289,3 +289,30 @@ pub async fn resolve_device(pool: &PgPool, key: &str) -> Result<Uuid, CoreError>
         ))),
     }
 }
+
+/// Device counts per school and category, for overviews.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SchoolCategoryCount {
+    pub school_number: Option<String>,
+    pub school_name: Option<String>,
+    pub school_type: Option<String>,
+    pub category: String,
+    pub devices: i64,
+}
+
+/// Counts devices per school and category (schools without devices are left out).
+pub async fn count_by_school_and_category(
+    pool: &PgPool,
+    authority: Option<&str>,
+) -> Result<Vec<SchoolCategoryCount>, CoreError> {
+    Ok(sqlx::query_as(
+        "select s.school_number, s.name as school_name, s.school_type, d.category, count(*) as devices \
+         from device d join school_authority a using (authority_id) left join school s using (school_id) \
+         where ($1::text is null or a.slug = $1) \
+         group by s.school_number, s.name, s.school_type, d.category \
+         order by s.school_number nulls last, d.category",
+    )
+    .bind(authority)
+    .fetch_all(pool)
+    .await?)
+}

@@ -46,6 +46,15 @@ pub async fn list_review(
     .await?)
 }
 
+#[derive(sqlx::FromRow)]
+struct ReviewRow {
+    source_id: Option<Uuid>,
+    external_id: Option<String>,
+    status: String,
+    record: Value,
+    authority_id: Uuid,
+}
+
 /// How a person settles an item.
 #[derive(Debug, Clone)]
 pub enum Resolution {
@@ -65,13 +74,13 @@ pub async fn resolve_review(
     resolved_by: &str,
     now: DateTime<Utc>,
 ) -> Result<String, CoreError> {
-    let row: Option<(Option<Uuid>, Option<String>, String, Value, Uuid)> = sqlx::query_as(
+    let row: Option<ReviewRow> = sqlx::query_as(
         "select source_id, external_id, status, record, authority_id from review_item where review_item_id = $1",
     )
     .bind(item_id)
     .fetch_optional(pool)
     .await?;
-    let Some((source_id, external_id, status, record, authority_id)) = row else {
+    let Some(ReviewRow { source_id, external_id, status, record, authority_id }) = row else {
         return Err(CoreError::NotFound {
             what: "review item",
             key: item_id.to_string(),

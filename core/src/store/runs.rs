@@ -61,3 +61,40 @@ pub async fn get_run(pool: &PgPool, run_id: i64) -> Result<RunView, CoreError> {
             key: run_id.to_string(),
         })
 }
+
+/// Per source: the last success, the last failure, a pending block, and what it reports.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SourceStatus {
+    pub source_name: String,
+    pub kind: String,
+    pub authority: String,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    pub last_failure_error: Option<String>,
+    pub blocked_run_id: Option<i64>,
+    pub devices_reported: i64,
+    pub devices_missing: i64,
+}
+
+/// The state of every source.
+pub async fn source_status(pool: &PgPool) -> Result<Vec<SourceStatus>, CoreError> {
+    Ok(sqlx::query_as(
+        "select s.name as source_name, s.kind, a.slug as authority, \
+         (select max(r.finished_at) from sync_run r where r.source_id = s.source_id \
+          and r.status = 'succeeded' and not r.dry_run) as last_success_at, \
+         f.finished_at as last_failure_at, f.error as last_failure_error, \
+         (select max(r.sync_run_id) from sync_run r where r.source_id = s.source_id \
+          and r.status = 'blocked' and not r.dry_run) as blocked_run_id, \
+         (select count(*) from source_link l where l.source_id = s.source_id \
+          and l.ended_at is null and l.missing_since is null) as devices_reported, \
+         (select count(*) from source_link l where l.source_id = s.source_id \
+          and l.ended_at is null and l.missing_since is not null) as devices_missing \
+         from source s join school_authority a using (authority_id) \
+         left join lateral (select r.finished_at, r.error from sync_run r \
+          where r.source_id = s.source_id and r.status in ('failed', 'aborted') \
+          order by r.sync_run_id desc limit 1) f on true \
+         order by s.name",
+    )
+    .fetch_all(pool)
+    .await?)
+}

@@ -209,7 +209,11 @@ pub fn new_device(
         first_seen_at: now,
         updated_at: now,
     };
-    let changes = merge_into(&mut device, record, ids, school_id, origin, now);
+    let mut changes = merge_into(&mut device, record, ids, school_id, origin, now);
+    // A new device had no category before; "other" was only the starting value.
+    if let Some(change) = changes.get_mut("category") {
+        change["old"] = Value::Null;
+    }
     (device, changes)
 }
 
@@ -298,6 +302,7 @@ mod tests {
         assert_eq!(device.field_origin["warranty_end"], "source:jamf");
         assert!(changes.contains_key("os_version"));
         assert!(changes.contains_key("serial_number"));
+        assert_eq!(changes["category"], json!({ "old": null, "new": "tablet" }));
     }
 
     #[test]
