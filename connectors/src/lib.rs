@@ -1,6 +1,10 @@
 //! Connectors: one module per source system, each turning a vendor API into pages of
 //! normalized `DeviceRecord`s. Connectors speak HTTP (or LDAP) and never touch SQL.
 
+pub mod http;
+pub mod jamf_pro;
+pub mod secret;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,10 +33,13 @@ impl PageSink {
     /// Hands one page to the engine. Fails when the engine has stopped listening.
     pub async fn send(&self, page: SourcePage) -> Result<(), FetchFailure> {
         let label = page.label.clone();
-        self.sender.send(SourceItem::Page(page)).await.map_err(|_| FetchFailure {
-            page: Some(label),
-            cause: "the sync engine stopped receiving pages".to_string(),
-        })
+        self.sender
+            .send(SourceItem::Page(page))
+            .await
+            .map_err(|_| FetchFailure {
+                page: Some(label),
+                cause: "the sync engine stopped receiving pages".to_string(),
+            })
     }
 }
 

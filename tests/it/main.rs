@@ -1,7 +1,11 @@
 //! The one integration-test binary (see docs/ARCHITECTURE.md, "Testing").
 //! Add a module here rather than a new file under tests/, so everything links once.
 
+// Everything in this binary is test code, where a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli_config;
+mod end_to_end;
 mod jamf_pro;
 mod mock_server;
 mod support;

@@ -1,0 +1,531 @@
+//! Turns Jamf Pro inventory records (mobile-devices/detail and computers-inventory) into
+//! `DeviceRecord`s. Pure functions over JSON, so the vendor's field-naming traps
+//! (`warrantyExpiresDate` vs `warrantyDate`, `realName` vs `realname`) are pinned by tests.
+//!
+//! A bad value never drops a device: the field stays empty and a problem text naming field,
+//! device and value goes into `record.problems`.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use bestand_core::model::DeviceCategory;
+use bestand_core::record::{DeviceRecord, LocationHint, PurchaseInfo, UserHint};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use super::config::SchoolFrom;
+
+/// Jamf's id for "no site" / "no building".
+const NONE_ID: &str = "-1";
+
+/// Names Jamf only references by id, loaded once per fetch.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    /// Site id -> site name (mobile devices carry only `general.siteId`).
+    pub sites: HashMap<String, String>,
+    /// Building id -> building name (computers carry only `userAndLocation.buildingId`).
+    pub buildings: HashMap<String, String>,
+}
+
+/// Why a record could not be mapped at all.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum MappingError {
+    #[error("a record is not a JSON object")]
+    NotAnObject,
+    #[error("a record has no `{0}`")]
+    MissingId(&'static str),
+}
+
+/// The text at `path`, trimmed; numbers are accepted as text (ids come either way), and
+/// empty strings count as absent.
+fn text(value: &Value, path: &[&str]) -> Option<String> {
+    let found = path.iter().try_fold(value, |value, key| value.get(key))?;
+    let text = match found {
+        Value::String(text) => text.trim().to_string(),
+        Value::Number(number) => number.to_string(),
+        _ => return None,
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+/// Collects per-field problems of one record.
+struct Problems {
+    device: String,
+    list: Vec<String>,
+}
+
+impl Problems {
+    fn push(&mut self, field: &str, value: &str, expected: &str) {
+        self.list.push(format!(
+            "{}: {field} {value:?} is not {expected}",
+            self.device
+        ));
+    }
+
+    /// The name for `id`; an id that is set but unknown is a problem.
+    fn known(
+        &mut self,
+        names: &HashMap<String, String>,
+        id: Option<&str>,
+        field: &str,
+        expected: &str,
+    ) -> Option<String> {
+        let name = lookup(names, id);
+        if name.is_none() {
+            if let Some(id) = id.filter(|id| *id != NONE_ID) {
+                self.push(field, id, expected);
+            }
+        }
+        name
+    }
+
+    /// The value at `path` read by `parse`; a value `parse` rejects is a problem.
+    fn parsed<T>(
+        &mut self,
+        raw: &Value,
+        path: &[&str],
+        parse: impl Fn(&str) -> Option<T>,
+        expected: &str,
+    ) -> Option<T> {
+        let value = text(raw, path)?;
+        let parsed = parse(&value);
+        if parsed.is_none() {
+            self.push(&path.join("."), &value, expected);
+        }
+        parsed
+    }
+
+    fn date(&mut self, raw: &Value, path: &[&str]) -> Option<NaiveDate> {
+        self.parsed(raw, path, parse_date, "a date")
+    }
+
+    fn price(&mut self, raw: &Value, path: &[&str]) -> Option<Decimal> {
+        self.parsed(raw, path, parse_price, "a price")
+    }
+
+    fn years(&mut self, raw: &Value, path: &[&str]) -> Option<i32> {
+        self.parsed(raw, path, |value| value.parse().ok(), "a number of years")
+            // Jamf reports 0 when nobody entered a life expectancy.
+            .filter(|years| *years > 0)
+    }
+}
+
+/// Reads the dates Jamf sends: full timestamps (`2023-08-15T00:00:00.000Z`, with or without
+/// offset) and plain dates (`2022-09-20`). A timestamp yields its date as written.
+pub(crate) fn parse_date(text: &str) -> Option<NaiveDate> {
+    let text = text.trim();
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Some(date);
+    }
+    if let Ok(stamp) = DateTime::parse_from_rfc3339(text) {
+        return Some(stamp.date_naive());
+    }
+    if let Ok(stamp) = DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Some(stamp.date_naive());
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+        .map(|stamp| stamp.date())
+}
+
+/// Reads `purchasePrice`, a free-text field in Jamf: "329.00", or "329,00" as German admins
+/// type it.
+pub(crate) fn parse_price(text: &str) -> Option<Decimal> {
+    let text = text.trim();
+    Decimal::from_str(text).ok().or_else(|| {
+        (text.contains(',') && !text.contains('.'))
+            .then(|| Decimal::from_str(&text.replace(',', ".")).ok())
+            .flatten()
+    })
+}
+
+/// The category of a mobile device: iPads are tablets; Apple TVs, iPhones and anything
+/// unrecognised are `Other`.
+pub(crate) fn mobile_category(
+    device_type: Option<&str>,
+    model: Option<&str>,
+    model_identifier: Option<&str>,
+) -> DeviceCategory {
+    let model = model.unwrap_or_default().to_lowercase();
+    let identifier = model_identifier.unwrap_or_default().to_lowercase();
+    let device_type = device_type.unwrap_or_default().to_lowercase();
+    if device_type == "tvos" || model.contains("apple tv") || identifier.starts_with("appletv") {
+        DeviceCategory::Other
+    } else if model.contains("ipad") || identifier.starts_with("ipad") {
+        DeviceCategory::Tablet
+    } else {
+        DeviceCategory::Other
+    }
+}
+
+/// The category of a computer, from the marketing model name first ("MacBook Air (M2, 2022)")
+/// and the model identifier second ("MacBookPro18,3"; newer Macs use an ambiguous "Mac14,2").
+/// Portable Macs are all "MacBook"s; iMac, Mac mini, Mac Studio and Mac Pro are desktops.
+/// Anything else counts as a laptop when its model says book/laptop/notebook, as a desktop
+/// when it says desktop/tower/workstation, and as `Other` (virtual machines, unknowns) otherwise.
+pub(crate) fn computer_category(
+    model: Option<&str>,
+    model_identifier: Option<&str>,
+) -> DeviceCategory {
+    let model = model.unwrap_or_default().to_lowercase();
+    let identifier = model_identifier.unwrap_or_default().to_lowercase();
+    let model_says = |words: &[&str]| words.iter().any(|word| model.contains(word));
+    if model_says(&["macbook"]) || identifier.starts_with("macbook") {
+        DeviceCategory::Laptop
+    } else if model_says(&["imac", "mac mini", "mac studio", "mac pro"])
+        || ["imac", "macmini", "macpro"]
+            .iter()
+            .any(|prefix| identifier.starts_with(prefix))
+    {
+        DeviceCategory::Desktop
+    } else if model_says(&["book", "laptop", "notebook"]) {
+        DeviceCategory::Laptop
+    } else if model_says(&["desktop", "tower", "workstation"]) {
+        DeviceCategory::Desktop
+    } else {
+        DeviceCategory::Other
+    }
+}
+
+/// The OS name of a mobile device: Jamf says "iOS" for iPads too, but since version 13
+/// their OS is iPadOS.
+fn mobile_os_name(
+    device_type: Option<&str>,
+    category: DeviceCategory,
+    version: Option<&str>,
+) -> Option<String> {
+    let major = version
+        .and_then(|version| version.split('.').next())
+        .and_then(|major| major.parse::<u32>().ok());
+    let ipados = category == DeviceCategory::Tablet && major.is_none_or(|major| major >= 13);
+    match device_type {
+        Some(kind) if kind.eq_ignore_ascii_case("ios") && ipados => Some("iPadOS".into()),
+        Some(kind) => Some(kind.to_string()),
+        None if ipados => Some("iPadOS".into()),
+        None => None,
+    }
+}
+
+/// The name for an id, unless the id is Jamf's "none".
+fn lookup(names: &HashMap<String, String>, id: Option<&str>) -> Option<String> {
+    id.filter(|id| *id != NONE_ID)
+        .and_then(|id| names.get(id))
+        .cloned()
+}
+
+/// Where the two record kinds keep what they share under different names.
+struct Kind {
+    /// The id field and the `external_id` prefix.
+    id: &'static str,
+    prefix: &'static str,
+    /// How problem texts name the device.
+    noun: &'static str,
+    warranty: &'static str,
+    real_name: &'static str,
+    email: &'static str,
+}
+
+const MOBILE_DEVICE: Kind = Kind {
+    id: "mobileDeviceId",
+    prefix: "mobile",
+    noun: "mobile device",
+    warranty: "warrantyExpiresDate",
+    real_name: "realName",
+    email: "emailAddress",
+};
+
+const COMPUTER: Kind = Kind {
+    id: "id",
+    prefix: "computer",
+    noun: "computer",
+    warranty: "warrantyDate",
+    real_name: "realname",
+    email: "email",
+};
+
+/// The fields both kinds share, with the record's problem list started.
+fn common(raw: &Value, kind: &Kind) -> Result<(DeviceRecord, Problems), MappingError> {
+    if !raw.is_object() {
+        return Err(MappingError::NotAnObject);
+    }
+    let id = text(raw, &[kind.id]).ok_or(MappingError::MissingId(kind.id))?;
+    let mut problems = Problems {
+        device: format!("{} {id}", kind.noun),
+        list: Vec::new(),
+    };
+    let purchase = PurchaseInfo {
+        order_number: text(raw, &["purchasing", "poNumber"]),
+        purchase_date: problems.date(raw, &["purchasing", "poDate"]),
+        supplier: text(raw, &["purchasing", "vendor"]),
+        price: problems.price(raw, &["purchasing", "purchasePrice"]),
+        currency: None,
+        warranty_end: problems.date(raw, &["purchasing", kind.warranty]),
+        life_expectancy_years: problems.years(raw, &["purchasing", "lifeExpectancy"]),
+        purchasing_account: text(raw, &["purchasing", "purchasingAccount"]),
+    };
+    let record = DeviceRecord {
+        external_id: format!("{}:{id}", kind.prefix),
+        asset_tag: text(raw, &["general", "assetTag"]),
+        serial_number: text(raw, &["hardware", "serialNumber"]),
+        model: text(raw, &["hardware", "model"]),
+        model_identifier: text(raw, &["hardware", "modelIdentifier"]),
+        location: LocationHint {
+            room: text(raw, &["userAndLocation", "room"]),
+            ..LocationHint::default()
+        },
+        purchase,
+        user: UserHint {
+            username: text(raw, &["userAndLocation", "username"]),
+            real_name: text(raw, &["userAndLocation", kind.real_name]),
+            email: text(raw, &["userAndLocation", kind.email]),
+        },
+        ..DeviceRecord::default()
+    };
+    Ok((record, problems))
+}
+
+/// Maps one record of `GET /api/v2/mobile-devices/detail`.
+pub(crate) fn map_mobile_device(
+    raw: Value,
+    names: &Names,
+    school_from: SchoolFrom,
+) -> Result<DeviceRecord, MappingError> {
+    let (mut record, mut problems) = common(&raw, &MOBILE_DEVICE)?;
+    let device_type = text(&raw, &["deviceType"]);
+    record.category = mobile_category(
+        device_type.as_deref(),
+        record.model.as_deref(),
+        record.model_identifier.as_deref(),
+    );
+    record.name = text(&raw, &["general", "displayName"]);
+    record.udid = text(&raw, &["general", "udid"]);
+    record.imei = text(&raw, &["network", "imei"]);
+    record.wifi_mac = text(&raw, &["hardware", "wifiMacAddress"]);
+    record.manufacturer = Some("Apple".to_string());
+    record.os_version = text(&raw, &["general", "osVersion"]);
+    record.os_name = mobile_os_name(
+        device_type.as_deref(),
+        record.category,
+        record.os_version.as_deref(),
+    );
+
+    let building = text(&raw, &["userAndLocation", "building"]).or_else(|| {
+        lookup(
+            &names.buildings,
+            text(&raw, &["userAndLocation", "buildingId"]).as_deref(),
+        )
+    });
+    record.location.school = match school_from {
+        SchoolFrom::Site => problems.known(
+            &names.sites,
+            text(&raw, &["general", "siteId"]).as_deref(),
+            "general.siteId",
+            "a known site",
+        ),
+        SchoolFrom::Building => building.clone(),
+    };
+    record.location.building = building;
+    record.problems = problems.list;
+    record.payload = raw;
+    Ok(record)
+}
+
+/// Maps one record of `GET /api/v{4,3,1}/computers-inventory`.
+pub(crate) fn map_computer(
+    raw: Value,
+    names: &Names,
+    school_from: SchoolFrom,
+) -> Result<DeviceRecord, MappingError> {
+    let (mut record, mut problems) = common(&raw, &COMPUTER)?;
+    record.category =
+        computer_category(record.model.as_deref(), record.model_identifier.as_deref());
+    record.name = text(&raw, &["general", "name"]);
+    record.udid = text(&raw, &["udid"]);
+    record.wifi_mac = text(&raw, &["hardware", "macAddress"]);
+    record.manufacturer = text(&raw, &["hardware", "make"]);
+    record.os_name = text(&raw, &["operatingSystem", "name"]).or_else(|| {
+        (text(&raw, &["general", "platform"]).as_deref() == Some("Mac")).then(|| "macOS".into())
+    });
+    record.os_version = text(&raw, &["operatingSystem", "version"]);
+
+    let building_id = text(&raw, &["userAndLocation", "buildingId"]);
+    record.location.school = match school_from {
+        // Site -1 is Jamf's "None" (its name is literally "None").
+        SchoolFrom::Site => match text(&raw, &["general", "site", "id"]).as_deref() {
+            Some(NONE_ID) => None,
+            _ => text(&raw, &["general", "site", "name"]),
+        },
+        SchoolFrom::Building => problems.known(
+            &names.buildings,
+            building_id.as_deref(),
+            "userAndLocation.buildingId",
+            "a known building",
+        ),
+    };
+    record.location.building = lookup(&names.buildings, building_id.as_deref());
+    record.problems = problems.list;
+    record.payload = raw;
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn dates_in_every_shape_jamf_sends() {
+        let day = NaiveDate::from_ymd_opt(2023, 8, 15).unwrap();
+        for text in [
+            "2023-08-15",
+            "2023-08-15T00:00:00.000Z",
+            "2023-08-15T23:30:00+02:00",
+            "2023-08-15T10:00:00.000+0000",
+            "2023-08-15T10:00:00",
+            "2023-08-15 10:00:00",
+        ] {
+            assert_eq!(parse_date(text), Some(day), "{text}");
+        }
+        for text in ["2023-13-01", "15.08.2023", "soon"] {
+            assert_eq!(parse_date(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn prices() {
+        assert_eq!(parse_price("329.00"), Some(Decimal::new(32900, 2)));
+        assert_eq!(parse_price("1099,50"), Some(Decimal::new(109950, 2)));
+        assert_eq!(parse_price("1.099,50"), None);
+        assert_eq!(parse_price("EUR 5"), None);
+    }
+
+    #[test]
+    fn mobile_categories() {
+        use DeviceCategory::*;
+        for (device_type, model, identifier, expected) in [
+            (
+                Some("iOS"),
+                Some("iPad (9th generation)"),
+                Some("iPad12,1"),
+                Tablet,
+            ),
+            (Some("iOS"), None, Some("iPad13,18"), Tablet),
+            (
+                Some("tvOS"),
+                Some("Apple TV 4K"),
+                Some("AppleTV11,1"),
+                Other,
+            ),
+            (None, Some("Apple TV HD"), None, Other),
+            (Some("iOS"), Some("iPhone 15"), Some("iPhone15,4"), Other),
+            (Some("iOS"), None, None, Other),
+        ] {
+            assert_eq!(
+                mobile_category(device_type, model, identifier),
+                expected,
+                "{model:?} {identifier:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn computer_categories() {
+        use DeviceCategory::*;
+        for (model, identifier, expected) in [
+            (Some("MacBook Air (M2, 2022)"), Some("Mac14,2"), Laptop),
+            (Some("MacBook Pro (14-inch, 2023)"), None, Laptop),
+            (None, Some("MacBookPro18,3"), Laptop),
+            (Some("iMac (24-inch, M1, 2021)"), Some("iMac21,1"), Desktop),
+            (Some("Mac mini (M2, 2023)"), Some("Mac14,3"), Desktop),
+            (Some("Mac Studio (2022)"), Some("Mac13,1"), Desktop),
+            (Some("Mac Pro (2019)"), Some("MacPro7,1"), Desktop),
+            (None, Some("Macmini9,1"), Desktop),
+            (Some("ThinkBook 14"), None, Laptop),
+            (Some("Dell Precision Tower"), None, Desktop),
+            (Some("VMware Virtual Platform"), Some("VMware7,1"), Other),
+            (None, Some("Mac14,2"), Other),
+        ] {
+            assert_eq!(computer_category(model, identifier), expected, "{model:?}");
+        }
+    }
+
+    #[test]
+    fn mobile_os_names() {
+        let tablet = DeviceCategory::Tablet;
+        assert_eq!(
+            mobile_os_name(Some("iOS"), tablet, Some("17.6.1")).as_deref(),
+            Some("iPadOS")
+        );
+        assert_eq!(
+            mobile_os_name(Some("iOS"), tablet, Some("12.5.7")).as_deref(),
+            Some("iOS")
+        );
+        assert_eq!(
+            mobile_os_name(Some("iOS"), DeviceCategory::Other, Some("17.0")).as_deref(),
+            Some("iOS")
+        );
+        assert_eq!(
+            mobile_os_name(Some("tvOS"), DeviceCategory::Other, None).as_deref(),
+            Some("tvOS")
+        );
+    }
+
+    #[test]
+    fn records_without_id_or_object_shape_are_errors() {
+        let names = Names::default();
+        assert_eq!(
+            map_mobile_device(json!({"general": {}}), &names, SchoolFrom::Site),
+            Err(MappingError::MissingId("mobileDeviceId"))
+        );
+        assert_eq!(
+            map_computer(json!({"id": ""}), &names, SchoolFrom::Site),
+            Err(MappingError::MissingId("id"))
+        );
+        assert_eq!(
+            map_computer(json!("42"), &names, SchoolFrom::Site),
+            Err(MappingError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn school_from_building_and_site_lookups() {
+        let names = Names {
+            sites: HashMap::from([("2".to_string(), "GS Lindenweg".to_string())]),
+            buildings: HashMap::from([("3".to_string(), "Hauptgebäude".to_string())]),
+        };
+        let mobile = json!({
+            "mobileDeviceId": 5,
+            "general": {"siteId": "2"},
+            "userAndLocation": {"buildingId": "3", "building": "", "room": " "}
+        });
+        let by_site = map_mobile_device(mobile.clone(), &names, SchoolFrom::Site).unwrap();
+        assert_eq!(by_site.external_id, "mobile:5");
+        assert_eq!(by_site.location.school.as_deref(), Some("GS Lindenweg"));
+        assert_eq!(by_site.location.building.as_deref(), Some("Hauptgebäude"));
+        assert_eq!(by_site.location.room, None);
+        let by_building = map_mobile_device(mobile, &names, SchoolFrom::Building).unwrap();
+        assert_eq!(by_building.location.school.as_deref(), Some("Hauptgebäude"));
+
+        let unknown_site = json!({"mobileDeviceId": "6", "general": {"siteId": "9"}});
+        let record = map_mobile_device(unknown_site, &names, SchoolFrom::Site).unwrap();
+        assert_eq!(record.location.school, None);
+        assert_eq!(
+            record.problems,
+            ["mobile device 6: general.siteId \"9\" is not a known site"]
+        );
+
+        let computer = json!({
+            "id": "7",
+            "general": {"site": {"id": "2", "name": "GS Lindenweg"}},
+            "userAndLocation": {"buildingId": "3"}
+        });
+        let by_site = map_computer(computer.clone(), &names, SchoolFrom::Site).unwrap();
+        assert_eq!(by_site.location.school.as_deref(), Some("GS Lindenweg"));
+        assert_eq!(by_site.location.building.as_deref(), Some("Hauptgebäude"));
+        let by_building = map_computer(computer, &names, SchoolFrom::Building).unwrap();
+        assert_eq!(by_building.location.school.as_deref(), Some("Hauptgebäude"));
+    }
+}
