@@ -1,1 +1,13 @@
-//! placeholder
+//! Test fixtures that speak the vendors' wire formats: a deterministic device generator for the
+//! fictional authority Musterstadt and a fake Jamf Pro server. Deliberately independent of
+//! `bestand-core` and `bestand-connectors`, so it checks the connectors from the outside.
+
+pub mod generator;
+pub mod jamf_pro;
+pub mod musterstadt;
+
+pub use generator::{Device, DeviceKind, EpochChanges, Fleet, FleetSnapshot};
+pub use jamf_pro::{
+    Fault, FaultPlan, Faults, JamfProMock, MockConfig, PageFault, RequestCounts, ShortPage,
+};
+pub use musterstadt::{authority_toml, schools, School, SchoolType};

@@ -1,1 +1,136 @@
-fn main() {}
+//! `bestand-mock`: runs the fake vendor servers for the demo and for manual testing, and prints
+//! the Musterstadt master data the demo configuration needs.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Context;
+use bestand_mocks::generator::{DeviceKind, EpochChanges, MUSTERSTADT_DEVICES};
+use bestand_mocks::{authority_toml, Fault, FaultPlan, Fleet, JamfProMock, MockConfig};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bestand-mock", about = "Fake vendor servers for bestand")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a generated fleet as a Jamf Pro server until Ctrl-C.
+    JamfPro(Box<JamfProArgs>),
+    /// Print the Musterstadt schools as the `[[authority]]` block of the configuration.
+    SchoolsToml,
+}
+
+#[derive(Args)]
+struct JamfProArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, default_value_t = 9000)]
+    port: u16,
+    /// Number of devices (mobile devices and computers together).
+    #[arg(long, default_value_t = MUSTERSTADT_DEVICES)]
+    devices: usize,
+    /// Seed of the generator; the same seed serves the same fleet.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Epoch to serve: each step makes devices vanish, re-enroll and update their OS.
+    #[arg(long, default_value_t = 0)]
+    epoch: u32,
+    /// Devices that vanish per epoch step [default: 0.5 % of the fleet].
+    #[arg(long)]
+    vanish: Option<usize>,
+    /// Devices that re-enroll (new Jamf id) per epoch step [default: 0.4 %].
+    #[arg(long)]
+    reenroll: Option<usize>,
+    /// Devices that get a newer OS per epoch step [default: 5 %].
+    #[arg(long)]
+    os_updates: Option<usize>,
+    /// A fault, repeatable: 429=N[:SECS], 5xx=N, 500=N, 502=N, 503=N, slow=MS, token-ttl=SECS,
+    /// token-requests=N, malformed-page=[computers:]K, short-page=[computers:]K[:MISSING],
+    /// computers-api=V, no-v4.
+    #[arg(long = "fault", value_name = "SPEC")]
+    faults: Vec<Fault>,
+    #[arg(long, default_value = bestand_mocks::jamf_pro::DEFAULT_CLIENT_ID)]
+    client_id: String,
+    #[arg(long, default_value = bestand_mocks::jamf_pro::DEFAULT_CLIENT_SECRET)]
+    client_secret: String,
+    #[arg(long, default_value = bestand_mocks::jamf_pro::DEFAULT_USERNAME)]
+    username: String,
+    #[arg(long, default_value = bestand_mocks::jamf_pro::DEFAULT_PASSWORD)]
+    password: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::JamfPro(args) => jamf_pro(*args).await,
+        Command::SchoolsToml => {
+            print!("{}", authority_toml());
+            Ok(())
+        }
+    }
+}
+
+async fn jamf_pro(args: JamfProArgs) -> anyhow::Result<()> {
+    let defaults = EpochChanges::proportional(args.devices);
+    let changes = EpochChanges {
+        vanish: args.vanish.unwrap_or(defaults.vanish),
+        reenroll: args.reenroll.unwrap_or(defaults.reenroll),
+        os_updates: args.os_updates.unwrap_or(defaults.os_updates),
+    };
+    let fleet = Fleet::with_changes(args.seed, args.devices, changes);
+    let mut faults = FaultPlan {
+        epoch: args.epoch,
+        ..FaultPlan::default()
+    };
+    for fault in &args.faults {
+        faults.apply(*fault);
+    }
+    let config = MockConfig {
+        faults,
+        bind: SocketAddr::new(args.bind, args.port),
+        client_id: args.client_id,
+        client_secret: args.client_secret,
+        username: args.username,
+        password: args.password,
+        ..MockConfig::new(fleet)
+    };
+    let mock = JamfProMock::start(config).await?;
+    let snapshot = mock.snapshot();
+    let config = mock.config();
+    println!("Jamf Pro mock: {}", mock.base_url());
+    println!(
+        "  fleet:        seed {}, epoch {}, {} mobile devices, {} computers",
+        args.seed,
+        snapshot.epoch(),
+        snapshot.count(DeviceKind::Mobile),
+        snapshot.count(DeviceKind::Computer)
+    );
+    println!(
+        "  OAuth client: client_id={} client_secret={}",
+        config.client_id, config.client_secret
+    );
+    println!(
+        "  user token:   username={} password={}",
+        config.username, config.password
+    );
+    if !args.faults.is_empty() {
+        println!("  faults:       {:?}", args.faults);
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    tracing::info!("stopping");
+    mock.shutdown().await
+}
