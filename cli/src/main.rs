@@ -1,1 +1,102 @@
-fn main() {}
+//! The `bestand` command: parses arguments, runs one command, and turns errors into one clear
+//! line and a nonzero exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bestand_cli::commands::{db, devices, review, sync};
+use bestand_cli::output::Format;
+use bestand_cli::{app, demo};
+use clap::{Parser, Subcommand};
+
+/// Device lifecycle and inventory for school authorities.
+#[derive(Debug, Parser)]
+#[command(name = "bestand", version, about, propagate_version = true)]
+struct Cli {
+    /// Configuration file (default: $BESTAND_CONFIG, else ~/.config/bestand/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Output for people (table) or scripts (json, csv).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a mock Jamf Pro for the fictional authority Musterstadt, sync it, and show around.
+    Demo(demo::DemoArgs),
+    /// Database schema and the local PostgreSQL cluster.
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
+    /// Pull devices from the configured sources (all, or --source NAME), and manage runs.
+    Sync(sync::SyncArgs),
+    /// Find devices and show one in full.
+    Devices {
+        #[command(subcommand)]
+        command: devices::DevicesCommand,
+    },
+    /// Cases the sync refused to guess.
+    Review {
+        #[command(subcommand)]
+        command: review::ReviewCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => {
+            eprintln!(
+                "error: {}",
+                bestand_cli::config::redact_url_passwords(&format!("{error:#}"))
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    if let Command::Demo(args) = cli.command {
+        demo::run(args).await?;
+        return Ok(0);
+    }
+    let config = app::load_config(cli.config.as_deref())?;
+    match cli.command {
+        Command::Demo(_) => Ok(0),
+        Command::Db { command } => db::run(command, &config).await.map(|()| 0),
+        Command::Sync(args) => sync::run(args, &config, cli.format).await,
+        Command::Devices { command } => {
+            devices::run(command, &config, cli.format).await.map(|()| 0)
+        }
+        Command::Review { command } => review::run(command, &config, cli.format).await.map(|()| 0),
+    }
+}
+
+/// Log lines go to stderr; `BESTAND_LOG` (or `RUST_LOG`) sets the filter, default `warn`.
+fn init_logging() {
+    let filter = std::env::var("BESTAND_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn".to_string());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -46,7 +46,15 @@ impl PageSink {
 /// Runs `connector.fetch` on its own task and returns the receiving end of the page channel.
 /// The channel carries the pages, then one `Complete` or `Failed`.
 pub fn spawn_fetch(connector: Arc<dyn Connector>) -> mpsc::Receiver<SourceItem> {
-    let (sender, receiver) = mpsc::channel(PAGE_CHANNEL_CAPACITY);
+    spawn_fetch_with_capacity(connector, PAGE_CHANNEL_CAPACITY)
+}
+
+/// `spawn_fetch` with `capacity` pages allowed to wait for the engine (at least one).
+pub fn spawn_fetch_with_capacity(
+    connector: Arc<dyn Connector>,
+    capacity: usize,
+) -> mpsc::Receiver<SourceItem> {
+    let (sender, receiver) = mpsc::channel(capacity.max(1));
     tokio::spawn(async move {
         let sink = PageSink::new(sender.clone());
         let end = match connector.fetch(&sink).await {

@@ -1,1 +1,231 @@
-fn main() {}
+//! `cargo xtask test`: the one command that checks and tests the workspace, the same way for a
+//! developer and for CI (`.ci/run` calls nothing else). It needs no database server of its own:
+//! it makes a throwaway PostgreSQL cluster from the installed server programs, points the tests
+//! at it and stops it again, also when the tests fail or are interrupted.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use bestand_cli::pgcluster::{ClusterOptions, LocalCluster};
+
+const USAGE: &str = "\
+usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
+
+  test        cargo fmt --check, cargo clippy -D warnings, then cargo test --workspace
+              against a throwaway PostgreSQL cluster in target/xtask-postgres
+  --no-lint   skip fmt and clippy (quicker while iterating)
+
+examples:
+  cargo xtask test
+  cargo xtask test --no-lint -- -p bestand-tests --test it cli_config";
+
+/// Exit code of a run interrupted with Ctrl-C, as shells report it.
+const INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    match run(std::env::args_os().skip(1).collect()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    let (own, passed) = match args.iter().position(|arg| arg == "--") {
+        Some(at) => (&args[..at], args[at + 1..].to_vec()),
+        None => (&args[..], Vec::new()),
+    };
+    let own: Vec<&str> = own
+        .iter()
+        .map(|arg| arg.to_str().context("arguments before `--` must be UTF-8"))
+        .collect::<anyhow::Result<_>>()?;
+    match own.as_slice() {
+        ["test", flags @ ..] => {
+            let mut lint = true;
+            for flag in flags {
+                match *flag {
+                    "--no-lint" => lint = false,
+                    other => bail!("unknown option {other}\n{USAGE}"),
+                }
+            }
+            test(lint, passed)
+        }
+        ["help" | "--help" | "-h"] | [] => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        [other, ..] => bail!("unknown task {other}\n{USAGE}"),
+    }
+}
+
+fn test(lint: bool, cargo_test_args: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    let workspace = workspace_root()?;
+    let total = Instant::now();
+    if lint {
+        step("cargo fmt --all -- --check");
+        check(cargo(&workspace).args(["fmt", "--all", "--", "--check"]))?;
+        step("cargo clippy --workspace --all-targets -- -D warnings");
+        check(cargo(&workspace).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+
+    let cluster_dir = target_dir(&workspace).join("xtask-postgres");
+    step(&format!(
+        "throwaway PostgreSQL cluster in {}",
+        cluster_dir.display()
+    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let started_at = Instant::now();
+    wipe_cluster(&runtime, &cluster_dir)?;
+    let cluster = LocalCluster::open_with(&cluster_dir, None, ClusterOptions::throwaway())?;
+    let started = runtime.block_on(cluster.start())?;
+    let url = started.connection_url();
+    println!(
+        "PostgreSQL {} up in {:.1} s{}",
+        cluster.programs().major_version,
+        started_at.elapsed().as_secs_f64(),
+        cluster
+            .server_user()
+            .map(|user| format!(", running as {user}"))
+            .unwrap_or_default()
+    );
+    println!("DATABASE_URL={url}");
+
+    let mut command = cargo(&workspace);
+    command.arg("test");
+    // `--workspace` and a chosen package contradict each other.
+    let picks_packages = cargo_test_args.iter().any(|arg| {
+        let arg = arg.to_string_lossy();
+        arg == "-p" || arg.starts_with("--package") || arg.starts_with("--manifest-path")
+    });
+    if !picks_packages {
+        command.arg("--workspace");
+    }
+    command
+        .args(&cargo_test_args)
+        .env("DATABASE_URL", &url)
+        .env("BESTAND_TEST_DATABASE_URL", &url);
+    step(&format!("cargo {}", render_args(&command)));
+    let outcome = runtime.block_on(run_until_interrupted(command));
+
+    step("stopping the throwaway cluster");
+    let stopped = runtime.block_on(started.stop());
+    let status = outcome?;
+    stopped.context("cannot stop the throwaway cluster")?;
+
+    let seconds = total.elapsed().as_secs_f64();
+    match status {
+        TestOutcome::Finished(status) if status.success() => {
+            println!("xtask: all checks passed in {seconds:.0} s");
+            Ok(ExitCode::SUCCESS)
+        }
+        TestOutcome::Finished(status) => {
+            eprintln!("xtask: cargo test failed ({status}) after {seconds:.0} s");
+            Ok(ExitCode::from(
+                status
+                    .code()
+                    .and_then(|code| u8::try_from(code).ok())
+                    .filter(|code| *code != 0)
+                    .unwrap_or(1),
+            ))
+        }
+        TestOutcome::Interrupted => {
+            eprintln!("xtask: interrupted");
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+    }
+}
+
+enum TestOutcome {
+    Finished(ExitStatus),
+    Interrupted,
+}
+
+/// Runs the tests, but lets Ctrl-C through to them only: xtask itself stays alive to stop the
+/// cluster once they have exited.
+async fn run_until_interrupted(command: Command) -> anyhow::Result<TestOutcome> {
+    let mut child = tokio::process::Command::from(command)
+        .spawn()
+        .context("cannot run cargo test")?;
+    tokio::select! {
+        status = child.wait() => Ok(TestOutcome::Finished(status.context("cannot wait for cargo test")?)),
+        _ = tokio::signal::ctrl_c() => {
+            // The terminal sent the signal to cargo as well; wait for it to wind down.
+            let _ = child.wait().await;
+            Ok(TestOutcome::Interrupted)
+        }
+    }
+}
+
+/// Stops a server left running by an earlier, killed run, then removes its folder.
+fn wipe_cluster(runtime: &tokio::runtime::Runtime, cluster_dir: &Path) -> anyhow::Result<()> {
+    if !cluster_dir.exists() {
+        return Ok(());
+    }
+    if let Ok(old) = LocalCluster::open(cluster_dir, None) {
+        if runtime.block_on(old.stop()).unwrap_or(false) {
+            println!("stopped a server left over from an earlier run");
+        }
+    }
+    std::fs::remove_dir_all(cluster_dir)
+        .with_context(|| format!("cannot remove {}", cluster_dir.display()))
+}
+
+fn step(title: &str) {
+    println!("\n==> {title}");
+}
+
+fn cargo(workspace: &Path) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace);
+    command
+}
+
+fn check(command: &mut Command) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run cargo {}", render_args(command)))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", render_args(command));
+    }
+    println!("ok in {:.0} s", began.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn render_args(command: &Command) -> String {
+    command
+        .get_args()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask must live one folder below the workspace root")
+}
+
+fn target_dir(workspace: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    }
+}

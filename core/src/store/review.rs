@@ -80,7 +80,14 @@ pub async fn resolve_review(
     .bind(item_id)
     .fetch_optional(pool)
     .await?;
-    let Some(ReviewRow { source_id, external_id, status, record, authority_id }) = row else {
+    let Some(ReviewRow {
+        source_id,
+        external_id,
+        status,
+        record,
+        authority_id,
+    }) = row
+    else {
         return Err(CoreError::NotFound {
             what: "review item",
             key: item_id.to_string(),

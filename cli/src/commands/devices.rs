@@ -1,0 +1,352 @@
+//! `bestand devices`: find devices and see everything about one.
+
+use bestand_core::model::{DeviceCategory, LifecycleState};
+use bestand_core::store::devices::{self, DeviceDetail, DeviceFilter, DeviceSummary};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::app::{Database, Migrations};
+use crate::config::Config;
+use crate::output::{self, opt, time, Format, Row};
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List devices, filtered.
+    List(ListArgs),
+    /// Show one device: merged record, what each source reports, and its history.
+    Show {
+        /// Device id, asset tag (Inventarnummer) or serial number.
+        key: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this authority (slug).
+    #[arg(long)]
+    pub authority: Option<String>,
+    /// School number, name or alias.
+    #[arg(long)]
+    pub school: Option<String>,
+    /// tablet, laptop, desktop, display, printer or other.
+    #[arg(long, value_parser = parse_category)]
+    pub category: Option<DeviceCategory>,
+    /// Lifecycle state: ordered, in_stock, in_use, in_repair, retired, disposed, lost.
+    #[arg(long, value_parser = parse_state)]
+    pub state: Option<LifecycleState>,
+    /// Part of the model name or identifier.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Only devices a source no longer reports.
+    #[arg(long)]
+    pub missing: bool,
+    /// Only devices whose warranty ends before this date (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub warranty_before: Option<NaiveDate>,
+    /// With --warranty-before: only warranties ending on or after this date.
+    #[arg(long, value_name = "DATE")]
+    pub warranty_from: Option<NaiveDate>,
+    /// Free text over asset tag, serial, name, model, UDID, IMEI, MAC and room.
+    #[arg(long, short = 's')]
+    pub search: Option<String>,
+    /// At most this many devices.
+    #[arg(long)]
+    pub limit: Option<i64>,
+}
+
+fn parse_category(text: &str) -> Result<DeviceCategory, String> {
+    text.parse()
+}
+
+fn parse_state(text: &str) -> Result<LifecycleState, String> {
+    text.parse()
+}
+
+pub async fn run(command: DevicesCommand, config: &Config, format: Format) -> anyhow::Result<()> {
+    let database = Database::open(config, Migrations::RequireCurrent).await?;
+    let result = match command {
+        DevicesCommand::List(args) => {
+            let filter = DeviceFilter {
+                authority: args.authority,
+                school: args.school,
+                category: args.category,
+                lifecycle_state: args.state,
+                model: args.model,
+                missing: args.missing,
+                warranty_before: args.warranty_before,
+                warranty_from: args.warranty_from,
+                search: args.search,
+                limit: args.limit,
+            };
+            let list = devices::list_devices(&database.pool, &filter).await?;
+            output::print_list(&list, format)?;
+            if format == Format::Table {
+                eprintln!("{} device(s)", list.len());
+            }
+            Ok(())
+        }
+        DevicesCommand::Show { key } => {
+            let detail = devices::show_device(&database.pool, &key).await?;
+            match format {
+                Format::Table => print_detail(&detail),
+                _ => output::print_json(&detail)?,
+            }
+            Ok(())
+        }
+    };
+    database.close().await?;
+    result
+}
+
+/// The fields shown side by side: merged value and what each source reports.
+const COMPARED: &[(&str, &str)] = &[
+    ("name", "/name"),
+    ("serial_number", "/serial_number"),
+    ("asset_tag", "/asset_tag"),
+    ("udid", "/udid"),
+    ("wifi_mac", "/wifi_mac"),
+    ("model", "/model"),
+    ("os_version", "/os_version"),
+    ("room", "/location/room"),
+    ("school", "/location/school"),
+    ("warranty_end", "/purchase/warranty_end"),
+    ("order_number", "/purchase/order_number"),
+    ("purchase_price", "/purchase/price"),
+    ("user", "/user/username"),
+];
+
+fn print_detail(detail: &DeviceDetail) {
+    let d = &detail.device;
+    let school = match (&detail.school_number, &detail.school_name) {
+        (Some(number), Some(name)) => format!("{name} ({number})"),
+        _ => String::new(),
+    };
+    let price = match (&d.purchase_price, &d.currency) {
+        (Some(price), Some(currency)) => format!("{price} {currency}"),
+        (Some(price), None) => price.to_string(),
+        _ => String::new(),
+    };
+    let rows: Vec<(&str, String)> = vec![
+        ("device id", d.device_id.to_string()),
+        ("authority", detail.authority.clone()),
+        ("asset tag", opt(&d.asset_tag)),
+        ("serial", opt(&d.serial_number)),
+        ("name", opt(&d.name)),
+        ("category", d.category.clone()),
+        (
+            "model",
+            format!(
+                "{} {} ({})",
+                opt(&d.manufacturer),
+                opt(&d.model),
+                opt(&d.model_identifier)
+            )
+            .trim()
+            .to_string(),
+        ),
+        (
+            "os",
+            format!("{} {}", opt(&d.os_name), opt(&d.os_version))
+                .trim()
+                .to_string(),
+        ),
+        ("state", d.lifecycle_state.clone()),
+        ("school", school),
+        (
+            "building / room",
+            format!("{} / {}", opt(&d.building), opt(&d.room)),
+        ),
+        (
+            "udid / imei / mac",
+            format!("{} / {} / {}", opt(&d.udid), opt(&d.imei), opt(&d.wifi_mac)),
+        ),
+        (
+            "order / date / supplier",
+            format!(
+                "{} / {} / {}",
+                opt(&d.order_number),
+                opt(&d.purchase_date),
+                opt(&d.supplier)
+            ),
+        ),
+        ("price", price),
+        ("warranty end", opt(&d.warranty_end)),
+        (
+            "life expectancy",
+            d.life_expectancy_years
+                .map(|y| format!("{y} years"))
+                .unwrap_or_default(),
+        ),
+        (
+            "funding",
+            format!(
+                "{} {} {}",
+                opt(&d.funding_programme),
+                opt(&d.grant_reference),
+                opt(&d.earmark_end)
+            )
+            .trim()
+            .to_string(),
+        ),
+        ("first seen", time(&Some(d.first_seen_at))),
+    ];
+    println!(
+        "{}",
+        output::table(
+            vec!["field", "value"],
+            rows.into_iter().map(|(k, v)| vec![k.to_string(), v])
+        )
+    );
+
+    println!("\nSources");
+    let links = detail.links.iter().map(|l| {
+        let state = if let Some(ended) = l.ended_at {
+            format!(
+                "ended {} ({})",
+                ended.format("%Y-%m-%d"),
+                opt(&l.ended_reason)
+            )
+        } else if let Some(missing) = l.missing_since {
+            format!("missing since {}", missing.format("%Y-%m-%d"))
+        } else {
+            "reporting".to_string()
+        };
+        vec![
+            l.source_name.clone(),
+            l.external_id.clone(),
+            time(&Some(l.first_seen_at)),
+            time(&l.last_seen_at),
+            state,
+        ]
+    });
+    println!(
+        "{}",
+        output::table(
+            vec!["source", "record", "first seen", "last seen", "state"],
+            links
+        )
+    );
+
+    if !detail.links.is_empty() {
+        println!("\nWhat each source reports");
+        let mut headers = vec!["field".to_string(), "inventory".to_string()];
+        headers.extend(
+            detail
+                .links
+                .iter()
+                .map(|l| format!("{} {}", l.source_name, l.external_id)),
+        );
+        let merged = serde_json::to_value(d).unwrap_or(Value::Null);
+        let rows = COMPARED.iter().map(|(field, pointer)| {
+            let inventory = match *field {
+                "school" => detail.school_name.clone().unwrap_or_default(),
+                "user" => String::new(),
+                other => show_value(merged.get(other)),
+            };
+            let mut row = vec![field.to_string(), inventory];
+            row.extend(
+                detail
+                    .links
+                    .iter()
+                    .map(|l| show_value(l.reported.pointer(pointer))),
+            );
+            row
+        });
+        println!(
+            "{}",
+            output::table(headers.iter().map(String::as_str).collect(), rows)
+        );
+    }
+
+    println!("\nHistory");
+    let events = detail.history.iter().map(|e| {
+        let by = e
+            .actor
+            .clone()
+            .or_else(|| e.source_name.clone())
+            .unwrap_or_default();
+        let run = e
+            .sync_run_id
+            .map(|r| format!(" (run {r})"))
+            .unwrap_or_default();
+        vec![
+            time(&Some(e.occurred_at)),
+            e.kind.clone(),
+            format!("{}{run}", by),
+            describe_changes(&e.changes),
+        ]
+    });
+    println!(
+        "{}",
+        output::table(vec!["when", "what", "by", "changes"], events)
+    );
+}
+
+fn show_value(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn describe_changes(changes: &Value) -> String {
+    let Some(map) = changes.as_object() else {
+        return String::new();
+    };
+    let parts: Vec<String> = map
+        .iter()
+        .map(|(field, change)| {
+            let old = show_value(change.get("old"));
+            let new = show_value(change.get("new"));
+            if old.is_empty() {
+                format!("{field}: {new}")
+            } else {
+                format!("{field}: {old} → {new}")
+            }
+        })
+        .collect();
+    let text = parts.join("; ");
+    if text.chars().count() > 160 {
+        format!("{}…", text.chars().take(160).collect::<String>())
+    } else {
+        text
+    }
+}
+
+impl Row for DeviceSummary {
+    fn headers() -> Vec<&'static str> {
+        vec![
+            "asset tag",
+            "serial",
+            "name",
+            "category",
+            "model",
+            "os",
+            "school",
+            "room",
+            "warranty end",
+            "sources",
+            "missing from",
+            "state",
+        ]
+    }
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            opt(&self.asset_tag),
+            opt(&self.serial_number),
+            opt(&self.name),
+            self.category.clone(),
+            opt(&self.model),
+            opt(&self.os_version),
+            opt(&self.school_number),
+            opt(&self.room),
+            opt(&self.warranty_end),
+            opt(&self.sources),
+            opt(&self.missing_from),
+            self.lifecycle_state.clone(),
+        ]
+    }
+}

@@ -1,0 +1,13 @@
+//! One module per top-level command.
+
+pub mod db;
+pub mod devices;
+pub mod review;
+pub mod sync;
+
+/// Who is acting, for history and approvals: `--by`, else the login name.
+pub fn actor(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .unwrap_or_else(|| "cli".to_string())
+}

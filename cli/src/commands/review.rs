@@ -1,0 +1,123 @@
+//! `bestand review`: the cases the sync engine would not guess.
+
+use bestand_core::store::devices::resolve_device;
+use bestand_core::store::review::{self, Resolution, ReviewView};
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
+
+use crate::app::{Database, Migrations, SystemClock};
+use crate::config::Config;
+use crate::output::{self, opt, time, Format, Row};
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// List review items.
+    List {
+        #[arg(long, value_enum, default_value_t = StatusFilter::Open)]
+        status: StatusFilter,
+    },
+    /// Settle one review item.
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusFilter {
+    Open,
+    Resolved,
+    Dismissed,
+    All,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("decision").required(true).args(["link", "new", "dismiss"])))]
+pub struct ResolveArgs {
+    /// The review item id.
+    pub item: i64,
+    /// The record is this device (id, asset tag or serial).
+    #[arg(long, value_name = "DEVICE")]
+    pub link: Option<String>,
+    /// The record is a device of its own.
+    #[arg(long)]
+    pub new: bool,
+    /// Leave the record unlinked; later runs will not raise it again.
+    #[arg(long)]
+    pub dismiss: bool,
+    /// Who decides (default: the login name).
+    #[arg(long)]
+    pub by: Option<String>,
+}
+
+pub async fn run(command: ReviewCommand, config: &Config, format: Format) -> anyhow::Result<()> {
+    let database = Database::open(config, Migrations::RequireCurrent).await?;
+    let result = async {
+        match command {
+            ReviewCommand::List { status } => {
+                let status = match status {
+                    StatusFilter::Open => Some("open"),
+                    StatusFilter::Resolved => Some("resolved"),
+                    StatusFilter::Dismissed => Some("dismissed"),
+                    StatusFilter::All => None,
+                };
+                let items = review::list_review(&database.pool, status).await?;
+                output::print_list(&items, format)
+            }
+            ReviewCommand::Resolve(args) => {
+                let resolution = if let Some(key) = &args.link {
+                    Resolution::LinkTo(resolve_device(&database.pool, key).await?)
+                } else if args.new {
+                    Resolution::CreateNew
+                } else {
+                    Resolution::Dismiss
+                };
+                let now = bestand_core::Clock::now(&SystemClock);
+                let outcome = review::resolve_review(
+                    &database.pool,
+                    args.item,
+                    resolution,
+                    &super::actor(args.by),
+                    now,
+                )
+                .await?;
+                println!("Review item {}: {outcome}.", args.item);
+                Ok(())
+            }
+        }
+    }
+    .await;
+    database.close().await?;
+    result
+}
+
+impl Row for ReviewView {
+    fn headers() -> Vec<&'static str> {
+        vec![
+            "id",
+            "kind",
+            "source",
+            "record",
+            "summary",
+            "candidates",
+            "status",
+            "since",
+        ]
+    }
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.review_item_id.to_string(),
+            self.kind.clone(),
+            opt(&self.source_name),
+            opt(&self.external_id),
+            self.summary.clone(),
+            self.candidates
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+            self.resolution
+                .clone()
+                .map(|r| format!("{} ({r})", self.status))
+                .unwrap_or_else(|| self.status.clone()),
+            time(&Some(self.created_at)),
+        ]
+    }
+}

@@ -1,0 +1,387 @@
+//! `bestand sync`: run sources, list runs, approve blocked runs, show source status.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bestand_connectors::{spawn_fetch, spawn_fetch_with_capacity};
+use bestand_core::model::SyncStatus;
+use bestand_core::store::runs::{self, RunView, SourceStatus};
+use bestand_core::sync::{self, SourceItem, SyncOptions, SyncProgress, SyncReport};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::app::{self, Database, Migrations, SystemClock};
+use crate::config::Config;
+use crate::output::{self, opt, time, Format, Row};
+use crate::sources::build_connector;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SyncArgs {
+    #[command(subcommand)]
+    pub command: Option<SyncCommand>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Sync only this source (repeatable); default: every enabled source.
+    #[arg(long = "source", value_name = "NAME")]
+    pub sources: Vec<String>,
+    /// Fetch and compute all changes, then roll back; nothing is written but the run record.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only fetch and map the source's records; touch no database. Checks a source's setup and
+    /// measures the fetch alone.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub fetch_only: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// List recent sync runs.
+    Runs {
+        #[arg(long = "source", value_name = "NAME")]
+        source: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Mark the devices a blocked run held back as missing.
+    Approve {
+        /// The run id shown by `bestand sync runs`.
+        run: i64,
+        /// Who approves (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Per source: last success, last failure, pending blocks, devices reported.
+    Status,
+}
+
+/// Exit code when a run was blocked by the deletion guard (and none failed).
+pub const EXIT_BLOCKED: i32 = 3;
+
+pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Result<i32> {
+    match args.command {
+        None if args.run.fetch_only => fetch_only(&args.run, config).await,
+        None => run_sources(&args.run, config, format).await,
+        Some(SyncCommand::Runs { source, limit }) => {
+            let database = Database::open(config, Migrations::RequireCurrent).await?;
+            let list = runs::list_runs(&database.pool, source.as_deref(), limit).await?;
+            output::print_list(&list, format)?;
+            database.close().await?;
+            Ok(0)
+        }
+        Some(SyncCommand::Approve { run, by }) => {
+            let database = Database::open(config, Migrations::RequireCurrent).await?;
+            let approval =
+                sync::approve_run(&database.pool, &SystemClock, run, &super::actor(by)).await?;
+            match format {
+                Format::Table => println!(
+                    "Run {} of source '{}' approved: {} device(s) marked missing.",
+                    approval.run_id, approval.source_name, approval.marked_missing
+                ),
+                _ => output::print_json(&approval)?,
+            }
+            database.close().await?;
+            Ok(0)
+        }
+        Some(SyncCommand::Status) => {
+            let database = Database::open(config, Migrations::RequireCurrent).await?;
+            let status = runs::source_status(&database.pool).await?;
+            output::print_list(&status, format)?;
+            database.close().await?;
+            Ok(0)
+        }
+    }
+}
+
+fn selected<'a>(
+    run: &RunArgs,
+    config: &'a Config,
+) -> anyhow::Result<Vec<&'a crate::config::SourceConfig>> {
+    if run.sources.is_empty() {
+        let enabled: Vec<_> = config.sources.iter().filter(|s| s.common.enabled).collect();
+        if enabled.is_empty() {
+            anyhow::bail!(
+                "no enabled source in {}; add a [[source]] table",
+                config.path.display()
+            );
+        }
+        return Ok(enabled);
+    }
+    run.sources
+        .iter()
+        .map(|name| {
+            config.source(name).ok_or_else(|| {
+                let known: Vec<&str> = config.sources.iter().map(|s| s.name()).collect();
+                anyhow::anyhow!(
+                    "no source named '{name}' in {} (known: {})",
+                    config.path.display(),
+                    known.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+async fn run_sources(run: &RunArgs, config: &Config, format: Format) -> anyhow::Result<i32> {
+    let chosen = selected(run, config)?;
+    let database = Database::open(config, Migrations::RequireCurrent).await?;
+    let refs = app::apply_config_directory(&database.pool, config).await?;
+    let mut reports = Vec::new();
+    for source in chosen {
+        let source_ref = refs
+            .iter()
+            .find(|r| r.name == source.name())
+            .ok_or_else(|| anyhow::anyhow!("source '{}' was not registered", source.name()))?;
+        let connector = build_connector(source)?;
+        let progress = Progress::new(source.name());
+        let options = SyncOptions {
+            dry_run: run.dry_run,
+            guard: app::guard_for(config, source),
+        };
+        let started = Instant::now();
+        let capacity = config
+            .sync
+            .page_channel_capacity
+            .unwrap_or(bestand_core::sync::PAGE_CHANNEL_CAPACITY);
+        let pages = spawn_fetch_with_capacity(connector, capacity);
+        let report = sync::run_sync(
+            &database.pool,
+            &SystemClock,
+            source_ref,
+            pages,
+            &options,
+            &progress,
+        )
+        .await?;
+        progress.finish();
+        if format == Format::Table {
+            print_report(&report, started.elapsed().as_secs_f64());
+        }
+        reports.push(report);
+    }
+    if format != Format::Table {
+        output::print_json(&reports)?;
+    }
+    database.close().await?;
+    let code = if reports.iter().any(|r| r.status == SyncStatus::Failed) {
+        1
+    } else if reports.iter().any(|r| r.status == SyncStatus::Blocked) {
+        EXIT_BLOCKED
+    } else {
+        0
+    };
+    Ok(code)
+}
+
+fn print_report(report: &SyncReport, seconds: f64) {
+    let c = &report.counts;
+    let mode = if report.dry_run {
+        " (dry run, nothing written)"
+    } else {
+        ""
+    };
+    println!(
+        "{}: {} in {seconds:.1} s, run {}{mode}",
+        report.source_name, report.status, report.run_id
+    );
+    println!(
+        "  fetched {} · created {} · updated {} · unchanged {} · marked missing {} · reappeared {} · review items {}",
+        c.fetched, c.created, c.updated, c.unchanged, c.marked_missing, c.reappeared, c.review_items
+    );
+    if seconds > 0.0 && c.fetched > 0 {
+        println!("  {:.0} devices/s", f64::from(c.fetched) / seconds);
+    }
+    if let Some(reason) = &report.blocked_reason {
+        println!("  blocked: {reason}");
+    }
+    if let Some(error) = &report.error {
+        println!("  error: {error}");
+    }
+    if report.n_warnings > 0 {
+        println!("  {} warning(s):", report.n_warnings);
+        for warning in report.warnings.iter().take(10) {
+            println!("    {warning}");
+        }
+        if report.n_warnings > 10 {
+            println!("    ... see `bestand sync runs --format json` for more");
+        }
+    }
+}
+
+/// Reports each applied page: a progress bar on a terminal, plain lines otherwise.
+struct Progress {
+    source: String,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new(source: &str) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{prefix} [{bar:40}] {pos}/{len} devices ({per_sec}, eta {eta})",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(source.to_string());
+            bar
+        });
+        Progress {
+            source: source.to_string(),
+            bar,
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl SyncProgress for Progress {
+    fn page_applied(
+        &self,
+        label: &str,
+        records: usize,
+        received: u64,
+        announced_total: Option<u64>,
+    ) {
+        match &self.bar {
+            Some(bar) => {
+                if let Some(total) = announced_total {
+                    bar.set_length(total.max(received));
+                }
+                bar.set_position(received);
+            }
+            None => {
+                let total = announced_total
+                    .map(|t| format!(" of {t}"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "{}: {label} applied ({records} records, {received}{total} so far)",
+                    self.source
+                );
+            }
+        }
+    }
+}
+
+async fn fetch_only(run: &RunArgs, config: &Config) -> anyhow::Result<i32> {
+    let mut code = 0;
+    for source in selected(run, config)? {
+        let connector = build_connector(source)?;
+        let started = Instant::now();
+        let mut pages = spawn_fetch(Arc::clone(&connector));
+        let (mut n_pages, mut n_records, mut n_problems) = (0u64, 0u64, 0usize);
+        let outcome = loop {
+            match pages.recv().await {
+                Some(SourceItem::Page(page)) => {
+                    n_pages += 1;
+                    n_records += page.records.len() as u64;
+                    n_problems += page.records.iter().map(|r| r.problems.len()).sum::<usize>();
+                }
+                Some(SourceItem::Complete { reported_total }) => break Ok(reported_total),
+                Some(SourceItem::Failed(failure)) => break Err(failure.to_string()),
+                None => break Err("the connector stopped without finishing".to_string()),
+            }
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(total) => println!(
+                "{}: fetched {n_records} records (source reports {total}) in {n_pages} pages, {seconds:.2} s, {:.0} records/s; {n_problems} mapping problem(s)",
+                source.name(),
+                n_records as f64 / seconds.max(1e-9)
+            ),
+            Err(error) => {
+                println!("{}: fetch failed after {n_records} records: {error}", source.name());
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+impl Row for RunView {
+    fn headers() -> Vec<&'static str> {
+        vec![
+            "run",
+            "source",
+            "started",
+            "status",
+            "fetched",
+            "created",
+            "updated",
+            "unchanged",
+            "missing",
+            "review",
+            "note",
+        ]
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let status = if self.dry_run {
+            format!("{} (dry)", self.status)
+        } else {
+            self.status.clone()
+        };
+        let note = self
+            .error
+            .clone()
+            .or_else(|| self.blocked_reason.clone())
+            .or_else(|| {
+                self.approved_by
+                    .as_ref()
+                    .map(|by| format!("approved by {by}"))
+            })
+            .unwrap_or_default();
+        vec![
+            self.sync_run_id.to_string(),
+            self.source_name.clone(),
+            time(&Some(self.started_at)),
+            status,
+            self.fetched.to_string(),
+            self.created.to_string(),
+            self.updated.to_string(),
+            self.unchanged.to_string(),
+            self.marked_missing.to_string(),
+            self.review_items.to_string(),
+            note,
+        ]
+    }
+}
+
+impl Row for SourceStatus {
+    fn headers() -> Vec<&'static str> {
+        vec![
+            "source",
+            "kind",
+            "authority",
+            "last success",
+            "last failure",
+            "error",
+            "blocked run",
+            "devices",
+            "missing",
+        ]
+    }
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.source_name.clone(),
+            self.kind.clone(),
+            self.authority.clone(),
+            time(&self.last_success_at),
+            time(&self.last_failure_at),
+            opt(&self.last_failure_error),
+            opt(&self.blocked_run_id),
+            self.devices_reported.to_string(),
+            self.devices_missing.to_string(),
+        ]
+    }
+}
