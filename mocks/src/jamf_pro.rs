@@ -16,8 +16,13 @@
 //! `GET /api/v{1,2,3,4}/computers-inventory`, `GET /api/v1/sites`, `GET /api/v1/buildings`,
 //! `GET /api/v1/jamf-pro-version`. Paging, sections and errors follow
 //! `docs/vendor-apis.md` section 1; where the mock differs it says so below.
+//!
+//! Inventory pages are rendered once per epoch and then served from a cache (see
+//! [`MockConfig::page_cache_bytes`] and [`JamfProMock::warm_page_cache`]); faults are applied on
+//! top of the cached page and never stored.
 
 mod faults;
+mod page_cache;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -27,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +45,8 @@ use tokio::time::Instant;
 
 pub use faults::{Fault, FaultParseError, FaultPlan, Faults, PageFault, ShortPage};
 use faults::{PageOutcome, Refusal};
+use page_cache::{PageCache, PageKey};
+pub use page_cache::{PageCacheStats, DEFAULT_PAGE_CACHE_BYTES};
 use wire::Sections;
 
 use crate::generator::{page_range, DeviceKind, Fleet, FleetSnapshot};
@@ -75,6 +83,9 @@ pub struct MockConfig {
     pub client_secret: String,
     pub username: String,
     pub password: String,
+    /// Upper bound of the rendered pages kept in memory (bodies plus a little bookkeeping);
+    /// past it, further pages are rendered per request. `0` turns the cache off.
+    pub page_cache_bytes: usize,
 }
 
 impl MockConfig {
@@ -88,6 +99,7 @@ impl MockConfig {
             client_secret: DEFAULT_CLIENT_SECRET.to_string(),
             username: DEFAULT_USERNAME.to_string(),
             password: DEFAULT_PASSWORD.to_string(),
+            page_cache_bytes: DEFAULT_PAGE_CACHE_BYTES,
         }
     }
 }
@@ -243,6 +255,9 @@ struct App {
     issued: AtomicU64,
     /// Snapshots per epoch, built on first use; tests switch back and forth.
     snapshots: Mutex<HashMap<u32, Arc<FleetSnapshot>>>,
+    /// Intact inventory pages of the epoch served last. The fleet is fixed for the life of the
+    /// server, so only an epoch change invalidates them.
+    pages: PageCache,
 }
 
 /// A running fake Jamf Pro server. Dropping it stops the server; [`JamfProMock::shutdown`]
@@ -272,7 +287,9 @@ impl JamfProMock {
             .with_context(|| format!("binding the Jamf Pro mock to {}", config.bind))?;
         let addr = listener.local_addr()?;
         let faults = Faults::new(config.faults.clone());
+        let pages = PageCache::new(config.page_cache_bytes);
         let app = Arc::new(App {
+            pages,
             config,
             faults,
             counters: Counters::new(),
@@ -334,6 +351,42 @@ impl JamfProMock {
         self.request_counts().total()
     }
 
+    /// Size and hits of the rendered-page cache.
+    pub fn page_cache_stats(&self) -> PageCacheStats {
+        self.app.pages.stats()
+    }
+
+    /// Renders every page of `kind` in the current epoch at `page_size` (clamped as a request's
+    /// would be) with `sections` into the page cache, so that a client's first pass through
+    /// them costs no more than the next ones. Runs on a blocking thread, because rendering a
+    /// large fleet takes seconds of CPU. Returns the number of pages rendered; pages already
+    /// cached or past the cache's bound are not rendered again or kept.
+    pub async fn warm_page_cache(
+        &self,
+        kind: DeviceKind,
+        page_size: usize,
+        sections: Sections,
+    ) -> anyhow::Result<usize> {
+        let app = self.app.clone();
+        let warm = move || {
+            let epoch = app.faults.epoch();
+            let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
+            let pages = app.snapshot(epoch).count(kind).div_ceil(page_size);
+            for page in 0..pages {
+                let request = PageRequest {
+                    page,
+                    page_size,
+                    sections,
+                };
+                app.intact_page(epoch, kind, &request);
+            }
+            pages
+        };
+        tokio::task::spawn_blocking(warm)
+            .await
+            .context("warming the page cache panicked")
+    }
+
     /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
@@ -371,6 +424,30 @@ impl App {
             .entry(epoch)
             .or_insert_with(|| Arc::new(self.config.fleet.snapshot(epoch)))
             .clone()
+    }
+
+    /// Page `request` of `kind` in `epoch` as it is without faults: from the cache, or rendered
+    /// and then kept unless the epoch moved on meanwhile (a store for a past epoch would only
+    /// throw away the new epoch's pages) or the page is past the end (any number of those
+    /// would fit an empty body, and rendering one costs nothing).
+    fn intact_page(&self, epoch: u32, kind: DeviceKind, request: &PageRequest) -> Bytes {
+        let key = PageKey {
+            kind,
+            page: request.page,
+            page_size: request.page_size,
+            sections: request.sections,
+        };
+        if let Some(body) = self.pages.get(epoch, &key) {
+            return body;
+        }
+        let snapshot = self.snapshot(epoch);
+        let body = Bytes::from(render_page(&snapshot, kind, request, 0));
+        self.pages.rendered();
+        let past_end = page_range(snapshot.count(kind), request.page, request.page_size).is_empty();
+        if !past_end && self.faults.epoch() == epoch {
+            self.pages.store(epoch, key, body.clone());
+        }
+        body
     }
 
     fn issue_token(&self, default_ttl: Duration) -> (String, Duration) {
@@ -520,14 +597,14 @@ fn router(app: Arc<App>) -> Router {
 
 type Params = Vec<(String, String)>;
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response {
     (
         status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        body,
+        body.into(),
     )
         .into_response()
 }
@@ -732,31 +809,48 @@ fn paging(params: &Params) -> Result<(usize, usize), String> {
     Ok((page, page_size))
 }
 
+/// `{"totalCount":..,"results":[..]}` for one page, leaving out its last `missing` records.
+fn render_page(
+    snapshot: &FleetSnapshot,
+    kind: DeviceKind,
+    request: &PageRequest,
+    missing: usize,
+) -> Vec<u8> {
+    let devices = snapshot.page(kind, request.page, request.page_size);
+    let keep = devices.len().saturating_sub(missing);
+    wire::page_json(
+        kind,
+        snapshot.count(kind),
+        devices.take(keep),
+        request.sections,
+    )
+}
+
 /// One page of an inventory, with the page faults applied.
 fn inventory_page(app: &App, kind: DeviceKind, params: &Params) -> Response {
     let request = match PageRequest::parse(kind, params) {
         Ok(request) => request,
         Err(description) => return bad_request(&description),
     };
-    let snapshot = app.snapshot(app.faults.epoch());
-    let total = snapshot.count(kind);
-    let devices = snapshot.page(kind, request.page, request.page_size);
-    let outcome = app.faults.take_page_outcome(kind, request.page);
-    let keep = match outcome {
+    let epoch = app.faults.epoch();
+    let body = match app.faults.take_page_outcome(kind, request.page) {
+        PageOutcome::Intact => app.intact_page(epoch, kind, &request),
         PageOutcome::Short(missing) => {
             app.counters.answered(Outcome::ShortPage);
             tracing::info!(page = request.page, missing, "fault: short page");
-            devices.len().saturating_sub(missing as usize)
+            // Rendered apart and never cached: it is not the page.
+            let snapshot = app.snapshot(epoch);
+            Bytes::from(render_page(&snapshot, kind, &request, missing as usize))
         }
-        PageOutcome::Intact | PageOutcome::Malformed => devices.len(),
+        PageOutcome::Malformed => {
+            app.counters.answered(Outcome::MalformedPage);
+            tracing::info!(page = request.page, "fault: malformed page");
+            // As if a proxy cut the body off: valid status and headers, JSON ends mid-record.
+            // A view of the intact page, which stays whole in the cache.
+            let whole = app.intact_page(epoch, kind, &request);
+            whole.slice(..whole.len() * 2 / 3)
+        }
     };
-    let mut body = wire::page_json(kind, total, devices.take(keep), request.sections);
-    if outcome == PageOutcome::Malformed {
-        app.counters.answered(Outcome::MalformedPage);
-        tracing::info!(page = request.page, "fault: malformed page");
-        // As if a proxy cut the body off: valid status and headers, JSON ends mid-record.
-        body.truncate(body.len() * 2 / 3);
-    }
     json_response(StatusCode::OK, body)
 }
 

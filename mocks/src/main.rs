@@ -2,9 +2,12 @@
 //! the Musterstadt master data the demo configuration needs.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use anyhow::Context;
 use bestand_mocks::generator::{DeviceKind, EpochChanges, MUSTERSTADT_DEVICES};
+use bestand_mocks::jamf_pro::wire::Sections;
+use bestand_mocks::jamf_pro::{DEFAULT_PAGE_CACHE_BYTES, MAX_PAGE_SIZE};
 use bestand_mocks::{authority_toml, Fault, FaultPlan, Fleet, JamfProMock, MockConfig};
 use clap::{Args, Parser, Subcommand};
 
@@ -62,7 +65,26 @@ struct JamfProArgs {
     username: String,
     #[arg(long, default_value = bestand_mocks::jamf_pro::DEFAULT_PASSWORD)]
     password: String,
+    /// Render every inventory page at start as bestand asks for them (page size 2000, its
+    /// sections), so that the first sync is served from the cache; prints when done.
+    #[arg(long)]
+    warm_cache: bool,
+    /// Bound of the rendered-page cache in MiB; 0 renders every request anew.
+    #[arg(long, default_value_t = DEFAULT_PAGE_CACHE_BYTES >> 20)]
+    page_cache_mb: usize,
 }
+
+/// The sections bestand's Jamf connector requests, per inventory.
+const BESTAND_SECTIONS: [(DeviceKind, &str); 2] = [
+    (
+        DeviceKind::Mobile,
+        "GENERAL,HARDWARE,USER_AND_LOCATION,PURCHASING",
+    ),
+    (
+        DeviceKind::Computer,
+        "GENERAL,HARDWARE,USER_AND_LOCATION,PURCHASING,OPERATING_SYSTEM",
+    ),
+];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -104,6 +126,7 @@ async fn jamf_pro(args: JamfProArgs) -> anyhow::Result<()> {
         client_secret: args.client_secret,
         username: args.username,
         password: args.password,
+        page_cache_bytes: args.page_cache_mb.saturating_mul(1 << 20),
         ..MockConfig::new(fleet)
     };
     let mock = JamfProMock::start(config).await?;
@@ -128,9 +151,38 @@ async fn jamf_pro(args: JamfProArgs) -> anyhow::Result<()> {
     if !args.faults.is_empty() {
         println!("  faults:       {:?}", args.faults);
     }
+    if args.warm_cache {
+        warm_cache(&mock).await?;
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
     tracing::info!("stopping");
     mock.shutdown().await
+}
+
+/// Fills the page cache for bestand's requests and says so, for scripts to wait on.
+async fn warm_cache(mock: &JamfProMock) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut pages = 0;
+    for (kind, sections) in BESTAND_SECTIONS {
+        let sections = Sections::parse(kind, sections.split(','))
+            .map_err(|name| anyhow::anyhow!("bestand's section {name:?} is not valid"))?;
+        pages += mock.warm_page_cache(kind, MAX_PAGE_SIZE, sections).await?;
+    }
+    let stats = mock.page_cache_stats();
+    println!(
+        "  page cache:   warm, {} pages of {MAX_PAGE_SIZE} ({:.1} MB) in {:.2} s",
+        stats.pages,
+        stats.bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    if stats.pages < pages {
+        // Still correct, but those pages cost a render per request.
+        println!(
+            "  page cache:   {} of {pages} pages did not fit, raise --page-cache-mb",
+            pages - stats.pages
+        );
+    }
+    Ok(())
 }

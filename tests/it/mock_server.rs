@@ -5,9 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bestand_mocks::generator::DeviceKind;
+use bestand_mocks::jamf_pro::wire::{self, Sections};
 use bestand_mocks::jamf_pro::{PageFault, ShortPage, DEFAULT_PASSWORD, DEFAULT_USERNAME};
 use bestand_mocks::musterstadt;
-use bestand_mocks::{EpochChanges, Fleet, JamfProMock, MockConfig, SchoolType};
+use bestand_mocks::{EpochChanges, Fleet, FleetSnapshot, JamfProMock, MockConfig, SchoolType};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -72,6 +73,37 @@ async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
     let response = get(client, url, token).await;
     assert_eq!(response.status(), StatusCode::OK, "{url}");
     response.json().await.expect("page json")
+}
+
+/// The body exactly as served, for byte comparisons.
+async fn get_bytes(client: &reqwest::Client, url: &str, token: &str) -> Vec<u8> {
+    let response = get(client, url, token).await;
+    assert_eq!(response.status(), StatusCode::OK, "{url}");
+    response.bytes().await.expect("body").to_vec()
+}
+
+/// The sections of a query string such as [`ALL_MOBILE_SECTIONS`], as the server parses them.
+fn sections(kind: DeviceKind, query: &str) -> Sections {
+    let names = query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("section="));
+    Sections::parse(kind, names).expect("valid sections")
+}
+
+/// What the server renders for a page when nothing is cached: the reference for cached pages.
+fn fresh_page(
+    snapshot: &FleetSnapshot,
+    kind: DeviceKind,
+    query: &str,
+    page: usize,
+    size: usize,
+) -> Vec<u8> {
+    wire::page_json(
+        kind,
+        snapshot.count(kind),
+        snapshot.page(kind, page, size),
+        sections(kind, query),
+    )
 }
 
 fn page_url(mock: &JamfProMock, path: &str, sections: &str, page: usize, size: usize) -> String {
@@ -641,4 +673,146 @@ async fn slow_responses_wait_before_answering() {
     let started = Instant::now();
     get_json(&client, &page_url(&mock, MOBILE, "", 0, 10), &token).await;
     assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn cached_pages_are_byte_identical_to_fresh_renders() {
+    let (mock, client, token) = connect(Fleet::new(7, 3000)).await;
+    let snapshot = mock.snapshot();
+    let inventories = [
+        (DeviceKind::Mobile, MOBILE, ALL_MOBILE_SECTIONS),
+        (DeviceKind::Computer, COMPUTERS, ALL_COMPUTER_SECTIONS),
+    ];
+    for (kind, path, query) in inventories {
+        let url = page_url(&mock, path, query, 1, 300);
+        let expected = fresh_page(&snapshot, kind, query, 1, 300);
+        assert_eq!(get_bytes(&client, &url, &token).await, expected, "rendered");
+        assert_eq!(get_bytes(&client, &url, &token).await, expected, "cached");
+    }
+    let stats = mock.page_cache_stats();
+    assert_eq!((stats.pages, stats.renders, stats.hits), (2, 2, 2));
+
+    // A clamped page size and the comma-joined sections are the same page.
+    let joined = "section=HARDWARE,USER_AND_LOCATION,PURCHASING";
+    let url = page_url(&mock, MOBILE, joined, 0, 5000);
+    let expected = fresh_page(&snapshot, DeviceKind::Mobile, ALL_MOBILE_SECTIONS, 0, 2000);
+    assert_eq!(get_bytes(&client, &url, &token).await, expected);
+    let url = page_url(&mock, MOBILE, ALL_MOBILE_SECTIONS, 0, 2000);
+    assert_eq!(get_bytes(&client, &url, &token).await, expected);
+    assert_eq!(mock.page_cache_stats().renders, 3);
+
+    // A warmed cache serves a whole pass without rendering, the same bytes.
+    let warm = start(Fleet::new(7, 3000)).await;
+    let token = self::token(&client, &warm).await;
+    let mut pages = 0;
+    for (kind, path, query) in inventories {
+        let warmed = warm
+            .warm_page_cache(kind, 2000, sections(kind, query))
+            .await
+            .expect("warm");
+        assert_eq!(warmed, snapshot.count(kind).div_ceil(2000));
+        for page in 0..warmed {
+            let url = page_url(&warm, path, query, page, 2000);
+            let expected = fresh_page(&snapshot, kind, query, page, 2000);
+            assert_eq!(get_bytes(&client, &url, &token).await, expected);
+        }
+        pages += warmed;
+    }
+    let stats = warm.page_cache_stats();
+    assert_eq!(
+        (stats.pages, stats.renders, stats.hits),
+        (pages, pages as u64, pages as u64)
+    );
+}
+
+#[tokio::test]
+async fn an_epoch_change_is_served_at_once_not_from_the_cache() {
+    let changes = EpochChanges {
+        vanish: 20,
+        reenroll: 10,
+        os_updates: 100,
+    };
+    let (mock, client, token) = connect(Fleet::with_changes(11, 2000, changes)).await;
+    let fleet = mock.config().fleet.clone();
+    let url = page_url(&mock, MOBILE, ALL_MOBILE_SECTIONS, 0, 2000);
+    let epoch_0 = fresh_page(
+        &fleet.snapshot(0),
+        DeviceKind::Mobile,
+        ALL_MOBILE_SECTIONS,
+        0,
+        2000,
+    );
+    let epoch_1 = fresh_page(
+        &fleet.snapshot(1),
+        DeviceKind::Mobile,
+        ALL_MOBILE_SECTIONS,
+        0,
+        2000,
+    );
+    assert_ne!(epoch_0, epoch_1);
+
+    assert_eq!(get_bytes(&client, &url, &token).await, epoch_0);
+    assert_eq!(get_bytes(&client, &url, &token).await, epoch_0, "cached");
+    mock.faults().set_epoch(1);
+    assert_eq!(
+        get_bytes(&client, &url, &token).await,
+        epoch_1,
+        "no stale page"
+    );
+    assert_eq!(get_bytes(&client, &url, &token).await, epoch_1);
+    mock.faults().set_epoch(0);
+    assert_eq!(get_bytes(&client, &url, &token).await, epoch_0, "and back");
+    let stats = mock.page_cache_stats();
+    assert_eq!((stats.pages, stats.renders, stats.hits), (1, 3, 2));
+
+    // A cache warmed before the change does not outlive it either.
+    let mobile = sections(DeviceKind::Mobile, ALL_MOBILE_SECTIONS);
+    mock.warm_page_cache(DeviceKind::Mobile, 2000, mobile)
+        .await
+        .expect("warm");
+    mock.faults().set_epoch(1);
+    assert_eq!(get_bytes(&client, &url, &token).await, epoch_1);
+}
+
+#[tokio::test]
+async fn faulted_pages_are_never_cached() {
+    let (mock, client, token) = connect(Fleet::new(1, 1000)).await;
+    let snapshot = mock.snapshot();
+    let whole = |page| fresh_page(&snapshot, DeviceKind::Mobile, "", page, 100);
+    let url = |page| page_url(&mock, MOBILE, "", page, 100);
+
+    // Malformed on a cold cache: cut off once, whole on the retry.
+    mock.faults()
+        .set_malformed_page(Some(PageFault::mobile(1).times(1)));
+    let cut = get_bytes(&client, &url(1), &token).await;
+    assert!(cut.len() < whole(1).len() && whole(1).starts_with(&cut));
+    assert_eq!(get_bytes(&client, &url(1), &token).await, whole(1));
+
+    // Malformed on a cached page: cut off while the fault lasts, whole after it is cleared.
+    assert_eq!(get_bytes(&client, &url(2), &token).await, whole(2));
+    mock.faults().set_malformed_page(Some(PageFault::mobile(2)));
+    for _ in 0..2 {
+        let cut = get_bytes(&client, &url(2), &token).await;
+        assert!(serde_json::from_slice::<Value>(&cut).is_err());
+    }
+    mock.faults().set_malformed_page(None);
+    assert_eq!(get_bytes(&client, &url(2), &token).await, whole(2));
+
+    // Short on a cold cache and on a cached page: fewer records once, then the whole page.
+    for page in [3, 2] {
+        mock.faults().set_short_page(Some(ShortPage {
+            at: PageFault::mobile(page).times(1),
+            missing: 4,
+        }));
+        let short: Value =
+            serde_json::from_slice(&get_bytes(&client, &url(page as usize), &token).await)
+                .expect("short page is valid JSON");
+        assert_eq!(short["results"].as_array().map(Vec::len), Some(96));
+        assert_eq!(
+            get_bytes(&client, &url(page as usize), &token).await,
+            whole(page as usize)
+        );
+    }
+    let counts = mock.request_counts();
+    assert_eq!((counts.malformed_pages, counts.short_pages), (3, 2));
 }

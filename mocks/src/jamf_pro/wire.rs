@@ -67,7 +67,7 @@ const COMPUTER_SECTIONS: &[&str] = &[
 ];
 
 /// The set of sections one request asked for. GENERAL is always in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Sections {
     hardware: bool,
     user_and_location: bool,
