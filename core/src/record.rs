@@ -35,9 +35,11 @@ pub struct DeviceRecord {
     /// the bad field left empty, and the problem reported with the sync run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
-    /// The vendor's payload as received, stored with the source link. Not part of the content hash.
+    /// The vendor's JSON for this record, as received, stored with the source link (empty means
+    /// none). Kept as text so a page in flight costs its size, not a tree of values.
+    /// Not part of the content hash.
     #[serde(skip)]
-    pub payload: serde_json::Value,
+    pub payload: String,
 }
 
 /// Where the source places the device. `school` is matched against the authority's
@@ -83,14 +85,10 @@ impl DeviceRecord {
     /// Equal hashes mean the record has not changed since the last run.
     pub fn content_hash(&self) -> [u8; 16] {
         let mut hasher = blake3::Hasher::new();
-        // Serializing a plain struct with serde_json is deterministic: field order is declaration order.
-        match serde_json::to_vec(self) {
-            Ok(bytes) => {
-                hasher.update(&bytes);
-            }
-            Err(error) => {
-                hasher.update(format!("{error:?}{self:?}").as_bytes());
-            }
+        // Serializing a plain struct with serde_json is deterministic (field order is declaration
+        // order); streaming into the hasher avoids building the text.
+        if let Err(error) = serde_json::to_writer(&mut hasher, self) {
+            hasher.update(format!("{error:?}{self:?}").as_bytes());
         }
         let digest = hasher.finalize();
         let mut hash = [0u8; 16];

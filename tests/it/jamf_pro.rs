@@ -463,6 +463,52 @@ async fn paging_follows_the_servers_page_size_cap_to_the_end_in_order() {
 }
 
 #[tokio::test]
+async fn both_listings_are_delivered_in_order_through_one_pipeline() {
+    let server = mobile_server().await;
+    mount_buildings(&server).await;
+    for page in 0..3 {
+        let ids = page * 2 + 1..=(page * 2 + 2).min(5);
+        // The last mobile page answers late: computer pages fetched meanwhile must wait.
+        let delay = Duration::from_millis(if page == 2 { 300 } else { 0 });
+        mobile_page(page)
+            .respond_with(ipad_page(5, ids.clone()).set_delay(delay))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let computers = ids.map(|id| json!({ "id": id.to_string() })).collect();
+        computers_request("v4")
+            .and(query_param("page", page.to_string()))
+            .respond_with(page_response(5, computers))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+
+    let extra = json!({ "include_computers": true, "page_size": 2 });
+    let (pages, end) = fetch(&server, "two-listings", extra).await;
+
+    assert_eq!(complete(end), 10);
+    assert_eq!(
+        labels(&pages),
+        [
+            "mobile-devices page 0",
+            "mobile-devices page 1",
+            "mobile-devices page 2",
+            "computers-inventory page 0",
+            "computers-inventory page 1",
+            "computers-inventory page 2"
+        ]
+    );
+    let expected: Vec<String> = (1..=5)
+        .map(|id| format!("mobile:{id}"))
+        .chain((1..=5).map(|id| format!("computer:{id}")))
+        .collect();
+    assert_eq!(external_ids(&pages), expected);
+    assert!(pages.iter().all(|page| page.announced_total == Some(10)));
+    server.verify().await;
+}
+
+#[tokio::test]
 async fn a_page_short_of_the_announced_total_fails_naming_the_page() {
     let server = mobile_server().await;
     for page in 0..3 {
@@ -871,7 +917,7 @@ async fn the_documented_example_payloads_map_field_by_field() {
             email: text("lea.schulz@gs-lindenweg.example.de"),
         },
         problems: Vec::new(),
-        payload: example_mobile_device(),
+        payload: example_mobile_device().to_string(),
     };
     assert_eq!(pages[0].records, [expected_ipad]);
 
@@ -911,7 +957,7 @@ async fn the_documented_example_payloads_map_field_by_field() {
             email: text("k.meyer@gs-lindenweg.example.de"),
         },
         problems: Vec::new(),
-        payload: example_computer(),
+        payload: example_computer().to_string(),
     };
     assert_eq!(pages[1].records, [expected_mac]);
 }

@@ -100,7 +100,7 @@ pub fn ipad(external_id: &str, serial: &str) -> DeviceRecord {
         model_identifier: Some("iPad12,1".into()),
         os_name: Some("iPadOS".into()),
         os_version: Some("17.6.1".into()),
-        payload: serde_json::json!({ "id": external_id }),
+        payload: serde_json::json!({ "id": external_id }).to_string(),
         ..DeviceRecord::default()
     };
     record.location.school = Some("Grundschule Lindenweg".into());

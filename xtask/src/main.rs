@@ -2,6 +2,9 @@
 //! developer and for CI (`.ci/run` calls nothing else). It needs no database server of its own:
 //! it makes a throwaway PostgreSQL cluster from the installed server programs, points the tests
 //! at it and stops it again, also when the tests fail or are interrupted.
+//! `cargo xtask bench` runs the sync benchmark (see `bench.rs` and docs/performance.md).
+
+mod bench;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -13,10 +16,13 @@ use bestand_cli::pgcluster::{ClusterOptions, LocalCluster};
 
 const USAGE: &str = "\
 usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
+       cargo xtask bench [--devices N]
 
   test        cargo fmt --check, cargo clippy -D warnings, then cargo test --workspace
               against a throwaway PostgreSQL cluster in target/xtask-postgres
   --no-lint   skip fmt and clippy (quicker while iterating)
+  bench       time fetch-only, full and unchanged syncs of N mock Jamf Pro devices
+              (default 50000) with release binaries; see docs/performance.md
 
 examples:
   cargo xtask test
@@ -54,6 +60,11 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
                 }
             }
             test(lint, passed)
+        }
+        ["bench"] => bench::bench(&workspace_root()?, 50_000).map(|()| ExitCode::SUCCESS),
+        ["bench", "--devices", count] => {
+            let devices = count.parse().context("--devices takes a number")?;
+            bench::bench(&workspace_root()?, devices).map(|()| ExitCode::SUCCESS)
         }
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");

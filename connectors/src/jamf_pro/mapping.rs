@@ -1,6 +1,6 @@
 //! Turns Jamf Pro inventory records (mobile-devices/detail and computers-inventory) into
-//! `DeviceRecord`s. Pure functions over JSON, so the vendor's field-naming traps
-//! (`warrantyExpiresDate` vs `warrantyDate`, `realName` vs `realname`) are pinned by tests.
+//! `DeviceRecord`s. Pure functions over each record's JSON text, so the vendor's field-naming
+//! traps (`warrantyExpiresDate` vs `warrantyDate`, `realName` vs `realname`) are pinned by tests.
 //!
 //! A bad value never drops a device: the field stays empty and a problem text naming field,
 //! device and value goes into `record.problems`.
@@ -12,9 +12,10 @@ use bestand_core::model::DeviceCategory;
 use bestand_core::record::{DeviceRecord, LocationHint, PurchaseInfo, UserHint};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use rust_decimal::Decimal;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::config::SchoolFrom;
+use super::lenient::{Object, Record, Text};
 
 /// Jamf's id for "no site" / "no building".
 const NONE_ID: &str = "-1";
@@ -35,31 +36,24 @@ pub(crate) enum MappingError {
     NotAnObject,
     #[error("a record has no `{0}`")]
     MissingId(&'static str),
+    /// Not expected to happen: the record text was already checked to be JSON, and reading
+    /// it is lenient about every value.
+    #[error("a record cannot be read ({0})")]
+    Unreadable(String),
 }
 
-/// The text at `path`, trimmed; numbers are accepted as text (ids come either way), and
-/// empty strings count as absent.
-fn text(value: &Value, path: &[&str]) -> Option<String> {
-    let found = path.iter().try_fold(value, |value, key| value.get(key))?;
-    let text = match found {
-        Value::String(text) => text.trim().to_string(),
-        Value::Number(number) => number.to_string(),
-        _ => return None,
-    };
-    (!text.is_empty()).then_some(text)
-}
-
-/// Collects per-field problems of one record.
-struct Problems {
-    device: String,
+/// Collects per-field problems of one record; the device is named only once one turns up.
+struct Problems<'r> {
+    noun: &'static str,
+    id: &'r str,
     list: Vec<String>,
 }
 
-impl Problems {
+impl Problems<'_> {
     fn push(&mut self, field: &str, value: &str, expected: &str) {
         self.list.push(format!(
-            "{}: {field} {value:?} is not {expected}",
-            self.device
+            "{} {}: {field} {value:?} is not {expected}",
+            self.noun, self.id
         ));
     }
 
@@ -80,32 +74,32 @@ impl Problems {
         name
     }
 
-    /// The value at `path` read by `parse`; a value `parse` rejects is a problem.
+    /// `value` (found at `path`) read by `parse`; a value `parse` rejects is a problem.
     fn parsed<T>(
         &mut self,
-        raw: &Value,
-        path: &[&str],
+        value: &Text<'_>,
+        path: &str,
         parse: impl Fn(&str) -> Option<T>,
         expected: &str,
     ) -> Option<T> {
-        let value = text(raw, path)?;
-        let parsed = parse(&value);
+        let value = value.get()?;
+        let parsed = parse(value);
         if parsed.is_none() {
-            self.push(&path.join("."), &value, expected);
+            self.push(path, value, expected);
         }
         parsed
     }
 
-    fn date(&mut self, raw: &Value, path: &[&str]) -> Option<NaiveDate> {
-        self.parsed(raw, path, parse_date, "a date")
+    fn date(&mut self, value: &Text<'_>, path: &str) -> Option<NaiveDate> {
+        self.parsed(value, path, parse_date, "a date")
     }
 
-    fn price(&mut self, raw: &Value, path: &[&str]) -> Option<Decimal> {
-        self.parsed(raw, path, parse_price, "a price")
+    fn price(&mut self, value: &Text<'_>, path: &str) -> Option<Decimal> {
+        self.parsed(value, path, parse_price, "a price")
     }
 
-    fn years(&mut self, raw: &Value, path: &[&str]) -> Option<i32> {
-        self.parsed(raw, path, |value| value.parse().ok(), "a number of years")
+    fn years(&mut self, value: &Text<'_>, path: &str) -> Option<i32> {
+        self.parsed(value, path, |value| value.parse().ok(), "a number of years")
             // Jamf reports 0 when nobody entered a life expectancy.
             .filter(|years| *years > 0)
     }
@@ -222,64 +216,96 @@ struct Kind {
     prefix: &'static str,
     /// How problem texts name the device.
     noun: &'static str,
+    /// The path of the warranty date, for problem texts.
     warranty: &'static str,
-    real_name: &'static str,
-    email: &'static str,
+    /// The kind's own fields of a record.
+    pick: for<'r, 'a> fn(&'r Record<'a>) -> KindFields<'r, 'a>,
+}
+
+/// The fields of one record that each kind names its own way.
+struct KindFields<'r, 'a> {
+    id: &'r Text<'a>,
+    warranty: &'r Text<'a>,
+    real_name: &'r Text<'a>,
+    email: &'r Text<'a>,
 }
 
 const MOBILE_DEVICE: Kind = Kind {
     id: "mobileDeviceId",
     prefix: "mobile",
     noun: "mobile device",
-    warranty: "warrantyExpiresDate",
-    real_name: "realName",
-    email: "emailAddress",
+    warranty: "purchasing.warrantyExpiresDate",
+    pick: |json| KindFields {
+        id: &json.mobile_device_id,
+        warranty: &json.purchasing.warranty_expires_date,
+        real_name: &json.user_and_location.real_name,
+        email: &json.user_and_location.email_address,
+    },
 };
 
 const COMPUTER: Kind = Kind {
     id: "id",
     prefix: "computer",
     noun: "computer",
-    warranty: "warrantyDate",
-    real_name: "realname",
-    email: "email",
+    warranty: "purchasing.warrantyDate",
+    pick: |json| KindFields {
+        id: &json.id,
+        warranty: &json.purchasing.warranty_date,
+        real_name: &json.user_and_location.realname,
+        email: &json.user_and_location.email,
+    },
 };
 
-/// The fields both kinds share, with the record's problem list started.
-fn common(raw: &Value, kind: &Kind) -> Result<(DeviceRecord, Problems), MappingError> {
-    if !raw.is_object() {
-        return Err(MappingError::NotAnObject);
+/// Reads the mapped fields of one record's JSON text.
+fn read(raw: &RawValue) -> Result<Record<'_>, MappingError> {
+    match serde_json::from_str::<Object<Record>>(raw.get()) {
+        Ok(Object(Some(json))) => Ok(json),
+        Ok(Object(None)) => Err(MappingError::NotAnObject),
+        Err(error) => Err(MappingError::Unreadable(error.to_string())),
     }
-    let id = text(raw, &[kind.id]).ok_or(MappingError::MissingId(kind.id))?;
+}
+
+/// The fields both kinds share, with the record's problem list started.
+fn common<'r>(
+    json: &'r Record<'_>,
+    kind: &Kind,
+) -> Result<(DeviceRecord, Problems<'r>), MappingError> {
+    let own = (kind.pick)(json);
+    let id = own.id.get().ok_or(MappingError::MissingId(kind.id))?;
     let mut problems = Problems {
-        device: format!("{} {id}", kind.noun),
+        noun: kind.noun,
+        id,
         list: Vec::new(),
     };
+    let purchasing = &json.purchasing;
     let purchase = PurchaseInfo {
-        order_number: text(raw, &["purchasing", "poNumber"]),
-        purchase_date: problems.date(raw, &["purchasing", "poDate"]),
-        supplier: text(raw, &["purchasing", "vendor"]),
-        price: problems.price(raw, &["purchasing", "purchasePrice"]),
+        order_number: purchasing.po_number.owned(),
+        purchase_date: problems.date(&purchasing.po_date, "purchasing.poDate"),
+        supplier: purchasing.vendor.owned(),
+        price: problems.price(&purchasing.purchase_price, "purchasing.purchasePrice"),
         currency: None,
-        warranty_end: problems.date(raw, &["purchasing", kind.warranty]),
-        life_expectancy_years: problems.years(raw, &["purchasing", "lifeExpectancy"]),
-        purchasing_account: text(raw, &["purchasing", "purchasingAccount"]),
+        warranty_end: problems.date(own.warranty, kind.warranty),
+        life_expectancy_years: problems
+            .years(&purchasing.life_expectancy, "purchasing.lifeExpectancy"),
+        purchasing_account: purchasing.purchasing_account.owned(),
     };
+    let hardware = &json.hardware;
+    let user = &json.user_and_location;
     let record = DeviceRecord {
         external_id: format!("{}:{id}", kind.prefix),
-        asset_tag: text(raw, &["general", "assetTag"]),
-        serial_number: text(raw, &["hardware", "serialNumber"]),
-        model: text(raw, &["hardware", "model"]),
-        model_identifier: text(raw, &["hardware", "modelIdentifier"]),
+        asset_tag: json.general.asset_tag.owned(),
+        serial_number: hardware.serial_number.owned(),
+        model: hardware.model.owned(),
+        model_identifier: hardware.model_identifier.owned(),
         location: LocationHint {
-            room: text(raw, &["userAndLocation", "room"]),
+            room: user.room.owned(),
             ..LocationHint::default()
         },
         purchase,
         user: UserHint {
-            username: text(raw, &["userAndLocation", "username"]),
-            real_name: text(raw, &["userAndLocation", kind.real_name]),
-            email: text(raw, &["userAndLocation", kind.email]),
+            username: user.username.owned(),
+            real_name: own.real_name.owned(),
+            email: own.email.owned(),
         },
         ..DeviceRecord::default()
     };
@@ -288,39 +314,35 @@ fn common(raw: &Value, kind: &Kind) -> Result<(DeviceRecord, Problems), MappingE
 
 /// Maps one record of `GET /api/v2/mobile-devices/detail`.
 pub(crate) fn map_mobile_device(
-    raw: Value,
+    raw: &RawValue,
     names: &Names,
     school_from: SchoolFrom,
 ) -> Result<DeviceRecord, MappingError> {
-    let (mut record, mut problems) = common(&raw, &MOBILE_DEVICE)?;
-    let device_type = text(&raw, &["deviceType"]);
+    let json = read(raw)?;
+    let (mut record, mut problems) = common(&json, &MOBILE_DEVICE)?;
+    let device_type = json.device_type.get();
     record.category = mobile_category(
-        device_type.as_deref(),
+        device_type,
         record.model.as_deref(),
         record.model_identifier.as_deref(),
     );
-    record.name = text(&raw, &["general", "displayName"]);
-    record.udid = text(&raw, &["general", "udid"]);
-    record.imei = text(&raw, &["network", "imei"]);
-    record.wifi_mac = text(&raw, &["hardware", "wifiMacAddress"]);
+    record.name = json.general.display_name.owned();
+    record.udid = json.general.udid.owned();
+    record.imei = json.network.imei.owned();
+    record.wifi_mac = json.hardware.wifi_mac_address.owned();
     record.manufacturer = Some("Apple".to_string());
-    record.os_version = text(&raw, &["general", "osVersion"]);
-    record.os_name = mobile_os_name(
-        device_type.as_deref(),
-        record.category,
-        record.os_version.as_deref(),
-    );
+    record.os_version = json.general.os_version.owned();
+    record.os_name = mobile_os_name(device_type, record.category, record.os_version.as_deref());
 
-    let building = text(&raw, &["userAndLocation", "building"]).or_else(|| {
-        lookup(
-            &names.buildings,
-            text(&raw, &["userAndLocation", "buildingId"]).as_deref(),
-        )
-    });
+    let user = &json.user_and_location;
+    let building = user
+        .building
+        .owned()
+        .or_else(|| lookup(&names.buildings, user.building_id.get()));
     record.location.school = match school_from {
         SchoolFrom::Site => problems.known(
             &names.sites,
-            text(&raw, &["general", "siteId"]).as_deref(),
+            json.general.site_id.get(),
             "general.siteId",
             "a known site",
         ),
@@ -328,53 +350,61 @@ pub(crate) fn map_mobile_device(
     };
     record.location.building = building;
     record.problems = problems.list;
-    record.payload = raw;
+    record.payload = raw.get().to_string();
     Ok(record)
 }
 
 /// Maps one record of `GET /api/v{4,3,1}/computers-inventory`.
 pub(crate) fn map_computer(
-    raw: Value,
+    raw: &RawValue,
     names: &Names,
     school_from: SchoolFrom,
 ) -> Result<DeviceRecord, MappingError> {
-    let (mut record, mut problems) = common(&raw, &COMPUTER)?;
+    let json = read(raw)?;
+    let (mut record, mut problems) = common(&json, &COMPUTER)?;
     record.category =
         computer_category(record.model.as_deref(), record.model_identifier.as_deref());
-    record.name = text(&raw, &["general", "name"]);
-    record.udid = text(&raw, &["udid"]);
-    record.wifi_mac = text(&raw, &["hardware", "macAddress"]);
-    record.manufacturer = text(&raw, &["hardware", "make"]);
-    record.os_name = text(&raw, &["operatingSystem", "name"]).or_else(|| {
-        (text(&raw, &["general", "platform"]).as_deref() == Some("Mac")).then(|| "macOS".into())
-    });
-    record.os_version = text(&raw, &["operatingSystem", "version"]);
+    let general = &json.general;
+    record.name = general.name.owned();
+    record.udid = json.udid.owned();
+    record.wifi_mac = json.hardware.mac_address.owned();
+    record.manufacturer = json.hardware.make.owned();
+    record.os_name = json
+        .operating_system
+        .name
+        .owned()
+        .or_else(|| (general.platform.get() == Some("Mac")).then(|| "macOS".into()));
+    record.os_version = json.operating_system.version.owned();
 
-    let building_id = text(&raw, &["userAndLocation", "buildingId"]);
+    let building_id = json.user_and_location.building_id.get();
     record.location.school = match school_from {
         // Site -1 is Jamf's "None" (its name is literally "None").
-        SchoolFrom::Site => match text(&raw, &["general", "site", "id"]).as_deref() {
+        SchoolFrom::Site => match general.site.id.get() {
             Some(NONE_ID) => None,
-            _ => text(&raw, &["general", "site", "name"]),
+            _ => general.site.name.owned(),
         },
         SchoolFrom::Building => problems.known(
             &names.buildings,
-            building_id.as_deref(),
+            building_id,
             "userAndLocation.buildingId",
             "a known building",
         ),
     };
-    record.location.building = lookup(&names.buildings, building_id.as_deref());
+    record.location.building = lookup(&names.buildings, building_id);
     record.problems = problems.list;
-    record.payload = raw;
+    record.payload = raw.get().to_string();
     Ok(record)
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
+
+    fn raw(value: &Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(value).unwrap()
+    }
 
     #[test]
     fn dates_in_every_shape_jamf_sends() {
@@ -477,16 +507,35 @@ mod tests {
     fn records_without_id_or_object_shape_are_errors() {
         let names = Names::default();
         assert_eq!(
-            map_mobile_device(json!({"general": {}}), &names, SchoolFrom::Site),
+            map_mobile_device(&raw(&json!({"general": {}})), &names, SchoolFrom::Site),
             Err(MappingError::MissingId("mobileDeviceId"))
         );
         assert_eq!(
-            map_computer(json!({"id": ""}), &names, SchoolFrom::Site),
+            map_computer(&raw(&json!({"id": ""})), &names, SchoolFrom::Site),
             Err(MappingError::MissingId("id"))
         );
         assert_eq!(
-            map_computer(json!("42"), &names, SchoolFrom::Site),
+            map_computer(&raw(&json!("42")), &names, SchoolFrom::Site),
             Err(MappingError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn the_payload_is_the_record_text_and_bad_values_are_problems_in_order() {
+        let text = r#"{ "id": 7,  "purchasing": {"poDate": "soon", "purchasePrice": "EUR 5",
+            "warrantyDate": "2026-02-30", "lifeExpectancy": 2.5} }"#;
+        let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+        let record = map_computer(&raw, &Names::default(), SchoolFrom::Site).unwrap();
+        assert_eq!(record.payload, text);
+        assert_eq!(record.external_id, "computer:7");
+        assert_eq!(
+            record.problems,
+            [
+                r#"computer 7: purchasing.poDate "soon" is not a date"#,
+                r#"computer 7: purchasing.purchasePrice "EUR 5" is not a price"#,
+                r#"computer 7: purchasing.warrantyDate "2026-02-30" is not a date"#,
+                r#"computer 7: purchasing.lifeExpectancy "2.5" is not a number of years"#,
+            ]
         );
     }
 
@@ -501,16 +550,16 @@ mod tests {
             "general": {"siteId": "2"},
             "userAndLocation": {"buildingId": "3", "building": "", "room": " "}
         });
-        let by_site = map_mobile_device(mobile.clone(), &names, SchoolFrom::Site).unwrap();
+        let by_site = map_mobile_device(&raw(&mobile), &names, SchoolFrom::Site).unwrap();
         assert_eq!(by_site.external_id, "mobile:5");
         assert_eq!(by_site.location.school.as_deref(), Some("GS Lindenweg"));
         assert_eq!(by_site.location.building.as_deref(), Some("Hauptgebäude"));
         assert_eq!(by_site.location.room, None);
-        let by_building = map_mobile_device(mobile, &names, SchoolFrom::Building).unwrap();
+        let by_building = map_mobile_device(&raw(&mobile), &names, SchoolFrom::Building).unwrap();
         assert_eq!(by_building.location.school.as_deref(), Some("Hauptgebäude"));
 
         let unknown_site = json!({"mobileDeviceId": "6", "general": {"siteId": "9"}});
-        let record = map_mobile_device(unknown_site, &names, SchoolFrom::Site).unwrap();
+        let record = map_mobile_device(&raw(&unknown_site), &names, SchoolFrom::Site).unwrap();
         assert_eq!(record.location.school, None);
         assert_eq!(
             record.problems,
@@ -522,10 +571,10 @@ mod tests {
             "general": {"site": {"id": "2", "name": "GS Lindenweg"}},
             "userAndLocation": {"buildingId": "3"}
         });
-        let by_site = map_computer(computer.clone(), &names, SchoolFrom::Site).unwrap();
+        let by_site = map_computer(&raw(&computer), &names, SchoolFrom::Site).unwrap();
         assert_eq!(by_site.location.school.as_deref(), Some("GS Lindenweg"));
         assert_eq!(by_site.location.building.as_deref(), Some("Hauptgebäude"));
-        let by_building = map_computer(computer, &names, SchoolFrom::Building).unwrap();
+        let by_building = map_computer(&raw(&computer), &names, SchoolFrom::Building).unwrap();
         assert_eq!(by_building.location.school.as_deref(), Some("Hauptgebäude"));
     }
 }

@@ -4,10 +4,13 @@
 
 mod auth;
 mod config;
+mod lenient;
 mod mapping;
+mod page;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bestand_core::record::DeviceRecord;
@@ -16,6 +19,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use self::auth::{AuthError, Bearer, Credentials, TokenSource};
@@ -24,6 +28,7 @@ pub use self::config::{
     MAX_PAGE_SIZE,
 };
 use self::mapping::{map_computer, map_mobile_device, MappingError, Names};
+use self::page::{Mapper, Page};
 use crate::http::{display_url, HttpClient, HttpError};
 use crate::secret::resolve_secret;
 use crate::{Connector, PageSink};
@@ -136,11 +141,10 @@ fn page_label(listing: &Listing, page: u64) -> String {
     format!("{} page {page}", listing.name)
 }
 
-/// One decoded page: the announced total and the raw records.
-struct RawPage {
+/// One decoded and mapped page of a listing.
+struct IndexedPage<T> {
     index: u64,
-    total: u64,
-    results: Vec<Value>,
+    page: Page<T>,
 }
 
 /// The Jamf Pro source. Build it with `JamfPro::new`, run it with `spawn_fetch`.
@@ -257,13 +261,14 @@ impl JamfPro {
             .map_err(|error| FetchError::Http(HttpError::Request(error.to_string())))
     }
 
-    /// Fetches and decodes one page of `listing`.
-    async fn fetch_page(
+    /// Fetches one page of `listing`, then decodes and maps it with `map`.
+    async fn fetch_page<T: Send + 'static>(
         &self,
         listing: &'static Listing,
         index: u64,
         size: u64,
-    ) -> Result<RawPage, FetchError> {
+        map: &Mapper<T>,
+    ) -> Result<IndexedPage<T>, FetchError> {
         let mut url = self.url(listing.path)?;
         {
             let mut query = url.query_pairs_mut();
@@ -282,33 +287,28 @@ impl JamfPro {
             page: index,
             cause,
         };
-        let mut page: Value = serde_json::from_slice(&body)
-            .map_err(|error| malformed(format!("invalid JSON ({error})")))?;
-        let total = page
-            .get("totalCount")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| malformed("no numeric `totalCount`".to_string()))?;
-        let results = match page.get_mut("results").map(Value::take) {
-            Some(Value::Array(results)) => results,
-            Some(_) => return Err(malformed("`results` is not an array".to_string())),
-            None => return Err(malformed("no `results`".to_string())),
-        };
-        Ok(RawPage {
-            index,
-            total,
-            results,
-        })
+        // Decoding and mapping 2000 records is milliseconds of CPU: on the blocking pool the
+        // pages in flight decode in parallel, and the runtime threads keep reading sockets.
+        // The body moves in and is dropped there as soon as its page is mapped.
+        let map = Arc::clone(map);
+        let capacity = usize::try_from(size.min(u64::from(MAX_PAGE_SIZE))).unwrap_or(0);
+        let decoded = tokio::task::spawn_blocking(move || page::decode(&body, capacity, &map))
+            .await
+            .map_err(|error| malformed(format!("decoding stopped ({error})")))?;
+        let page = decoded.map_err(malformed)?;
+        Ok(IndexedPage { index, page })
     }
 
-    /// Fetches page 0 of `listing` and plans the rest from it.
-    async fn open(
+    /// Fetches page 0 of `listing` and plans the rest from it; `map` maps every record.
+    async fn open<T: Send + 'static>(
         &self,
         listing: &'static Listing,
         requested: u64,
-    ) -> Result<Pager<'_>, FetchError> {
-        let first = self.fetch_page(listing, 0, requested).await?;
-        let total = first.total;
-        let got = first.results.len() as u64;
+        map: Mapper<T>,
+    ) -> Result<Opened<T>, FetchError> {
+        let first = self.fetch_page(listing, 0, requested, &map).await?;
+        let total = first.page.total;
+        let got = first.page.count;
         if got == 0 && total > 0 {
             return Err(FetchError::ShortPage {
                 listing: listing.name,
@@ -332,27 +332,63 @@ impl JamfPro {
         } else {
             requested
         };
-        let pages = total.div_ceil(step.max(1)).max(1);
-        let rest = stream::iter(1..pages)
-            .map(move |index| async move {
-                self.fetch_page(listing, index, step)
-                    .await
-                    .map_err(|error| PageFailure { index, error })
-            })
-            .buffered(self.max_concurrency)
-            .boxed();
-        Ok(Pager {
+        Ok(Opened {
             listing,
             total,
             step,
-            fetched: 0,
-            first: Some(first),
-            rest,
+            pages: total.div_ceil(step.max(1)).max(1),
+            first,
+            map,
         })
     }
 
+    /// Pages through the `opened` listings in order. One stream fetches the later pages of
+    /// all of them, so that the pages of the next listing are already in flight while the
+    /// last ones of the previous listing are delivered.
+    fn pager<T: Send + 'static>(&self, opened: Vec<Opened<T>>) -> Pager<'_, T> {
+        let requests: Vec<_> = opened
+            .iter()
+            .enumerate()
+            .flat_map(|(slot, opened)| {
+                (1..opened.pages).map(move |index| {
+                    let map = Arc::clone(&opened.map);
+                    (slot, opened.listing, index, opened.step, map)
+                })
+            })
+            .collect();
+        let rest = stream::iter(requests)
+            .map(move |(slot, listing, index, step, map)| async move {
+                let page = self
+                    .fetch_page(listing, index, step, &map)
+                    .await
+                    .map_err(|error| PageFailure { index, error });
+                (slot, page)
+            })
+            .buffered(self.max_concurrency)
+            .boxed();
+        let listings = opened
+            .into_iter()
+            .map(|opened| Progress {
+                listing: opened.listing,
+                total: opened.total,
+                step: opened.step,
+                fetched: 0,
+                first: Some(opened.first),
+            })
+            .collect();
+        Pager {
+            listings,
+            current: 0,
+            pending: None,
+            rest,
+        }
+    }
+
     /// Opens the computers inventory, falling back from v4 to v3 to v1 on 404 in `auto` mode.
-    async fn open_computers(&self) -> Result<Pager<'_>, FetchError> {
+    async fn open_computers(
+        &self,
+        map: Mapper<DeviceRecord>,
+    ) -> Result<Opened<DeviceRecord>, FetchError> {
         let candidates: &[&'static Listing] = match self.computers_api_version {
             ComputersApiVersion::Auto => &[&COMPUTERS_V4, &COMPUTERS_V3, &COMPUTERS_V1],
             ComputersApiVersion::V4 => &[&COMPUTERS_V4],
@@ -361,7 +397,7 @@ impl JamfPro {
         };
         let mut tried = candidates.iter().peekable();
         while let Some(listing) = tried.next() {
-            match self.open(listing, self.page_size).await {
+            match self.open(listing, self.page_size, Arc::clone(&map)).await {
                 Err(FetchError::Http(error))
                     if error.status() == Some(StatusCode::NOT_FOUND) && tried.peek().is_some() =>
                 {
@@ -397,11 +433,22 @@ impl JamfPro {
 
     /// Building names by id, for computers (which carry only `buildingId`).
     async fn load_buildings(&self) -> Result<HashMap<String, String>, FetchError> {
+        // Buildings are few: a `Value` per building is cheap, and keeps one reading of names.
+        let map: Mapper<Option<(String, String)>> = Arc::new(|raw: &RawValue| {
+            Ok(serde_json::from_str(raw.get())
+                .ok()
+                .as_ref()
+                .and_then(id_and_name))
+        });
         let mut buildings = HashMap::new();
-        let mut pager = self.open(&BUILDINGS, BUILDINGS_PAGE_SIZE).await?;
-        while let Some(page) = pager.next().await {
+        let opened = self.open(&BUILDINGS, BUILDINGS_PAGE_SIZE, map).await?;
+        let mut pager = self.pager(vec![opened]);
+        while let Some((_, page)) = pager.next().await {
             let page = page.map_err(|failure| failure.error)?;
-            buildings.extend(page.results.iter().filter_map(id_and_name));
+            // The mapping above never fails.
+            if let Ok(items) = page.page.items {
+                buildings.extend(items.into_iter().flatten());
+            }
         }
         Ok(buildings)
     }
@@ -434,43 +481,51 @@ impl JamfPro {
         Ok(names)
     }
 
+    /// A mapper of device records, for the blocking pool (hence the shared names).
+    fn device_mapper(
+        &self,
+        names: &Arc<Names>,
+        map: fn(&RawValue, &Names, SchoolFrom) -> Result<DeviceRecord, MappingError>,
+    ) -> Mapper<DeviceRecord> {
+        let names = Arc::clone(names);
+        let school_from = self.school_from;
+        Arc::new(move |raw: &RawValue| map(raw, &names, school_from))
+    }
+
     async fn run(&self, sink: &PageSink) -> Result<u64, FetchFailure> {
-        let names = self.load_names().await?;
+        let names = Arc::new(self.load_names().await?);
         // Both listings are opened before anything is sent, so that every page can carry the
-        // full announced total for progress reporting.
-        let mobile = if self.include_mobile_devices {
-            let opened = self
-                .open(&MOBILE_DEVICES, self.page_size)
+        // full announced total for progress reporting. They are opened at once to save a
+        // round trip; the first failure ends the fetch (and drops the other request).
+        let mobile = async {
+            if !self.include_mobile_devices {
+                return Ok(None);
+            }
+            let map = self.device_mapper(&names, map_mobile_device);
+            self.open(&MOBILE_DEVICES, self.page_size, map)
                 .await
-                .map_err(|error| failure(Some(page_label(&MOBILE_DEVICES, 0)), error))?;
-            Some(opened)
-        } else {
-            None
+                .map(Some)
+                .map_err(|error| failure(Some(page_label(&MOBILE_DEVICES, 0)), error))
         };
-        let computers = if self.include_computers {
-            let opened = self
-                .open_computers()
+        let computers = async {
+            if !self.include_computers {
+                return Ok(None);
+            }
+            self.open_computers(self.device_mapper(&names, map_computer))
                 .await
-                .map_err(|error| failure(Some(page_label(&COMPUTERS_V4, 0)), error))?;
-            Some(opened)
-        } else {
-            None
+                .map(Some)
+                .map_err(|error| failure(Some(page_label(&COMPUTERS_V4, 0)), error))
         };
-        let announced = mobile.as_ref().map_or(0, |pager| pager.total)
-            + computers.as_ref().map_or(0, |pager| pager.total);
+        let (mobile, computers) = tokio::try_join!(mobile, computers)?;
+        let opened: Vec<Opened<DeviceRecord>> = mobile.into_iter().chain(computers).collect();
+        let announced = opened.iter().map(|listing| listing.total).sum();
         let mut delivery = Delivery {
             connector: self,
             sink,
-            names,
             announced,
             seen: HashSet::new(),
         };
-        if let Some(pager) = mobile {
-            delivery.drain(pager, map_mobile_device).await?;
-        }
-        if let Some(pager) = computers {
-            delivery.drain(pager, map_computer).await?;
-        }
+        delivery.drain(self.pager(opened)).await?;
         tracing::info!(
             source = %self.source_name,
             announced,
@@ -540,14 +595,39 @@ fn credentials(config: &JamfProConfig) -> Result<Credentials, JamfProConfigError
     }
 }
 
-/// Walks the pages of one opened listing in order and checks them against `totalCount`.
-struct Pager<'a> {
+/// A listing whose page 0 has arrived, with the paging planned from it.
+struct Opened<T> {
+    listing: &'static Listing,
+    total: u64,
+    /// Records per page as the server really pages.
+    step: u64,
+    pages: u64,
+    first: IndexedPage<T>,
+    map: Mapper<T>,
+}
+
+/// Walks the pages of opened listings in order and checks each listing against its
+/// `totalCount`. At most `max_concurrency` later pages are in flight (fetching, decoding, or
+/// decoded and waiting for their turn), so memory stays bounded by that many bodies and
+/// mapped pages besides the first pages.
+struct Pager<'a, T> {
+    /// In delivery order.
+    listings: Vec<Progress<T>>,
+    /// The listing being delivered.
+    current: usize,
+    /// A page of a later listing, pulled while looking for more of the current one.
+    pending: Option<(usize, Result<IndexedPage<T>, PageFailure>)>,
+    /// Pages 1 and on of every listing, each with the slot of its listing.
+    rest: BoxStream<'a, (usize, Result<IndexedPage<T>, PageFailure>)>,
+}
+
+/// How far one listing has been delivered.
+struct Progress<T> {
     listing: &'static Listing,
     total: u64,
     step: u64,
     fetched: u64,
-    first: Option<RawPage>,
-    rest: BoxStream<'a, Result<RawPage, PageFailure>>,
+    first: Option<IndexedPage<T>>,
 }
 
 /// A failed page of a listing: which page, and why.
@@ -556,35 +636,56 @@ struct PageFailure {
     error: FetchError,
 }
 
-impl Pager<'_> {
-    /// The next page, or `None` once `totalCount` records have arrived. A page that leaves
-    /// the count short of what its position promises fails the listing; a short page alone
-    /// never ends it.
-    async fn next(&mut self) -> Option<Result<RawPage, PageFailure>> {
-        if self.fetched >= self.total && self.first.is_none() {
-            return None;
+impl<T> Pager<'_, T> {
+    /// The next page and its listing, or `None` once every listing has delivered its
+    /// `totalCount` records. A page that leaves the count short of what its position promises
+    /// fails the listing; a short page alone never ends it.
+    async fn next(&mut self) -> Option<(&'static Listing, Result<IndexedPage<T>, PageFailure>)> {
+        loop {
+            let progress = self.listings.get_mut(self.current)?;
+            if let Some(first) = progress.first.take() {
+                return Some((progress.listing, progress.check(first)));
+            }
+            if progress.fetched >= progress.total {
+                self.current += 1;
+                continue;
+            }
+            let (slot, page) = match self.pending.take() {
+                Some(pulled) => pulled,
+                None => self.rest.next().await?,
+            };
+            if slot < self.current {
+                // A page past the total of a listing already complete: not needed.
+                continue;
+            }
+            if slot > self.current {
+                // The current listing has no pages left.
+                self.pending = Some((slot, page));
+                self.current += 1;
+                continue;
+            }
+            return Some((progress.listing, page.and_then(|page| progress.check(page))));
         }
-        let page = match self.first.take() {
-            Some(page) => page,
-            None => match self.rest.next().await? {
-                Ok(page) => page,
-                Err(error) => return Some(Err(error)),
-            },
-        };
-        let got = page.results.len() as u64;
+    }
+}
+
+impl<T> Progress<T> {
+    /// Counts `page` in and checks the count against what the page's position promises.
+    fn check(&mut self, page: IndexedPage<T>) -> Result<IndexedPage<T>, PageFailure> {
+        let got = page.page.count;
         self.fetched += got;
-        if page.total != self.total {
+        if page.page.total != self.total {
             tracing::warn!(
                 listing = self.listing.name,
                 page = page.index,
                 first_total = self.total,
-                now_total = page.total,
+                now_total = page.page.total,
                 "totalCount changed while paging; keeping the first one"
             );
         }
         let expected = self.total.min((page.index + 1).saturating_mul(self.step));
         if self.fetched < expected {
-            return Some(Err(PageFailure {
+            return Err(PageFailure {
                 index: page.index,
                 error: FetchError::ShortPage {
                     listing: self.listing.name,
@@ -593,7 +694,7 @@ impl Pager<'_> {
                     fetched: self.fetched,
                     announced: self.total,
                 },
-            }));
+            });
         }
         tracing::info!(
             listing = self.listing.name,
@@ -603,50 +704,40 @@ impl Pager<'_> {
             announced = self.total,
             "fetched page"
         );
-        Some(Ok(page))
+        Ok(page)
     }
 }
 
-/// Maps pages and hands them to the engine, dropping records already sent in this run
+/// Hands mapped pages to the engine, dropping records already sent in this run
 /// (offset paging is not snapshot-isolated, so a record can show up on two pages).
 struct Delivery<'a> {
     connector: &'a JamfPro,
     sink: &'a PageSink,
-    names: Names,
     announced: u64,
     seen: HashSet<String>,
 }
 
 impl Delivery<'_> {
-    async fn drain(
-        &mut self,
-        mut pager: Pager<'_>,
-        map: fn(Value, &Names, SchoolFrom) -> Result<DeviceRecord, MappingError>,
-    ) -> Result<(), FetchFailure> {
-        let listing = pager.listing;
-        let mut duplicates: u64 = 0;
-        while let Some(page) = pager.next().await {
+    async fn drain(&mut self, mut pager: Pager<'_, DeviceRecord>) -> Result<(), FetchFailure> {
+        let mut duplicates: BTreeMap<&'static str, u64> = BTreeMap::new();
+        while let Some((listing, page)) = pager.next().await {
             let page = page
                 .map_err(|failed| failure(Some(page_label(listing, failed.index)), failed.error))?;
             let label = page_label(listing, page.index);
-            let mut records = Vec::with_capacity(page.results.len());
-            for raw in page.results {
-                let record =
-                    map(raw, &self.names, self.connector.school_from).map_err(|error| {
-                        failure(
-                            Some(label.clone()),
-                            FetchError::Malformed {
-                                listing: listing.name,
-                                page: page.index,
-                                cause: error.to_string(),
-                            },
-                        )
-                    })?;
-                if self.seen.insert(record.external_id.clone()) {
-                    records.push(record);
-                } else {
-                    duplicates += 1;
-                }
+            let mut records = page.page.items.map_err(|error| {
+                failure(
+                    Some(label.clone()),
+                    FetchError::Malformed {
+                        listing: listing.name,
+                        page: page.index,
+                        cause: error.to_string(),
+                    },
+                )
+            })?;
+            let mapped = records.len();
+            records.retain(|record| self.seen.insert(record.external_id.clone()));
+            if records.len() < mapped {
+                *duplicates.entry(listing.name).or_default() += (mapped - records.len()) as u64;
             }
             self.sink
                 .send(SourcePage {
@@ -656,10 +747,10 @@ impl Delivery<'_> {
                 })
                 .await?;
         }
-        if duplicates > 0 {
+        for (listing, duplicates) in duplicates {
             tracing::warn!(
                 source = %self.connector.source_name,
-                listing = listing.name,
+                listing,
                 duplicates,
                 "skipped records seen twice while paging (the data changed during the fetch)"
             );

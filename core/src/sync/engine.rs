@@ -197,15 +197,31 @@ struct Run<'a> {
     schools: HashMap<String, Uuid>,
     unknown_schools: HashSet<String>,
     received: u64,
+    /// External ids received in this run: a few bytes per record, never the records themselves.
+    seen: HashSet<String>,
 }
 
-/// A record with its identifiers normalized and its hash computed.
+/// A record with its identifiers normalized (in `record` too) and its hash computed.
 struct Prepared {
     record: DeviceRecord,
     ids: NormalizedIds,
     school_id: Option<Uuid>,
     hash: Vec<u8>,
-    normalized: String,
+}
+
+impl Prepared {
+    /// The normalized record as JSON, only built for records that are written.
+    fn normalized_json(&self) -> String {
+        serde_json::to_string(&self.record).unwrap_or_else(|_| "{}".to_string())
+    }
+
+    fn payload_json(&self) -> &str {
+        if self.record.payload.trim().is_empty() {
+            "{}"
+        } else {
+            &self.record.payload
+        }
+    }
 }
 
 struct ExistingLink {
@@ -319,6 +335,7 @@ impl<'a> Run<'a> {
             schools: HashMap::new(),
             unknown_schools: HashSet::new(),
             received: 0,
+            seen: HashSet::new(),
         }
     }
 
@@ -338,9 +355,6 @@ impl<'a> Run<'a> {
     ) -> Result<Finish, RunError> {
         self.load_schools(conn).await?;
         let mut tx = conn.begin().await?;
-        sqlx::query("create temp table sync_seen (external_id text primary key) on commit drop")
-            .execute(&mut *tx)
-            .await?;
         let active_before: i64 = sqlx::query_scalar(
             "select count(*) from source_link \
              where source_id = $1 and ended_at is null and missing_since is null",
@@ -379,22 +393,22 @@ impl<'a> Run<'a> {
             }
         };
 
-        let distinct: i64 = sqlx::query_scalar("select count(*) from sync_seen")
-            .fetch_one(&mut *tx)
-            .await?;
-        if (distinct as u64) < reported_total {
+        let distinct = self.seen.len() as u64;
+        if distinct < reported_total {
             return Err(RunError::Source(format!(
                 "received {distinct} distinct records but the source reported {reported_total}; \
                  nothing was changed"
             )));
         }
 
+        let seen: Vec<&str> = self.seen.iter().map(String::as_str).collect();
         let missing: Vec<(Uuid, Uuid)> = sqlx::query_as(
             "select l.source_link_id, l.device_id from source_link l \
              where l.source_id = $1 and l.ended_at is null and l.missing_since is null \
-             and not exists (select 1 from sync_seen s where s.external_id = l.external_id)",
+             and not (l.external_id = any($2))",
         )
         .bind(self.source.source_id)
+        .bind(&seen)
         .fetch_all(&mut *tx)
         .await?;
         let n_missing = missing.len() as i32;
@@ -477,7 +491,7 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn prepare(&mut self, page_label: &str, record: DeviceRecord) -> Prepared {
+    fn prepare(&mut self, page_label: &str, mut record: DeviceRecord) -> Prepared {
         let ids = NormalizedIds {
             serial_number: normalize::serial_number(record.serial_number.as_deref()),
             udid: normalize::udid(record.udid.as_deref()),
@@ -501,19 +515,18 @@ impl<'a> Run<'a> {
         for problem in &record.problems {
             self.warn(format!("{page_label}: {}: {problem}", record.external_id));
         }
-        let mut normalized = record.clone();
-        normalized.serial_number = ids.serial_number.clone();
-        normalized.udid = ids.udid.clone();
-        normalized.imei = ids.imei.clone();
-        normalized.wifi_mac = ids.wifi_mac.clone();
-        let hash = normalized.content_hash().to_vec();
-        let normalized = serde_json::to_string(&normalized).unwrap_or_else(|_| "{}".to_string());
+        // The record is stored and hashed in its normalized form, so a change in how a source
+        // spells an identifier does not count as a change of the device.
+        record.serial_number.clone_from(&ids.serial_number);
+        record.udid.clone_from(&ids.udid);
+        record.imei.clone_from(&ids.imei);
+        record.wifi_mac.clone_from(&ids.wifi_mac);
+        let hash = record.content_hash().to_vec();
         Prepared {
             record,
             ids,
             school_id,
             hash,
-            normalized,
         }
     }
 
@@ -527,27 +540,13 @@ impl<'a> Run<'a> {
         self.received += page.records.len() as u64;
 
         // Keep the first occurrence of each external id in this run (paging drift repeats records).
-        let external_ids: Vec<String> =
-            page.records.iter().map(|r| r.external_id.clone()).collect();
-        let newly_seen: HashSet<String> = sqlx::query_scalar(
-            "insert into sync_seen (external_id) select unnest($1::text[]) \
-             on conflict do nothing returning external_id",
-        )
-        .bind(&external_ids)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        let mut taken = HashSet::new();
         let mut prepared = Vec::with_capacity(page.records.len());
         for record in page.records {
             if record.external_id.trim().is_empty() {
                 self.warn(format!("{label}: a record without an id was skipped"));
                 continue;
             }
-            if !newly_seen.contains(&record.external_id)
-                || !taken.insert(record.external_id.clone())
-            {
+            if !self.seen.insert(record.external_id.clone()) {
                 self.warn(format!(
                     "{label}: record {} was delivered twice in this run; the first copy was used",
                     record.external_id
@@ -797,9 +796,8 @@ impl<'a> Run<'a> {
         }
         // The live links these candidates already have from this source, and whether this run
         // has seen them: that tells a re-enrollment from two records claiming one device.
-        let live_links: Vec<(Uuid, Uuid, String, bool)> = sqlx::query_as(
-            "select l.device_id, l.source_link_id, l.external_id, \
-             exists (select 1 from sync_seen s where s.external_id = l.external_id) \
+        let live_links: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+            "select l.device_id, l.source_link_id, l.external_id \
              from source_link l where l.source_id = $1 and l.device_id = any($2) and l.ended_at is null",
         )
         .bind(self.source.source_id)
@@ -808,7 +806,8 @@ impl<'a> Run<'a> {
         .await?;
         let mut live: HashMap<Uuid, (Uuid, String, bool)> = live_links
             .into_iter()
-            .map(|(device_id, link_id, external_id, seen)| {
+            .map(|(device_id, link_id, external_id)| {
+                let seen = self.seen.contains(&external_id);
                 (device_id, (link_id, external_id, seen))
             })
             .collect();
@@ -906,8 +905,8 @@ impl<'a> Run<'a> {
                 link_ids.push(*link_id);
                 device_ids.push(*device_id);
                 external_ids.push(item.record.external_id.clone());
-                payloads.push(item.record.payload.to_string());
-                normalized.push(item.normalized.clone());
+                payloads.push(item.payload_json());
+                normalized.push(item.normalized_json());
                 hashes.push(item.hash.clone());
             }
             // An ended link with the same external id is revived rather than duplicated.
@@ -915,7 +914,7 @@ impl<'a> Run<'a> {
                 "insert into source_link (source_link_id, authority_id, source_id, device_id, \
                  external_id, payload, normalized, content_hash, first_seen_at, last_seen_at) \
                  select u.source_link_id, $2, $3, u.device_id, u.external_id, u.payload::jsonb, \
-                 u.normalized::jsonb, u.content_hash, $4, $4 \
+                 u.normalized::json, u.content_hash, $4, $4 \
                  from unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::bytea[]) \
                  as u(source_link_id, device_id, external_id, payload, normalized, content_hash) \
                  on conflict (source_id, external_id) do update set device_id = excluded.device_id, \
@@ -944,12 +943,12 @@ impl<'a> Run<'a> {
             for (link_id, index) in &writes.changed_links {
                 let item = &prepared[*index];
                 link_ids.push(*link_id);
-                payloads.push(item.record.payload.to_string());
-                normalized.push(item.normalized.clone());
+                payloads.push(item.payload_json());
+                normalized.push(item.normalized_json());
                 hashes.push(item.hash.clone());
             }
             sqlx::query(
-                "update source_link l set payload = u.payload::jsonb, normalized = u.normalized::jsonb, \
+                "update source_link l set payload = u.payload::jsonb, normalized = u.normalized::json, \
                  content_hash = u.content_hash, last_seen_at = $2, missing_since = null \
                  from unnest($1::uuid[], $3::text[], $4::text[], $5::bytea[]) \
                  as u(source_link_id, payload, normalized, content_hash) \
@@ -995,7 +994,7 @@ impl<'a> Run<'a> {
             .bind(self.run_id)
             .bind(&item.record.external_id)
             .bind(summary)
-            .bind(&item.normalized)
+            .bind(item.normalized_json())
             .bind(candidates)
             .bind(self.now)
             .execute(&mut *tx)
