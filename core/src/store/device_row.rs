@@ -88,40 +88,38 @@ struct DeviceColumns {
 }
 
 impl DeviceColumns {
-    fn from_rows(rows: &[DeviceRow]) -> DeviceColumns {
+    fn from_rows(rows: Vec<DeviceRow>) -> DeviceColumns {
         let mut columns = DeviceColumns::default();
         for row in rows {
             columns.device_id.push(row.device_id);
             columns.authority_id.push(row.authority_id);
-            columns.asset_tag.push(row.asset_tag.clone());
-            columns.serial_number.push(row.serial_number.clone());
-            columns.udid.push(row.udid.clone());
-            columns.imei.push(row.imei.clone());
-            columns.wifi_mac.push(row.wifi_mac.clone());
-            columns.name.push(row.name.clone());
-            columns.category.push(row.category.clone());
-            columns.manufacturer.push(row.manufacturer.clone());
-            columns.model.push(row.model.clone());
-            columns.model_identifier.push(row.model_identifier.clone());
-            columns.os_name.push(row.os_name.clone());
-            columns.os_version.push(row.os_version.clone());
-            columns.lifecycle_state.push(row.lifecycle_state.clone());
+            columns.asset_tag.push(row.asset_tag);
+            columns.serial_number.push(row.serial_number);
+            columns.udid.push(row.udid);
+            columns.imei.push(row.imei);
+            columns.wifi_mac.push(row.wifi_mac);
+            columns.name.push(row.name);
+            columns.category.push(row.category);
+            columns.manufacturer.push(row.manufacturer);
+            columns.model.push(row.model);
+            columns.model_identifier.push(row.model_identifier);
+            columns.os_name.push(row.os_name);
+            columns.os_version.push(row.os_version);
+            columns.lifecycle_state.push(row.lifecycle_state);
             columns.school_id.push(row.school_id);
-            columns.building.push(row.building.clone());
-            columns.room.push(row.room.clone());
-            columns.order_number.push(row.order_number.clone());
+            columns.building.push(row.building);
+            columns.room.push(row.room);
+            columns.order_number.push(row.order_number);
             columns.purchase_date.push(row.purchase_date);
-            columns.supplier.push(row.supplier.clone());
+            columns.supplier.push(row.supplier);
             columns.purchase_price.push(row.purchase_price);
-            columns.currency.push(row.currency.clone());
+            columns.currency.push(row.currency);
             columns.warranty_end.push(row.warranty_end);
             columns
                 .life_expectancy_years
                 .push(row.life_expectancy_years);
-            columns
-                .funding_programme
-                .push(row.funding_programme.clone());
-            columns.grant_reference.push(row.grant_reference.clone());
+            columns.funding_programme.push(row.funding_programme);
+            columns.grant_reference.push(row.grant_reference);
             columns.earmark_end.push(row.earmark_end);
             columns.field_origin.push(row.field_origin.to_string());
             columns.first_seen_at.push(row.first_seen_at);
@@ -179,7 +177,7 @@ const UNNEST_DEVICES: &str = "unnest($1::uuid[], $2::uuid[], $3::text[], $4::tex
 /// Inserts new devices in one statement.
 pub async fn insert_devices(
     conn: &mut sqlx::PgConnection,
-    rows: &[DeviceRow],
+    rows: Vec<DeviceRow>,
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -204,7 +202,7 @@ pub async fn insert_devices(
 /// Writes every column of the given devices (matched by id) in one statement.
 pub async fn update_devices(
     conn: &mut sqlx::PgConnection,
-    rows: &[DeviceRow],
+    rows: Vec<DeviceRow>,
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -189,7 +189,7 @@ async fn link_record(
                 ));
             }
             let changes = merge::merge_into(&mut device, record, &ids, school_id, &origin, now);
-            update_devices(tx, &[device]).await?;
+            update_devices(tx, vec![device]).await?;
             (*device_id, "linked", changes)
         }
         _ => {
@@ -203,14 +203,14 @@ async fn link_record(
                 &origin,
                 now,
             );
-            insert_devices(tx, &[device]).await?;
+            insert_devices(tx, vec![device]).await?;
             (device_id, "created", changes)
         }
     };
     let link_name = format!("{}:{external_id}", source.name);
     changes.insert(
         "source_link".into(),
-        json!({ "old": null, "new": link_name }),
+        merge::change(None, Some(link_name.as_str())),
     );
     // The link's hash is the record's, so the next run sees it unchanged unless the source changed it.
     sqlx::query(
@@ -237,7 +237,7 @@ async fn link_record(
         &[(
             device_id,
             kind,
-            Value::Object(changes.into_iter().collect()),
+            serde_json::to_string(&changes).unwrap_or_else(|_| "{}".to_string()),
         )],
         now,
         "user",

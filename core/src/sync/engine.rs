@@ -318,7 +318,7 @@ struct PageWrites {
     changed_links: Vec<(Uuid, usize)>,
     reappeared_links: Vec<Uuid>,
     ended_links: Vec<(Uuid, String)>,
-    events: Vec<(Uuid, &'static str, Value)>,
+    events: Vec<(Uuid, &'static str, String)>,
     reviews: Vec<(usize, String, Vec<Uuid>)>,
 }
 
@@ -569,7 +569,8 @@ impl<'a> Run<'a> {
                             writes.events.push((
                                 link.device_id,
                                 "reappeared",
-                                json!({ "missing_from": { "old": self.source.name, "new": null } }),
+                                json!({ "missing_from": { "old": self.source.name, "new": null } })
+                                    .to_string(),
                             ));
                             self.counts.reappeared += 1;
                         } else {
@@ -581,7 +582,8 @@ impl<'a> Run<'a> {
                             writes.events.push((
                                 link.device_id,
                                 "reappeared",
-                                json!({ "missing_from": { "old": self.source.name, "new": null } }),
+                                json!({ "missing_from": { "old": self.source.name, "new": null } })
+                                    .to_string(),
                             ));
                         }
                         changed.push((index, link.device_id, link.source_link_id));
@@ -686,7 +688,7 @@ impl<'a> Run<'a> {
                         writes.events.push((
                             device_id,
                             "re_enrolled",
-                            json!({ "external_id": { "old": old_external_id, "new": item.record.external_id } }),
+                            json!({ "external_id": { "old": old_external_id, "new": item.record.external_id } }).to_string(),
                         ));
                     }
                     writes
@@ -705,7 +707,12 @@ impl<'a> Run<'a> {
             }
         }
         writes.changed_devices = touched.iter().filter_map(|id| devices.remove(id)).collect();
-        self.write(tx, &prepared, writes).await?;
+        let revive: HashSet<&str> = links
+            .iter()
+            .filter(|(_, link)| link.ended)
+            .map(|(external_id, _)| external_id.as_str())
+            .collect();
+        self.write(tx, &prepared, &revive, writes).await?;
         Ok(())
     }
 
@@ -874,10 +881,11 @@ impl<'a> Run<'a> {
         &self,
         tx: &mut PgConnection,
         prepared: &[Prepared],
+        revive: &HashSet<&str>,
         writes: PageWrites,
     ) -> Result<(), sqlx::Error> {
-        insert_devices(tx, &writes.new_devices).await?;
-        update_devices(tx, &writes.changed_devices).await?;
+        insert_devices(tx, writes.new_devices).await?;
+        update_devices(tx, writes.changed_devices).await?;
 
         if !writes.ended_links.is_empty() {
             let (ids, reasons): (Vec<Uuid>, Vec<String>) = writes.ended_links.into_iter().unzip();
@@ -893,35 +901,49 @@ impl<'a> Run<'a> {
             .await?;
         }
 
-        if !writes.new_links.is_empty() {
-            let mut link_ids = Vec::new();
-            let mut device_ids = Vec::new();
-            let mut external_ids = Vec::new();
-            let mut payloads = Vec::new();
-            let mut normalized = Vec::new();
-            let mut hashes = Vec::new();
-            for (link_id, device_id, index) in &writes.new_links {
-                let item = &prepared[*index];
-                link_ids.push(*link_id);
-                device_ids.push(*device_id);
-                external_ids.push(item.record.external_id.clone());
+        // A record whose external id has an ended link revives that row; all others are fresh,
+        // and a plain insert is cheaper than one prepared for conflicts.
+        let (revived, fresh): (Vec<_>, Vec<_>) =
+            writes.new_links.iter().partition(|(_, _, index)| {
+                revive.contains(prepared[*index].record.external_id.as_str())
+            });
+        for (links, on_conflict) in [
+            (fresh, ""),
+            (
+                revived,
+                " on conflict (source_id, external_id) do update set device_id = excluded.device_id, \
+                 payload = excluded.payload, normalized = excluded.normalized, \
+                 content_hash = excluded.content_hash, last_seen_at = excluded.last_seen_at, \
+                 missing_since = null, ended_at = null, ended_reason = null",
+            ),
+        ] {
+            if links.is_empty() {
+                continue;
+            }
+            let mut link_ids = Vec::with_capacity(links.len());
+            let mut device_ids = Vec::with_capacity(links.len());
+            let mut external_ids = Vec::with_capacity(links.len());
+            let mut payloads = Vec::with_capacity(links.len());
+            let mut normalized = Vec::with_capacity(links.len());
+            let mut hashes = Vec::with_capacity(links.len());
+            for &(link_id, device_id, index) in links {
+                let item = &prepared[index];
+                link_ids.push(link_id);
+                device_ids.push(device_id);
+                external_ids.push(item.record.external_id.as_str());
                 payloads.push(item.payload_json());
                 normalized.push(item.normalized_json());
-                hashes.push(item.hash.clone());
+                hashes.push(item.hash.as_slice());
             }
-            // An ended link with the same external id is revived rather than duplicated.
-            sqlx::query(
+            sqlx::query(&format!(
                 "insert into source_link (source_link_id, authority_id, source_id, device_id, \
                  external_id, payload, normalized, content_hash, first_seen_at, last_seen_at) \
                  select u.source_link_id, $2, $3, u.device_id, u.external_id, u.payload::jsonb, \
                  u.normalized::json, u.content_hash, $4, $4 \
                  from unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::bytea[]) \
-                 as u(source_link_id, device_id, external_id, payload, normalized, content_hash) \
-                 on conflict (source_id, external_id) do update set device_id = excluded.device_id, \
-                 payload = excluded.payload, normalized = excluded.normalized, \
-                 content_hash = excluded.content_hash, last_seen_at = excluded.last_seen_at, \
-                 missing_since = null, ended_at = null, ended_reason = null",
-            )
+                 as u(source_link_id, device_id, external_id, payload, normalized, content_hash)\
+                 {on_conflict}"
+            ))
             .bind(link_ids)
             .bind(self.source.authority_id)
             .bind(self.source.source_id)
@@ -1071,19 +1093,19 @@ impl<'a> Run<'a> {
     }
 }
 
-fn changes_json(changes: Changes) -> Value {
-    Value::Object(changes.into_iter().collect())
+fn changes_json(changes: Changes) -> String {
+    serde_json::to_string(&changes).unwrap_or_else(|_| "{}".to_string())
 }
 
-fn link_change(old: Option<&str>, new: Option<&str>) -> Value {
-    json!({ "old": old, "new": new })
+fn link_change(old: Option<&str>, new: Option<&str>) -> Box<serde_json::value::RawValue> {
+    merge::change(old, new)
 }
 
 /// Appends device events caused by a sync run, in one statement.
 pub(crate) async fn insert_events(
     conn: &mut PgConnection,
     source: &SourceRef,
-    events: &[(Uuid, &'static str, Value)],
+    events: &[(Uuid, &'static str, String)],
     now: DateTime<Utc>,
     run_id: Option<i64>,
 ) -> Result<(), sqlx::Error> {
@@ -1094,7 +1116,7 @@ pub(crate) async fn insert_events(
 pub(crate) async fn insert_events_by(
     conn: &mut PgConnection,
     source: &SourceRef,
-    events: &[(Uuid, &'static str, Value)],
+    events: &[(Uuid, &'static str, String)],
     now: DateTime<Utc>,
     cause: &str,
     actor: Option<&str>,
@@ -1105,7 +1127,7 @@ pub(crate) async fn insert_events_by(
 async fn write_events(
     conn: &mut PgConnection,
     source: &SourceRef,
-    events: &[(Uuid, &'static str, Value)],
+    events: &[(Uuid, &'static str, String)],
     now: DateTime<Utc>,
     cause: &str,
     run_id: Option<i64>,
@@ -1116,9 +1138,9 @@ async fn write_events(
     }
     let device_ids: Vec<Uuid> = events.iter().map(|(device_id, _, _)| *device_id).collect();
     let kinds: Vec<&str> = events.iter().map(|(_, kind, _)| *kind).collect();
-    let changes: Vec<String> = events
+    let changes: Vec<&str> = events
         .iter()
-        .map(|(_, _, changes)| changes.to_string())
+        .map(|(_, _, changes)| changes.as_str())
         .collect();
     sqlx::query(
         "insert into device_event (authority_id, device_id, occurred_at, kind, cause, sync_run_id, \
@@ -1164,13 +1186,13 @@ pub(crate) async fn mark_missing(
     .bind(previous_complete)
     .fetch_all(&mut *conn)
     .await?;
-    let events: Vec<(Uuid, &'static str, Value)> = devices
+    let events: Vec<(Uuid, &'static str, String)> = devices
         .into_iter()
         .map(|device_id| {
             (
                 device_id,
                 "missing",
-                json!({ "missing_from": { "old": null, "new": source.name } }),
+                json!({ "missing_from": { "old": null, "new": source.name } }).to_string(),
             )
         })
         .collect();

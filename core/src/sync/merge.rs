@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -28,8 +29,20 @@ pub enum FieldClass {
     Inventory,
 }
 
-/// The changed fields of one device: field name to old and new value.
-pub type Changes = BTreeMap<String, Value>;
+/// The changed fields of one device: field name to `{"old": ..., "new": ...}`, kept as JSON text
+/// because a full sync writes one of these per device and value trees cost more than the write.
+pub type Changes = BTreeMap<String, Box<RawValue>>;
+
+/// One field's change as JSON text.
+pub fn change<T: Serialize + ?Sized>(old: Option<&T>, new: Option<&T>) -> Box<RawValue> {
+    #[derive(Serialize)]
+    struct Change<'a, T: ?Sized> {
+        old: Option<&'a T>,
+        new: Option<&'a T>,
+    }
+    serde_json::value::to_raw_value(&Change { old, new })
+        .unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
 
 /// A device record after identifier normalization, ready to merge.
 #[derive(Debug, Clone)]
@@ -211,8 +224,11 @@ pub fn new_device(
     };
     let mut changes = merge_into(&mut device, record, ids, school_id, origin, now);
     // A new device had no category before; "other" was only the starting value.
-    if let Some(change) = changes.get_mut("category") {
-        change["old"] = Value::Null;
+    if changes.contains_key("category") {
+        changes.insert(
+            "category".into(),
+            change(None, Some(device.category.as_str())),
+        );
     }
     (device, changes)
 }
@@ -241,7 +257,7 @@ impl Merger<'_> {
             return;
         }
         self.changes
-            .insert(name.to_string(), json!({ "old": current, "new": incoming }));
+            .insert(name.to_string(), change(current.as_ref(), Some(incoming)));
         self.origins
             .insert(name.to_string(), Value::String(self.origin.to_string()));
         *current = Some(incoming.clone());
@@ -261,6 +277,10 @@ mod tests {
     use chrono::{NaiveDate, TimeZone};
 
     use super::*;
+
+    fn parsed(raw: &RawValue) -> Value {
+        serde_json::from_str(raw.get()).unwrap()
+    }
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
@@ -302,7 +322,10 @@ mod tests {
         assert_eq!(device.field_origin["warranty_end"], "source:jamf");
         assert!(changes.contains_key("os_version"));
         assert!(changes.contains_key("serial_number"));
-        assert_eq!(changes["category"], json!({ "old": null, "new": "tablet" }));
+        assert_eq!(
+            parsed(&changes["category"]),
+            json!({ "old": null, "new": "tablet" })
+        );
     }
 
     #[test]
@@ -362,6 +385,6 @@ mod tests {
         update.purchase.warranty_end = NaiveDate::from_ymd_opt(2029, 1, 31);
         let changes = merge_into(&mut device, &update, &ids("S1"), None, "source:jamf", now());
         assert_eq!(device.warranty_end, NaiveDate::from_ymd_opt(2029, 1, 31));
-        assert_eq!(changes["warranty_end"]["old"], json!("2027-01-31"));
+        assert_eq!(parsed(&changes["warranty_end"])["old"], json!("2027-01-31"));
     }
 }
