@@ -581,3 +581,65 @@ async fn schema_keeps_history_append_only_and_every_table_tenant_scoped() {
         "tables without authority_id: {unscoped:?}"
     );
 }
+
+#[tokio::test]
+async fn an_asset_tag_another_device_holds_is_left_unchanged_and_raised_for_review() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    let mut records = fleet(2);
+    records[0].asset_tag = Some("INV-1".into());
+    records[1].asset_tag = Some("INV-2".into());
+    sync_records(&db.pool, &clock, source, records.clone()).await;
+
+    // The source now reports INV-1 on the second device too, and a new device with INV-2.
+    records[1].asset_tag = Some("INV-1".into());
+    records[1].os_version = Some("18.2".into());
+    let mut newcomer = ipad("mobile:77", "SER77777");
+    newcomer.asset_tag = Some("INV-2".into());
+    records.push(newcomer);
+    let report = sync_records(&db.pool, &clock, source, records).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    assert_eq!((report.counts.created, report.counts.review_items), (1, 2));
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("asset tag 'INV-1' is already held")),
+        "{:?}",
+        report.warnings
+    );
+
+    let second = devices::show_device(&db.pool, "SER00001").await.unwrap();
+    assert_eq!(
+        second.device.asset_tag.as_deref(),
+        Some("INV-2"),
+        "the clashing tag was not applied"
+    );
+    assert_eq!(
+        second.device.os_version.as_deref(),
+        Some("18.2"),
+        "the rest of the update was"
+    );
+    let update = second
+        .history
+        .iter()
+        .rev()
+        .find(|e| e.kind == "updated")
+        .unwrap();
+    assert!(
+        update.changes.get("asset_tag").is_none(),
+        "history shows no change that did not happen"
+    );
+    let newcomer = devices::show_device(&db.pool, "SER77777").await.unwrap();
+    assert_eq!(newcomer.device.asset_tag, None);
+
+    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    assert_eq!(
+        items
+            .iter()
+            .filter(|i| i.kind == "asset_tag_conflict")
+            .count(),
+        2
+    );
+}

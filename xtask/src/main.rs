@@ -135,11 +135,11 @@ fn test(lint: bool, cargo_test_args: Vec<OsString>) -> anyhow::Result<ExitCode> 
 
     step("stopping the throwaway cluster");
     let stopped = runtime.block_on(started.stop());
-    let status = outcome?;
+    let (status, tally) = outcome?;
     stopped.context("cannot stop the throwaway cluster")?;
 
     let seconds = total.elapsed().as_secs_f64();
-    match status {
+    let code = match status {
         TestOutcome::Finished(status) if status.success() => {
             println!("xtask: all checks passed in {seconds:.0} s");
             Ok(ExitCode::SUCCESS)
@@ -158,7 +158,13 @@ fn test(lint: bool, cargo_test_args: Vec<OsString>) -> anyhow::Result<ExitCode> 
             eprintln!("xtask: interrupted");
             Ok(ExitCode::from(INTERRUPTED))
         }
-    }
+    };
+    // The closing line CI reads: every test binary's results added up.
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.ignored
+    );
+    code
 }
 
 enum TestOutcome {
@@ -167,17 +173,65 @@ enum TestOutcome {
 }
 
 /// Runs the tests, but lets Ctrl-C through to them only: xtask itself stays alive to stop the
-/// cluster once they have exited.
-async fn run_until_interrupted(command: Command) -> anyhow::Result<TestOutcome> {
+/// cluster once they have exited. Their output is passed through line by line and the
+/// `test result:` lines are added up, because cargo's own last line belongs to whichever test
+/// binary ran last, often an empty one.
+async fn run_until_interrupted(command: Command) -> anyhow::Result<(TestOutcome, TestTally)> {
+    use tokio::io::AsyncBufReadExt;
+
     let mut child = tokio::process::Command::from(command)
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .context("cannot run cargo test")?;
-    tokio::select! {
-        status = child.wait() => Ok(TestOutcome::Finished(status.context("cannot wait for cargo test")?)),
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    let reader = tokio::spawn(async move {
+        let mut tally = TestTally::default();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("{line}");
+            tally.add(&line);
+        }
+        tally
+    });
+    let outcome = tokio::select! {
+        status = child.wait() => TestOutcome::Finished(status.context("cannot wait for cargo test")?),
         _ = tokio::signal::ctrl_c() => {
             // The terminal sent the signal to cargo as well; wait for it to wind down.
             let _ = child.wait().await;
-            Ok(TestOutcome::Interrupted)
+            TestOutcome::Interrupted
+        }
+    };
+    let tally = reader.await.unwrap_or_default();
+    Ok((outcome, tally))
+}
+
+/// The sum of every test binary's `test result:` line.
+#[derive(Debug, Default, Clone, Copy)]
+struct TestTally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl TestTally {
+    fn add(&mut self, line: &str) {
+        let Some(result) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in result.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                continue;
+            };
+            match what {
+                "passed" => self.passed += count,
+                "failed" => self.failed += count,
+                "ignored" => self.ignored += count,
+                _ => {}
+            }
         }
     }
 }

@@ -316,10 +316,12 @@ struct PageWrites {
     changed_devices: Vec<DeviceRow>,
     new_links: Vec<(Uuid, Uuid, usize)>,
     changed_links: Vec<(Uuid, usize)>,
+    /// Devices updated from a record of this page, with the record's index.
+    changed_links_devices: Vec<(Uuid, usize)>,
     reappeared_links: Vec<Uuid>,
     ended_links: Vec<(Uuid, String)>,
     events: Vec<(Uuid, &'static str, String)>,
-    reviews: Vec<(usize, String, Vec<Uuid>)>,
+    reviews: Vec<(usize, &'static str, String, Vec<Uuid>)>,
 }
 
 impl<'a> Run<'a> {
@@ -612,6 +614,7 @@ impl<'a> Run<'a> {
         for (index, device_id, source_link_id) in changed {
             let item = &prepared[index];
             writes.changed_links.push((source_link_id, index));
+            writes.changed_links_devices.push((device_id, index));
             self.counts.updated += 1;
             if let Some(device) = devices.get_mut(&device_id) {
                 let changes = merge::merge_into(
@@ -701,18 +704,119 @@ impl<'a> Run<'a> {
                     summary,
                     candidates,
                 } => {
-                    writes.reviews.push((index, summary, candidates));
+                    writes
+                        .reviews
+                        .push((index, "ambiguous_match", summary, candidates));
                     self.counts.review_items += 1;
                 }
             }
         }
         writes.changed_devices = touched.iter().filter_map(|id| devices.remove(id)).collect();
+        self.keep_asset_tags_unique(tx, &prepared, &mut writes)
+            .await?;
         let revive: HashSet<&str> = links
             .iter()
             .filter(|(_, link)| link.ended)
             .map(|(external_id, _)| external_id.as_str())
             .collect();
         self.write(tx, &prepared, &revive, writes).await?;
+        Ok(())
+    }
+
+    /// An asset tag is unique within an authority, but sources do report a tag that another
+    /// device already carries (a reused label, a typo). Such a tag is left unchanged on the
+    /// device that would take it, and a review item names both devices, instead of the
+    /// unique index failing the whole run.
+    async fn keep_asset_tags_unique(
+        &mut self,
+        tx: &mut PgConnection,
+        prepared: &[Prepared],
+        writes: &mut PageWrites,
+    ) -> Result<(), sqlx::Error> {
+        let record_of: HashMap<Uuid, usize> = writes
+            .new_links
+            .iter()
+            .map(|(_, device_id, index)| (*device_id, *index))
+            .chain(
+                writes
+                    .changed_links_devices
+                    .iter()
+                    .map(|(device_id, index)| (*device_id, *index)),
+            )
+            .collect();
+        let rows = writes
+            .new_devices
+            .iter()
+            .chain(writes.changed_devices.iter());
+        let wanted: Vec<(Uuid, String)> = rows
+            .filter_map(|row| row.asset_tag.clone().map(|tag| (row.device_id, tag)))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let tags: Vec<&str> = wanted.iter().map(|(_, tag)| tag.as_str()).collect();
+        let ids: Vec<Uuid> = wanted.iter().map(|(device_id, _)| *device_id).collect();
+        let stored: Vec<(Uuid, Option<String>)> = sqlx::query_as(
+            "select device_id, asset_tag from device where authority_id = $1 \
+             and (asset_tag = any($2) or device_id = any($3))",
+        )
+        .bind(self.source.authority_id)
+        .bind(&tags)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let current: HashMap<Uuid, Option<String>> = stored.iter().cloned().collect();
+        // A tag stays with the device that holds it now for the rest of this page, even if that
+        // device gives it up here: inserts run before updates, so it is free only next run.
+        let mut holder: HashMap<String, Uuid> = stored
+            .into_iter()
+            .filter_map(|(device_id, tag)| tag.map(|tag| (tag, device_id)))
+            .collect();
+        for row in writes
+            .new_devices
+            .iter_mut()
+            .chain(writes.changed_devices.iter_mut())
+        {
+            let Some(tag) = row.asset_tag.clone() else {
+                continue;
+            };
+            let before = current.get(&row.device_id).cloned().flatten();
+            match holder.get(&tag) {
+                Some(other) if *other != row.device_id => {
+                    let other = *other;
+                    // Its own current tag is still its own (see above).
+                    row.asset_tag = before;
+                    let Some(&index) = record_of.get(&row.device_id) else {
+                        continue;
+                    };
+                    let external_id = &prepared[index].record.external_id;
+                    self.warn(format!(
+                        "{external_id}: asset tag '{tag}' is already held by device {other}; \
+                         left unchanged on device {} (see `bestand review list`)",
+                        row.device_id
+                    ));
+                    writes.reviews.push((
+                        index,
+                        "asset_tag_conflict",
+                        format!(
+                            "{external_id} of source '{}' reports asset tag '{tag}', which device \
+                             {other} already carries",
+                            self.source.name
+                        ),
+                        vec![other, row.device_id],
+                    ));
+                    self.counts.review_items += 1;
+                    for (device_id, _, changes) in writes.events.iter_mut() {
+                        if *device_id == row.device_id {
+                            *changes = without_field(changes, "asset_tag");
+                        }
+                    }
+                }
+                _ => {
+                    holder.insert(tag, row.device_id);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -998,14 +1102,14 @@ impl<'a> Run<'a> {
 
         insert_events(tx, self.source, &writes.events, self.now, Some(self.run_id)).await?;
 
-        for (index, summary, candidates) in writes.reviews {
+        for (index, kind, summary, candidates) in writes.reviews {
             let item = &prepared[index];
             sqlx::query(
                 "insert into review_item (authority_id, source_id, sync_run_id, kind, external_id, \
                  summary, record, candidates, created_at, last_seen_at) \
-                 select $1, $2, $3, 'ambiguous_match', $4, $5, $6::jsonb, $7, $8, $8 \
+                 select $1, $2, $3, $9, $4, $5, $6::jsonb, $7, $8, $8 \
                  where not exists (select 1 from review_item d where d.source_id = $2 \
-                 and d.external_id = $4 and d.kind = 'ambiguous_match' and d.status = 'dismissed') \
+                 and d.external_id = $4 and d.kind = $9 and d.status = 'dismissed') \
                  on conflict (source_id, external_id, kind) where status = 'open' \
                  do update set sync_run_id = excluded.sync_run_id, summary = excluded.summary, \
                  record = excluded.record, candidates = excluded.candidates, \
@@ -1019,6 +1123,7 @@ impl<'a> Run<'a> {
             .bind(item.normalized_json())
             .bind(candidates)
             .bind(self.now)
+            .bind(kind)
             .execute(&mut *tx)
             .await?;
         }
@@ -1090,6 +1195,17 @@ impl<'a> Run<'a> {
         .execute(&mut *conn)
         .await?;
         Ok(())
+    }
+}
+
+/// The same changes without `field` (a change that was not applied after all).
+fn without_field(changes: &str, field: &str) -> String {
+    match serde_json::from_str::<serde_json::Map<String, Value>>(changes) {
+        Ok(mut map) => {
+            map.remove(field);
+            Value::Object(map).to_string()
+        }
+        Err(_) => changes.to_string(),
     }
 }
 
