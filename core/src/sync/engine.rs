@@ -419,10 +419,14 @@ impl<'a> Run<'a> {
             .guard
             .check(missing.len() as u64, active_before as u64)
         {
-            let reason = format!(
-                "{reason}; approve with `bestand sync approve {}`",
-                self.run_id
-            );
+            let reason = if options.dry_run {
+                format!("{reason} (dry run: a real run would wait for approval)")
+            } else {
+                format!(
+                    "{reason}; approve with `bestand sync approve {}`",
+                    self.run_id
+                )
+            };
             if options.dry_run {
                 tx.rollback().await?;
             } else {
