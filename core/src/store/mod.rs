@@ -43,40 +43,32 @@ pub async fn migrate(pool: &PgPool) -> Result<(), CoreError> {
 
 /// Looks a source up by its configured name.
 pub async fn source_by_name(pool: &PgPool, name: &str) -> Result<SourceRef, CoreError> {
-    sqlx::query_as::<_, (Uuid, Uuid, String, String)>(
-        "select source_id, authority_id, name, kind from source where name = $1",
-    )
-    .bind(name)
-    .fetch_optional(pool)
-    .await?
-    .map(|(source_id, authority_id, name, kind)| SourceRef {
-        source_id,
-        authority_id,
-        name,
-        kind,
-    })
-    .ok_or_else(|| CoreError::NotFound {
-        what: "source",
-        key: name.to_string(),
-    })
+    find_source(pool, "name = $1", name).await
 }
 
 /// Looks a source up by id.
 pub async fn source_by_id(pool: &PgPool, source_id: Uuid) -> Result<SourceRef, CoreError> {
-    sqlx::query_as::<_, (Uuid, Uuid, String, String)>(
-        "select source_id, authority_id, name, kind from source where source_id = $1",
-    )
-    .bind(source_id)
-    .fetch_optional(pool)
-    .await?
-    .map(|(source_id, authority_id, name, kind)| SourceRef {
-        source_id,
-        authority_id,
-        name,
-        kind,
-    })
-    .ok_or_else(|| CoreError::NotFound {
-        what: "source",
-        key: source_id.to_string(),
-    })
+    find_source(pool, "source_id = $1", source_id).await
+}
+
+async fn find_source<K>(pool: &PgPool, condition: &str, key: K) -> Result<SourceRef, CoreError>
+where
+    K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + ToString,
+{
+    let shown = key.to_string();
+    let sql = format!("select source_id, authority_id, name, kind from source where {condition}");
+    sqlx::query_as::<_, (Uuid, Uuid, String, String)>(&sql)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?
+        .map(|(source_id, authority_id, name, kind)| SourceRef {
+            source_id,
+            authority_id,
+            name,
+            kind,
+        })
+        .ok_or(CoreError::NotFound {
+            what: "source",
+            key: shown,
+        })
 }
