@@ -2,7 +2,10 @@
 //! normalized `DeviceRecord`s. Connectors speak HTTP (or LDAP) and never touch SQL.
 
 pub mod http;
+pub mod intune;
 pub mod jamf_pro;
+pub mod jamf_school;
+pub mod relution;
 pub mod secret;
 
 use std::sync::Arc;

@@ -3,8 +3,11 @@
 //! `bestand-core` and `bestand-connectors`, so it checks the connectors from the outside.
 
 pub mod generator;
+pub mod intune;
 pub mod jamf_pro;
+pub mod jamf_school;
 pub mod musterstadt;
+pub mod relution;
 
 pub use generator::{Device, DeviceKind, EpochChanges, Fleet, FleetSnapshot};
 pub use jamf_pro::{

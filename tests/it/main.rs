@@ -6,7 +6,10 @@
 
 mod cli_config;
 mod end_to_end;
+mod intune;
 mod jamf_pro;
+mod jamf_school;
 mod mock_server;
+mod relution;
 mod support;
 mod sync_engine;

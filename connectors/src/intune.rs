@@ -1,0 +1,1 @@
+//! Placeholder for the intune connector (issue 3); being written.

@@ -1,0 +1,1 @@
+//! Placeholder for the jamf_school connector (issue 3); being written.

@@ -1,0 +1,1 @@
+//! Placeholder for the relution connector (issue 3); being written.

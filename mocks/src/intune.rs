@@ -1,0 +1,1 @@
+//! Placeholder for the intune mock server (issue 3); being written.

@@ -1,0 +1,1 @@
+//! Placeholder for the relution mock server (issue 3); being written.

@@ -1,0 +1,1 @@
+//! Placeholder for the intune tests (issue 3); being written.

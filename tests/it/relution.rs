@@ -1,0 +1,1 @@
+//! Placeholder for the relution tests (issue 3); being written.
