@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use bestand_connectors::file::FileConfig;
 use bestand_connectors::jamf_pro::JamfProConfig;
 use bestand_core::model::SchoolType;
 use bestand_core::sync::DeletionGuard;
@@ -27,7 +28,7 @@ pub const CONFIG_ENV: &str = "BESTAND_CONFIG";
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 
 /// The values `kind` may take in a `[[source]]` table.
-pub const KNOWN_SOURCE_KINDS: &[&str] = &["jamf_pro"];
+pub const KNOWN_SOURCE_KINDS: &[&str] = &["jamf_pro", "file"];
 
 /// The keys every `[[source]]` table shares; all other keys belong to the source's kind.
 const SOURCE_COMMON_KEYS: &[&str] = &[
@@ -496,6 +497,7 @@ impl fmt::Debug for SourceConfig {
 #[derive(Debug, Clone)]
 pub enum SourceSettings {
     JamfPro(JamfProConfig),
+    File(FileConfig),
 }
 
 impl SourceSettings {
@@ -505,6 +507,9 @@ impl SourceSettings {
             "jamf_pro" => deserialize_table(table)
                 .map(SourceSettings::JamfPro)
                 .map_err(|message| format!("keys of kind \"jamf_pro\": {message}")),
+            "file" => deserialize_table(table)
+                .map(SourceSettings::File)
+                .map_err(|message| format!("keys of kind \"file\": {message}")),
             other => Err(format!(
                 "key `kind`: unknown kind \"{other}\"; known kinds: {}",
                 KNOWN_SOURCE_KINDS.join(", ")
@@ -515,6 +520,7 @@ impl SourceSettings {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSettings::JamfPro(_) => "jamf_pro",
+            SourceSettings::File(_) => "file",
         }
     }
 }

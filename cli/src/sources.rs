@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use bestand_connectors::file::FileSource;
 use bestand_connectors::jamf_pro::JamfPro;
 use bestand_connectors::Connector;
 
@@ -12,6 +13,11 @@ pub fn build_connector(source: &SourceConfig) -> anyhow::Result<Arc<dyn Connecto
     match source.settings() {
         SourceSettings::JamfPro(settings) => {
             let connector = JamfPro::new(settings.clone(), source.name())
+                .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
+            Ok(Arc::new(connector))
+        }
+        SourceSettings::File(settings) => {
+            let connector = FileSource::new(settings.clone(), source.name())
                 .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
             Ok(Arc::new(connector))
         }

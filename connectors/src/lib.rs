@@ -1,6 +1,7 @@
 //! Connectors: one module per source system, each turning a vendor API into pages of
 //! normalized `DeviceRecord`s. Connectors speak HTTP (or LDAP) and never touch SQL.
 
+pub mod file;
 pub mod http;
 pub mod intune;
 pub mod jamf_pro;

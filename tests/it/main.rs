@@ -6,6 +6,7 @@
 
 mod cli_config;
 mod end_to_end;
+mod file_source;
 mod intune;
 mod jamf_pro;
 mod jamf_school;

@@ -1,0 +1,155 @@
+//! The generic file source: CSV and JSON exports through the engine into PostgreSQL.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bestand_connectors::file::{FileConfig, FileSource};
+use bestand_connectors::spawn_fetch;
+use bestand_core::model::SyncStatus;
+use bestand_core::store::devices;
+use bestand_core::sync;
+
+use crate::support::*;
+
+fn write(name: &str, content: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("bestand-{}-{name}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+fn source(config: serde_json::Value) -> Arc<FileSource> {
+    let config: FileConfig = serde_json::from_value(config).unwrap();
+    Arc::new(FileSource::new(config, "inventar").unwrap())
+}
+
+fn csv_config(path: &PathBuf) -> serde_json::Value {
+    serde_json::json!({
+        "path": path,
+        "delimiter": ";",
+        "id_column": "Inventarnummer",
+        "columns": {
+            "asset_tag": "Inventarnummer",
+            "serial_number": "Seriennummer",
+            "model": "Modell",
+            "category": "Art",
+            "school": "Schule",
+            "room": "Raum",
+            "purchase_date": "Kaufdatum",
+            "price": "Preis",
+            "warranty_end": "Garantie bis",
+        },
+    })
+}
+
+const EXPORT: &str = "\u{feff}Inventarnummer;Seriennummer;Modell;Art;Schule;Raum;Kaufdatum;Preis;Garantie bis
+INV-0001;c02abc123xyz;Dell Latitude 3540;laptop;Gymnasium am Stadtpark;R 12;15.08.2023;1.099,00;14.08.2027
+INV-0002;5CG1234ABC;HP ProDesk 400;desktop;100001;PC-Raum;2022-09-20;649.50;31.02.2026
+";
+
+#[tokio::test]
+async fn a_german_csv_export_becomes_devices_with_bad_values_reported_not_dropped() {
+    let db = test_db().await;
+    let source_ref = &musterstadt(&db.pool, &["inventar"]).await[0];
+    let path = write("export.csv", EXPORT);
+    let clock = clock();
+    let report = sync::run_sync(&db.pool, clock.as_ref(), source_ref, spawn_fetch(source(csv_config(&path))), &options(), &sync::NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.created, 2);
+    assert!(report.warnings.iter().any(|w| w.contains("line 3: warranty_end '31.02.2026' is not a date")), "{:?}", report.warnings);
+
+    let laptop = devices::show_device(&db.pool, "INV-0001").await.unwrap();
+    assert_eq!(laptop.device.serial_number.as_deref(), Some("C02ABC123XYZ"));
+    assert_eq!(laptop.device.category, "laptop");
+    assert_eq!(laptop.device.purchase_price, Some("1099.00".parse().unwrap()));
+    assert_eq!(laptop.device.warranty_end, chrono::NaiveDate::from_ymd_opt(2027, 8, 14));
+    assert_eq!(laptop.school_number.as_deref(), Some("100002"));
+    let desktop = devices::show_device(&db.pool, "INV-0002").await.unwrap();
+    assert_eq!(desktop.school_number.as_deref(), Some("100001"), "a school number works as the school");
+    assert_eq!(desktop.device.warranty_end, None, "the bad date is left empty, the device kept");
+    assert_eq!(desktop.links[0].reported["purchase"]["price"], "649.50");
+}
+
+#[tokio::test]
+async fn a_broken_row_fails_the_run_with_its_line_and_changes_nothing() {
+    let db = test_db().await;
+    let source_ref = &musterstadt(&db.pool, &["inventar"]).await[0];
+    let clock = clock();
+    let good = write("good.csv", EXPORT);
+    sync::run_sync(&db.pool, clock.as_ref(), source_ref, spawn_fetch(source(csv_config(&good))), &options(), &sync::NoProgress)
+        .await
+        .unwrap();
+    let before = inventory_fingerprint(&db.pool).await;
+
+    for (content, expected) in [
+        (format!("{EXPORT}INV-0003;X1;Modell;laptop\n"), "line 4"),
+        (format!("{EXPORT}INV-0001;X2;M;laptop;;;;;\n"), "line 4: id 'INV-0001' appears twice"),
+        (format!("{EXPORT};X3;M;laptop;;;;;\n"), "line 4: the id column 'Inventarnummer' is empty"),
+    ] {
+        let path = write("broken.csv", &content);
+        let report = sync::run_sync(&db.pool, clock.as_ref(), source_ref, spawn_fetch(source(csv_config(&path))), &options(), &sync::NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(report.status, SyncStatus::Failed);
+        let error = report.error.unwrap();
+        assert!(error.contains(expected) && error.contains("broken.csv"), "{error}");
+        assert_eq!(inventory_fingerprint(&db.pool).await, before);
+    }
+}
+
+#[tokio::test]
+async fn a_json_export_is_read_from_its_pointer() {
+    let db = test_db().await;
+    let source_ref = &musterstadt(&db.pool, &["inventar"]).await[0];
+    let path = write(
+        "hosts.json",
+        r#"{"exported": "2026-11-20", "hosts": [
+            {"id": 17, "name": "gs-lindenweg-pc01", "mac": "A4-83-E7-12-34-56", "room": "R 1"},
+            {"id": 18, "name": "gs-lindenweg-pc02", "mac": null, "room": "R 1"}]}"#,
+    );
+    let config = serde_json::json!({
+        "path": path, "id_column": "id", "json_pointer": "/hosts",
+        "columns": { "name": "name", "wifi_mac": "mac", "room": "room" },
+    });
+    let clock = clock();
+    let report = sync::run_sync(&db.pool, clock.as_ref(), source_ref, spawn_fetch(source(config)), &options(), &sync::NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((report.status, report.counts.created), (SyncStatus::Succeeded, 2), "{:?}", report.error);
+    let found = devices::list_devices(&db.pool, &devices::DeviceFilter { search: Some("a4:83:e7".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "the MAC is normalized and searchable");
+    assert_eq!(found[0].name.as_deref(), Some("gs-lindenweg-pc01"));
+}
+
+#[test]
+fn the_file_kind_is_configured_in_toml_and_unknown_fields_are_refused() {
+    let text = r#"
+[[authority]]
+slug = "musterstadt"
+name = "Stadt Musterstadt"
+
+[[source]]
+name = "iserv-hosts"
+kind = "file"
+authority = "musterstadt"
+path = "/var/lib/bestand/hosts.csv"
+delimiter = ";"
+id_column = "MAC"
+
+[source.columns]
+name = "Name"
+wifi_mac = "MAC"
+"#;
+    let config = bestand_cli::config::Config::parse(text, std::path::Path::new("test.toml")).unwrap();
+    assert_eq!(config.source("iserv-hosts").unwrap().settings().kind(), "file");
+
+    let bad: FileConfig = serde_json::from_value(serde_json::json!({
+        "path": "/x.csv", "id_column": "id", "columns": { "colour": "Farbe" },
+    }))
+    .unwrap();
+    let error = FileSource::new(bad, "x").unwrap_err().to_string();
+    assert!(error.contains("unknown field 'colour'"), "{error}");
+}
