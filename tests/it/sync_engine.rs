@@ -643,3 +643,45 @@ async fn an_asset_tag_another_device_holds_is_left_unchanged_and_raised_for_revi
         2
     );
 }
+
+#[tokio::test]
+async fn a_device_moving_to_another_mdm_stays_one_device_and_its_old_link_is_ended() {
+    let db = test_db().await;
+    let clock = clock();
+    let sources = musterstadt(&db.pool, &["jamf", "relution"]).await;
+    let (jamf, relution) = (&sources[0], &sources[1]);
+    sync_records(&db.pool, &clock, jamf, fleet(100)).await;
+    let before = devices::show_device(&db.pool, "SER00050").await.unwrap();
+
+    // 80 iPads are enrolled in Relution (new ids there, same serials) ...
+    let moved: Vec<_> = fleet(100)
+        .into_iter()
+        .skip(20)
+        .map(|mut record| {
+            record.external_id = record.external_id.replace("mobile:", "relution-");
+            record
+        })
+        .collect();
+    let report = sync_records(&db.pool, &clock, relution, moved).await;
+    assert_eq!((report.counts.created, report.counts.updated), (0, 80));
+
+    // ... and removed from Jamf Pro: far above the deletion guard's limit, but nothing is lost.
+    clock.advance(Duration::hours(1));
+    let report = sync_records(&db.pool, &clock, jamf, fleet(20)).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.blocked_reason);
+    assert_eq!((report.counts.moved, report.counts.marked_missing), (80, 0));
+
+    let after = devices::show_device(&db.pool, "SER00050").await.unwrap();
+    assert_eq!(after.device.device_id, before.device.device_id);
+    assert_eq!(after.history[0].kind, "created", "history kept");
+    assert!(after.history.iter().any(|e| e.kind == "moved" && e.changes["moved_to"]["new"] == "relution"));
+    let old = after.links.iter().find(|l| l.source_name == "jamf").unwrap();
+    assert_eq!(old.ended_reason.as_deref(), Some("moved to relution"));
+    assert!(old.missing_since.is_none());
+    let missing = devices::list_devices(&db.pool, &devices::DeviceFilter { missing: true, ..Default::default() })
+        .await
+        .unwrap();
+    assert!(missing.is_empty());
+    let runs = runs::list_runs(&db.pool, Some("jamf"), 1).await.unwrap();
+    assert_eq!(runs[0].moved, 80);
+}

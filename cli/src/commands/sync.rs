@@ -190,8 +190,8 @@ fn print_report(report: &SyncReport, seconds: f64) {
         report.source_name, report.status, report.run_id
     );
     println!(
-        "  fetched {} · created {} · updated {} · unchanged {} · marked missing {} · reappeared {} · review items {}",
-        c.fetched, c.created, c.updated, c.unchanged, c.marked_missing, c.reappeared, c.review_items
+        "  fetched {} · created {} · updated {} · unchanged {} · marked missing {} · moved {} · reappeared {} · review items {}",
+        c.fetched, c.created, c.updated, c.unchanged, c.marked_missing, c.moved, c.reappeared, c.review_items
     );
     if seconds > 0.0 && c.fetched > 0 {
         println!("  {:.0} devices/s", f64::from(c.fetched) / seconds);

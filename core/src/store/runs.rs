@@ -21,6 +21,7 @@ pub struct RunView {
     pub updated: i32,
     pub unchanged: i32,
     pub marked_missing: i32,
+    pub moved: i32,
     pub reappeared: i32,
     pub review_items: i32,
     pub warnings: Value,
@@ -31,7 +32,7 @@ pub struct RunView {
 }
 
 const RUN_SELECT: &str = "select r.sync_run_id, s.name as source_name, r.started_at, r.finished_at, \
-    r.status, r.dry_run, r.fetched, r.created, r.updated, r.unchanged, r.marked_missing, r.reappeared, \
+    r.status, r.dry_run, r.fetched, r.created, r.updated, r.unchanged, r.marked_missing, r.moved, r.reappeared, \
     r.review_items, r.warnings, r.error, r.blocked_reason, r.approved_at, r.approved_by \
     from sync_run r join source s using (source_id)";
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::error::CoreError;
 use crate::store::{self, SourceRef};
-use crate::sync::engine::mark_missing;
+use crate::sync::engine::{end_moved, mark_missing, split_moved};
 
 /// What an approval did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -99,18 +99,30 @@ async fn apply_approval(
             .bind(source.source_id)
             .fetch_one(&mut *tx)
             .await?;
-    let before: i64 = sqlx::query_scalar(
-        "select count(*) from source_link where source_link_id = any($1) and missing_since is null \
-         and ended_at is null",
+    // Links that a later run saw again, or that ended meanwhile, are left alone.
+    let links: Vec<Uuid> = sqlx::query_scalar(
+        "select source_link_id from source_link where source_link_id = any($1) \
+         and missing_since is null and ended_at is null",
     )
     .bind(&links)
-    .fetch_one(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    // The devices went missing as of the blocked run, not as of the approval.
+    let (moved, gone) = split_moved(&mut tx, source, &links).await?;
+    let before = gone.len() as i64;
+    // The devices went missing (or moved) as of the blocked run, not as of the approval.
+    end_moved(
+        &mut tx,
+        source,
+        &moved,
+        started_at,
+        previous_complete,
+        Some(run_id),
+    )
+    .await?;
     mark_missing(
         &mut tx,
         source,
-        &links,
+        &gone,
         started_at,
         previous_complete,
         Some(run_id),
@@ -123,12 +135,13 @@ async fn apply_approval(
         .await?;
     sqlx::query(
         "update sync_run set status = 'succeeded', marked_missing = $2, approved_at = $3, \
-         approved_by = $4 where sync_run_id = $1",
+         approved_by = $4, moved = $5 where sync_run_id = $1",
     )
     .bind(run_id)
     .bind(before as i32)
     .bind(clock.now())
     .bind(approved_by)
+    .bind(moved.len() as i32)
     .execute(&mut *tx)
     .await?;
     sqlx::query("delete from sync_run_pending_missing where sync_run_id = $1")

@@ -60,6 +60,8 @@ pub struct SyncCounts {
     pub updated: i32,
     pub unchanged: i32,
     pub marked_missing: i32,
+    /// Links ended because another source now reports the device.
+    pub moved: i32,
     pub reappeared: i32,
     pub review_items: i32,
 }
@@ -413,12 +415,13 @@ impl<'a> Run<'a> {
         .bind(&seen)
         .fetch_all(&mut *tx)
         .await?;
-        let n_missing = missing.len() as i32;
+        let links: Vec<Uuid> = missing.iter().map(|(link, _)| *link).collect();
+        let (moved, gone) = split_moved(&mut tx, self.source, &links).await?;
+        let n_missing = gone.len() as i32;
 
-        if let Some(reason) = options
-            .guard
-            .check(missing.len() as u64, active_before as u64)
-        {
+        // Devices that moved to another source are accounted for; only the rest can look like
+        // a broken source.
+        if let Some(reason) = options.guard.check(gone.len() as u64, active_before as u64) {
             let reason = if options.dry_run {
                 format!("{reason} (dry run: a real run would wait for approval)")
             } else {
@@ -452,17 +455,26 @@ impl<'a> Run<'a> {
                 .bind(self.source.source_id)
                 .fetch_one(&mut *tx)
                 .await?;
-        let links: Vec<Uuid> = missing.iter().map(|(link, _)| *link).collect();
+        end_moved(
+            &mut tx,
+            self.source,
+            &moved,
+            self.now,
+            previous_complete,
+            Some(self.run_id),
+        )
+        .await?;
         mark_missing(
             &mut tx,
             self.source,
-            &links,
+            &gone,
             self.now,
             previous_complete,
             Some(self.run_id),
         )
         .await?;
         self.counts.marked_missing = n_missing;
+        self.counts.moved = moved.len() as i32;
         sqlx::query("update source set last_complete_run_at = $2 where source_id = $1")
             .bind(self.source.source_id)
             .bind(self.now)
@@ -1181,7 +1193,7 @@ impl<'a> Run<'a> {
         sqlx::query(
             "update sync_run set finished_at = $2, status = $3, fetched = $4, created = $5, \
              updated = $6, unchanged = $7, marked_missing = $8, reappeared = $9, review_items = $10, \
-             warnings = $11, error = $12, blocked_reason = $13 where sync_run_id = $1",
+             warnings = $11, error = $12, blocked_reason = $13, moved = $14 where sync_run_id = $1",
         )
         .bind(self.run_id)
         .bind(finished_at)
@@ -1196,6 +1208,7 @@ impl<'a> Run<'a> {
         .bind(Value::from(warnings))
         .bind(&report.error)
         .bind(&report.blocked_reason)
+        .bind(counts.moved)
         .execute(&mut *conn)
         .await?;
         Ok(())
@@ -1280,6 +1293,99 @@ async fn write_events(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// A link the source no longer reports whose device another source still reports.
+pub(crate) struct MovedLink {
+    source_link_id: Uuid,
+    device_id: Uuid,
+    external_id: String,
+    now_in: String,
+}
+
+/// Splits unreported links into those whose device moved to another source and the rest.
+pub(crate) async fn split_moved(
+    conn: &mut PgConnection,
+    source: &SourceRef,
+    links: &[Uuid],
+) -> Result<(Vec<MovedLink>, Vec<Uuid>), sqlx::Error> {
+    if links.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
+        "select l.source_link_id, l.device_id, l.external_id, \
+         string_agg(distinct s.name, ', ' order by s.name) \
+         from source_link l \
+         join source_link o on o.device_id = l.device_id and o.source_id <> $2 \
+          and o.ended_at is null and o.missing_since is null \
+         join source s on s.source_id = o.source_id \
+         where l.source_link_id = any($1) group by l.source_link_id, l.device_id, l.external_id",
+    )
+    .bind(links)
+    .bind(source.source_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let moved: Vec<MovedLink> = rows
+        .into_iter()
+        .map(
+            |(source_link_id, device_id, external_id, now_in)| MovedLink {
+                source_link_id,
+                device_id,
+                external_id,
+                now_in,
+            },
+        )
+        .collect();
+    let moved_ids: HashSet<Uuid> = moved.iter().map(|m| m.source_link_id).collect();
+    let gone = links
+        .iter()
+        .copied()
+        .filter(|link| !moved_ids.contains(link))
+        .collect();
+    Ok((moved, gone))
+}
+
+/// Ends the links of devices that moved to another source, with an event saying where to.
+pub(crate) async fn end_moved(
+    conn: &mut PgConnection,
+    source: &SourceRef,
+    moved: &[MovedLink],
+    now: DateTime<Utc>,
+    previous_complete: Option<DateTime<Utc>>,
+    run_id: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = moved.iter().map(|m| m.source_link_id).collect();
+    let reasons: Vec<String> = moved
+        .iter()
+        .map(|m| format!("moved to {}", m.now_in))
+        .collect();
+    sqlx::query(
+        "update source_link l set ended_at = $2, ended_reason = u.reason, \
+         last_seen_at = greatest(l.last_seen_at, coalesce($4, l.last_seen_at)) \
+         from unnest($1::uuid[], $3::text[]) as u(source_link_id, reason) \
+         where l.source_link_id = u.source_link_id",
+    )
+    .bind(&ids)
+    .bind(now)
+    .bind(&reasons)
+    .bind(previous_complete)
+    .execute(&mut *conn)
+    .await?;
+    let events: Vec<(Uuid, &'static str, String)> = moved
+        .iter()
+        .map(|m| {
+            let old_link = format!("{}:{}", source.name, m.external_id);
+            let changes = json!({
+                "source_link": { "old": old_link, "new": null },
+                "moved_to": { "old": source.name, "new": m.now_in },
+            });
+            (m.device_id, "moved", changes.to_string())
+        })
+        .collect();
+    insert_events(conn, source, &events, now, run_id).await
 }
 
 /// Marks links missing from their source and records it in each device's history.
