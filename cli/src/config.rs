@@ -196,6 +196,7 @@ impl Config {
         check_authorities(&raw.authorities, &mut problems);
         let sources = split_sources(raw.sources, &mut problems);
         check_sources(&sources, &raw.authorities, &mut problems);
+        check_field_priority(&raw.sync, &sources, &mut problems);
         if !problems.is_empty() {
             return Err(invalid(problems));
         }
@@ -400,6 +401,9 @@ pub struct SyncSettings {
     pub missing_guard_min: u64,
     /// How many pages may wait between a connector and the database writer.
     pub page_channel_capacity: Option<usize>,
+    /// Per field, the sources in the order they win it when they disagree, e.g.
+    /// `os_version = ["intune", "jamf"]`.
+    pub field_priority: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for SyncSettings {
@@ -409,6 +413,7 @@ impl Default for SyncSettings {
             missing_guard_share: guard.max_share,
             missing_guard_min: guard.min_count,
             page_channel_capacity: None,
+            field_priority: Default::default(),
         }
     }
 }
@@ -605,6 +610,25 @@ fn check_sync(sync: &SyncSettings, problems: &mut Vec<String>) {
     check_share("[sync]", sync.missing_guard_share, problems);
     if sync.page_channel_capacity == Some(0) {
         problems.push("[sync]: key `page_channel_capacity`: must be at least 1".to_string());
+    }
+}
+
+fn check_field_priority(sync: &SyncSettings, sources: &[SourceConfig], problems: &mut Vec<String>) {
+    use bestand_core::sync::merge::PRIORITY_FIELDS;
+    for (field, order) in &sync.field_priority {
+        if !PRIORITY_FIELDS.contains(&field.as_str()) {
+            problems.push(format!(
+                "[sync.field_priority]: key `{field}`: not a field sources report (known: {})",
+                PRIORITY_FIELDS.join(", ")
+            ));
+        }
+        for name in order {
+            if !sources.iter().any(|source| source.name() == name) {
+                problems.push(format!(
+                    "[sync.field_priority]: key `{field}`: no source named \"{name}\""
+                ));
+            }
+        }
     }
 }
 

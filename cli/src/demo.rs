@@ -74,6 +74,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let options = SyncOptions {
         dry_run: false,
         guard: app::guard_for(&config, source),
+        field_priority: Default::default(),
     };
 
     for (step, title) in [

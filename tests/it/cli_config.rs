@@ -454,3 +454,18 @@ async fn failed_start_shows_the_server_log() {
     assert_eq!(cluster.status().await.unwrap(), ClusterStatus::Stopped);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn field_priority_names_known_fields_and_configured_sources() {
+    let good = format!("{MINIMAL}\n[sync.field_priority]\nos_version = [\"jamf\"]\n");
+    let config = parse(&good).unwrap();
+    assert_eq!(
+        config.sync.field_priority["os_version"],
+        vec!["jamf".to_string()]
+    );
+    let message = parse_error(&format!(
+        "{MINIMAL}\n[sync.field_priority]\ncolour = [\"jamf\"]\nos_version = [\"intune\"]\n"
+    ));
+    assert!(message.contains("key `colour`: not a field"), "{message}");
+    assert!(message.contains("no source named \"intune\""), "{message}");
+}

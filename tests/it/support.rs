@@ -169,6 +169,7 @@ pub fn options() -> SyncOptions {
     SyncOptions {
         dry_run: false,
         guard: DeletionGuard::default(),
+        field_priority: Default::default(),
     }
 }
 

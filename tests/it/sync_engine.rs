@@ -418,6 +418,7 @@ async fn a_dry_run_reports_but_writes_nothing() {
     let dry = SyncOptions {
         dry_run: true,
         guard: DeletionGuard::default(),
+        field_priority: Default::default(),
     };
     let report = sync::run_sync(
         &db.pool,
@@ -668,20 +669,118 @@ async fn a_device_moving_to_another_mdm_stays_one_device_and_its_old_link_is_end
     // ... and removed from Jamf Pro: far above the deletion guard's limit, but nothing is lost.
     clock.advance(Duration::hours(1));
     let report = sync_records(&db.pool, &clock, jamf, fleet(20)).await;
-    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.blocked_reason);
+    assert_eq!(
+        report.status,
+        SyncStatus::Succeeded,
+        "{:?}",
+        report.blocked_reason
+    );
     assert_eq!((report.counts.moved, report.counts.marked_missing), (80, 0));
 
     let after = devices::show_device(&db.pool, "SER00050").await.unwrap();
     assert_eq!(after.device.device_id, before.device.device_id);
     assert_eq!(after.history[0].kind, "created", "history kept");
-    assert!(after.history.iter().any(|e| e.kind == "moved" && e.changes["moved_to"]["new"] == "relution"));
-    let old = after.links.iter().find(|l| l.source_name == "jamf").unwrap();
+    assert!(after
+        .history
+        .iter()
+        .any(|e| e.kind == "moved" && e.changes["moved_to"]["new"] == "relution"));
+    let old = after
+        .links
+        .iter()
+        .find(|l| l.source_name == "jamf")
+        .unwrap();
     assert_eq!(old.ended_reason.as_deref(), Some("moved to relution"));
     assert!(old.missing_since.is_none());
-    let missing = devices::list_devices(&db.pool, &devices::DeviceFilter { missing: true, ..Default::default() })
-        .await
-        .unwrap();
+    let missing = devices::list_devices(
+        &db.pool,
+        &devices::DeviceFilter {
+            missing: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(missing.is_empty());
     let runs = runs::list_runs(&db.pool, Some("jamf"), 1).await.unwrap();
     assert_eq!(runs[0].moved, 80);
+}
+
+#[tokio::test]
+async fn a_field_priority_decides_between_sources_and_disagreements_are_listed() {
+    let db = test_db().await;
+    let clock = clock();
+    let sources = musterstadt(&db.pool, &["jamf", "intune"]).await;
+    let (jamf, intune) = (&sources[0], &sources[1]);
+    let priority = bestand_core::sync::merge::FieldPriority(
+        [("os_version".to_string(), vec!["intune".to_string()])].into(),
+    );
+    let with_priority = SyncOptions {
+        dry_run: false,
+        guard: DeletionGuard::default(),
+        field_priority: priority,
+    };
+    let run = |source, records| {
+        let options = with_priority.clone();
+        let pool = db.pool.clone();
+        let clock = clock.clone();
+        async move {
+            sync::run_sync(
+                &pool,
+                clock.as_ref(),
+                source,
+                scripted(records, 50, End::Complete),
+                &options,
+                &sync::NoProgress,
+            )
+            .await
+            .unwrap()
+        }
+    };
+
+    let mut from_intune = fleet(3);
+    for record in &mut from_intune {
+        record.external_id = record.external_id.replace("mobile:", "intune-");
+        record.os_version = Some("17.7".into());
+    }
+    run(intune, from_intune).await;
+    // Jamf reports an older OS for device 1 only; the other two agree.
+    let mut from_jamf = fleet(3);
+    for record in &mut from_jamf {
+        record.os_version = Some("17.7".into());
+    }
+    from_jamf[1].os_version = Some("16.2".into());
+    run(jamf, from_jamf).await;
+
+    let device = devices::show_device(&db.pool, "SER00001").await.unwrap();
+    assert_eq!(
+        device.device.os_version.as_deref(),
+        Some("17.7"),
+        "intune wins the OS version"
+    );
+    let reported: Vec<_> = device
+        .links
+        .iter()
+        .map(|l| l.reported["os_version"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        reported.contains(&"16.2".to_string()),
+        "the losing value stays visible: {reported:?}"
+    );
+
+    let conflicts = devices::list_devices(
+        &db.pool,
+        &devices::DeviceFilter {
+            conflicts: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        conflicts
+            .iter()
+            .map(|d| d.serial_number.clone().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["SER00001"]
+    );
 }

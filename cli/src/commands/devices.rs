@@ -41,6 +41,9 @@ pub struct ListArgs {
     /// Only devices a source no longer reports.
     #[arg(long)]
     pub missing: bool,
+    /// Only devices whose sources disagree on a field they both report (see `devices show`).
+    #[arg(long)]
+    pub conflicts: bool,
     /// Only devices whose warranty ends before this date (YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub warranty_before: Option<NaiveDate>,
@@ -74,6 +77,7 @@ pub async fn run(command: DevicesCommand, config: &Config, format: Format) -> an
                 lifecycle_state: args.state,
                 model: args.model,
                 missing: args.missing,
+                conflicts: args.conflicts,
                 warranty_before: args.warranty_before,
                 warranty_from: args.warranty_from,
                 search: args.search,

@@ -142,6 +142,9 @@ async fn run_sources(run: &RunArgs, config: &Config, format: Format) -> anyhow::
         let options = SyncOptions {
             dry_run: run.dry_run,
             guard: app::guard_for(config, source),
+            field_priority: bestand_core::sync::merge::FieldPriority(
+                config.sync.field_priority.clone(),
+            ),
         };
         let started = Instant::now();
         let capacity = config

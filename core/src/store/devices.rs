@@ -23,6 +23,8 @@ pub struct DeviceFilter {
     pub model: Option<String>,
     /// Only devices that a source no longer reports.
     pub missing: bool,
+    /// Only devices whose live sources disagree on a field they both report.
+    pub conflicts: bool,
     /// Only devices whose warranty ends before this date (and has not ended before `warranty_from`).
     pub warranty_before: Option<NaiveDate>,
     pub warranty_from: Option<NaiveDate>,
@@ -117,6 +119,9 @@ pub async fn list_devices(
              and l.missing_since is not null and l.ended_at is null)",
         );
     }
+    if filter.conflicts {
+        query.push(CONFLICTS.as_str());
+    }
     if let Some(before) = filter.warranty_before {
         query.push(" and d.warranty_end < ").push_bind(before);
     }
@@ -157,6 +162,33 @@ pub async fn list_devices(
         .fetch_all(pool)
         .await?)
 }
+
+/// Fields two sources can both report, as paths into the normalized record.
+const COMPARED_FIELDS: &[&str] = &[
+    "->>'name'",
+    "->>'serial_number'",
+    "->>'asset_tag'",
+    "->>'model'",
+    "->>'os_version'",
+    "->'location'->>'room'",
+    "->'purchase'->>'warranty_end'",
+    "->'purchase'->>'order_number'",
+];
+
+/// Two live links of the device whose records disagree on a field both fill.
+static CONFLICTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let differs: Vec<String> = COMPARED_FIELDS
+        .iter()
+        .map(|path| format!("(a.normalized{path}) <> (b.normalized{path})"))
+        .collect();
+    format!(
+        " and exists (select 1 from source_link a join source_link b \
+         on b.device_id = a.device_id and a.source_link_id < b.source_link_id \
+         where a.device_id = d.device_id and a.ended_at is null and b.ended_at is null \
+         and a.missing_since is null and b.missing_since is null and ({}))",
+        differs.join(" or ")
+    )
+});
 
 fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\")

@@ -32,6 +32,8 @@ pub struct SyncOptions {
     /// Fetch and compute everything, then roll back.
     pub dry_run: bool,
     pub guard: DeletionGuard,
+    /// Which source wins a field several sources report.
+    pub field_priority: merge::FieldPriority,
 }
 
 /// Told about every page as it is applied, for progress bars and log lines.
@@ -131,6 +133,7 @@ pub async fn run_sync(
     .await?;
 
     let mut run = Run::new(source, run_id, started_at);
+    run.priority = options.field_priority.clone();
     let outcome = run.execute(&mut conn, &mut pages, options, progress).await;
     // Stop the connector: it sees the closed channel on its next send.
     drop(pages);
@@ -201,6 +204,7 @@ struct Run<'a> {
     received: u64,
     /// External ids received in this run: a few bytes per record, never the records themselves.
     seen: HashSet<String>,
+    priority: merge::FieldPriority,
 }
 
 /// A record with its identifiers normalized (in `record` too) and its hash computed.
@@ -340,6 +344,7 @@ impl<'a> Run<'a> {
             unknown_schools: HashSet::new(),
             received: 0,
             seen: HashSet::new(),
+            priority: merge::FieldPriority::default(),
         }
     }
 
@@ -633,12 +638,13 @@ impl<'a> Run<'a> {
             writes.changed_links_devices.push((device_id, index));
             self.counts.updated += 1;
             if let Some(device) = devices.get_mut(&device_id) {
-                let changes = merge::merge_into(
+                let changes = merge::merge_with_priority(
                     device,
                     &item.record,
                     &item.ids,
                     item.school_id,
                     &self.origin,
+                    &self.priority,
                     self.now,
                 );
                 if !changes.is_empty() {
@@ -679,12 +685,13 @@ impl<'a> Run<'a> {
                     replaces,
                 } => {
                     let mut changes = match devices.get_mut(&device_id) {
-                        Some(device) => merge::merge_into(
+                        Some(device) => merge::merge_with_priority(
                             device,
                             &item.record,
                             &item.ids,
                             item.school_id,
                             &self.origin,
+                            &self.priority,
                             self.now,
                         ),
                         None => Changes::new(),

@@ -53,6 +53,55 @@ pub struct NormalizedIds {
     pub wifi_mac: Option<String>,
 }
 
+/// Which source wins a field that several sources report, per field (configured in
+/// `[sync.field_priority]`): sources earlier in a field's list win over later ones and over
+/// sources not listed. Fields without a list go to whichever source reported last.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FieldPriority(pub BTreeMap<String, Vec<String>>);
+
+/// The fields a priority can be set for: those more than one source reports.
+pub const PRIORITY_FIELDS: &[&str] = &[
+    "serial_number",
+    "udid",
+    "imei",
+    "wifi_mac",
+    "name",
+    "manufacturer",
+    "model",
+    "model_identifier",
+    "os_name",
+    "os_version",
+    "category",
+    "asset_tag",
+    "school_id",
+    "building",
+    "room",
+    "order_number",
+    "purchase_date",
+    "supplier",
+    "purchase_price",
+    "currency",
+    "warranty_end",
+    "life_expectancy_years",
+];
+
+impl FieldPriority {
+    /// Whether the value `current_origin` set for `field` stays when `incoming` (an origin tag
+    /// like `source:jamf`) reports another one.
+    fn keeps(&self, field: &str, current_origin: Option<&str>, incoming: &str) -> bool {
+        let (Some(order), Some(current)) = (self.0.get(field), current_origin) else {
+            return false;
+        };
+        let rank = |origin: &str| {
+            origin
+                .strip_prefix("source:")
+                .and_then(|name| order.iter().position(|listed| listed == name))
+                .unwrap_or(usize::MAX)
+        };
+        current.starts_with("source:") && rank(current) < rank(incoming)
+    }
+}
+
 /// Merges `record` into `device` under the field-authority rules; returns what changed.
 /// `origin` is the source's origin tag (`source:<name>`).
 pub fn merge_into(
@@ -63,7 +112,29 @@ pub fn merge_into(
     origin: &str,
     now: DateTime<Utc>,
 ) -> Changes {
+    merge_with_priority(
+        device,
+        record,
+        ids,
+        school_id,
+        origin,
+        &FieldPriority::default(),
+        now,
+    )
+}
+
+/// `merge_into`, with a field priority between sources.
+pub fn merge_with_priority(
+    device: &mut DeviceRow,
+    record: &DeviceRecord,
+    ids: &NormalizedIds,
+    school_id: Option<Uuid>,
+    origin: &str,
+    priority: &FieldPriority,
+    now: DateTime<Utc>,
+) -> Changes {
     let mut merger = Merger {
+        priority,
         origins: match &device.field_origin {
             Value::Object(map) => map.clone(),
             _ => serde_json::Map::new(),
@@ -234,6 +305,7 @@ pub fn new_device(
 }
 
 struct Merger<'a> {
+    priority: &'a FieldPriority,
     origins: serde_json::Map<String, Value>,
     origin: &'a str,
     changes: Changes,
@@ -254,6 +326,10 @@ impl Merger<'_> {
             return;
         }
         if class == FieldClass::Inventory && current.is_some() && !self.set_by_a_source(name) {
+            return;
+        }
+        let current_origin = self.origins.get(name).and_then(Value::as_str);
+        if current.is_some() && self.priority.keeps(name, current_origin, self.origin) {
             return;
         }
         self.changes
@@ -368,6 +444,60 @@ mod tests {
         assert!(changes.is_empty());
         assert_eq!(device.os_version.as_deref(), Some("17.5"));
         assert!(device.warranty_end.is_some());
+    }
+
+    #[test]
+    fn a_field_priority_keeps_the_preferred_sources_value() {
+        let (mut device, _) = new_device(
+            Uuid::nil(),
+            Uuid::nil(),
+            &record(),
+            &ids("S1"),
+            None,
+            "source:intune",
+            now(),
+        );
+        let priority =
+            FieldPriority([("os_version".to_string(), vec!["intune".to_string()])].into());
+        let mut jamf = record();
+        jamf.os_version = Some("16.0".into());
+        jamf.model = Some("iPad Air".into());
+        let changes = merge_with_priority(
+            &mut device,
+            &jamf,
+            &ids("S1"),
+            None,
+            "source:jamf",
+            &priority,
+            now(),
+        );
+        assert_eq!(
+            device.os_version.as_deref(),
+            Some("17.5"),
+            "intune is preferred for the OS"
+        );
+        assert_eq!(
+            device.model.as_deref(),
+            Some("iPad Air"),
+            "fields without a priority follow the last report"
+        );
+        assert!(!changes.contains_key("os_version"));
+        let mut intune = record();
+        intune.os_version = Some("17.7".into());
+        merge_with_priority(
+            &mut device,
+            &intune,
+            &ids("S1"),
+            None,
+            "source:intune",
+            &priority,
+            now(),
+        );
+        assert_eq!(
+            device.os_version.as_deref(),
+            Some("17.7"),
+            "the preferred source still updates it"
+        );
     }
 
     #[test]
