@@ -12,7 +12,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use bestand_connectors::file::FileConfig;
+use bestand_connectors::intune::IntuneConfig;
 use bestand_connectors::jamf_pro::JamfProConfig;
+use bestand_connectors::relution::RelutionConfig;
 use bestand_core::model::SchoolType;
 use bestand_core::sync::DeletionGuard;
 use serde::de::DeserializeOwned;
@@ -28,7 +30,7 @@ pub const CONFIG_ENV: &str = "BESTAND_CONFIG";
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 
 /// The values `kind` may take in a `[[source]]` table.
-pub const KNOWN_SOURCE_KINDS: &[&str] = &["jamf_pro", "file"];
+pub const KNOWN_SOURCE_KINDS: &[&str] = &["jamf_pro", "file", "intune", "relution"];
 
 /// The keys every `[[source]]` table shares; all other keys belong to the source's kind.
 const SOURCE_COMMON_KEYS: &[&str] = &[
@@ -197,6 +199,16 @@ impl Config {
         let sources = split_sources(raw.sources, &mut problems);
         check_sources(&sources, &raw.authorities, &mut problems);
         check_field_priority(&raw.sync, &sources, &mut problems);
+        for source in &sources {
+            if let Some(schedule) = &source.common.schedule {
+                if let Err(error) = crate::commands::serve::parse_schedule(schedule) {
+                    problems.push(format!(
+                        "[[source]] \"{}\": key `schedule`: {error}",
+                        source.name()
+                    ));
+                }
+            }
+        }
         if !problems.is_empty() {
             return Err(invalid(problems));
         }
@@ -503,6 +515,8 @@ impl fmt::Debug for SourceConfig {
 pub enum SourceSettings {
     JamfPro(JamfProConfig),
     File(FileConfig),
+    Intune(IntuneConfig),
+    Relution(RelutionConfig),
 }
 
 impl SourceSettings {
@@ -512,6 +526,12 @@ impl SourceSettings {
             "jamf_pro" => deserialize_table(table)
                 .map(SourceSettings::JamfPro)
                 .map_err(|message| format!("keys of kind \"jamf_pro\": {message}")),
+            "intune" => deserialize_table(table)
+                .map(SourceSettings::Intune)
+                .map_err(|message| format!("keys of kind \"intune\": {message}")),
+            "relution" => deserialize_table(table)
+                .map(SourceSettings::Relution)
+                .map_err(|message| format!("keys of kind \"relution\": {message}")),
             "file" => deserialize_table(table)
                 .map(SourceSettings::File)
                 .map_err(|message| format!("keys of kind \"file\": {message}")),
@@ -526,6 +546,8 @@ impl SourceSettings {
         match self {
             SourceSettings::JamfPro(_) => "jamf_pro",
             SourceSettings::File(_) => "file",
+            SourceSettings::Relution(_) => "relution",
+            SourceSettings::Intune(_) => "intune",
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bestand_cli::commands::{db, devices, review, sync};
+use bestand_cli::commands::{db, devices, review, serve, sync};
 use bestand_cli::output::Format;
 use bestand_cli::{app, demo};
 use clap::{Parser, Subcommand};
@@ -44,6 +44,8 @@ enum Command {
         #[command(subcommand)]
         command: devices::DevicesCommand,
     },
+    /// Run every source on its schedule, with health and metrics over HTTP.
+    Serve(serve::ServeArgs),
     /// Cases the sync refused to guess.
     Review {
         #[command(subcommand)]
@@ -90,6 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Devices { command } => {
             devices::run(command, &config, cli.format).await.map(|()| 0)
         }
+        Command::Serve(args) => serve::run(args, &config).await,
         Command::Review { command } => review::run(command, &config, cli.format).await.map(|()| 0),
     }
 }

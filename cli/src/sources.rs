@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use bestand_connectors::file::FileSource;
+use bestand_connectors::intune::Intune;
 use bestand_connectors::jamf_pro::JamfPro;
+use bestand_connectors::relution::Relution;
 use bestand_connectors::Connector;
 
 use crate::config::{SourceConfig, SourceSettings};
@@ -13,6 +15,16 @@ pub fn build_connector(source: &SourceConfig) -> anyhow::Result<Arc<dyn Connecto
     match source.settings() {
         SourceSettings::JamfPro(settings) => {
             let connector = JamfPro::new(settings.clone(), source.name())
+                .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
+            Ok(Arc::new(connector))
+        }
+        SourceSettings::Intune(settings) => {
+            let connector = Intune::new(settings.clone(), source.name())
+                .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
+            Ok(Arc::new(connector))
+        }
+        SourceSettings::Relution(settings) => {
+            let connector = Relution::new(settings.clone(), source.name())
                 .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
             Ok(Arc::new(connector))
         }

@@ -12,5 +12,6 @@ mod jamf_pro;
 mod jamf_school;
 mod mock_server;
 mod relution;
+mod serve;
 mod support;
 mod sync_engine;

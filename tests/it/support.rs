@@ -22,6 +22,8 @@ pub const DATABASE_URL_VAR: &str = "BESTAND_TEST_DATABASE_URL";
 /// A migrated database of its own for one test.
 pub struct TestDb {
     pub pool: PgPool,
+    /// A URL of this database, for code that connects by itself.
+    pub url: String,
 }
 
 pub async fn test_db() -> TestDb {
@@ -47,7 +49,20 @@ pub async fn test_db() -> TestDb {
         .await
         .expect("connect to the test database");
     store::migrate(&pool).await.expect("migrations apply");
-    TestDb { pool }
+    let url = database_url(&url, &name);
+    TestDb { pool, url }
+}
+
+/// `url` (the cluster's) with its database replaced by `name`.
+fn database_url(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let after_scheme = base.find("://").map_or(0, |at| at + 3);
+    let authority_end = base[after_scheme..].find('/').map_or(base.len(), |at| after_scheme + at);
+    let authority = &base[..authority_end];
+    match query {
+        Some(query) => format!("{authority}/{name}?{query}"),
+        None => format!("{authority}/{name}"),
+    }
 }
 
 pub fn t0() -> DateTime<Utc> {

@@ -3,6 +3,7 @@
 pub mod db;
 pub mod devices;
 pub mod review;
+pub mod serve;
 pub mod sync;
 
 /// Who is acting, for history and approvals: `--by`, else the login name.

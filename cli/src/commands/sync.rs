@@ -90,7 +90,20 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
         }
         Some(SyncCommand::Status) => {
             let database = Database::open(config, Migrations::RequireCurrent).await?;
-            let status = runs::source_status(&database.pool).await?;
+            let now = bestand_core::Clock::now(&SystemClock);
+            let status: Vec<StatusLine> = runs::source_status(&database.pool)
+                .await?
+                .into_iter()
+                .map(|status| {
+                    let next_run = config
+                        .source(&status.source_name)
+                        .filter(|source| source.common.enabled)
+                        .and_then(|source| source.common.schedule.as_deref())
+                        .and_then(|schedule| super::serve::parse_schedule(schedule).ok())
+                        .and_then(|schedule| schedule.after(&now).next());
+                    StatusLine { status, next_run }
+                })
+                .collect();
             output::print_list(&status, format)?;
             database.close().await?;
             Ok(0)
@@ -356,6 +369,28 @@ impl Row for RunView {
             self.review_items.to_string(),
             note,
         ]
+    }
+}
+
+/// A source's state plus its next scheduled run (from the configuration).
+#[derive(Debug, serde::Serialize)]
+struct StatusLine {
+    #[serde(flatten)]
+    status: SourceStatus,
+    next_run: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Row for StatusLine {
+    fn headers() -> Vec<&'static str> {
+        let mut headers = SourceStatus::headers();
+        headers.push("next run");
+        headers
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let mut cells = self.status.cells();
+        cells.push(time(&self.next_run));
+        cells
     }
 }
 

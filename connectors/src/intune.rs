@@ -1,1 +1,0 @@
-//! Placeholder for the intune connector (issue 3); being written.

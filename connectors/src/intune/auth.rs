@@ -1,0 +1,174 @@
+//! App-only Graph tokens from the Entra ID client-credentials grant (vendor-apis.md §3.1):
+//! one token shared by the fetch, renewed before it expires and once after a 401.
+//!
+//! The grant is a plain form POST through the shared `HttpClient` rather than the `oauth2`
+//! crate: `oauth2` sends with its own HTTP client, so the token request would miss the shared
+//! timeouts, 429/5xx retries with `Retry-After`, and the redaction of error excerpts. The flow
+//! has no refresh token, so the crate would add nothing but its types.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::header::ACCEPT;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::http::{HttpClient, HttpError};
+
+/// Lifetime assumed when the response has no `expires_in`; Entra says 3599 s in practice.
+const ASSUMED_LIFETIME: Duration = Duration::from_secs(300);
+/// Renew when less than this much of the lifetime is left, or 10 % if that is more (§7.1).
+const RENEW_MARGIN: Duration = Duration::from_secs(60);
+
+/// Why no usable token could be had.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuthError {
+    #[error("Entra ID rejected the client credentials: {0}")]
+    Rejected(String),
+    #[error("token request failed: {0}")]
+    Http(HttpError),
+    #[error("the token response from {0} is not the expected JSON")]
+    Malformed(String),
+}
+
+/// A token handed to one request; `generation` lets a 401 say which token failed.
+pub(crate) struct Bearer {
+    pub value: SecretString,
+    pub generation: u64,
+}
+
+struct Token {
+    value: SecretString,
+    renew_at: Instant,
+    generation: u64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
+/// Hands out the current token and renews it, one renewal at a time.
+pub(crate) struct TokenSource {
+    http: HttpClient,
+    url: url::Url,
+    client_id: String,
+    client_secret: SecretString,
+    scope: String,
+    current: Mutex<Option<Token>>,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("url", &self.url.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    pub(crate) fn new(
+        http: HttpClient,
+        url: url::Url,
+        client_id: String,
+        client_secret: SecretString,
+        scope: String,
+    ) -> TokenSource {
+        http.redactor().add_fixed(&client_secret);
+        TokenSource {
+            http,
+            url,
+            client_id,
+            client_secret,
+            scope,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// The current token, renewed first if it is missing or close to expiry.
+    pub(crate) async fn bearer(&self) -> Result<Bearer, AuthError> {
+        let mut current = self.current.lock().await;
+        match current.as_ref() {
+            Some(token) if Instant::now() < token.renew_at => Ok(bearer_of(token)),
+            _ => self.renew(&mut current).await,
+        }
+    }
+
+    /// After token `rejected` got a 401: renews unless it was already replaced.
+    pub(crate) async fn renew_after_unauthorized(
+        &self,
+        rejected: u64,
+    ) -> Result<Bearer, AuthError> {
+        let mut current = self.current.lock().await;
+        match current.as_ref() {
+            Some(token) if token.generation != rejected => Ok(bearer_of(token)),
+            _ => self.renew(&mut current).await,
+        }
+    }
+
+    async fn renew(&self, current: &mut Option<Token>) -> Result<Bearer, AuthError> {
+        let requested_at = Instant::now();
+        let response = self
+            .http
+            .send(|client| {
+                client
+                    .post(self.url.clone())
+                    .header(ACCEPT, "application/json")
+                    .form(&[
+                        ("client_id", self.client_id.as_str()),
+                        ("scope", self.scope.as_str()),
+                        ("client_secret", self.client_secret.expose_secret()),
+                        ("grant_type", "client_credentials"),
+                    ])
+            })
+            .await
+            .map_err(|error| match error.status() {
+                // Entra answers 400 (invalid_client, AADSTS7000215) or 401 for bad secrets.
+                Some(
+                    StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
+                ) => AuthError::Rejected(error.to_string()),
+                _ => AuthError::Http(error),
+            })?;
+        // serde's messages may quote the body, which holds the token: not shown.
+        let body: TokenResponse = serde_json::from_slice(&response.body)
+            .map_err(|_| AuthError::Malformed(self.url.to_string()))?;
+        if body.access_token.trim().is_empty() {
+            return Err(AuthError::Malformed(self.url.to_string()));
+        }
+        let value = SecretString::from(body.access_token);
+        self.http.redactor().add_rotating(&value);
+        let lifetime = body
+            .expires_in
+            .map_or(ASSUMED_LIFETIME, Duration::from_secs);
+        let generation = current.as_ref().map_or(1, |token| token.generation + 1);
+        tracing::info!(
+            url = %self.url,
+            lifetime_secs = lifetime.as_secs(),
+            generation,
+            "obtained a Graph access token"
+        );
+        let token = Token {
+            value,
+            // Counting from the request start errs on the early side.
+            renew_at: requested_at + lifetime.saturating_sub(RENEW_MARGIN.max(lifetime / 10)),
+            generation,
+        };
+        let bearer = bearer_of(&token);
+        *current = Some(token);
+        Ok(bearer)
+    }
+}
+
+fn bearer_of(token: &Token) -> Bearer {
+    Bearer {
+        value: token.value.clone(),
+        generation: token.generation,
+    }
+}

@@ -1,0 +1,362 @@
+//! The kind-specific keys of a `kind = "intune"` `[[source]]` table, and their checks.
+//! The CLI strips the keys common to all sources (name, kind, authority, schedule, guards)
+//! before deserializing the rest into `IntuneConfig`, so unknown keys here are typos.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::http::{HttpError, HttpSettings, RetryPolicy};
+use crate::secret::SecretError;
+
+/// The largest `$top` the connector sends. Microsoft does not document the maximum for
+/// `managedDevices` (vendor-apis.md §3.2); 1000 is what community reports see honoured.
+/// Graph may clamp or ignore `$top` anyway, so paging never relies on it.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The managed-device properties always asked for with `$select` (all in the v1.0 property
+/// table, vendor-apis.md §3.2). `extra_fields` adds to them.
+pub const SELECT_FIELDS: &[&str] = &[
+    "id",
+    "deviceName",
+    "managedDeviceName",
+    "serialNumber",
+    "imei",
+    "meid",
+    "wiFiMacAddress",
+    "model",
+    "manufacturer",
+    "operatingSystem",
+    "osVersion",
+    "userPrincipalName",
+    "emailAddress",
+    "userDisplayName",
+    "userId",
+    "azureADDeviceId",
+    "deviceCategoryDisplayName",
+    "enrolledDateTime",
+    "lastSyncDateTime",
+    "complianceState",
+    "managedDeviceOwnerType",
+    "totalStorageSpaceInBytes",
+];
+
+/// Configuration of one Intune (Microsoft Graph) source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntuneConfig {
+    /// Entra ID tenant: its GUID or a verified domain (`schulen-musterstadt.de`).
+    pub tenant_id: String,
+    /// Application (client) id of the app registration; it needs the application permission
+    /// `DeviceManagementManagedDevices.Read.All` with admin consent.
+    pub client_id: String,
+    /// Name of the environment variable that holds the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Path of a file that holds the client secret (a trailing newline is ignored).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Token endpoint; default
+    /// `https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token`. `{tenant_id}` is
+    /// replaced. Override for national clouds or tests.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// Graph root, default `https://graph.microsoft.com`. Also the scope
+    /// (`<graph_url>/.default`) and the only host `@odata.nextLink` may point to.
+    #[serde(default = "default_graph_url")]
+    pub graph_url: String,
+    /// Graph API version in the path: `v1.0` (default) or `beta`. Beta is needed for
+    /// `chassisType` (see `extra_fields`) but may change without notice.
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    /// `$top`, 1 to 1000. Graph may clamp or ignore it; paging follows `@odata.nextLink`.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Properties added to `$select` besides the built-in list, e.g. `["chassisType"]` with
+    /// `api_version = "beta"`. Unverified: whether Graph accepts a given property in `$select`
+    /// on the list call; a rejected one fails the first page with HTTP 400.
+    #[serde(default)]
+    pub extra_fields: Vec<String>,
+    /// An OData `$filter`, e.g. `operatingSystem eq 'Windows'`. Graph supports only a few
+    /// filters on this collection (vendor-apis.md §3.2); keep it simple.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Time limit for one request including its response body, in seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Tries per request (the first included) on throttling, server errors and network errors.
+    #[serde(default = "default_retry_max_attempts")]
+    pub retry_max_attempts: u32,
+    /// Backoff ceiling before the first retry in milliseconds; it doubles per retry.
+    #[serde(default = "default_retry_base_ms")]
+    pub retry_base_ms: u64,
+    /// Largest backoff ceiling in milliseconds.
+    #[serde(default = "default_retry_cap_ms")]
+    pub retry_cap_ms: u64,
+    /// Which Intune field names the school of a device (see `SchoolFrom`).
+    #[serde(default = "default_school_from")]
+    pub school_from: SchoolFrom,
+}
+
+/// Which Intune field becomes the school of a device. Intune has no notion of a school or
+/// site; which field a school authority uses for it is a matter of local convention, and none
+/// of these has been verified against a real school tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchoolFrom {
+    /// `deviceCategoryDisplayName`: Intune device categories are the built-in way to sort
+    /// devices into groups, and one category per school is the setup we expect most often.
+    /// The category "Unknown" (Intune's "none") counts as no school.
+    DeviceCategory,
+    /// The domain of `userPrincipalName` (`m.fischer@gym-altstadt.example.de` gives
+    /// `gym-altstadt.example.de`), for tenants with one mail domain per school. Userless
+    /// devices get no school.
+    UpnDomain,
+    /// No school from Intune; the engine places devices by other sources.
+    None,
+}
+
+fn default_graph_url() -> String {
+    "https://graph.microsoft.com".to_string()
+}
+
+fn default_api_version() -> String {
+    "v1.0".to_string()
+}
+
+fn default_page_size() -> u32 {
+    MAX_PAGE_SIZE
+}
+
+fn default_timeout_secs() -> u64 {
+    60
+}
+
+fn default_retry_max_attempts() -> u32 {
+    6
+}
+
+fn default_retry_base_ms() -> u64 {
+    1000
+}
+
+fn default_retry_cap_ms() -> u64 {
+    60_000
+}
+
+fn default_school_from() -> SchoolFrom {
+    SchoolFrom::DeviceCategory
+}
+
+/// Why an Intune source cannot be set up. Names config keys, never secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum IntuneConfigError {
+    #[error("`{key}` is not a usable http(s) URL: {cause}")]
+    Url { key: &'static str, cause: String },
+    #[error("`tenant_id` must be a GUID or domain name (letters, digits, `-`, `.`)")]
+    TenantId,
+    #[error("`client_id` is empty")]
+    ClientId,
+    #[error("`api_version` must be `v1.0` or `beta`, got {0:?}")]
+    ApiVersion(String),
+    #[error("`page_size` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
+    PageSize(u32),
+    #[error("`extra_fields` entry {0:?} is not a property name")]
+    ExtraField(String),
+    #[error("`timeout_secs` must be at least 1")]
+    Timeout,
+    #[error("`retry_max_attempts` must be at least 1")]
+    RetryAttempts,
+    #[error("`retry_base_ms` must be at least 1 and not above `retry_cap_ms` ({base} > {cap})")]
+    RetryBackoff { base: u64, cap: u64 },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+/// The URLs a checked config leads to.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoints {
+    pub token: url::Url,
+    /// `https://graph.microsoft.com/` (with trailing slash), the origin links must stay on.
+    pub graph: url::Url,
+    /// The first page: `.../deviceManagement/managedDevices?$select=...&$top=...`.
+    pub first_page: url::Url,
+    /// `https://graph.microsoft.com/.default`.
+    pub scope: String,
+}
+
+impl IntuneConfig {
+    /// Checks the plain values (no secrets, no IO) and builds the URLs.
+    pub(crate) fn validate(&self) -> Result<Endpoints, IntuneConfigError> {
+        let tenant = self.tenant_id.trim();
+        let tenant_ok = !tenant.is_empty()
+            && tenant
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !tenant_ok {
+            return Err(IntuneConfigError::TenantId);
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(IntuneConfigError::ClientId);
+        }
+        if self.api_version != "v1.0" && self.api_version != "beta" {
+            return Err(IntuneConfigError::ApiVersion(self.api_version.clone()));
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
+            return Err(IntuneConfigError::PageSize(self.page_size));
+        }
+        if let Some(bad) = self
+            .extra_fields
+            .iter()
+            .find(|field| field.is_empty() || !field.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            return Err(IntuneConfigError::ExtraField(bad.clone()));
+        }
+        if self.timeout_secs == 0 {
+            return Err(IntuneConfigError::Timeout);
+        }
+        if self.retry_max_attempts == 0 {
+            return Err(IntuneConfigError::RetryAttempts);
+        }
+        if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_cap_ms {
+            return Err(IntuneConfigError::RetryBackoff {
+                base: self.retry_base_ms,
+                cap: self.retry_cap_ms,
+            });
+        }
+        let graph = http_url("graph_url", &self.graph_url)?;
+        let token_text = match &self.token_url {
+            Some(text) => text.replace("{tenant_id}", tenant),
+            None => format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"),
+        };
+        let token = http_url("token_url", &token_text)?;
+        let mut first_page = graph
+            .join(&format!(
+                "{}/deviceManagement/managedDevices",
+                self.api_version
+            ))
+            .map_err(|error| IntuneConfigError::Url {
+                key: "graph_url",
+                cause: error.to_string(),
+            })?;
+        {
+            let select: Vec<&str> = SELECT_FIELDS
+                .iter()
+                .copied()
+                .chain(self.extra_fields.iter().map(String::as_str))
+                .collect();
+            let mut query = first_page.query_pairs_mut();
+            query.append_pair("$select", &select.join(","));
+            if let Some(filter) = self.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+                query.append_pair("$filter", filter.trim());
+            }
+            query.append_pair("$top", &self.page_size.to_string());
+        }
+        let scope = format!("{}.default", graph.as_str());
+        Ok(Endpoints {
+            token,
+            graph,
+            first_page,
+            scope,
+        })
+    }
+
+    /// The HTTP client settings these keys describe.
+    pub(crate) fn http_settings(&self) -> HttpSettings {
+        let timeout = Duration::from_secs(self.timeout_secs);
+        HttpSettings {
+            timeout,
+            connect_timeout: timeout.min(Duration::from_secs(10)),
+            // Pages are chained by `@odata.nextLink`, so one request at a time is all there is.
+            max_concurrency: 1,
+            retry: RetryPolicy {
+                max_attempts: self.retry_max_attempts,
+                base: Duration::from_millis(self.retry_base_ms),
+                cap: Duration::from_millis(self.retry_cap_ms),
+                ..RetryPolicy::default()
+            },
+            ..HttpSettings::default()
+        }
+    }
+}
+
+/// Parses an http(s) URL without query or fragment and gives it a trailing slash, so that
+/// relative paths join onto it.
+fn http_url(key: &'static str, text: &str) -> Result<url::Url, IntuneConfigError> {
+    let error = |cause: String| IntuneConfigError::Url { key, cause };
+    // The parse error is safe to show; the value might carry user-info, so it is not echoed.
+    let mut url = url::Url::parse(text.trim()).map_err(|e| error(e.to_string()))?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err(error(format!(
+            "scheme `{}` is not http or https",
+            url.scheme()
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(error("it must not have a query or fragment".to_string()));
+    }
+    if key == "graph_url" && !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: serde_json::Value) -> Result<IntuneConfig, serde_json::Error> {
+        let mut value =
+            serde_json::json!({ "tenant_id": "contoso.onmicrosoft.com", "client_id": "app" });
+        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
+            object.extend(extra.clone());
+        }
+        serde_json::from_value(value)
+    }
+
+    #[test]
+    fn defaults_and_urls() {
+        let config = config(serde_json::json!({})).unwrap();
+        assert_eq!(config.page_size, 1000);
+        assert_eq!(config.school_from, SchoolFrom::DeviceCategory);
+        let endpoints = config.validate().unwrap();
+        assert_eq!(
+            endpoints.token.as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(endpoints.scope, "https://graph.microsoft.com/.default");
+        let first = endpoints.first_page.as_str();
+        assert!(first.starts_with(
+            "https://graph.microsoft.com/v1.0/deviceManagement/managedDevices?%24select=id%2CdeviceName%2C"
+        ));
+        assert!(first.ends_with("&%24top=1000"), "{first}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_naming_the_key() {
+        assert!(config(serde_json::json!({ "client_secret": "x" })).is_err());
+        assert!(config(serde_json::json!({ "school_from": "site" })).is_err());
+        for (extra, expected) in [
+            (serde_json::json!({ "page_size": 1001 }), "`page_size`"),
+            (serde_json::json!({ "tenant_id": "a/b" }), "`tenant_id`"),
+            (serde_json::json!({ "api_version": "v2" }), "`api_version`"),
+            (
+                serde_json::json!({ "extra_fields": ["a,b"] }),
+                "`extra_fields`",
+            ),
+            (serde_json::json!({ "graph_url": "ftp://x" }), "`graph_url`"),
+            (
+                serde_json::json!({ "token_url": "https://u:geheim@x/?a=1" }),
+                "`token_url`",
+            ),
+        ] {
+            let error = config(extra).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("geheim"), "{error}");
+        }
+    }
+}

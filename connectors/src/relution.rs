@@ -1,1 +1,0 @@
-//! Placeholder for the relution connector (issue 3); being written.
