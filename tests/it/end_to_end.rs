@@ -196,3 +196,67 @@ async fn a_malformed_or_short_page_fails_the_run_and_changes_nothing() {
         (SyncStatus::Succeeded, 5)
     );
 }
+
+#[tokio::test]
+async fn the_same_serials_in_jamf_pro_and_intune_become_one_device_each() {
+    use bestand_connectors::intune::{Intune, IntuneConfig};
+    use bestand_mocks::intune::{IntuneMock, IntuneMockConfig, Rendering};
+
+    let db = test_db().await;
+    let sources = musterstadt(&db.pool, &["jamf", "intune"]).await;
+    let fleet = Fleet::new(21, 250);
+    let jamf = JamfProMock::start(MockConfig::new(fleet.clone()))
+        .await
+        .unwrap();
+    let intune = IntuneMock::start(IntuneMockConfig {
+        rendering: Rendering::SameSerials,
+        ..IntuneMockConfig::new(fleet)
+    })
+    .await
+    .unwrap();
+    let intune_config: IntuneConfig = serde_json::from_value(serde_json::json!({
+        "tenant_id": intune.config().tenant_id,
+        "client_id": intune.config().client_id,
+        "client_secret_file": secret_file(&intune.config().client_secret),
+        "token_url": intune.token_url(),
+        "graph_url": intune.base_url(),
+        "retry_base_ms": 10,
+        "retry_cap_ms": 100,
+    }))
+    .unwrap();
+    let intune_connector = Arc::new(Intune::new(intune_config, "intune").unwrap());
+
+    let from_jamf = sync_from(&db.pool, &jamf, &sources[0]).await;
+    assert_eq!(from_jamf.counts.created, 250);
+    let clock = clock();
+    let from_intune = sync::run_sync(
+        &db.pool,
+        clock.as_ref(),
+        &sources[1],
+        spawn_fetch(intune_connector),
+        &options(),
+        &sync::NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        from_intune.status,
+        SyncStatus::Succeeded,
+        "{:?}",
+        from_intune.error
+    );
+    assert_eq!(
+        (from_intune.counts.created, from_intune.counts.updated),
+        (0, 250),
+        "every Intune device matched by serial"
+    );
+    assert_eq!(device_count(&db.pool).await, 250);
+    let both: i64 = sqlx::query_scalar(
+        "select count(*) from (select device_id from source_link where ended_at is null \
+         group by device_id having count(distinct source_id) = 2) d",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(both, 250);
+}
