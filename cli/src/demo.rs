@@ -1,6 +1,7 @@
-//! `bestand demo`: the first five minutes with bestand. Starts a mock Jamf Pro for the fictional
-//! authority Musterstadt, syncs it into a local database twice (the second time after a day of
-//! changes: devices vanish, re-enroll, update), and shows what a new user wants to see.
+//! `bestand demo`: the first five minutes with bestand. Starts mock MDMs for the fictional
+//! authority Musterstadt (Jamf Pro, Intune, Relution), syncs them into a local database (Jamf Pro
+//! twice, the second time after a day of changes: devices vanish, re-enroll, update), and shows
+//! what a new user wants to see.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,6 +12,8 @@ use bestand_connectors::spawn_fetch;
 use bestand_core::store::devices::{self, DeviceFilter};
 use bestand_core::sync::{self, NoProgress, SyncOptions};
 use bestand_core::Clock;
+use bestand_mocks::intune::{IntuneMock, IntuneMockConfig};
+use bestand_mocks::relution::{RelutionMock, RelutionMockConfig};
 use bestand_mocks::{Fleet, JamfProMock, MockConfig};
 use chrono::Months;
 use clap::Args;
@@ -33,7 +36,14 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-const SECRET_FILE: &str = "jamf-client-secret";
+/// The three MDMs of Musterstadt: Jamf Pro for iPads and Macs, Intune for Windows laptops, and
+/// Relution for a part of the Jamf fleet (a pilot school moving over), so some devices are in
+/// two systems at once.
+struct Mocks {
+    jamf: JamfProMock,
+    intune: IntuneMock,
+    relution: RelutionMock,
+}
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
@@ -42,12 +52,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Some(count) => Fleet::new(args.seed, count),
         None => Fleet::musterstadt(args.seed),
     };
+    let laptops = (fleet.len() / 5).max(10);
+    let shared = (fleet.len() / 12).max(5);
     println!(
-        "Starting a mock Jamf Pro for Stadt Musterstadt ({} devices) ...",
+        "Starting mock MDMs for Stadt Musterstadt: Jamf Pro ({} devices), Intune ({laptops} Windows laptops), \
+         Relution ({shared} devices also in Jamf Pro) ...",
         fleet.len()
     );
-    let mock = JamfProMock::start(MockConfig::new(fleet)).await?;
-    let config_path = write_demo_config(&data_dir, &mock)?;
+    let mocks = Mocks {
+        jamf: JamfProMock::start(MockConfig::new(fleet)).await?,
+        intune: IntuneMock::start(IntuneMockConfig::new(Fleet::new(args.seed + 1, laptops)))
+            .await?,
+        // Device i depends only on the seed and i: the first devices of the Jamf fleet.
+        relution: RelutionMock::start(RelutionMockConfig::new(Fleet::new(args.seed, shared)))
+            .await?,
+    };
+    let config_path = write_demo_config(&data_dir, &mocks)?;
     let config = Config::from_file(&config_path, ConfigOrigin::Flag)?;
 
     println!(
@@ -64,24 +84,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await?;
     bestand_core::store::migrate(&database.pool).await?;
     let refs = app::apply_config_directory(&database.pool, &config).await?;
-    let source = config
-        .sources
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("the demo config has no source"))?;
-    let source_ref = refs
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("the demo source was not registered"))?;
-    let options = SyncOptions {
-        dry_run: false,
-        guard: app::guard_for(&config, source),
-        field_priority: Default::default(),
-    };
 
-    for (step, title) in [
-        (0, "First sync"),
-        (1, "A day later: devices vanished, re-enrolled, updated"),
-    ] {
-        mock.faults().set_epoch(step);
+    let steps = [
+        (0, "jamf", "First sync of Jamf Pro"),
+        (0, "intune", "First sync of Intune"),
+        (
+            0,
+            "relution",
+            "First sync of Relution (its devices are already known from Jamf Pro)",
+        ),
+        (
+            1,
+            "jamf",
+            "Jamf Pro a day later: devices vanished, re-enrolled, updated",
+        ),
+    ];
+    for (epoch, name, title) in steps {
+        mocks.jamf.faults().set_epoch(epoch);
+        let source = config
+            .source(name)
+            .ok_or_else(|| anyhow::anyhow!("the demo config has no source {name}"))?;
+        let source_ref = refs
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| anyhow::anyhow!("the demo source {name} was not registered"))?;
+        let options = SyncOptions {
+            dry_run: false,
+            guard: app::guard_for(&config, source),
+            field_priority: bestand_core::sync::merge::FieldPriority(
+                config.sync.field_priority.clone(),
+            ),
+        };
         let started = std::time::Instant::now();
         let pages = spawn_fetch(build_connector(source)?);
         let report = sync::run_sync(
@@ -95,14 +128,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await?;
         let c = &report.counts;
         println!(
-            "\n{title}: {} in {:.1} s — fetched {}, created {}, updated {}, unchanged {}, marked missing {}",
+            "\n{title}: {} in {:.1} s — fetched {}, created {}, updated {}, unchanged {}, marked missing {}, moved to another MDM {}",
             report.status,
             started.elapsed().as_secs_f64(),
             c.fetched,
             c.created,
             c.updated,
             c.unchanged,
-            c.marked_missing
+            c.marked_missing,
+            c.moved
         );
         if let Some(error) = report.error {
             anyhow::bail!("demo sync failed: {error}");
@@ -110,30 +144,65 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     print_overview(&database, &config_path).await?;
-    mock.shutdown().await?;
+    mocks.jamf.shutdown().await?;
     database.close().await?;
     Ok(())
 }
 
-fn write_demo_config(data_dir: &Path, mock: &JamfProMock) -> anyhow::Result<PathBuf> {
-    let secret_path = data_dir.join(SECRET_FILE);
-    let mut secret = std::fs::OpenOptions::new()
+/// Writes a secret file only its owner can read, and returns its path.
+fn secret_file(data_dir: &Path, name: &str, secret: &str) -> anyhow::Result<String> {
+    let path = data_dir.join(name);
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&secret_path)?;
-    secret.write_all(mock.config().client_secret.as_bytes())?;
+        .open(&path)?;
+    file.write_all(secret.as_bytes())?;
+    Ok(path.display().to_string())
+}
+
+fn write_demo_config(data_dir: &Path, mocks: &Mocks) -> anyhow::Result<PathBuf> {
+    let jamf_secret = secret_file(
+        data_dir,
+        "jamf-client-secret",
+        &mocks.jamf.config().client_secret,
+    )?;
+    let intune_secret = secret_file(
+        data_dir,
+        "intune-client-secret",
+        &mocks.intune.config().client_secret,
+    )?;
+    let relution_token = secret_file(data_dir, "relution-token", &mocks.relution.config().token)?;
+    let organization = mocks
+        .relution
+        .config()
+        .organization
+        .clone()
+        .unwrap_or_default();
     let config = format!(
-        "# Written by `bestand demo`; the mock Jamf Pro it names runs only while the demo runs.\n\n\
-         [database]\ndata_dir = {data_dir:?}\n\n{authority}\n\
-         [[source]]\nname = \"jamf\"\nkind = \"jamf_pro\"\nauthority = \"musterstadt\"\n\
-         base_url = \"{base_url}\"\nclient_id = \"{client_id}\"\nclient_secret_file = {secret_path:?}\n",
+        "# Written by `bestand demo`; the mock MDMs it names run only while the demo runs.\n\n\
+         [database]\ndata_dir = {data_dir:?}\n\n\
+         # Relution reports the pilot school's devices too; Jamf Pro knows their hardware best.\n\
+         [sync.field_priority]\nmodel = [\"jamf\"]\nmodel_identifier = [\"jamf\"]\n\
+         manufacturer = [\"jamf\"]\nos_name = [\"jamf\"]\nos_version = [\"jamf\"]\ncategory = [\"jamf\"]\n\n\
+         {authority}\n\
+         [[source]]\nname = \"jamf\"\nkind = \"jamf_pro\"\nauthority = \"musterstadt\"\nschedule = \"15 * * * *\"\n\
+         base_url = \"{jamf_url}\"\nclient_id = \"{jamf_client}\"\nclient_secret_file = {jamf_secret:?}\n\n\
+         [[source]]\nname = \"intune\"\nkind = \"intune\"\nauthority = \"musterstadt\"\nschedule = \"20 * * * *\"\n\
+         tenant_id = \"{tenant}\"\nclient_id = \"{intune_client}\"\nclient_secret_file = {intune_secret:?}\n\
+         token_url = \"{token_url}\"\ngraph_url = \"{graph_url}\"\n\n\
+         [[source]]\nname = \"relution\"\nkind = \"relution\"\nauthority = \"musterstadt\"\nschedule = \"25 * * * *\"\n\
+         base_url = \"{relution_url}\"\naccess_token_file = {relution_token:?}\norganization = \"{organization}\"\n",
         data_dir = data_dir.display().to_string(),
         authority = bestand_mocks::authority_toml(),
-        base_url = mock.base_url(),
-        client_id = mock.config().client_id,
-        secret_path = secret_path.display().to_string(),
+        jamf_url = mocks.jamf.base_url(),
+        jamf_client = mocks.jamf.config().client_id,
+        tenant = mocks.intune.config().tenant_id,
+        intune_client = mocks.intune.config().client_id,
+        token_url = mocks.intune.token_url(),
+        graph_url = mocks.intune.base_url(),
+        relution_url = mocks.relution.base_url(),
     );
     let config_path = data_dir.join("config.toml");
     std::fs::write(&config_path, config)?;
@@ -249,6 +318,26 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
         )
     );
 
+    let in_two: i64 = sqlx::query_scalar(
+        "select count(*) from (select device_id from source_link where ended_at is null \
+         group by device_id having count(distinct source_id) > 1) d",
+    )
+    .fetch_one(&database.pool)
+    .await?;
+    let conflicts = devices::list_devices(
+        &database.pool,
+        &DeviceFilter {
+            conflicts: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    println!(
+        "\nDevices reported by two MDMs: {in_two} (one device each, linked to both); \
+         {} of them with disagreeing values (Jamf Pro wins the hardware fields by [sync.field_priority])",
+        conflicts.len()
+    );
+
     let example = soonest
         .first()
         .and_then(|d| d.asset_tag.clone())
@@ -263,6 +352,7 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
         format!("bestand --config {config} devices show {example}"),
         format!("bestand --config {config} sync runs"),
         format!("bestand --config {config} sync status"),
+        format!("bestand --config {config} devices list --conflicts"),
         format!("bestand --config {config} review list"),
     ] {
         println!("  {command}");
