@@ -22,8 +22,29 @@ struct Cli {
 enum Command {
     /// Serve a generated fleet as a Jamf Pro server until Ctrl-C.
     JamfPro(Box<JamfProArgs>),
+    /// Serve a generated fleet as Microsoft Intune (Graph) until Ctrl-C: Windows laptops.
+    Intune(SimpleArgs),
+    /// Serve a generated fleet as Relution until Ctrl-C (same serials as Jamf Pro for a seed).
+    Relution(SimpleArgs),
     /// Print the Musterstadt schools as the `[[authority]]` block of the configuration.
     SchoolsToml,
+}
+
+/// The options of the mocks that have no faults switchable from the command line.
+#[derive(Args)]
+struct SimpleArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Number of devices.
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -97,11 +118,60 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::JamfPro(args) => jamf_pro(*args).await,
+        Command::Intune(args) => {
+            let mock =
+                bestand_mocks::intune::IntuneMock::start(bestand_mocks::intune::IntuneMockConfig {
+                    bind: SocketAddr::new(args.bind, args.port),
+                    ..bestand_mocks::intune::IntuneMockConfig::new(Fleet::new(
+                        args.seed,
+                        args.devices,
+                    ))
+                })
+                .await?;
+            let config = mock.config();
+            println!("Intune mock: {}", mock.base_url());
+            println!("  graph_url:     {}", mock.base_url());
+            println!("  token_url:     {}", mock.token_url());
+            println!("  tenant_id:     {}", config.tenant_id);
+            println!("  client_id:     {}", config.client_id);
+            println!("  client_secret: {}", config.client_secret);
+            wait_for_ctrl_c().await
+        }
+        Command::Relution(args) => {
+            let mock = bestand_mocks::relution::RelutionMock::start(
+                bestand_mocks::relution::RelutionMockConfig {
+                    bind: SocketAddr::new(args.bind, args.port),
+                    ..bestand_mocks::relution::RelutionMockConfig::new(Fleet::new(
+                        args.seed,
+                        args.devices,
+                    ))
+                },
+            )
+            .await?;
+            let config = mock.config();
+            println!("Relution mock: {}", mock.base_url());
+            println!("  access token:  {}", config.token);
+            println!(
+                "  organization:  {}",
+                config.organization.as_deref().unwrap_or("")
+            );
+            wait_for_ctrl_c().await
+        }
         Command::SchoolsToml => {
             print!("{}", authority_toml());
             Ok(())
         }
     }
+}
+
+/// Keeps a mock serving until Ctrl-C (or SIGTERM, through the runtime's default handling).
+async fn wait_for_ctrl_c() -> anyhow::Result<()> {
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    Ok(())
 }
 
 async fn jamf_pro(args: JamfProArgs) -> anyhow::Result<()> {
