@@ -19,7 +19,71 @@ struct Measured {
     output: String,
 }
 
-pub fn bench(workspace: &Path, devices: u64) -> anyhow::Result<()> {
+/// One mock source of the benchmark.
+struct MockSource {
+    name: &'static str,
+    kind: &'static str,
+    devices: u64,
+    /// `bestand-mock` arguments before `--port`.
+    mock_args: Vec<String>,
+    port: u16,
+}
+
+impl MockSource {
+    fn new(
+        name: &'static str,
+        kind: &'static str,
+        subcommand: &str,
+        devices: u64,
+        seed: u64,
+    ) -> anyhow::Result<MockSource> {
+        let mock_args = vec![
+            subcommand.to_string(),
+            "--devices".into(),
+            devices.to_string(),
+            "--seed".into(),
+            seed.to_string(),
+        ];
+        Ok(MockSource {
+            name,
+            kind,
+            devices,
+            mock_args,
+            port: free_port()?,
+        })
+    }
+
+    /// The kind-specific keys of its `[[source]]` table (the mocks' default credentials).
+    fn config(&self, bench_dir: &Path) -> anyhow::Result<String> {
+        let base = format!("http://127.0.0.1:{}", self.port);
+        let secret = |file: &str, value: &str| -> anyhow::Result<String> {
+            let path = bench_dir.join(file);
+            std::fs::write(&path, value)?;
+            Ok(format!("{:?}", path.display().to_string()))
+        };
+        Ok(match self.kind {
+            "jamf_pro" => format!(
+                "base_url = \"{base}\"\nclient_id = \"bestand-mock-client\"\nclient_secret_file = {}\npage_size = 2000\n",
+                secret("jamf-secret", "bestand-mock-secret")?
+            ),
+            "intune" => format!(
+                "tenant_id = \"musterstadt.example.de\"\nclient_id = \"bestand-intune-mock-client\"\n\
+                 client_secret_file = {}\ntoken_url = \"{base}/musterstadt.example.de/oauth2/v2.0/token\"\ngraph_url = \"{base}\"\n",
+                secret("intune-secret", "bestand-intune-mock-secret")?
+            ),
+            "relution" => format!(
+                "base_url = \"{base}\"\naccess_token_file = {}\norganization = \"C7A1F3E2-0B4D-4E6F-8A9B-1C2D3E4F5A6B\"\npage_size = 2000\n",
+                secret("relution-token", "bestand-relution-mock-token")?
+            ),
+            other => bail!("the benchmark has no configuration for kind {other}"),
+        })
+    }
+}
+
+/// `devices` mock Jamf Pro devices; with `all_sources`, the devices are spread over Jamf Pro
+/// (60 %), Intune (25 %, Windows laptops) and Relution (15 %, the first devices of the Jamf Pro
+/// fleet again, so they match devices already there).
+pub fn bench(workspace: &Path, devices: u64, all_sources: bool) -> anyhow::Result<()> {
     crate::step("building release binaries");
     crate::check(crate::cargo(workspace).args([
         "build",
@@ -32,71 +96,99 @@ pub fn bench(workspace: &Path, devices: u64) -> anyhow::Result<()> {
     let release = crate::target_dir(workspace).join("release");
     let bench_dir = crate::target_dir(workspace).join("bench");
     let cluster_dir = bench_dir.join("postgres");
+    let sources = if all_sources {
+        vec![
+            MockSource::new("jamf", "jamf_pro", "jamf-pro", devices * 60 / 100, 42)?,
+            MockSource::new("intune", "intune", "intune", devices * 25 / 100, 43)?,
+            MockSource::new("relution", "relution", "relution", devices * 15 / 100, 42)?,
+        ]
+    } else {
+        vec![MockSource::new(
+            "jamf", "jamf_pro", "jamf-pro", devices, 42,
+        )?]
+    };
+    let new_devices: u64 = sources
+        .iter()
+        .filter(|s| s.name != "relution")
+        .map(|s| s.devices)
+        .sum();
+    let fetched: u64 = sources.iter().map(|s| s.devices).sum();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     crate::wipe_cluster(&runtime, &cluster_dir)?;
     std::fs::create_dir_all(&bench_dir)?;
-    crate::step("starting PostgreSQL (production settings) and the mock Jamf Pro");
+    crate::step("starting PostgreSQL (production settings) and the mock sources");
     let cluster = LocalCluster::open(&cluster_dir, None)?;
     let started = runtime.block_on(cluster.start())?;
     let url = started.connection_url();
 
-    let port = free_port()?;
-    let mut mock = Command::new(release.join("bestand-mock"))
-        .args([
-            "jamf-pro",
-            "--port",
-            &port.to_string(),
-            "--devices",
-            &devices.to_string(),
-            "--seed",
-            "42",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start bestand-mock")?;
+    let mut mocks = Vec::new();
+    for source in &sources {
+        let mut args = source.mock_args.clone();
+        args.extend(["--port".to_string(), source.port.to_string()]);
+        let mock = Command::new(release.join("bestand-mock"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start bestand-mock")?;
+        mocks.push(mock);
+    }
     let outcome = (|| {
-        wait_for_port(port)?;
-        let secret_path = bench_dir.join("jamf-secret");
-        std::fs::write(&secret_path, "bestand-mock-secret")?;
+        for source in &sources {
+            wait_for_port(source.port)?;
+        }
         let schools = Command::new(release.join("bestand-mock"))
             .arg("schools-toml")
             .output()?;
+        let mut config = format!(
+            "[database]\nurl = {url:?}\n\n{}\n",
+            String::from_utf8_lossy(&schools.stdout)
+        );
+        for source in &sources {
+            config.push_str(&format!(
+                "[[source]]\nname = \"{}\"\nkind = \"{}\"\nauthority = \"musterstadt\"\n{}\n",
+                source.name,
+                source.kind,
+                source.config(&bench_dir)?
+            ));
+        }
         let config_path = bench_dir.join("config.toml");
-        std::fs::write(
-            &config_path,
-            format!(
-                "[database]\nurl = {url:?}\n\n{}\n[[source]]\nname = \"jamf\"\nkind = \"jamf_pro\"\n\
-                 authority = \"musterstadt\"\nbase_url = \"http://127.0.0.1:{port}\"\n\
-                 client_id = \"bestand-mock-client\"\nclient_secret_file = {:?}\npage_size = 2000\n",
-                String::from_utf8_lossy(&schools.stdout),
-                secret_path.display().to_string()
-            ),
-        )?;
+        std::fs::write(&config_path, config)?;
         let bestand = |args: &[&str]| -> anyhow::Result<Measured> {
             let mut command = Command::new(release.join("bestand"));
             command.arg("--config").arg(&config_path).args(args);
             measure(command)
         };
         bestand(&["db", "migrate"])?;
-        // One unmeasured pass lets the mock render and cache its pages, as a real server has its
-        // data at hand; it also warms the file cache.
+        // One unmeasured pass lets the mocks render and cache their pages, as a real server has
+        // its data at hand; it also warms the file cache.
         bestand(&["sync", "--fetch-only"])?;
 
-        crate::step(&format!("measuring with {devices} devices"));
+        let names: Vec<String> = sources
+            .iter()
+            .map(|s| format!("{} {}", s.name, s.devices))
+            .collect();
+        crate::step(&format!(
+            "measuring with {} ({fetched} records, {new_devices} distinct devices)",
+            names.join(", ")
+        ));
         let fetch = bestand(&["sync", "--fetch-only"])?;
-        print_measured("fetch only", &fetch, devices);
+        print_measured("fetch only", &fetch, fetched);
         let full = bestand(&["sync"])?;
-        print_measured("full sync", &full, devices);
-        expect(&full.output, &format!("created {devices}"))?;
+        print_measured("full sync", &full, fetched);
+        expect(&full.output, &format!("created {}", sources[0].devices))?;
+        print_source_lines(&full.output);
         let unchanged = bestand(&["sync"])?;
-        print_measured("unchanged re-sync", &unchanged, devices);
-        expect(&unchanged.output, &format!("unchanged {devices}"))?;
+        print_measured("unchanged re-sync", &unchanged, fetched);
+        print_source_lines(&unchanged.output);
+        for source in &sources {
+            expect(&unchanged.output, &format!("unchanged {}", source.devices))?;
+        }
 
-        let rate = |m: &Measured| devices as f64 / m.seconds;
+        let rate = |m: &Measured| fetched as f64 / m.seconds;
         let peak = [&fetch, &full, &unchanged]
             .iter()
             .map(|m| m.peak_rss_mb)
@@ -105,13 +197,13 @@ pub fn bench(workspace: &Path, devices: u64) -> anyhow::Result<()> {
         println!("| figure | measured | target | met |\n|---|---|---|---|");
         row(
             "full sync",
-            format!("{:.0} devices/s", rate(&full)),
+            format!("{:.0} records/s", rate(&full)),
             ">= 10,000 devices/s",
             rate(&full) >= 10_000.0,
         );
         row(
             "unchanged re-sync",
-            format!("{:.0} devices/s", rate(&unchanged)),
+            format!("{:.0} records/s", rate(&unchanged)),
             ">= 30,000 devices/s",
             rate(&unchanged) >= 30_000.0,
         );
@@ -133,10 +225,21 @@ pub fn bench(workspace: &Path, devices: u64) -> anyhow::Result<()> {
         );
         Ok(())
     })();
-    let _ = mock.kill();
-    let _ = mock.wait();
+    for mut mock in mocks {
+        let _ = mock.kill();
+        let _ = mock.wait();
+    }
     runtime.block_on(started.stop())?;
     outcome
+}
+
+/// bestand's own per-source summary lines, indented.
+fn print_source_lines(output: &str) {
+    for line in output.lines().filter(|line| {
+        line.contains(" in ") && line.contains(", run ") || line.starts_with("  fetched")
+    }) {
+        println!("    {line}");
+    }
 }
 
 fn row(figure: &str, measured: String, target: &str, met: bool) {
@@ -148,7 +251,7 @@ fn row(figure: &str, measured: String, target: &str, met: bool) {
 
 fn print_measured(what: &str, measured: &Measured, devices: u64) {
     println!(
-        "{what:<18} {:>7.2} s  {:>8.0} devices/s  peak {:>5.0} MB",
+        "{what:<18} {:>7.2} s  {:>8.0} records/s  peak {:>5.0} MB",
         measured.seconds,
         devices as f64 / measured.seconds,
         measured.peak_rss_mb

@@ -16,13 +16,14 @@ use bestand_cli::pgcluster::{ClusterOptions, LocalCluster};
 
 const USAGE: &str = "\
 usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
-       cargo xtask bench [--devices N]
+       cargo xtask bench [--all-sources] [--devices N]
 
   test        cargo fmt --check, cargo clippy -D warnings, then cargo test --workspace
               against a throwaway PostgreSQL cluster in target/xtask-postgres
   --no-lint   skip fmt and clippy (quicker while iterating)
   bench       time fetch-only, full and unchanged syncs of N mock Jamf Pro devices
               (default 50000) with release binaries; see docs/performance.md
+  --all-sources  spread N (default 200000) over Jamf Pro, Intune and Relution
 
 examples:
   cargo xtask test
@@ -61,10 +62,22 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
             }
             test(lint, passed)
         }
-        ["bench"] => bench::bench(&workspace_root()?, 50_000).map(|()| ExitCode::SUCCESS),
-        ["bench", "--devices", count] => {
-            let devices = count.parse().context("--devices takes a number")?;
-            bench::bench(&workspace_root()?, devices).map(|()| ExitCode::SUCCESS)
+        ["bench", flags @ ..] => {
+            let mut devices = None;
+            let mut all_sources = false;
+            let mut rest = flags.iter();
+            while let Some(flag) = rest.next() {
+                match *flag {
+                    "--all-sources" => all_sources = true,
+                    "--devices" => {
+                        let count = rest.next().context("--devices takes a number")?;
+                        devices = Some(count.parse().context("--devices takes a number")?);
+                    }
+                    other => bail!("unknown option {other}\n{USAGE}"),
+                }
+            }
+            let devices = devices.unwrap_or(if all_sources { 200_000 } else { 50_000 });
+            bench::bench(&workspace_root()?, devices, all_sources).map(|()| ExitCode::SUCCESS)
         }
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");
