@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use bestand_connectors::file::FileConfig;
 use bestand_connectors::intune::IntuneConfig;
 use bestand_connectors::jamf_pro::JamfProConfig;
+use bestand_connectors::jamf_school::JamfSchoolConfig;
 use bestand_connectors::relution::RelutionConfig;
 use bestand_core::model::SchoolType;
 use bestand_core::sync::DeletionGuard;
@@ -30,7 +31,7 @@ pub const CONFIG_ENV: &str = "BESTAND_CONFIG";
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 
 /// The values `kind` may take in a `[[source]]` table.
-pub const KNOWN_SOURCE_KINDS: &[&str] = &["jamf_pro", "file", "intune", "relution"];
+pub const KNOWN_SOURCE_KINDS: &[&str] = &["jamf_pro", "file", "intune", "relution", "jamf_school"];
 
 /// The keys every `[[source]]` table shares; all other keys belong to the source's kind.
 const SOURCE_COMMON_KEYS: &[&str] = &[
@@ -514,6 +515,7 @@ impl fmt::Debug for SourceConfig {
 #[derive(Debug, Clone)]
 pub enum SourceSettings {
     JamfPro(JamfProConfig),
+    JamfSchool(JamfSchoolConfig),
     File(FileConfig),
     Intune(IntuneConfig),
     Relution(RelutionConfig),
@@ -532,6 +534,9 @@ impl SourceSettings {
             "relution" => deserialize_table(table)
                 .map(SourceSettings::Relution)
                 .map_err(|message| format!("keys of kind \"relution\": {message}")),
+            "jamf_school" => deserialize_table(table)
+                .map(SourceSettings::JamfSchool)
+                .map_err(|message| format!("keys of kind \"jamf_school\": {message}")),
             "file" => deserialize_table(table)
                 .map(SourceSettings::File)
                 .map_err(|message| format!("keys of kind \"file\": {message}")),
@@ -546,6 +551,7 @@ impl SourceSettings {
         match self {
             SourceSettings::JamfPro(_) => "jamf_pro",
             SourceSettings::File(_) => "file",
+            SourceSettings::JamfSchool(_) => "jamf_school",
             SourceSettings::Relution(_) => "relution",
             SourceSettings::Intune(_) => "intune",
         }

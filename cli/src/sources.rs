@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bestand_connectors::file::FileSource;
 use bestand_connectors::intune::Intune;
 use bestand_connectors::jamf_pro::JamfPro;
+use bestand_connectors::jamf_school::JamfSchool;
 use bestand_connectors::relution::Relution;
 use bestand_connectors::Connector;
 
@@ -25,6 +26,11 @@ pub fn build_connector(source: &SourceConfig) -> anyhow::Result<Arc<dyn Connecto
         }
         SourceSettings::Relution(settings) => {
             let connector = Relution::new(settings.clone(), source.name())
+                .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
+            Ok(Arc::new(connector))
+        }
+        SourceSettings::JamfSchool(settings) => {
+            let connector = JamfSchool::new(settings.clone(), source.name())
                 .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
             Ok(Arc::new(connector))
         }

@@ -26,6 +26,8 @@ enum Command {
     Intune(SimpleArgs),
     /// Serve a generated fleet as Relution until Ctrl-C (same serials as Jamf Pro for a seed).
     Relution(SimpleArgs),
+    /// Serve a generated fleet's iPads as Jamf School until Ctrl-C.
+    JamfSchool(SimpleArgs),
     /// Print the Musterstadt schools as the `[[authority]]` block of the configuration.
     SchoolsToml,
 }
@@ -135,6 +137,24 @@ async fn main() -> anyhow::Result<()> {
             println!("  tenant_id:     {}", config.tenant_id);
             println!("  client_id:     {}", config.client_id);
             println!("  client_secret: {}", config.client_secret);
+            wait_for_ctrl_c().await
+        }
+        Command::JamfSchool(args) => {
+            let mock = bestand_mocks::jamf_school::JamfSchoolMock::start(
+                bestand_mocks::jamf_school::MockConfig {
+                    bind: SocketAddr::new(args.bind, args.port),
+                    ..bestand_mocks::jamf_school::MockConfig::new(Fleet::new(
+                        args.seed,
+                        args.devices,
+                    ))
+                },
+            )
+            .await?;
+            let config = mock.config();
+            println!("Jamf School mock: {}", mock.base_url());
+            println!("  network_id:    {}", config.network_id);
+            println!("  api key:       {}", config.api_key);
+            println!("  devices:       {}", mock.device_count());
             wait_for_ctrl_c().await
         }
         Command::Relution(args) => {

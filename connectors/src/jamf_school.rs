@@ -1,1 +1,0 @@
-//! Placeholder for the jamf_school connector (issue 3); being written.

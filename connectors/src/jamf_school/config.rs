@@ -1,0 +1,262 @@
+//! The kind-specific keys of a `kind = "jamf_school"` `[[source]]` table, and their checks.
+//! The CLI strips the keys common to all sources before deserializing the rest into
+//! `JamfSchoolConfig`, so unknown keys here are typos.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::http::RetryPolicy;
+use crate::secret::SecretError;
+
+/// The schema version public clients pin (vendor-apis.md §2.1).
+pub const DEFAULT_PROTOCOL_VERSION: u32 = 3;
+
+/// Configuration of one Jamf School source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JamfSchoolConfig {
+    /// Root URL of the Jamf School instance, e.g. `https://musterstadt.jamfcloud.com`. The
+    /// connector appends `api/devices` itself; a URL that already ends in `/api` (as the
+    /// vendor documents the base URL) is accepted too.
+    pub base_url: String,
+    /// The "Network ID" (Devices > Enroll Device(s)); the user part of HTTP Basic auth.
+    pub network_id: String,
+    /// Name of the environment variable that holds the API key (Organization > Settings > API).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Path of a file that holds the API key (a trailing newline is ignored).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Sent as `X-Server-Protocol-Version`; selects the response schema. Public clients send 3
+    /// (verified only in third-party code); a wrong version can surface as HTTP 404.
+    #[serde(default = "default_protocol_version")]
+    pub protocol_version: u32,
+    /// Time limit for one request including its whole body, in seconds. Generous, because
+    /// `GET /api/devices` returns every device in one response.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// The largest response body accepted, in MiB; a larger one fails the fetch instead of
+    /// filling memory. Whether Jamf School truncates huge tenants is unverified.
+    #[serde(default = "default_max_response_mb")]
+    pub max_response_mb: u64,
+    /// Records per page handed to the sync engine (the API itself does not page).
+    #[serde(default = "default_page_size")]
+    pub page_size: usize,
+    /// Tries per request (the first included) on throttling, server errors and network errors.
+    #[serde(default = "default_retry_max_attempts")]
+    pub retry_max_attempts: u32,
+    /// Backoff ceiling before the first retry in milliseconds; it doubles per retry.
+    #[serde(default = "default_retry_base_ms")]
+    pub retry_base_ms: u64,
+    /// Largest backoff ceiling in milliseconds.
+    #[serde(default = "default_retry_cap_ms")]
+    pub retry_cap_ms: u64,
+    /// Which field names the school of a device. Jamf School models schools as "locations";
+    /// devices carry only `locationId` (verified only in third-party code). See [`SchoolFrom`].
+    #[serde(default = "default_school_from")]
+    pub school_from: SchoolFrom,
+}
+
+/// Which Jamf School field becomes the school of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchoolFrom {
+    /// The name of the device's location, looked up once per fetch from `GET /api/locations`
+    /// (`locations[].id`/`name`); the usual setup is one location per school.
+    LocationName,
+    /// The device's `locationId` as text, for authorities that list those ids as school
+    /// aliases; needs no extra request.
+    LocationId,
+    /// No school from this source.
+    None,
+}
+
+fn default_protocol_version() -> u32 {
+    DEFAULT_PROTOCOL_VERSION
+}
+
+fn default_timeout_secs() -> u64 {
+    300
+}
+
+fn default_max_response_mb() -> u64 {
+    512
+}
+
+fn default_page_size() -> usize {
+    1000
+}
+
+fn default_retry_max_attempts() -> u32 {
+    6
+}
+
+fn default_retry_base_ms() -> u64 {
+    1000
+}
+
+fn default_retry_cap_ms() -> u64 {
+    60_000
+}
+
+fn default_school_from() -> SchoolFrom {
+    SchoolFrom::LocationName
+}
+
+/// Why a Jamf School source cannot be set up. Names config keys, never secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum JamfSchoolConfigError {
+    #[error("`base_url` is not a usable http(s) URL: {0}")]
+    BaseUrl(String),
+    #[error("`network_id` is empty")]
+    NetworkId,
+    #[error("`{0}` must be at least 1")]
+    Zero(&'static str),
+    #[error("`retry_base_ms` must not be above `retry_cap_ms` ({base} > {cap})")]
+    RetryBackoff { base: u64, cap: u64 },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("could not set up the HTTP client: {0}")]
+    Client(String),
+}
+
+impl JamfSchoolConfig {
+    /// Checks the plain values (no secrets, no IO) and returns the parsed base URL.
+    pub(crate) fn validate(&self) -> Result<url::Url, JamfSchoolConfigError> {
+        if self.network_id.trim().is_empty() {
+            return Err(JamfSchoolConfigError::NetworkId);
+        }
+        for (key, value) in [
+            ("timeout_secs", self.timeout_secs),
+            ("max_response_mb", self.max_response_mb),
+            ("page_size", self.page_size as u64),
+            ("retry_max_attempts", u64::from(self.retry_max_attempts)),
+            ("retry_base_ms", self.retry_base_ms),
+            ("protocol_version", u64::from(self.protocol_version)),
+        ] {
+            if value == 0 {
+                return Err(JamfSchoolConfigError::Zero(key));
+            }
+        }
+        if self.retry_base_ms > self.retry_cap_ms {
+            return Err(JamfSchoolConfigError::RetryBackoff {
+                base: self.retry_base_ms,
+                cap: self.retry_cap_ms,
+            });
+        }
+        base_url(&self.base_url)
+    }
+
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.retry_max_attempts,
+            base: Duration::from_millis(self.retry_base_ms),
+            cap: Duration::from_millis(self.retry_cap_ms),
+            ..RetryPolicy::default()
+        }
+    }
+
+    pub(crate) fn max_response_bytes(&self) -> u64 {
+        self.max_response_mb.saturating_mul(1024 * 1024)
+    }
+}
+
+/// Parses `base_url` into the URL `api/...` paths are joined onto: the instance root, with a
+/// trailing slash, and without a trailing `api` segment.
+fn base_url(text: &str) -> Result<url::Url, JamfSchoolConfigError> {
+    // The value may carry user-info credentials, so only the parse error is shown.
+    let mut url = url::Url::parse(text.trim())
+        .map_err(|error| JamfSchoolConfigError::BaseUrl(error.to_string()))?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err(JamfSchoolConfigError::BaseUrl(format!(
+            "scheme `{}` is not http or https",
+            url.scheme()
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(JamfSchoolConfigError::BaseUrl(
+            "it must not have a query or fragment".to_string(),
+        ));
+    }
+    let path = url.path().trim_end_matches('/');
+    let path = path.strip_suffix("/api").unwrap_or(path);
+    let path = format!("{path}/");
+    url.set_path(&path);
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: serde_json::Value) -> Result<JamfSchoolConfig, serde_json::Error> {
+        let mut value = serde_json::json!({
+            "base_url": "https://schule.jamfcloud.com",
+            "network_id": "123456",
+            "api_key_env": "JAMF_SCHOOL_KEY",
+        });
+        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
+            object.extend(extra.clone());
+        }
+        serde_json::from_value(value)
+    }
+
+    #[test]
+    fn defaults_and_base_urls() {
+        let parsed = config(serde_json::json!({})).unwrap();
+        assert_eq!(parsed.protocol_version, 3);
+        assert_eq!(parsed.timeout_secs, 300);
+        assert_eq!(parsed.max_response_bytes(), 512 * 1024 * 1024);
+        assert_eq!(parsed.page_size, 1000);
+        assert_eq!(parsed.school_from, SchoolFrom::LocationName);
+        for (base, expected) in [
+            (
+                "https://schule.jamfcloud.com",
+                "https://schule.jamfcloud.com/api/devices",
+            ),
+            (
+                "https://schule.jamfcloud.com/api",
+                "https://schule.jamfcloud.com/api/devices",
+            ),
+            (
+                "https://schule.jamfcloud.com/api/",
+                "https://schule.jamfcloud.com/api/devices",
+            ),
+            (
+                "http://onprem.example/jamf",
+                "http://onprem.example/jamf/api/devices",
+            ),
+        ] {
+            let url = base_url(base).unwrap().join("api/devices").unwrap();
+            assert_eq!(url.as_str(), expected, "{base}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(config(serde_json::json!({ "api_key": "x" })).is_err());
+        assert!(config(serde_json::json!({ "school_from": "site" })).is_err());
+        for (extra, expected) in [
+            (serde_json::json!({ "network_id": " " }), "`network_id`"),
+            (
+                serde_json::json!({ "max_response_mb": 0 }),
+                "`max_response_mb`",
+            ),
+            (serde_json::json!({ "page_size": 0 }), "`page_size`"),
+            (
+                serde_json::json!({ "retry_base_ms": 10, "retry_cap_ms": 5 }),
+                "`retry_base_ms`",
+            ),
+            (
+                serde_json::json!({ "base_url": "ftp://user:geheim@x" }),
+                "`base_url`",
+            ),
+        ] {
+            let error = config(extra).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("geheim"), "{error}");
+        }
+    }
+}
