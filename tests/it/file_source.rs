@@ -12,7 +12,8 @@ use bestand_core::sync;
 use crate::support::*;
 
 fn write(name: &str, content: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("bestand-{}-{name}", uuid::Uuid::new_v4().simple()));
+    let path =
+        std::env::temp_dir().join(format!("bestand-{}-{name}", uuid::Uuid::new_v4().simple()));
     std::fs::write(&path, content).unwrap();
     path
 }
@@ -52,22 +53,49 @@ async fn a_german_csv_export_becomes_devices_with_bad_values_reported_not_droppe
     let source_ref = &musterstadt(&db.pool, &["inventar"]).await[0];
     let path = write("export.csv", EXPORT);
     let clock = clock();
-    let report = sync::run_sync(&db.pool, clock.as_ref(), source_ref, spawn_fetch(source(csv_config(&path))), &options(), &sync::NoProgress)
-        .await
-        .unwrap();
+    let report = sync::run_sync(
+        &db.pool,
+        clock.as_ref(),
+        source_ref,
+        spawn_fetch(source(csv_config(&path))),
+        &options(),
+        &sync::NoProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
     assert_eq!(report.counts.created, 2);
-    assert!(report.warnings.iter().any(|w| w.contains("line 3: warranty_end '31.02.2026' is not a date")), "{:?}", report.warnings);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("line 3: warranty_end '31.02.2026' is not a date")),
+        "{:?}",
+        report.warnings
+    );
 
     let laptop = devices::show_device(&db.pool, "INV-0001").await.unwrap();
     assert_eq!(laptop.device.serial_number.as_deref(), Some("C02ABC123XYZ"));
     assert_eq!(laptop.device.category, "laptop");
-    assert_eq!(laptop.device.purchase_price, Some("1099.00".parse().unwrap()));
-    assert_eq!(laptop.device.warranty_end, chrono::NaiveDate::from_ymd_opt(2027, 8, 14));
+    assert_eq!(
+        laptop.device.purchase_price,
+        Some("1099.00".parse().unwrap())
+    );
+    assert_eq!(
+        laptop.device.warranty_end,
+        chrono::NaiveDate::from_ymd_opt(2027, 8, 14)
+    );
     assert_eq!(laptop.school_number.as_deref(), Some("100002"));
     let desktop = devices::show_device(&db.pool, "INV-0002").await.unwrap();
-    assert_eq!(desktop.school_number.as_deref(), Some("100001"), "a school number works as the school");
-    assert_eq!(desktop.device.warranty_end, None, "the bad date is left empty, the device kept");
+    assert_eq!(
+        desktop.school_number.as_deref(),
+        Some("100001"),
+        "a school number works as the school"
+    );
+    assert_eq!(
+        desktop.device.warranty_end, None,
+        "the bad date is left empty, the device kept"
+    );
     assert_eq!(desktop.links[0].reported["purchase"]["price"], "649.50");
 }
 
@@ -77,23 +105,46 @@ async fn a_broken_row_fails_the_run_with_its_line_and_changes_nothing() {
     let source_ref = &musterstadt(&db.pool, &["inventar"]).await[0];
     let clock = clock();
     let good = write("good.csv", EXPORT);
-    sync::run_sync(&db.pool, clock.as_ref(), source_ref, spawn_fetch(source(csv_config(&good))), &options(), &sync::NoProgress)
-        .await
-        .unwrap();
+    sync::run_sync(
+        &db.pool,
+        clock.as_ref(),
+        source_ref,
+        spawn_fetch(source(csv_config(&good))),
+        &options(),
+        &sync::NoProgress,
+    )
+    .await
+    .unwrap();
     let before = inventory_fingerprint(&db.pool).await;
 
     for (content, expected) in [
         (format!("{EXPORT}INV-0003;X1;Modell;laptop\n"), "line 4"),
-        (format!("{EXPORT}INV-0001;X2;M;laptop;;;;;\n"), "line 4: id 'INV-0001' appears twice"),
-        (format!("{EXPORT};X3;M;laptop;;;;;\n"), "line 4: the id column 'Inventarnummer' is empty"),
+        (
+            format!("{EXPORT}INV-0001;X2;M;laptop;;;;;\n"),
+            "line 4: id 'INV-0001' appears twice",
+        ),
+        (
+            format!("{EXPORT};X3;M;laptop;;;;;\n"),
+            "line 4: the id column 'Inventarnummer' is empty",
+        ),
     ] {
         let path = write("broken.csv", &content);
-        let report = sync::run_sync(&db.pool, clock.as_ref(), source_ref, spawn_fetch(source(csv_config(&path))), &options(), &sync::NoProgress)
-            .await
-            .unwrap();
+        let report = sync::run_sync(
+            &db.pool,
+            clock.as_ref(),
+            source_ref,
+            spawn_fetch(source(csv_config(&path))),
+            &options(),
+            &sync::NoProgress,
+        )
+        .await
+        .unwrap();
         assert_eq!(report.status, SyncStatus::Failed);
         let error = report.error.unwrap();
-        assert!(error.contains(expected) && error.contains("broken.csv"), "{error}");
+        assert!(
+            error.contains(expected) && error.contains("broken.csv"),
+            "{error}"
+        );
         assert_eq!(inventory_fingerprint(&db.pool).await, before);
     }
 }
@@ -113,13 +164,31 @@ async fn a_json_export_is_read_from_its_pointer() {
         "columns": { "name": "name", "wifi_mac": "mac", "room": "room" },
     });
     let clock = clock();
-    let report = sync::run_sync(&db.pool, clock.as_ref(), source_ref, spawn_fetch(source(config)), &options(), &sync::NoProgress)
-        .await
-        .unwrap();
-    assert_eq!((report.status, report.counts.created), (SyncStatus::Succeeded, 2), "{:?}", report.error);
-    let found = devices::list_devices(&db.pool, &devices::DeviceFilter { search: Some("a4:83:e7".into()), ..Default::default() })
-        .await
-        .unwrap();
+    let report = sync::run_sync(
+        &db.pool,
+        clock.as_ref(),
+        source_ref,
+        spawn_fetch(source(config)),
+        &options(),
+        &sync::NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.status, report.counts.created),
+        (SyncStatus::Succeeded, 2),
+        "{:?}",
+        report.error
+    );
+    let found = devices::list_devices(
+        &db.pool,
+        &devices::DeviceFilter {
+            search: Some("a4:83:e7".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(found.len(), 1, "the MAC is normalized and searchable");
     assert_eq!(found[0].name.as_deref(), Some("gs-lindenweg-pc01"));
 }
@@ -143,8 +212,12 @@ id_column = "MAC"
 name = "Name"
 wifi_mac = "MAC"
 "#;
-    let config = bestand_cli::config::Config::parse(text, std::path::Path::new("test.toml")).unwrap();
-    assert_eq!(config.source("iserv-hosts").unwrap().settings().kind(), "file");
+    let config =
+        bestand_cli::config::Config::parse(text, std::path::Path::new("test.toml")).unwrap();
+    assert_eq!(
+        config.source("iserv-hosts").unwrap().settings().kind(),
+        "file"
+    );
 
     let bad: FileConfig = serde_json::from_value(serde_json::json!({
         "path": "/x.csv", "id_column": "id", "columns": { "colour": "Farbe" },

@@ -55,9 +55,13 @@ pub async fn test_db() -> TestDb {
 
 /// `url` (the cluster's) with its database replaced by `name`.
 fn database_url(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(base, query)| (base, Some(query)));
     let after_scheme = base.find("://").map_or(0, |at| at + 3);
-    let authority_end = base[after_scheme..].find('/').map_or(base.len(), |at| after_scheme + at);
+    let authority_end = base[after_scheme..]
+        .find('/')
+        .map_or(base.len(), |at| after_scheme + at);
     let authority = &base[..authority_end];
     match query {
         Some(query) => format!("{authority}/{name}?{query}"),
