@@ -199,8 +199,13 @@ pub fn bench(workspace: &Path, devices: u64, all_sources: bool) -> anyhow::Resul
         print_measured("unchanged re-sync", &unchanged, fetched);
         print_source_lines(&unchanged.output);
         let succeeded = unchanged.output.matches(": succeeded in").count();
-        if succeeded != sources.len() || counted(&unchanged.output, "unchanged") != counted(&unchanged.output, "fetched") {
-            bail!("the unchanged re-sync did not find every record unchanged:\n{}", unchanged.output);
+        if succeeded != sources.len()
+            || counted(&unchanged.output, "unchanged") != counted(&unchanged.output, "fetched")
+        {
+            bail!(
+                "the unchanged re-sync did not find every record unchanged:\n{}",
+                unchanged.output
+            );
         }
 
         let rate = |m: &Measured| fetched as f64 / m.seconds;
