@@ -216,11 +216,8 @@ fn schools_slugs_kinds_and_shares_are_checked() {
     assert!(bad_slug.contains("`slug`"), "{bad_slug}");
     assert!(bad_slug.contains("\"Muster Stadt\""), "{bad_slug}");
 
-    let bad_kind = parse_error(&MINIMAL.replace("\"jamf_pro\"", "\"jamf_school\""));
-    assert!(
-        bad_kind.contains("unknown kind \"jamf_school\""),
-        "{bad_kind}"
-    );
+    let bad_kind = parse_error(&MINIMAL.replace("\"jamf_pro\"", "\"snipe_it\""));
+    assert!(bad_kind.contains("unknown kind \"snipe_it\""), "{bad_kind}");
     assert!(bad_kind.contains("known kinds: jamf_pro"), "{bad_kind}");
 
     let bad_share = parse_error(&format!("[sync]\nmissing_guard_share = 1.5\n{MINIMAL}"));
