@@ -1,18 +1,18 @@
 //! App-only Graph tokens from the Entra ID client-credentials grant (vendor-apis.md §3.1):
 //! one token shared by the fetch, renewed before it expires and once after a 401.
 //!
-//! The grant is a plain form POST through the shared `HttpClient` rather than the `oauth2`
-//! crate: `oauth2` sends with its own HTTP client, so the token request would miss the shared
-//! timeouts, 429/5xx retries with `Retry-After`, and the redaction of error excerpts. The flow
-//! has no refresh token, so the crate would add nothing but its types.
+//! The grant is made with the `oauth2` crate, but its one HTTP request goes through the shared
+//! `HttpClient` (oauth2 takes any async function as its client), so the token request gets the
+//! same timeouts, 429/5xx retries with `Retry-After`, and redaction of error excerpts as every
+//! Graph request.
 
 use std::fmt;
 use std::time::Duration;
 
-use reqwest::header::ACCEPT;
+use oauth2::basic::BasicClient;
+use oauth2::{AuthType, ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -46,10 +46,13 @@ struct Token {
     generation: u64,
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    expires_in: Option<u64>,
+/// Why the one HTTP call of the grant failed.
+#[derive(Debug, thiserror::Error)]
+enum GrantCallError {
+    #[error("{0}")]
+    Http(HttpError),
+    #[error("cannot pass the response on: {0}")]
+    Response(#[from] oauth2::http::Error),
 }
 
 /// Hands out the current token and renews it, one renewal at a time.
@@ -115,38 +118,59 @@ impl TokenSource {
 
     async fn renew(&self, current: &mut Option<Token>) -> Result<Bearer, AuthError> {
         let requested_at = Instant::now();
-        let response = self
-            .http
-            .send(|client| {
-                client
-                    .post(self.url.clone())
-                    .header(ACCEPT, "application/json")
-                    .form(&[
-                        ("client_id", self.client_id.as_str()),
-                        ("scope", self.scope.as_str()),
-                        ("client_secret", self.client_secret.expose_secret()),
-                        ("grant_type", "client_credentials"),
-                    ])
-            })
+        let client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_client_secret(ClientSecret::new(
+                self.client_secret.expose_secret().to_string(),
+            ))
+            .set_token_uri(TokenUrl::from_url(self.url.clone()))
+            // Entra documents the secret in the form body (vendor-apis.md §3.1).
+            .set_auth_type(AuthType::RequestBody);
+        let http = self.http.clone();
+        let send = move |request: oauth2::HttpRequest| {
+            let http = http.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let response = http
+                    .send(|client| {
+                        client
+                            .request(parts.method.clone(), parts.uri.to_string())
+                            .headers(parts.headers.clone())
+                            .body(body.clone())
+                    })
+                    .await
+                    .map_err(GrantCallError::Http)?;
+                let mut builder = oauth2::http::Response::builder().status(response.status);
+                for (name, value) in &response.headers {
+                    builder = builder.header(name, value);
+                }
+                Ok::<_, GrantCallError>(builder.body(response.body)?)
+            }
+        };
+        let body = client
+            .exchange_client_credentials()
+            .add_scope(Scope::new(self.scope.clone()))
+            .request_async(&send)
             .await
-            .map_err(|error| match error.status() {
-                // Entra answers 400 (invalid_client, AADSTS7000215) or 401 for bad secrets.
-                Some(
-                    StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
-                ) => AuthError::Rejected(error.to_string()),
-                _ => AuthError::Http(error),
+            .map_err(|error| match error {
+                RequestTokenError::Request(GrantCallError::Http(error)) => match error.status() {
+                    // Entra answers 400 (invalid_client, AADSTS7000215) or 401 for bad secrets.
+                    Some(
+                        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
+                    ) => AuthError::Rejected(error.to_string()),
+                    _ => AuthError::Http(error),
+                },
+                RequestTokenError::ServerResponse(response) => {
+                    AuthError::Rejected(response.to_string())
+                }
+                // A parse error may quote the body, which holds the token: not shown.
+                _ => AuthError::Malformed(self.url.to_string()),
             })?;
-        // serde's messages may quote the body, which holds the token: not shown.
-        let body: TokenResponse = serde_json::from_slice(&response.body)
-            .map_err(|_| AuthError::Malformed(self.url.to_string()))?;
-        if body.access_token.trim().is_empty() {
+        if body.access_token().secret().trim().is_empty() {
             return Err(AuthError::Malformed(self.url.to_string()));
         }
-        let value = SecretString::from(body.access_token);
+        let value = SecretString::from(body.access_token().secret().clone());
         self.http.redactor().add_rotating(&value);
-        let lifetime = body
-            .expires_in
-            .map_or(ASSUMED_LIFETIME, Duration::from_secs);
+        let lifetime = body.expires_in().unwrap_or(ASSUMED_LIFETIME);
         let generation = current.as_ref().map_or(1, |token| token.generation + 1);
         tracing::info!(
             url = %self.url,
