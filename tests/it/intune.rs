@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{collect_shared as collect, complete, failure_at, records};
 use bestand_connectors::intune::{Intune, IntuneConfig};
 use bestand_connectors::jamf_pro::{JamfPro, JamfProConfig};
-use bestand_connectors::spawn_fetch;
 use bestand_connectors::Connector;
 use bestand_core::model::DeviceCategory;
 use bestand_core::record::{DeviceRecord, LocationHint, UserHint};
-use bestand_core::sync::{FetchFailure, SourceItem, SourcePage};
+use bestand_core::sync::{SourceItem, SourcePage};
 use bestand_mocks::intune::{IntuneMock, IntuneMockConfig, Rendering};
 use bestand_mocks::{Fleet, JamfProMock, MockConfig};
 use serde_json::{json, Value};
@@ -61,51 +61,8 @@ fn connector(server: &MockServer, test: &str, extra: Value) -> Intune {
     .expect("connector")
 }
 
-/// Runs `connector` through `spawn_fetch`; returns the pages and the end marker.
-async fn collect(connector: Arc<dyn Connector>) -> (Vec<SourcePage>, SourceItem) {
-    let mut receiver = spawn_fetch(connector);
-    let mut pages = Vec::new();
-    let run = async {
-        loop {
-            match receiver
-                .recv()
-                .await
-                .expect("channel closed without end marker")
-            {
-                SourceItem::Page(page) => pages.push(page),
-                end => return end,
-            }
-        }
-    };
-    let end = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("fetch finished in time");
-    (pages, end)
-}
-
 async fn fetch(server: &MockServer, test: &str, extra: Value) -> (Vec<SourcePage>, SourceItem) {
     collect(Arc::new(connector(server, test, extra))).await
-}
-
-fn complete(end: SourceItem) -> u64 {
-    match end {
-        SourceItem::Complete { reported_total } => reported_total,
-        other => panic!("expected Complete, got {other:?}"),
-    }
-}
-
-/// The cause of a failed fetch, after checking that the failure names `page`.
-fn failure_at(end: SourceItem, page: &str) -> String {
-    let failure: FetchFailure = match end {
-        SourceItem::Failed(failure) => failure,
-        other => panic!("expected Failed, got {other:?}"),
-    };
-    assert_eq!(failure.page.as_deref(), Some(page), "{failure}");
-    failure.cause
-}
-
-fn records(pages: &[SourcePage]) -> Vec<&DeviceRecord> {
-    pages.iter().flat_map(|page| page.records.iter()).collect()
 }
 
 fn ids(pages: &[SourcePage]) -> Vec<String> {

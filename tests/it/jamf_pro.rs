@@ -3,14 +3,13 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{collect, complete, failed, failure_at};
 use bestand_connectors::jamf_pro::{JamfPro, JamfProConfig};
-use bestand_connectors::spawn_fetch;
 use bestand_core::model::DeviceCategory;
 use bestand_core::record::{DeviceRecord, LocationHint, PurchaseInfo, UserHint};
-use bestand_core::sync::{FetchFailure, SourceItem, SourcePage};
+use bestand_core::sync::{SourceItem, SourcePage};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -57,52 +56,9 @@ fn connector(server: &MockServer, test: &str, extra: Value) -> JamfPro {
     JamfPro::new(config(server, test, extra), "jamf-test").expect("connector")
 }
 
-/// Runs the connector through `spawn_fetch` and returns the pages and the end marker.
-async fn collect(connector: JamfPro) -> (Vec<SourcePage>, SourceItem) {
-    let mut receiver = spawn_fetch(Arc::new(connector));
-    let mut pages = Vec::new();
-    let run = async {
-        loop {
-            match receiver
-                .recv()
-                .await
-                .expect("channel closed without end marker")
-            {
-                SourceItem::Page(page) => pages.push(page),
-                end => return end,
-            }
-        }
-    };
-    let end = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("fetch finished in time");
-    (pages, end)
-}
-
 /// Builds the connector for `server` and runs it to the end.
 async fn fetch(server: &MockServer, test: &str, extra: Value) -> (Vec<SourcePage>, SourceItem) {
     collect(connector(server, test, extra)).await
-}
-
-fn complete(end: SourceItem) -> u64 {
-    match end {
-        SourceItem::Complete { reported_total } => reported_total,
-        other => panic!("expected Complete, got {other:?}"),
-    }
-}
-
-fn failed(end: SourceItem) -> FetchFailure {
-    match end {
-        SourceItem::Failed(failure) => failure,
-        other => panic!("expected Failed, got {other:?}"),
-    }
-}
-
-/// The cause of a failed fetch, after checking that the failure names `page`.
-fn failure_at(end: SourceItem, page: &str) -> String {
-    let failure = failed(end);
-    assert_eq!(failure.page.as_deref(), Some(page), "{failure}");
-    failure.cause
 }
 
 /// Config overrides for a computers-only source.

@@ -3,14 +3,12 @@
 //! and against the Jamf School mock (vendor-apis.md §2).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{collect, complete, failure_at as failure_of};
 use bestand_connectors::jamf_school::{JamfSchool, JamfSchoolConfig};
-use bestand_connectors::spawn_fetch;
 use bestand_core::model::DeviceCategory;
 use bestand_core::record::{DeviceRecord, LocationHint, UserHint};
-use bestand_core::sync::{FetchFailure, SourceItem, SourcePage};
 use bestand_mocks::generator::DeviceKind;
 use bestand_mocks::jamf_school::{JamfSchoolMock, MockConfig, DEFAULT_API_KEY, DEFAULT_NETWORK_ID};
 use bestand_mocks::Fleet;
@@ -58,45 +56,6 @@ fn config(
 fn connector(server: &MockServer, test: &str, extra: Value) -> JamfSchool {
     let config = config(&server.uri(), NETWORK_ID, API_KEY, test, extra);
     JamfSchool::new(config, "jamf-school-test").expect("connector")
-}
-
-/// Runs the connector through `spawn_fetch` and returns the pages and the end marker.
-async fn collect(connector: JamfSchool) -> (Vec<SourcePage>, SourceItem) {
-    let mut receiver = spawn_fetch(Arc::new(connector));
-    let mut pages = Vec::new();
-    let run = async {
-        loop {
-            match receiver
-                .recv()
-                .await
-                .expect("channel closed without end marker")
-            {
-                SourceItem::Page(page) => pages.push(page),
-                end => return end,
-            }
-        }
-    };
-    let end = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("fetch finished in time");
-    (pages, end)
-}
-
-fn complete(end: SourceItem) -> u64 {
-    match end {
-        SourceItem::Complete { reported_total } => reported_total,
-        other => panic!("expected Complete, got {other:?}"),
-    }
-}
-
-/// The cause of a failed fetch, after checking that it names `GET /api/...`.
-fn failure_of(end: SourceItem, request: &str) -> String {
-    let failure: FetchFailure = match end {
-        SourceItem::Failed(failure) => failure,
-        other => panic!("expected Failed, got {other:?}"),
-    };
-    assert_eq!(failure.page.as_deref(), Some(request), "{failure}");
-    failure.cause
 }
 
 fn ipad(n: u64) -> Value {

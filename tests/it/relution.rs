@@ -3,15 +3,14 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{collect, complete, failure_at, records};
 use bestand_connectors::jamf_pro::{JamfPro, JamfProConfig};
 use bestand_connectors::relution::{Relution, RelutionConfig};
-use bestand_connectors::{spawn_fetch, Connector};
 use bestand_core::model::DeviceCategory;
 use bestand_core::record::{DeviceRecord, UserHint};
-use bestand_core::sync::{FetchFailure, SourceItem, SourcePage};
+use bestand_core::sync::SourcePage;
 use bestand_mocks::relution::{
     PathStyles, RelutionMock, RelutionMockConfig, DEFAULT_ORGANIZATION, DEFAULT_TOKEN,
 };
@@ -52,43 +51,6 @@ fn config(base_url: &str, test: &str, token: &str, extra: Value) -> RelutionConf
 
 fn connector(server: &MockServer, test: &str, extra: Value) -> Relution {
     Relution::new(config(&server.uri(), test, TOKEN, extra), "relution-test").expect("connector")
-}
-
-async fn collect(connector: impl Connector + 'static) -> (Vec<SourcePage>, SourceItem) {
-    let mut receiver = spawn_fetch(Arc::new(connector));
-    let mut pages = Vec::new();
-    let run = async {
-        loop {
-            match receiver.recv().await.expect("end marker") {
-                SourceItem::Page(page) => pages.push(page),
-                end => return end,
-            }
-        }
-    };
-    let end = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("fetch finished in time");
-    (pages, end)
-}
-
-fn complete(end: SourceItem) -> u64 {
-    match end {
-        SourceItem::Complete { reported_total } => reported_total,
-        other => panic!("expected Complete, got {other:?}"),
-    }
-}
-
-fn failure_at(end: SourceItem, page: &str) -> String {
-    let failure: FetchFailure = match end {
-        SourceItem::Failed(failure) => failure,
-        other => panic!("expected Failed, got {other:?}"),
-    };
-    assert_eq!(failure.page.as_deref(), Some(page), "{failure}");
-    failure.cause
-}
-
-fn records(pages: &[SourcePage]) -> Vec<&DeviceRecord> {
-    pages.iter().flat_map(|page| &page.records).collect()
 }
 
 fn device(n: u64) -> Value {

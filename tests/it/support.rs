@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use bestand_connectors::{spawn_fetch, Connector};
 use bestand_core::model::{DeviceCategory, SchoolType};
 use bestand_core::record::DeviceRecord;
 use bestand_core::store::{self, AuthoritySpec, SchoolSpec, SourceRef, SourceSpec};
@@ -250,4 +251,59 @@ pub async fn inventory_fingerprint(pool: &PgPool) -> String {
     .fetch_one(pool)
     .await
     .unwrap()
+}
+
+/// Runs `connector` through `spawn_fetch`; returns the pages and the end marker.
+pub async fn collect(connector: impl Connector + 'static) -> (Vec<SourcePage>, SourceItem) {
+    collect_shared(Arc::new(connector)).await
+}
+
+/// `collect` for a connector already behind an `Arc`.
+pub async fn collect_shared(connector: Arc<dyn Connector>) -> (Vec<SourcePage>, SourceItem) {
+    let mut receiver = spawn_fetch(connector);
+    let mut pages = Vec::new();
+    let run = async {
+        loop {
+            match receiver
+                .recv()
+                .await
+                .expect("channel closed without end marker")
+            {
+                SourceItem::Page(page) => pages.push(page),
+                end => return end,
+            }
+        }
+    };
+    let end = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("fetch finished in time");
+    (pages, end)
+}
+
+/// The reported total of a fetch that must have completed.
+pub fn complete(end: SourceItem) -> u64 {
+    match end {
+        SourceItem::Complete { reported_total } => reported_total,
+        other => panic!("expected Complete, got {other:?}"),
+    }
+}
+
+/// The failure of a fetch that must have failed.
+pub fn failed(end: SourceItem) -> FetchFailure {
+    match end {
+        SourceItem::Failed(failure) => failure,
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+/// The cause of a failed fetch, after checking that the failure names `page`.
+pub fn failure_at(end: SourceItem, page: &str) -> String {
+    let failure = failed(end);
+    assert_eq!(failure.page.as_deref(), Some(page), "{failure}");
+    failure.cause
+}
+
+/// Every record of `pages`, in order.
+pub fn records(pages: &[SourcePage]) -> Vec<&DeviceRecord> {
+    pages.iter().flat_map(|page| &page.records).collect()
 }
