@@ -2,6 +2,7 @@
 //! integration tests share: configuration, the self-managed PostgreSQL cluster, opening the
 //! database, building connectors, output formats and the commands themselves.
 
+pub mod agreement;
 pub mod app;
 pub mod commands;
 pub mod config;

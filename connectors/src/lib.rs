@@ -1,18 +1,26 @@
 //! Connectors: one module per source system, each turning a vendor API into pages of
-//! normalized `DeviceRecord`s. Connectors speak HTTP (or LDAP) and never touch SQL.
+//! normalized `DeviceRecord`s (MDMs) or `PersonRecord`s (school directories).
+//! Connectors speak HTTP (or LDAP) and never touch SQL.
 
 pub mod file;
 pub mod http;
 pub mod intune;
+pub mod iserv_ldap;
 pub mod jamf_pro;
 pub mod jamf_school;
+pub mod kelvin;
+pub mod ldap;
 pub mod relution;
 pub mod secret;
+pub mod ucs_ldap;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bestand_core::sync::{FetchFailure, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY};
+use bestand_core::person::{DirectorySchool, PersonRecord};
+use bestand_core::sync::{
+    DirectoryItem, FetchFailure, PersonPage, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY,
+};
 use tokio::sync::mpsc;
 
 /// A source system that can list its devices.
@@ -66,6 +74,70 @@ pub fn spawn_fetch_with_capacity(
             Err(failure) => SourceItem::Failed(failure),
         };
         // The engine may already have given up; nothing is lost by ignoring that.
+        let _ = sender.send(end).await;
+    });
+    receiver
+}
+
+/// A school directory (UCS@school, IServ) that can list its schools and people.
+#[async_trait]
+pub trait DirectoryConnector: Send + Sync {
+    /// Sends the directory's schools and every person into `sink` and returns the number of
+    /// persons the directory holds. An error means the read is incomplete; the engine then
+    /// changes nothing.
+    async fn fetch_directory(&self, sink: &DirectorySink) -> Result<u64, FetchFailure>;
+}
+
+/// The sending half of a directory channel; `send_*` waits while the engine is busy.
+#[derive(Clone)]
+pub struct DirectorySink {
+    sender: mpsc::Sender<DirectoryItem>,
+}
+
+impl DirectorySink {
+    pub fn new(sender: mpsc::Sender<DirectoryItem>) -> DirectorySink {
+        DirectorySink { sender }
+    }
+
+    pub async fn send_schools(&self, schools: Vec<DirectorySchool>) -> Result<(), FetchFailure> {
+        self.send(DirectoryItem::Schools(schools), "schools".to_string())
+            .await
+    }
+
+    /// Hands one page of persons to the engine, labelled for errors and progress.
+    pub async fn send_persons(
+        &self,
+        label: impl Into<String>,
+        records: Vec<PersonRecord>,
+    ) -> Result<(), FetchFailure> {
+        let label = label.into();
+        let page = PersonPage {
+            label: label.clone(),
+            records,
+        };
+        self.send(DirectoryItem::Persons(page), label).await
+    }
+
+    async fn send(&self, item: DirectoryItem, label: String) -> Result<(), FetchFailure> {
+        self.sender.send(item).await.map_err(|_| FetchFailure {
+            page: Some(label),
+            cause: "the sync engine stopped receiving pages".to_string(),
+        })
+    }
+}
+
+/// Runs `connector.fetch_directory` on its own task and returns the receiving end of the
+/// channel: schools and person pages, then one `Complete` or `Failed`.
+pub fn spawn_directory_fetch(
+    connector: Arc<dyn DirectoryConnector>,
+) -> mpsc::Receiver<DirectoryItem> {
+    let (sender, receiver) = mpsc::channel(PAGE_CHANNEL_CAPACITY);
+    tokio::spawn(async move {
+        let sink = DirectorySink::new(sender.clone());
+        let end = match connector.fetch_directory(&sink).await {
+            Ok(reported_total) => DirectoryItem::Complete { reported_total },
+            Err(failure) => DirectoryItem::Failed(failure),
+        };
         let _ = sender.send(end).await;
     });
     receiver

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod error;
 pub mod model;
 pub mod normalize;
+pub mod person;
 pub mod record;
 pub mod store;
 pub mod sync;

@@ -103,3 +103,13 @@ text_enum!(
         Aborted => "aborted",
     }
 );
+
+text_enum!(
+    /// A person's role at one school, as UCS@school and IServ distinguish them.
+    PersonRole {
+        Student => "student",
+        Teacher => "teacher",
+        Staff => "staff",
+        SchoolAdmin => "school_admin",
+    }
+);

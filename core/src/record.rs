@@ -84,15 +84,20 @@ impl DeviceRecord {
     /// A stable hash of everything the engine reads from this record.
     /// Equal hashes mean the record has not changed since the last run.
     pub fn content_hash(&self) -> [u8; 16] {
-        let mut hasher = blake3::Hasher::new();
-        // Serializing a plain struct with serde_json is deterministic (field order is declaration
-        // order); streaming into the hasher avoids building the text.
-        if let Err(error) = serde_json::to_writer(&mut hasher, self) {
-            hasher.update(format!("{error:?}{self:?}").as_bytes());
-        }
-        let digest = hasher.finalize();
-        let mut hash = [0u8; 16];
-        hash.copy_from_slice(&digest.as_bytes()[..16]);
-        hash
+        stable_hash(self)
     }
+}
+
+/// A 128-bit BLAKE3 hash of `value`'s JSON form. Serializing a plain struct with serde_json is
+/// deterministic (field order is declaration order); streaming into the hasher avoids building
+/// the text.
+pub(crate) fn stable_hash<T: Serialize + std::fmt::Debug>(value: &T) -> [u8; 16] {
+    let mut hasher = blake3::Hasher::new();
+    if let Err(error) = serde_json::to_writer(&mut hasher, value) {
+        hasher.update(format!("{error:?}{value:?}").as_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut hash = [0u8; 16];
+    hash.copy_from_slice(&digest.as_bytes()[..16]);
+    hash
 }

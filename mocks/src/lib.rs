@@ -2,10 +2,12 @@
 //! fictional authority Musterstadt and a fake Jamf Pro server. Deliberately independent of
 //! `bestand-core` and `bestand-connectors`, so it checks the connectors from the outside.
 
+pub mod directory;
 pub mod generator;
 pub mod intune;
 pub mod jamf_pro;
 pub mod jamf_school;
+pub mod kelvin;
 pub mod musterstadt;
 pub mod relution;
 

@@ -4,14 +4,19 @@
 // Everything in this binary is test code, where a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agreement;
 mod cli_config;
 mod end_to_end;
 mod file_source;
 mod intune;
+mod iserv_ldap;
 mod jamf_pro;
 mod jamf_school;
+mod kelvin;
 mod mock_server;
 mod relution;
 mod serve;
+mod slapd;
 mod support;
 mod sync_engine;
+mod ucs_ldap;

@@ -9,4 +9,6 @@ pub mod protocol;
 pub use self::approve::approve_run;
 pub use self::engine::{run_sync, NoProgress, SyncCounts, SyncOptions, SyncProgress, SyncReport};
 pub use self::guard::DeletionGuard;
-pub use self::protocol::{FetchFailure, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY};
+pub use self::protocol::{
+    DirectoryItem, FetchFailure, PersonPage, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY,
+};

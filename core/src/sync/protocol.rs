@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::person::{DirectorySchool, PersonRecord};
 use crate::record::DeviceRecord;
 
 /// How many pages may wait between a connector and the engine.
@@ -49,4 +50,26 @@ pub enum SourceItem {
         reported_total: u64,
     },
     Failed(FetchFailure),
+}
+
+/// A message from a directory connector: schools and pages of persons, then exactly one
+/// `Complete` or `Failed`, as for devices.
+#[derive(Debug, Clone)]
+pub enum DirectoryItem {
+    /// Schools the directory lists; may come before, between or after person pages.
+    Schools(Vec<DirectorySchool>),
+    Persons(PersonPage),
+    /// Everything was delivered; `reported_total` counts persons.
+    Complete {
+        reported_total: u64,
+    },
+    Failed(FetchFailure),
+}
+
+/// One page of normalized persons.
+#[derive(Debug, Clone)]
+pub struct PersonPage {
+    /// Where the page came from (e.g. `ou=GSL students page 2`).
+    pub label: String,
+    pub records: Vec<PersonRecord>,
 }
