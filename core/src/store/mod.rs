@@ -1,6 +1,7 @@
 //! The store: reads and writes of the inventory outside a sync run (directory setup, queries
 //! for the CLI, review). Every function takes the pool; none reads the clock.
 
+pub mod assignments;
 pub mod device_row;
 pub mod devices;
 pub mod directory;

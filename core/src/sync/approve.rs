@@ -6,8 +6,10 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::error::CoreError;
+use crate::store::assignments::refresh_assignments;
 use crate::store::{self, SourceRef};
-use crate::sync::engine::{end_moved, mark_missing, split_moved};
+use crate::sync::directory::mark_left;
+use crate::sync::engine::{end_moved, lock_source, mark_missing, split_moved};
 
 /// What an approval did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -24,13 +26,13 @@ pub async fn approve_run(
     run_id: i64,
     approved_by: &str,
 ) -> Result<Approval, CoreError> {
-    let row: Option<(Uuid, String, bool, DateTime<Utc>)> = sqlx::query_as(
-        "select source_id, status, dry_run, started_at from sync_run where sync_run_id = $1",
+    let row: Option<(Uuid, String, bool, DateTime<Utc>, String)> = sqlx::query_as(
+        "select source_id, status, dry_run, started_at, kind from sync_run where sync_run_id = $1",
     )
     .bind(run_id)
     .fetch_optional(pool)
     .await?;
-    let Some((source_id, status, dry_run, started_at)) = row else {
+    let Some((source_id, status, dry_run, started_at, kind)) = row else {
         return Err(CoreError::NotFound {
             what: "sync run",
             key: run_id.to_string(),
@@ -47,10 +49,12 @@ pub async fn approve_run(
     }
     let newer: Option<i64> = sqlx::query_scalar(
         "select sync_run_id from sync_run where source_id = $1 and sync_run_id > $2 \
-         and status in ('succeeded', 'blocked') and not dry_run order by sync_run_id limit 1",
+         and kind = $3 and status in ('succeeded', 'blocked') and not dry_run \
+         order by sync_run_id limit 1",
     )
     .bind(source_id)
     .bind(run_id)
+    .bind(&kind)
     .fetch_optional(pool)
     .await?;
     if let Some(newer) = newer {
@@ -60,17 +64,12 @@ pub async fn approve_run(
         )));
     }
 
-    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
-    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
-        .bind(source.lock_key())
-        .fetch_one(&mut conn)
-        .await?;
-    if !locked {
-        return Err(CoreError::SourceBusy {
-            source_name: source.name.clone(),
-        });
-    }
-    let result = apply_approval(&mut conn, clock, &source, run_id, started_at, approved_by).await;
+    let mut conn = lock_source(pool, &source).await?;
+    let result = if kind == "directory" {
+        apply_directory_approval(&mut conn, clock, &source, run_id, started_at, approved_by).await
+    } else {
+        apply_approval(&mut conn, clock, &source, run_id, started_at, approved_by).await
+    };
     sqlx::query("select pg_advisory_unlock($1)")
         .bind(source.lock_key())
         .execute(&mut conn)
@@ -148,10 +147,59 @@ async fn apply_approval(
         .bind(run_id)
         .execute(&mut *tx)
         .await?;
+    refresh_assignments(&mut tx, source.authority_id, clock.now()).await?;
     tx.commit().await?;
     Ok(Approval {
         run_id,
         source_name: source.name.clone(),
         marked_missing: before as i32,
+    })
+}
+
+/// Marks the persons a blocked directory run held back as left, as of that run.
+async fn apply_directory_approval(
+    conn: &mut PgConnection,
+    clock: &dyn Clock,
+    source: &SourceRef,
+    run_id: i64,
+    started_at: DateTime<Utc>,
+    approved_by: &str,
+) -> Result<Approval, CoreError> {
+    let mut tx = conn.begin().await?;
+    // Links that a later run saw again are left alone.
+    let links: Vec<Uuid> = sqlx::query_scalar(
+        "select l.person_link_id from sync_run_pending_left p \
+         join person_link l using (person_link_id) \
+         where p.sync_run_id = $1 and l.missing_since is null",
+    )
+    .bind(run_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (left, _) = mark_left(&mut tx, source, &links, started_at).await?;
+    sqlx::query("update source set last_complete_run_at = greatest(last_complete_run_at, $2) where source_id = $1")
+        .bind(source.source_id)
+        .bind(started_at)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "update sync_run set status = 'succeeded', marked_missing = $2, approved_at = $3, \
+         approved_by = $4 where sync_run_id = $1",
+    )
+    .bind(run_id)
+    .bind(left)
+    .bind(clock.now())
+    .bind(approved_by)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from sync_run_pending_left where sync_run_id = $1")
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+    refresh_assignments(&mut tx, source.authority_id, clock.now()).await?;
+    tx.commit().await?;
+    Ok(Approval {
+        run_id,
+        source_name: source.name.clone(),
+        marked_missing: left,
     })
 }

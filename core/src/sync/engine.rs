@@ -17,6 +17,7 @@ use crate::error::CoreError;
 use crate::model::SyncStatus;
 use crate::normalize;
 use crate::record::DeviceRecord;
+use crate::store::assignments::refresh_assignments;
 use crate::store::device_row::{insert_devices, load_devices, update_devices, DeviceRow};
 use crate::store::SourceRef;
 use crate::sync::guard::DeletionGuard;
@@ -97,41 +98,8 @@ pub async fn run_sync(
     options: &SyncOptions,
     progress: &dyn SyncProgress,
 ) -> Result<SyncReport, CoreError> {
-    // A dedicated connection, closed at the end, so the session advisory lock can never
-    // outlive the run even if this task is cancelled.
-    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
-    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
-        .bind(source.lock_key())
-        .fetch_one(&mut conn)
-        .await?;
-    if !locked {
-        return Err(CoreError::SourceBusy {
-            source_name: source.name.clone(),
-        });
-    }
-    // We hold the lock, so any run still marked running died with its process.
-    sqlx::query(
-        "update sync_run set status = 'aborted', finished_at = $2, \
-         error = 'the process running this sync ended before the run finished' \
-         where source_id = $1 and status = 'running'",
-    )
-    .bind(source.source_id)
-    .bind(clock.now())
-    .execute(&mut conn)
-    .await?;
-
-    let started_at = clock.now();
-    let run_id: i64 = sqlx::query_scalar(
-        "insert into sync_run (authority_id, source_id, started_at, status, dry_run) \
-         values ($1, $2, $3, 'running', $4) returning sync_run_id",
-    )
-    .bind(source.authority_id)
-    .bind(source.source_id)
-    .bind(started_at)
-    .bind(options.dry_run)
-    .fetch_one(&mut conn)
-    .await?;
-
+    let (mut conn, run_id, started_at) =
+        open_run(pool, clock, source, options.dry_run, "devices").await?;
     let mut run = Run::new(source, run_id, started_at);
     run.priority = options.field_priority.clone();
     let outcome = run.execute(&mut conn, &mut pages, options, progress).await;
@@ -162,13 +130,80 @@ pub async fn run_sync(
             run.report(SyncStatus::Failed, Some(message), None, 0, options.dry_run)
         }
     };
-    run.record_end(&mut conn, clock.now(), &report).await?;
+    close_run(conn, clock, source, &report).await?;
+    Ok(report)
+}
+
+/// Starts a run of `source`: takes the source's advisory lock on a dedicated connection (closed
+/// by `close_run`, so the session lock can never outlive the run even if the task is
+/// cancelled), marks runs left `running` by a dead process as aborted, and records the new run.
+pub(crate) async fn open_run(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    source: &SourceRef,
+    dry_run: bool,
+    kind: &str,
+) -> Result<(PgConnection, i64, DateTime<Utc>), CoreError> {
+    let mut conn = lock_source(pool, source).await?;
+    // We hold the lock, so any run still marked running died with its process.
+    sqlx::query(
+        "update sync_run set status = 'aborted', finished_at = $2, \
+         error = 'the process running this sync ended before the run finished' \
+         where source_id = $1 and status = 'running'",
+    )
+    .bind(source.source_id)
+    .bind(clock.now())
+    .execute(&mut conn)
+    .await?;
+
+    let started_at = clock.now();
+    let run_id: i64 = sqlx::query_scalar(
+        "insert into sync_run (authority_id, source_id, started_at, status, dry_run, kind) \
+         values ($1, $2, $3, 'running', $4, $5) returning sync_run_id",
+    )
+    .bind(source.authority_id)
+    .bind(source.source_id)
+    .bind(started_at)
+    .bind(dry_run)
+    .bind(kind)
+    .fetch_one(&mut conn)
+    .await?;
+    Ok((conn, run_id, started_at))
+}
+
+/// Takes `source`'s advisory lock on a new connection of its own; fails with `SourceBusy` when
+/// another process holds it. Closing the connection releases the lock.
+pub(crate) async fn lock_source(
+    pool: &PgPool,
+    source: &SourceRef,
+) -> Result<PgConnection, CoreError> {
+    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+        .bind(source.lock_key())
+        .fetch_one(&mut conn)
+        .await?;
+    if !locked {
+        return Err(CoreError::SourceBusy {
+            source_name: source.name.clone(),
+        });
+    }
+    Ok(conn)
+}
+
+/// Records how a run ended, releases the source's lock and closes the run's connection.
+pub(crate) async fn close_run(
+    mut conn: PgConnection,
+    clock: &dyn Clock,
+    source: &SourceRef,
+    report: &SyncReport,
+) -> Result<(), CoreError> {
+    record_end(&mut conn, clock.now(), report).await?;
     sqlx::query("select pg_advisory_unlock($1)")
         .bind(source.lock_key())
         .execute(&mut conn)
         .await?;
     conn.close().await?;
-    Ok(report)
+    Ok(())
 }
 
 enum Finish {
@@ -179,7 +214,8 @@ enum Finish {
     },
 }
 
-enum RunError {
+/// Why a run failed: its source (nothing was changed) or the database.
+pub(crate) enum RunError {
     Source(String),
     Database(sqlx::Error),
 }
@@ -446,6 +482,7 @@ impl<'a> Run<'a> {
                 .bind(missing.iter().map(|(link, _)| *link).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
+                refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
                 tx.commit().await?;
             }
             return Ok(Finish::Committed {
@@ -485,6 +522,7 @@ impl<'a> Run<'a> {
             .bind(self.now)
             .execute(&mut *tx)
             .await?;
+        refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
         if options.dry_run {
             tx.rollback().await?;
         } else {
@@ -1127,28 +1165,17 @@ impl<'a> Run<'a> {
 
         for (index, kind, summary, candidates) in writes.reviews {
             let item = &prepared[index];
-            sqlx::query(
-                "insert into review_item (authority_id, source_id, sync_run_id, kind, external_id, \
-                 summary, record, candidates, created_at, last_seen_at) \
-                 select $1, $2, $3, $9, $4, $5, $6::jsonb, $7, $8, $8 \
-                 where not exists (select 1 from review_item d where d.source_id = $2 \
-                 and d.external_id = $4 and d.kind = $9 and d.status = 'dismissed') \
-                 on conflict (source_id, external_id, kind) where status = 'open' \
-                 do update set sync_run_id = excluded.sync_run_id, summary = excluded.summary, \
-                 record = excluded.record, candidates = excluded.candidates, \
-                 last_seen_at = excluded.last_seen_at",
-            )
-            .bind(self.source.authority_id)
-            .bind(self.source.source_id)
-            .bind(self.run_id)
-            .bind(&item.record.external_id)
-            .bind(summary)
-            .bind(item.normalized_json())
-            .bind(candidates)
-            .bind(self.now)
-            .bind(kind)
-            .execute(&mut *tx)
-            .await?;
+            let review = ReviewUpsert {
+                source: self.source,
+                run_id: self.run_id,
+                now: self.now,
+                kind,
+                external_id: &item.record.external_id,
+                summary: &summary,
+                record_json: item.normalized_json(),
+                candidates: &candidates,
+            };
+            upsert_review_item(tx, review).await?;
         }
         Ok(())
     }
@@ -1174,52 +1201,95 @@ impl<'a> Run<'a> {
             blocked_reason,
         }
     }
+}
 
-    async fn record_end(
-        &self,
-        conn: &mut PgConnection,
-        finished_at: DateTime<Utc>,
-        report: &SyncReport,
-    ) -> Result<(), sqlx::Error> {
-        // A failed run changed nothing, so its counts would only mislead: keep what was fetched.
-        let counts = if report.status == SyncStatus::Failed {
-            SyncCounts {
-                fetched: report.counts.fetched,
-                ..SyncCounts::default()
-            }
-        } else {
-            report.counts.clone()
-        };
-        let mut warnings = report.warnings.clone();
-        if report.n_warnings > warnings.len() {
-            warnings.push(format!(
-                "... and {} more",
-                report.n_warnings - warnings.len()
-            ));
+/// A review item a run raises about one record of its source.
+pub(crate) struct ReviewUpsert<'a> {
+    pub source: &'a SourceRef,
+    pub run_id: i64,
+    pub now: DateTime<Utc>,
+    pub kind: &'a str,
+    pub external_id: &'a str,
+    pub summary: &'a str,
+    pub record_json: String,
+    pub candidates: &'a [Uuid],
+}
+
+/// Opens a review item, or refreshes the open one for the same record and kind. A record whose
+/// item of this kind a person dismissed is not raised again.
+pub(crate) async fn upsert_review_item(
+    tx: &mut PgConnection,
+    review: ReviewUpsert<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into review_item (authority_id, source_id, sync_run_id, kind, external_id, \
+         summary, record, candidates, created_at, last_seen_at) \
+         select $1, $2, $3, $9, $4, $5, $6::jsonb, $7, $8, $8 \
+         where not exists (select 1 from review_item d where d.source_id = $2 \
+         and d.external_id = $4 and d.kind = $9 and d.status = 'dismissed') \
+         on conflict (source_id, external_id, kind) where status = 'open' \
+         do update set sync_run_id = excluded.sync_run_id, summary = excluded.summary, \
+         record = excluded.record, candidates = excluded.candidates, \
+         last_seen_at = excluded.last_seen_at",
+    )
+    .bind(review.source.authority_id)
+    .bind(review.source.source_id)
+    .bind(review.run_id)
+    .bind(review.external_id)
+    .bind(review.summary)
+    .bind(review.record_json)
+    .bind(review.candidates)
+    .bind(review.now)
+    .bind(review.kind)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes a finished run's outcome into its `sync_run` row.
+async fn record_end(
+    conn: &mut PgConnection,
+    finished_at: DateTime<Utc>,
+    report: &SyncReport,
+) -> Result<(), sqlx::Error> {
+    // A failed run changed nothing, so its counts would only mislead: keep what was fetched.
+    let counts = if report.status == SyncStatus::Failed {
+        SyncCounts {
+            fetched: report.counts.fetched,
+            ..SyncCounts::default()
         }
-        sqlx::query(
-            "update sync_run set finished_at = $2, status = $3, fetched = $4, created = $5, \
-             updated = $6, unchanged = $7, marked_missing = $8, reappeared = $9, review_items = $10, \
-             warnings = $11, error = $12, blocked_reason = $13, moved = $14 where sync_run_id = $1",
-        )
-        .bind(self.run_id)
-        .bind(finished_at)
-        .bind(report.status.as_str())
-        .bind(counts.fetched)
-        .bind(counts.created)
-        .bind(counts.updated)
-        .bind(counts.unchanged)
-        .bind(counts.marked_missing)
-        .bind(counts.reappeared)
-        .bind(counts.review_items)
-        .bind(Value::from(warnings))
-        .bind(&report.error)
-        .bind(&report.blocked_reason)
-        .bind(counts.moved)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+    } else {
+        report.counts.clone()
+    };
+    let mut warnings = report.warnings.clone();
+    if report.n_warnings > warnings.len() {
+        warnings.push(format!(
+            "... and {} more",
+            report.n_warnings - warnings.len()
+        ));
     }
+    sqlx::query(
+        "update sync_run set finished_at = $2, status = $3, fetched = $4, created = $5, \
+         updated = $6, unchanged = $7, marked_missing = $8, reappeared = $9, review_items = $10, \
+         warnings = $11, error = $12, blocked_reason = $13, moved = $14 where sync_run_id = $1",
+    )
+    .bind(report.run_id)
+    .bind(finished_at)
+    .bind(report.status.as_str())
+    .bind(counts.fetched)
+    .bind(counts.created)
+    .bind(counts.updated)
+    .bind(counts.unchanged)
+    .bind(counts.marked_missing)
+    .bind(counts.reappeared)
+    .bind(counts.review_items)
+    .bind(Value::from(warnings))
+    .bind(&report.error)
+    .bind(&report.blocked_reason)
+    .bind(counts.moved)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The same changes without `field` (a change that was not applied after all).

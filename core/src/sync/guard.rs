@@ -30,11 +30,21 @@ impl DeletionGuard {
 
     /// `Some(reason)` when marking `missing` of `live` devices would exceed the limit.
     pub fn check(&self, missing: u64, live: u64) -> Option<String> {
+        self.check_marking(missing, live, "devices missing")
+    }
+
+    /// `check` for any kind of marking: `what` completes "run would mark 60 of 100 ...",
+    /// e.g. `persons as left`.
+    pub fn check_marking(&self, missing: u64, live: u64, what: &str) -> Option<String> {
         let limit = self.limit(live);
         (missing > limit).then(|| {
-            let share = if live == 0 { 100.0 } else { missing as f64 * 100.0 / live as f64 };
+            let share = if live == 0 {
+                100.0
+            } else {
+                missing as f64 * 100.0 / live as f64
+            };
             format!(
-                "run would mark {missing} of {live} devices missing ({share:.1} %), above the limit \
+                "run would mark {missing} of {live} {what} ({share:.1} %), above the limit \
                  of {limit} ({:.0} % or {}, whichever is larger); nothing was marked",
                 self.max_share * 100.0,
                 self.min_count

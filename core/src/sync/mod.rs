@@ -1,12 +1,14 @@
 //! The sync engine: applies a source's pages to the inventory, safely.
 
 pub mod approve;
+pub mod directory;
 pub mod engine;
 pub mod guard;
 pub mod merge;
 pub mod protocol;
 
 pub use self::approve::approve_run;
+pub use self::directory::{run_directory_sync, DirectorySyncOptions};
 pub use self::engine::{run_sync, NoProgress, SyncCounts, SyncOptions, SyncProgress, SyncReport};
 pub use self::guard::DeletionGuard;
 pub use self::protocol::{

@@ -1,0 +1,914 @@
+//! Applies one read of a school directory (UCS@school, IServ, Kelvin) to the persons of an
+//! authority, with the same safety as a device sync.
+//!
+//! One transaction per run under the source's advisory lock; nothing is committed unless the
+//! directory delivered everything it announced. Persons are matched by the directory's
+//! immutable ids first, then by email, then by username, never by name; ambiguity becomes a
+//! review item. A person no directory reports any more is marked as left, never deleted, and
+//! the deletion guard holds back a read that suddenly returns too few persons.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::error::CoreError;
+use crate::model::SyncStatus;
+use crate::person::{DirectorySchool, PersonRecord};
+use crate::store::assignments::refresh_assignments;
+use crate::store::SourceRef;
+use crate::sync::engine::{
+    close_run, open_run, upsert_review_item, ReviewUpsert, RunError, SyncCounts, SyncProgress,
+    SyncReport,
+};
+use crate::sync::guard::DeletionGuard;
+use crate::sync::protocol::{DirectoryItem, PersonPage};
+
+/// How many record problems a run keeps verbatim; the rest are counted.
+const MAX_KEPT_WARNINGS: usize = 200;
+
+/// What the caller wants from a directory run.
+#[derive(Debug, Clone, Default)]
+pub struct DirectorySyncOptions {
+    /// Read and compute everything, then roll back.
+    pub dry_run: bool,
+    pub guard: DeletionGuard,
+    /// The directory's school keys (as the directory spells them) mapped to configured school
+    /// numbers, for directories whose keys are neither a school number, name nor alias.
+    pub school_map: HashMap<String, String>,
+}
+
+/// Runs one directory sync of `source` from the items arriving on `items`.
+///
+/// Returns `Err` only when the run could not be recorded (no database, source busy); a run that
+/// fails because of its source is recorded as failed and returned as a report.
+pub async fn run_directory_sync(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    source: &SourceRef,
+    mut items: mpsc::Receiver<DirectoryItem>,
+    options: &DirectorySyncOptions,
+    progress: &dyn SyncProgress,
+) -> Result<SyncReport, CoreError> {
+    let (mut conn, run_id, started_at) =
+        open_run(pool, clock, source, options.dry_run, "directory").await?;
+    let mut run = DirectoryRun::new(source, run_id, started_at, options);
+    let outcome = run.execute(&mut conn, &mut items, progress).await;
+    drop(items);
+    let report = match outcome {
+        Ok((status, blocked_reason, would_mark)) => {
+            run.report(status, None, blocked_reason, would_mark)
+        }
+        Err(RunError::Source(message)) => {
+            let message = format!("source '{}': {message}", source.name);
+            run.report(SyncStatus::Failed, Some(message), None, 0)
+        }
+        Err(RunError::Database(error)) => {
+            let message = format!(
+                "source '{}': database error while applying: {error}",
+                source.name
+            );
+            run.report(SyncStatus::Failed, Some(message), None, 0)
+        }
+    };
+    close_run(conn, clock, source, &report).await?;
+    Ok(report)
+}
+
+/// A person of the authority as the run knows it, loaded at the start and extended by the run.
+#[derive(Debug, Clone, Default)]
+struct KnownPerson {
+    person_id: Uuid,
+    username: Option<String>,
+    email: Option<String>,
+    record_uid: Option<String>,
+    record_source_uid: Option<String>,
+    directory_uuid: Option<String>,
+    entra_object_id: Option<String>,
+    left: bool,
+}
+
+/// Lookup tables over the known persons, each mapping a normalized key to person indexes.
+#[derive(Default)]
+struct PersonIndex {
+    persons: Vec<KnownPerson>,
+    by_record: HashMap<(String, String), Vec<usize>>,
+    by_directory_uuid: HashMap<String, Vec<usize>>,
+    by_entra: HashMap<String, Vec<usize>>,
+    by_email: HashMap<String, Vec<usize>>,
+    by_username: HashMap<String, Vec<usize>>,
+    by_id: HashMap<Uuid, usize>,
+}
+
+fn key(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .map(str::to_lowercase)
+}
+
+impl PersonIndex {
+    fn add(&mut self, person: KnownPerson) -> usize {
+        let index = self.persons.len();
+        self.index(index, &person);
+        self.by_id.insert(person.person_id, index);
+        self.persons.push(person);
+        index
+    }
+
+    fn index(&mut self, index: usize, person: &KnownPerson) {
+        if let (Some(source_uid), Some(record_uid)) =
+            (key(&person.record_source_uid), key(&person.record_uid))
+        {
+            push(
+                self.by_record.entry((source_uid, record_uid)).or_default(),
+                index,
+            );
+        }
+        if let Some(uuid) = key(&person.directory_uuid) {
+            push(self.by_directory_uuid.entry(uuid).or_default(), index);
+        }
+        if let Some(entra) = key(&person.entra_object_id) {
+            push(self.by_entra.entry(entra).or_default(), index);
+        }
+        if let Some(email) = key(&person.email) {
+            push(self.by_email.entry(email).or_default(), index);
+        }
+        if let Some(username) = key(&person.username) {
+            push(self.by_username.entry(username).or_default(), index);
+        }
+    }
+
+    /// The persons `record` may be, by the first key that finds anyone, and which key that was.
+    /// Immutable ids come first; a name is never a key. By email and username, persons this
+    /// source already reports under another id are no candidates: the directory itself says
+    /// they are someone else (siblings sharing a parent's email address, say).
+    fn candidates(
+        &self,
+        record: &PersonRecord,
+        linked_here: &HashSet<Uuid>,
+    ) -> (Vec<usize>, &'static str) {
+        let ids = &record.ids;
+        let levels: [(Option<&Vec<usize>>, &'static str); 5] = [
+            (
+                key(&ids.source_uid)
+                    .zip(key(&ids.record_uid))
+                    .and_then(|pair| self.by_record.get(&pair)),
+                "record id",
+            ),
+            (
+                key(&ids.directory_uuid).and_then(|uuid| self.by_directory_uuid.get(&uuid)),
+                "directory uuid",
+            ),
+            (
+                key(&ids.entra_object_id).and_then(|entra| self.by_entra.get(&entra)),
+                "Entra object id",
+            ),
+            (
+                key(&record.email).and_then(|email| self.by_email.get(&email)),
+                "email",
+            ),
+            (
+                key(&record.username).and_then(|username| self.by_username.get(&username)),
+                "username",
+            ),
+        ];
+        for (level, (found, how)) in levels.into_iter().enumerate() {
+            let weak = level >= 3;
+            let found: Vec<usize> = found
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|index| !weak || !linked_here.contains(&self.persons[*index].person_id))
+                .collect();
+            if !found.is_empty() {
+                return (found, how);
+            }
+        }
+        (Vec::new(), "")
+    }
+}
+
+fn push(list: &mut Vec<usize>, index: usize) {
+    if !list.contains(&index) {
+        list.push(index);
+    }
+}
+
+/// This source's link to a person, as loaded at the start of the run.
+struct KnownLink {
+    link_id: Uuid,
+    person_id: Uuid,
+    content_hash: Vec<u8>,
+    missing: bool,
+}
+
+/// The writes one page causes, applied in bulk.
+#[derive(Default)]
+struct PageWrites {
+    new_persons: Vec<(Uuid, usize)>,
+    changed_persons: Vec<(Uuid, usize)>,
+    new_links: Vec<(Uuid, usize)>,
+    changed_links: Vec<(Uuid, usize)>,
+    memberships_of: Vec<(Uuid, usize)>,
+}
+
+struct DirectoryRun<'a> {
+    source: &'a SourceRef,
+    options: &'a DirectorySyncOptions,
+    run_id: i64,
+    now: DateTime<Utc>,
+    counts: SyncCounts,
+    warnings: Vec<String>,
+    n_warnings: usize,
+    /// Lower-cased school number, name and alias → school id.
+    schools: HashMap<String, Uuid>,
+    /// Lower-cased directory school key → school id, from the directory's own school list.
+    directory_schools: HashMap<String, Uuid>,
+    unknown_schools: HashSet<String>,
+    persons: PersonIndex,
+    links: HashMap<String, KnownLink>,
+    /// Persons this source reports (live links), so weak keys do not merge two of its persons.
+    linked_here: HashSet<Uuid>,
+    seen: HashSet<String>,
+}
+
+impl<'a> DirectoryRun<'a> {
+    fn new(
+        source: &'a SourceRef,
+        run_id: i64,
+        now: DateTime<Utc>,
+        options: &'a DirectorySyncOptions,
+    ) -> DirectoryRun<'a> {
+        DirectoryRun {
+            source,
+            options,
+            run_id,
+            now,
+            counts: SyncCounts::default(),
+            warnings: Vec::new(),
+            n_warnings: 0,
+            schools: HashMap::new(),
+            directory_schools: HashMap::new(),
+            unknown_schools: HashSet::new(),
+            persons: PersonIndex::default(),
+            links: HashMap::new(),
+            linked_here: HashSet::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    fn warn(&mut self, warning: String) {
+        self.n_warnings += 1;
+        if self.warnings.len() < MAX_KEPT_WARNINGS {
+            self.warnings.push(warning);
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        conn: &mut PgConnection,
+        items: &mut mpsc::Receiver<DirectoryItem>,
+        progress: &dyn SyncProgress,
+    ) -> Result<(SyncStatus, Option<String>, i32), RunError> {
+        let mut tx = conn.begin().await?;
+        self.load(&mut tx).await?;
+        let active_before = self.links.values().filter(|link| !link.missing).count() as u64;
+
+        let reported_total = loop {
+            match items.recv().await {
+                Some(DirectoryItem::Schools(schools)) => self.learn_schools(&schools),
+                Some(DirectoryItem::Persons(page)) => {
+                    let label = page.label.clone();
+                    let n_records = page.records.len();
+                    self.apply_page(&mut tx, page)
+                        .await
+                        .map_err(|error| match error {
+                            RunError::Database(error) => RunError::Source(format!(
+                                "{label}: database error while applying the page: {error}"
+                            )),
+                            other => other,
+                        })?;
+                    progress.page_applied(&label, n_records, self.seen.len() as u64, None);
+                }
+                Some(DirectoryItem::Complete { reported_total }) => break reported_total,
+                Some(DirectoryItem::Failed(failure)) => {
+                    return Err(RunError::Source(format!(
+                        "directory read failed, nothing was changed: {failure}"
+                    )))
+                }
+                None => {
+                    return Err(RunError::Source(
+                        "the connector stopped without finishing; nothing was changed".to_string(),
+                    ))
+                }
+            }
+        };
+        let distinct = self.seen.len() as u64;
+        if distinct < reported_total {
+            return Err(RunError::Source(format!(
+                "received {distinct} distinct persons but the directory reported \
+                 {reported_total}; nothing was changed"
+            )));
+        }
+
+        let gone: Vec<Uuid> = self
+            .links
+            .iter()
+            .filter(|(external_id, link)| !link.missing && !self.seen.contains(*external_id))
+            .map(|(_, link)| link.link_id)
+            .collect();
+        let would_mark = gone.len() as i32;
+        if let Some(reason) =
+            self.options
+                .guard
+                .check_marking(gone.len() as u64, active_before, "persons as left")
+        {
+            let reason = if self.options.dry_run {
+                format!("{reason} (dry run: a real run would wait for approval)")
+            } else {
+                format!(
+                    "{reason}; approve with `bestand sync approve {}`",
+                    self.run_id
+                )
+            };
+            if self.options.dry_run {
+                tx.rollback().await?;
+            } else {
+                sqlx::query(
+                    "insert into sync_run_pending_left (sync_run_id, person_link_id) \
+                     select $1, unnest($2::uuid[])",
+                )
+                .bind(self.run_id)
+                .bind(&gone)
+                .execute(&mut *tx)
+                .await?;
+                refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
+                tx.commit().await?;
+            }
+            return Ok((SyncStatus::Blocked, Some(reason), would_mark));
+        }
+
+        let (left, returned) = mark_left(&mut tx, self.source, &gone, self.now).await?;
+        self.counts.marked_missing = left;
+        self.counts.reappeared += returned;
+        sqlx::query("update source set last_complete_run_at = $2 where source_id = $1")
+            .bind(self.source.source_id)
+            .bind(self.now)
+            .execute(&mut *tx)
+            .await?;
+        refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
+        if self.options.dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok((SyncStatus::Succeeded, None, would_mark))
+    }
+
+    async fn load(&mut self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let schools: Vec<(Uuid, String, String, Vec<String>)> = sqlx::query_as(
+            "select school_id, school_number, name, aliases from school where authority_id = $1",
+        )
+        .bind(self.source.authority_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (school_id, number, name, aliases) in schools {
+            self.schools.insert(number.trim().to_lowercase(), school_id);
+            self.schools.insert(name.trim().to_lowercase(), school_id);
+            for alias in aliases {
+                self.schools.insert(alias.trim().to_lowercase(), school_id);
+            }
+        }
+        let mapped: Vec<(String, Uuid)> = self
+            .options
+            .school_map
+            .iter()
+            .filter_map(|(directory_key, number)| {
+                self.schools
+                    .get(&number.trim().to_lowercase())
+                    .map(|school_id| (directory_key.trim().to_lowercase(), *school_id))
+            })
+            .collect();
+        self.directory_schools.extend(mapped);
+
+        type PersonRow = (
+            Uuid,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            bool,
+        );
+        let rows: Vec<PersonRow> = sqlx::query_as(
+            "select person_id, username, email, record_uid, record_source_uid, directory_uuid, \
+             entra_object_id, left_at is not null from person where authority_id = $1",
+        )
+        .bind(self.source.authority_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (person_id, username, email, record_uid, record_source_uid, uuid, entra, left) in rows {
+            self.persons.add(KnownPerson {
+                person_id,
+                username,
+                email,
+                record_uid,
+                record_source_uid,
+                directory_uuid: uuid,
+                entra_object_id: entra,
+                left,
+            });
+        }
+        let links: Vec<(Uuid, Uuid, String, Vec<u8>, bool)> = sqlx::query_as(
+            "select person_link_id, person_id, external_id, content_hash, \
+             missing_since is not null from person_link where source_id = $1",
+        )
+        .bind(self.source.source_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (link_id, person_id, external_id, content_hash, missing) in links {
+            if !missing {
+                self.linked_here.insert(person_id);
+            }
+            self.links.insert(
+                external_id,
+                KnownLink {
+                    link_id,
+                    person_id,
+                    content_hash,
+                    missing,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn learn_schools(&mut self, schools: &[DirectorySchool]) {
+        for school in schools {
+            let directory_key = school.key.trim().to_lowercase();
+            if self.directory_schools.contains_key(&directory_key) {
+                continue;
+            }
+            let found = [
+                school.school_number.as_deref(),
+                Some(school.key.as_str()),
+                school.display_name.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .find_map(|name| self.schools.get(&name.trim().to_lowercase()).copied());
+            if let Some(school_id) = found {
+                self.directory_schools.insert(directory_key, school_id);
+            }
+        }
+    }
+
+    fn school_of(&mut self, directory_key: &str) -> Option<Uuid> {
+        let lowered = directory_key.trim().to_lowercase();
+        if let Some(school_id) = self
+            .directory_schools
+            .get(&lowered)
+            .or_else(|| self.schools.get(&lowered))
+        {
+            return Some(*school_id);
+        }
+        if self.unknown_schools.insert(lowered) {
+            self.warn(format!(
+                "school '{directory_key}' of the directory matches no configured school by \
+                 number, name or alias; its memberships are not stored (map it in the source's \
+                 `schools` table)"
+            ));
+        }
+        None
+    }
+
+    async fn apply_page(
+        &mut self,
+        tx: &mut PgConnection,
+        page: PersonPage,
+    ) -> Result<(), RunError> {
+        let PersonPage { label, records } = page;
+        let mut writes = PageWrites::default();
+        self.counts.fetched += records.len() as i32;
+        for (index, record) in records.iter().enumerate() {
+            let external_id = record.external_id.trim();
+            if external_id.is_empty() {
+                self.warn(format!(
+                    "{label}: person {} has no id in the directory and was not applied",
+                    record.username.as_deref().unwrap_or("(without username)")
+                ));
+                continue;
+            }
+            if !self.seen.insert(external_id.to_string()) {
+                self.warn(format!(
+                    "{label}: person {external_id} was sent twice; the second copy was ignored"
+                ));
+                continue;
+            }
+            for problem in &record.problems {
+                self.warn(format!("{label}: person {external_id}: {problem}"));
+            }
+            let hash = record.content_hash();
+            if let Some(link) = self.links.get(external_id) {
+                let person_id = link.person_id;
+                let link_id = link.link_id;
+                if link.content_hash == hash && !link.missing {
+                    self.counts.unchanged += 1;
+                    continue;
+                }
+                // A returning link counts as an update; the person's return is counted when
+                // the run recomputes who has left.
+                self.counts.updated += 1;
+                writes.changed_links.push((link_id, index));
+                writes.changed_persons.push((person_id, index));
+                writes.memberships_of.push((person_id, index));
+                if let Some(known) = self.persons.by_id.get(&person_id).copied() {
+                    self.refresh_known(known, record);
+                }
+                continue;
+            }
+            let (candidates, how) = self.persons.candidates(record, &self.linked_here);
+            let person_id = match candidates.as_slice() {
+                [] => {
+                    let person_id = Uuid::new_v4();
+                    self.persons.add(KnownPerson {
+                        person_id,
+                        username: record.username.clone(),
+                        email: record.email.clone(),
+                        record_uid: record.ids.record_uid.clone(),
+                        record_source_uid: record.ids.source_uid.clone(),
+                        directory_uuid: record.ids.directory_uuid.clone(),
+                        entra_object_id: record.ids.entra_object_id.clone(),
+                        left: false,
+                    });
+                    writes.new_persons.push((person_id, index));
+                    self.counts.created += 1;
+                    person_id
+                }
+                [one] => {
+                    let person_id = self.persons.persons[*one].person_id;
+                    self.refresh_known(*one, record);
+                    writes.changed_persons.push((person_id, index));
+                    self.counts.updated += 1;
+                    person_id
+                }
+                several => {
+                    let ids: Vec<Uuid> = several
+                        .iter()
+                        .map(|index| self.persons.persons[*index].person_id)
+                        .collect();
+                    let summary = format!(
+                        "person {external_id} ({}) matches {} persons by {how}; link it to one \
+                         with `bestand review resolve`",
+                        record.username.as_deref().unwrap_or("without username"),
+                        ids.len()
+                    );
+                    let record_json = serde_json::to_string(record).unwrap_or_default();
+                    upsert_review_item(
+                        tx,
+                        ReviewUpsert {
+                            source: self.source,
+                            run_id: self.run_id,
+                            now: self.now,
+                            kind: "person_ambiguous",
+                            external_id,
+                            summary: &summary,
+                            record_json,
+                            candidates: &ids,
+                        },
+                    )
+                    .await?;
+                    self.counts.review_items += 1;
+                    continue;
+                }
+            };
+            let link_id = Uuid::new_v4();
+            self.linked_here.insert(person_id);
+            self.links.insert(
+                external_id.to_string(),
+                KnownLink {
+                    link_id,
+                    person_id,
+                    content_hash: hash.to_vec(),
+                    missing: false,
+                },
+            );
+            writes.new_links.push((link_id, index));
+            writes.memberships_of.push((person_id, index));
+        }
+        self.write(tx, &records, writes).await?;
+        Ok(())
+    }
+
+    /// Keeps the in-memory index in step with what this run writes, so a later page of the
+    /// same run matches against the new values.
+    fn refresh_known(&mut self, index: usize, record: &PersonRecord) {
+        let mut person = self.persons.persons[index].clone();
+        let fill = |target: &mut Option<String>, value: &Option<String>| {
+            if value.is_some() {
+                target.clone_from(value);
+            }
+        };
+        fill(&mut person.username, &record.username);
+        fill(&mut person.email, &record.email);
+        fill(&mut person.record_uid, &record.ids.record_uid);
+        fill(&mut person.record_source_uid, &record.ids.source_uid);
+        fill(&mut person.directory_uuid, &record.ids.directory_uuid);
+        fill(&mut person.entra_object_id, &record.ids.entra_object_id);
+        person.left = false;
+        self.persons.index(index, &person);
+        self.persons.persons[index] = person;
+    }
+
+    async fn write(
+        &mut self,
+        tx: &mut PgConnection,
+        records: &[PersonRecord],
+        writes: PageWrites,
+    ) -> Result<(), sqlx::Error> {
+        let columns = |list: &[(Uuid, usize)]| PersonColumns::of(records, list);
+        if !writes.new_persons.is_empty() {
+            let c = columns(&writes.new_persons);
+            sqlx::query(
+                "insert into person (person_id, authority_id, username, email, given_name, \
+                 family_name, record_uid, record_source_uid, directory_uuid, entra_object_id, \
+                 first_seen_at, updated_at) \
+                 select u.id, $1, u.username, u.email, u.given_name, u.family_name, u.record_uid, \
+                 u.source_uid, u.directory_uuid, u.entra, $2, $2 \
+                 from unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                 $8::text[], $9::text[], $10::text[], $11::text[]) \
+                 as u(id, username, email, given_name, family_name, record_uid, source_uid, \
+                 directory_uuid, entra)",
+            )
+            .bind(self.source.authority_id)
+            .bind(self.now)
+            .bind(&c.ids)
+            .bind(&c.username)
+            .bind(&c.email)
+            .bind(&c.given_name)
+            .bind(&c.family_name)
+            .bind(&c.record_uid)
+            .bind(&c.source_uid)
+            .bind(&c.directory_uuid)
+            .bind(&c.entra)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !writes.changed_persons.is_empty() {
+            let c = columns(&writes.changed_persons);
+            // The directory is authoritative for what it sends; what it leaves out is kept
+            // (another directory may know it).
+            sqlx::query(
+                "update person p set username = coalesce(u.username, p.username), \
+                 email = coalesce(u.email, p.email), \
+                 given_name = coalesce(u.given_name, p.given_name), \
+                 family_name = coalesce(u.family_name, p.family_name), \
+                 record_uid = coalesce(u.record_uid, p.record_uid), \
+                 record_source_uid = coalesce(u.source_uid, p.record_source_uid), \
+                 directory_uuid = coalesce(u.directory_uuid, p.directory_uuid), \
+                 entra_object_id = coalesce(u.entra, p.entra_object_id), \
+                 updated_at = $1 \
+                 from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[], $10::text[]) \
+                 as u(id, username, email, given_name, family_name, record_uid, source_uid, \
+                 directory_uuid, entra) \
+                 where p.person_id = u.id",
+            )
+            .bind(self.now)
+            .bind(&c.ids)
+            .bind(&c.username)
+            .bind(&c.email)
+            .bind(&c.given_name)
+            .bind(&c.family_name)
+            .bind(&c.record_uid)
+            .bind(&c.source_uid)
+            .bind(&c.directory_uuid)
+            .bind(&c.entra)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !writes.new_links.is_empty() {
+            let link_ids: Vec<Uuid> = writes.new_links.iter().map(|(id, _)| *id).collect();
+            let person_ids: Vec<Uuid> = writes
+                .new_links
+                .iter()
+                .map(|(_, index)| self.links[records[*index].external_id.trim()].person_id)
+                .collect();
+            let external_ids: Vec<&str> = writes
+                .new_links
+                .iter()
+                .map(|(_, index)| records[*index].external_id.trim())
+                .collect();
+            let hashes: Vec<Vec<u8>> = writes
+                .new_links
+                .iter()
+                .map(|(_, index)| records[*index].content_hash().to_vec())
+                .collect();
+            sqlx::query(
+                "insert into person_link (person_link_id, authority_id, source_id, person_id, \
+                 external_id, content_hash, first_seen_at, last_seen_at) \
+                 select u.id, $1, $2, u.person_id, u.external_id, u.hash, $3, $3 \
+                 from unnest($4::uuid[], $5::uuid[], $6::text[], $7::bytea[]) \
+                 as u(id, person_id, external_id, hash)",
+            )
+            .bind(self.source.authority_id)
+            .bind(self.source.source_id)
+            .bind(self.now)
+            .bind(&link_ids)
+            .bind(&person_ids)
+            .bind(&external_ids)
+            .bind(&hashes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !writes.changed_links.is_empty() {
+            let link_ids: Vec<Uuid> = writes.changed_links.iter().map(|(id, _)| *id).collect();
+            let hashes: Vec<Vec<u8>> = writes
+                .changed_links
+                .iter()
+                .map(|(_, index)| records[*index].content_hash().to_vec())
+                .collect();
+            sqlx::query(
+                "update person_link l set content_hash = u.hash, last_seen_at = $1, \
+                 missing_since = null \
+                 from unnest($2::uuid[], $3::bytea[]) as u(id, hash) \
+                 where l.person_link_id = u.id",
+            )
+            .bind(self.now)
+            .bind(&link_ids)
+            .bind(&hashes)
+            .execute(&mut *tx)
+            .await?;
+            for (link_id, index) in &writes.changed_links {
+                if let Some(link) = self.links.get_mut(records[*index].external_id.trim()) {
+                    if link.link_id == *link_id {
+                        link.missing = false;
+                    }
+                }
+            }
+        }
+        if !writes.memberships_of.is_empty() {
+            let persons: Vec<Uuid> = writes.memberships_of.iter().map(|(id, _)| *id).collect();
+            sqlx::query(
+                "delete from person_membership where source_id = $1 and person_id = any($2)",
+            )
+            .bind(self.source.source_id)
+            .bind(&persons)
+            .execute(&mut *tx)
+            .await?;
+            let mut person_ids = Vec::new();
+            let mut school_ids = Vec::new();
+            let mut roles = Vec::new();
+            let mut classes = Vec::new();
+            let mut seen = HashSet::new();
+            for (person_id, index) in &writes.memberships_of {
+                for membership in &records[*index].memberships {
+                    let Some(school_id) = self.school_of(&membership.school) else {
+                        continue;
+                    };
+                    let class = membership
+                        .class
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|class| !class.is_empty())
+                        .map(str::to_string);
+                    if !seen.insert((*person_id, school_id, membership.role, class.clone())) {
+                        continue;
+                    }
+                    person_ids.push(*person_id);
+                    school_ids.push(school_id);
+                    roles.push(membership.role.as_str());
+                    classes.push(class);
+                }
+            }
+            sqlx::query(
+                "insert into person_membership (authority_id, person_id, source_id, school_id, \
+                 role, class_name) \
+                 select $1, u.person_id, $2, u.school_id, u.role, u.class_name \
+                 from unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[]) \
+                 as u(person_id, school_id, role, class_name)",
+            )
+            .bind(self.source.authority_id)
+            .bind(self.source.source_id)
+            .bind(&person_ids)
+            .bind(&school_ids)
+            .bind(&roles)
+            .bind(&classes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn report(
+        &self,
+        status: SyncStatus,
+        error: Option<String>,
+        blocked_reason: Option<String>,
+        would_mark_missing: i32,
+    ) -> SyncReport {
+        SyncReport {
+            run_id: self.run_id,
+            source_name: self.source.name.clone(),
+            status,
+            dry_run: self.options.dry_run,
+            counts: self.counts.clone(),
+            would_mark_missing,
+            warnings: self.warnings.clone(),
+            n_warnings: self.n_warnings,
+            error,
+            blocked_reason,
+        }
+    }
+}
+
+/// The columns of some records of a page, for one `unnest` write.
+struct PersonColumns {
+    ids: Vec<Uuid>,
+    username: Vec<Option<String>>,
+    email: Vec<Option<String>>,
+    given_name: Vec<Option<String>>,
+    family_name: Vec<Option<String>>,
+    record_uid: Vec<Option<String>>,
+    source_uid: Vec<Option<String>>,
+    directory_uuid: Vec<Option<String>>,
+    entra: Vec<Option<String>>,
+}
+
+impl PersonColumns {
+    fn of(records: &[PersonRecord], list: &[(Uuid, usize)]) -> PersonColumns {
+        let clean = |value: &Option<String>| {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|value| !value.is_empty())
+                .map(str::to_string)
+        };
+        let pick = |field: fn(&PersonRecord) -> &Option<String>| -> Vec<Option<String>> {
+            list.iter()
+                .map(|(_, index)| clean(field(&records[*index])))
+                .collect()
+        };
+        PersonColumns {
+            ids: list.iter().map(|(id, _)| *id).collect(),
+            username: pick(|r| &r.username),
+            email: pick(|r| &r.email),
+            given_name: pick(|r| &r.given_name),
+            family_name: pick(|r| &r.family_name),
+            record_uid: pick(|r| &r.ids.record_uid),
+            source_uid: pick(|r| &r.ids.source_uid),
+            directory_uuid: pick(|r| &r.ids.directory_uuid),
+            entra: pick(|r| &r.ids.entra_object_id),
+        }
+    }
+}
+
+/// Marks the links `gone` as missing and recomputes who has left: a person whose every link is
+/// missing has left (as of `at`); a person with a live link again has returned. Returns how
+/// many persons left and how many returned.
+pub(crate) async fn mark_left(
+    tx: &mut PgConnection,
+    source: &SourceRef,
+    gone: &[Uuid],
+    at: DateTime<Utc>,
+) -> Result<(i32, i32), sqlx::Error> {
+    sqlx::query(
+        "update person_link set missing_since = $2 \
+         where person_link_id = any($1) and missing_since is null",
+    )
+    .bind(gone)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    let left = sqlx::query(
+        "update person p set left_at = $2, updated_at = $2 \
+         where p.person_id in (select person_id from person_link where source_id = $1) \
+         and p.left_at is null \
+         and not exists (select 1 from person_link l \
+                         where l.person_id = p.person_id and l.missing_since is null)",
+    )
+    .bind(source.source_id)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let returned = sqlx::query(
+        "update person p set left_at = null, updated_at = $2 \
+         where p.person_id in (select person_id from person_link where source_id = $1) \
+         and p.left_at is not null \
+         and exists (select 1 from person_link l \
+                     where l.person_id = p.person_id and l.missing_since is null)",
+    )
+    .bind(source.source_id)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok((left as i32, returned as i32))
+}

@@ -1,0 +1,565 @@
+//! The directory sync engine against PostgreSQL: persons, memberships, matching, leaving,
+//! the guard, and device assignments from MDM user hints.
+
+use std::collections::HashMap;
+
+use bestand_core::model::{PersonRole, SyncStatus};
+use bestand_core::person::{DirectorySchool, Membership, PersonIds, PersonRecord};
+use bestand_core::store::{self, SourceRef, SourceSpec};
+use bestand_core::sync::{
+    self, DeletionGuard, DirectoryItem, DirectorySyncOptions, FetchFailure, PersonPage, SyncReport,
+};
+use bestand_core::FixedClock;
+use chrono::Duration;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+use crate::support::{self, clock, ipad, musterstadt, test_db, ClockValue};
+
+fn pupil(external_id: &str, username: &str, school: &str, class: &str) -> PersonRecord {
+    PersonRecord {
+        external_id: external_id.into(),
+        username: Some(username.into()),
+        email: Some(format!("{username}@schule.example")),
+        given_name: Some("Lea".into()),
+        family_name: Some("Schulz".into()),
+        ids: PersonIds {
+            directory_uuid: Some(format!("uuid-{external_id}")),
+            ..PersonIds::default()
+        },
+        memberships: vec![Membership {
+            school: school.into(),
+            role: PersonRole::Student,
+            class: Some(class.into()),
+        }],
+        problems: Vec::new(),
+    }
+}
+
+fn teacher(external_id: &str, username: &str, schools: &[&str]) -> PersonRecord {
+    PersonRecord {
+        external_id: external_id.into(),
+        username: Some(username.into()),
+        email: Some(format!("{username}@schule.example")),
+        given_name: Some("Jonas".into()),
+        family_name: Some("Becker".into()),
+        ids: PersonIds {
+            record_uid: Some(format!("rec-{external_id}")),
+            source_uid: Some("schulverwaltung".into()),
+            ..PersonIds::default()
+        },
+        memberships: schools
+            .iter()
+            .map(|school| Membership {
+                school: (*school).into(),
+                role: PersonRole::Teacher,
+                class: None,
+            })
+            .collect(),
+        problems: Vec::new(),
+    }
+}
+
+/// The two Musterstadt schools as a UCS directory names them (OU keys).
+fn ucs_schools() -> Vec<DirectorySchool> {
+    vec![
+        DirectorySchool {
+            key: "GSL".into(),
+            display_name: Some("Grundschule Lindenweg".into()),
+            school_number: None,
+        },
+        DirectorySchool {
+            key: "GYS".into(),
+            display_name: None,
+            school_number: Some("100002".into()),
+        },
+    ]
+}
+
+enum End {
+    Complete,
+    Fail,
+}
+
+fn directory(
+    schools: Vec<DirectorySchool>,
+    persons: Vec<PersonRecord>,
+    end: End,
+) -> mpsc::Receiver<DirectoryItem> {
+    let (sender, receiver) = mpsc::channel(sync::PAGE_CHANNEL_CAPACITY);
+    tokio::spawn(async move {
+        let total = persons.len() as u64;
+        let _ = sender.send(DirectoryItem::Schools(schools)).await;
+        for (number, chunk) in persons.chunks(7).enumerate() {
+            let page = PersonPage {
+                label: format!("users page {number}"),
+                records: chunk.to_vec(),
+            };
+            if sender.send(DirectoryItem::Persons(page)).await.is_err() {
+                return;
+            }
+        }
+        let end = match end {
+            End::Complete => DirectoryItem::Complete {
+                reported_total: total,
+            },
+            End::Fail => DirectoryItem::Failed(FetchFailure {
+                page: Some("ou=GYS users page 3".into()),
+                cause: "LDAP server went away".into(),
+            }),
+        };
+        let _ = sender.send(end).await;
+    });
+    receiver
+}
+
+async fn directory_source(pool: &PgPool, name: &str) -> SourceRef {
+    musterstadt(pool, &["jamf"]).await;
+    let sources = store::apply_directory(
+        pool,
+        &[],
+        &[SourceSpec {
+            name: name.into(),
+            kind: "ucs_ldap".into(),
+            authority_slug: "musterstadt".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    sources.into_iter().next().unwrap()
+}
+
+async fn read(
+    pool: &PgPool,
+    clock: &FixedClock,
+    source: &SourceRef,
+    persons: Vec<PersonRecord>,
+    options: &DirectorySyncOptions,
+) -> SyncReport {
+    sync::run_directory_sync(
+        pool,
+        clock,
+        source,
+        directory(ucs_schools(), persons, End::Complete),
+        options,
+        &sync::NoProgress,
+    )
+    .await
+    .unwrap()
+}
+
+async fn memberships(pool: &PgPool, username: &str) -> Vec<(String, String, Option<String>)> {
+    sqlx::query_as(
+        "select s.school_number, m.role, m.class_name from person_membership m \
+         join person p using (person_id) join school s using (school_id) \
+         where p.username = $1 order by 1, 2, 3",
+    )
+    .bind(username)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn class_of(n: usize) -> String {
+    format!("{}{}", 1 + n % 4, ["a", "b"][n % 2])
+}
+
+fn pupils(count: usize) -> Vec<PersonRecord> {
+    (0..count)
+        .map(|n| pupil(&format!("p{n}"), &format!("pupil.{n}"), "GSL", &class_of(n)))
+        .collect()
+}
+
+#[tokio::test]
+async fn persons_arrive_with_schools_roles_and_classes_and_an_identical_read_changes_nothing() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = directory_source(&db.pool, "ucs").await;
+    let mut persons = pupils(20);
+    persons.push(teacher("t1", "j.becker", &["GSL", "GYS"]));
+    let options = DirectorySyncOptions::default();
+
+    let first = read(&db.pool, &clock, &source, persons.clone(), &options).await;
+    assert_eq!(first.status, SyncStatus::Succeeded, "{first:?}");
+    assert_eq!(first.counts.created, 21);
+    assert_eq!(
+        memberships(&db.pool, "j.becker").await,
+        vec![
+            ("100001".into(), "teacher".into(), None),
+            ("100002".into(), "teacher".into(), None)
+        ]
+    );
+    assert_eq!(
+        memberships(&db.pool, "pupil.3").await,
+        vec![("100001".into(), "student".into(), Some("4b".into()))]
+    );
+
+    clock.advance(Duration::hours(1));
+    let second = read(&db.pool, &clock, &source, persons, &options).await;
+    assert_eq!(second.counts.created, 0);
+    assert_eq!(second.counts.updated, 0);
+    assert_eq!(second.counts.unchanged, 21);
+    let persons: i64 = sqlx::query_scalar("select count(*) from person")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(persons, 21);
+}
+
+#[tokio::test]
+async fn a_moved_pupil_changes_class_and_school_in_place() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = directory_source(&db.pool, "ucs").await;
+    let options = DirectorySyncOptions::default();
+    read(&db.pool, &clock, &source, pupils(3), &options).await;
+    let id_before: uuid::Uuid =
+        sqlx::query_scalar("select person_id from person where username = 'pupil.1'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+
+    let mut moved = pupils(3);
+    moved[1].memberships[0] = Membership {
+        school: "GYS".into(),
+        role: PersonRole::Student,
+        class: Some("5c".into()),
+    };
+    moved[1].username = Some("pupil.one".into());
+    clock.advance(Duration::days(1));
+    let report = read(&db.pool, &clock, &source, moved, &options).await;
+    assert_eq!(report.counts.updated, 1);
+    assert_eq!(
+        memberships(&db.pool, "pupil.one").await,
+        vec![("100002".into(), "student".into(), Some("5c".into()))]
+    );
+    let id_after: uuid::Uuid =
+        sqlx::query_scalar("select person_id from person where username = 'pupil.one'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(id_before, id_after, "a renamed login is the same person");
+}
+
+#[tokio::test]
+async fn a_second_directory_matches_by_id_email_or_username_but_never_by_name() {
+    let db = test_db().await;
+    let clock = clock();
+    let ucs = directory_source(&db.pool, "ucs").await;
+    let iserv = directory_source(&db.pool, "iserv").await;
+    let options = DirectorySyncOptions::default();
+    let mut persons = pupils(2);
+    persons.push(teacher("t1", "j.becker", &["GYS"]));
+    read(&db.pool, &clock, &ucs, persons, &options).await;
+
+    // IServ knows pupil.0 by email, pupil.1 by username only, the teacher by the record id,
+    // and someone with the same name as pupil.0 but another login and email: a new person.
+    let mut by_email = pupil("i0", "lea.s", "GSL", "1a");
+    by_email.email = Some("pupil.0@schule.example".into());
+    let mut by_username = pupil("i1", "pupil.1", "GSL", "2b");
+    by_username.email = None;
+    let mut by_record = teacher("i2", "becker", &["GYS"]);
+    by_record.email = None;
+    by_record.ids.record_uid = Some("rec-t1".into());
+    let namesake = pupil("i3", "lea.schulz2", "GSL", "1a");
+    let report = read(
+        &db.pool,
+        &clock,
+        &iserv,
+        vec![by_email, by_username, by_record, namesake],
+        &options,
+    )
+    .await;
+    assert_eq!(report.counts.created, 1, "{report:?}");
+    assert_eq!(report.counts.updated, 3);
+    let persons: i64 = sqlx::query_scalar("select count(*) from person")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(persons, 4);
+    let links_of_pupil0: i64 = sqlx::query_scalar(
+        "select count(*) from person_link l join person p using (person_id) \
+         where p.email = 'pupil.0@schule.example'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(links_of_pupil0, 2);
+}
+
+#[tokio::test]
+async fn a_person_matching_several_becomes_a_review_item_not_a_guess() {
+    let db = test_db().await;
+    let clock = clock();
+    let ucs = directory_source(&db.pool, "ucs").await;
+    let iserv = directory_source(&db.pool, "iserv").await;
+    let options = DirectorySyncOptions::default();
+    // Siblings sharing their parent's address: UCS keeps them apart by their ids.
+    let mut first = pupil("s1", "mia.kaya", "GSL", "1a");
+    first.email = Some("familie.kaya@example.org".into());
+    let mut second = pupil("s2", "emir.kaya", "GSL", "3b");
+    second.email = Some("familie.kaya@example.org".into());
+    let report = read(&db.pool, &clock, &ucs, vec![first, second], &options).await;
+    assert_eq!(report.counts.created, 2, "siblings are two persons");
+
+    let mut unclear = pupil("x1", "kaya", "GSL", "1a");
+    unclear.email = Some("familie.kaya@example.org".into());
+    let report = read(&db.pool, &clock, &iserv, vec![unclear], &options).await;
+    assert_eq!(report.counts.review_items, 1);
+    assert_eq!(report.counts.created, 0);
+    let (kind, candidates): (String, Vec<uuid::Uuid>) = sqlx::query_as(
+        "select kind, candidates from review_item where source_id = $1 and status = 'open'",
+    )
+    .bind(iserv.source_id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(kind, "person_ambiguous");
+    assert_eq!(candidates.len(), 2);
+}
+
+#[tokio::test]
+async fn persons_who_disappear_are_marked_left_never_deleted_and_can_return() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = directory_source(&db.pool, "ucs").await;
+    let options = DirectorySyncOptions::default();
+    read(&db.pool, &clock, &source, pupils(30), &options).await;
+
+    clock.advance(Duration::days(1));
+    let left_at = clock.now_value();
+    let report = read(&db.pool, &clock, &source, pupils(27), &options).await;
+    assert_eq!(report.status, SyncStatus::Succeeded);
+    assert_eq!(report.counts.marked_missing, 3);
+    let left: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "select username, left_at from person where left_at is not null order by username",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        vec![
+            ("pupil.27".to_string(), left_at),
+            ("pupil.28".to_string(), left_at),
+            ("pupil.29".to_string(), left_at)
+        ]
+    );
+    // Where a departed pupil was stays known.
+    assert_eq!(
+        memberships(&db.pool, "pupil.28").await,
+        vec![("100001".into(), "student".into(), Some("1a".into()))]
+    );
+
+    clock.advance(Duration::days(1));
+    let report = read(&db.pool, &clock, &source, pupils(28), &options).await;
+    assert_eq!(report.counts.reappeared, 1);
+    let still_left: i64 =
+        sqlx::query_scalar("select count(*) from person where left_at is not null")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(still_left, 2);
+    let total: i64 = sqlx::query_scalar("select count(*) from person")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(total, 30);
+}
+
+#[tokio::test]
+async fn a_read_that_returns_too_few_persons_is_blocked_until_approved() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = directory_source(&db.pool, "ucs").await;
+    let options = DirectorySyncOptions {
+        guard: DeletionGuard {
+            max_share: 0.10,
+            min_count: 5,
+        },
+        ..DirectorySyncOptions::default()
+    };
+    read(&db.pool, &clock, &source, pupils(100), &options).await;
+    clock.advance(Duration::hours(6));
+    let blocked_at = clock.now_value();
+    let report = read(&db.pool, &clock, &source, pupils(40), &options).await;
+    assert_eq!(report.status, SyncStatus::Blocked, "{report:?}");
+    let reason = report.blocked_reason.unwrap();
+    assert!(reason.contains("60 of 100 persons as left"), "{reason}");
+    let left: i64 = sqlx::query_scalar("select count(*) from person where left_at is not null")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "a blocked run marks nobody");
+
+    clock.advance(Duration::hours(1));
+    let approval = sync::approve_run(&db.pool, clock.as_ref(), report.run_id, "anna")
+        .await
+        .unwrap();
+    assert_eq!(approval.marked_missing, 60);
+    let left: Vec<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("select distinct left_at from person where left_at is not null")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, vec![blocked_at], "left as of the blocked run");
+}
+
+#[tokio::test]
+async fn a_failed_read_changes_nothing() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = directory_source(&db.pool, "ucs").await;
+    let options = DirectorySyncOptions::default();
+    read(&db.pool, &clock, &source, pupils(10), &options).await;
+    let before = person_fingerprint(&db.pool).await;
+
+    let mut changed = pupils(3);
+    changed[0].family_name = Some("Neu".into());
+    let report = sync::run_directory_sync(
+        &db.pool,
+        clock.as_ref(),
+        &source,
+        directory(ucs_schools(), changed, End::Fail),
+        &options,
+        &sync::NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, SyncStatus::Failed);
+    let error = report.error.unwrap();
+    assert!(error.contains("source 'ucs'"), "{error}");
+    assert!(error.contains("ou=GYS users page 3"), "{error}");
+    assert!(error.contains("LDAP server went away"), "{error}");
+    assert_eq!(person_fingerprint(&db.pool).await, before);
+}
+
+async fn person_fingerprint(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "select md5(coalesce((select string_agg(t::text, '|' order by t::text) from person t), '') || \
+         coalesce((select string_agg(t::text, '|' order by t::text) from person_link t), '') || \
+         coalesce((select string_agg(t::text, '|' order by t::text) from person_membership t), ''))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_unknown_school_is_reported_and_a_mapping_resolves_it() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = directory_source(&db.pool, "ucs").await;
+    let persons = vec![pupil("p1", "ole.wolf", "GS-LINDEN", "2a")];
+    let report = read(
+        &db.pool,
+        &clock,
+        &source,
+        persons.clone(),
+        &DirectorySyncOptions::default(),
+    )
+    .await;
+    assert_eq!(report.counts.created, 1, "the person is kept");
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("school 'GS-LINDEN'")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(memberships(&db.pool, "ole.wolf").await.is_empty());
+
+    let mapped = DirectorySyncOptions {
+        school_map: HashMap::from([("GS-LINDEN".to_string(), "100001".to_string())]),
+        ..DirectorySyncOptions::default()
+    };
+    let mut changed = persons;
+    changed[0].given_name = Some("Ole".into());
+    read(&db.pool, &clock, &source, changed, &mapped).await;
+    assert_eq!(
+        memberships(&db.pool, "ole.wolf").await,
+        vec![("100001".into(), "student".into(), Some("2a".into()))]
+    );
+}
+
+#[tokio::test]
+async fn mdm_user_hints_resolve_to_persons_and_unclear_ones_are_kept_as_such() {
+    let db = test_db().await;
+    let clock = clock();
+    let ucs = directory_source(&db.pool, "ucs").await;
+    let jamf = store::source_by_name(&db.pool, "jamf").await.unwrap();
+    let mut persons = pupils(3);
+    let mut first = pupil("s1", "mia.kaya", "GSL", "1a");
+    first.email = Some("familie.kaya@example.org".into());
+    let mut second = pupil("s2", "emir.kaya", "GSL", "3b");
+    second.email = Some("familie.kaya@example.org".into());
+    persons.extend([first, second]);
+    read(
+        &db.pool,
+        &clock,
+        &ucs,
+        persons,
+        &DirectorySyncOptions::default(),
+    )
+    .await;
+
+    let mut by_username = ipad("mobile:1", "SER1");
+    by_username.user.username = Some("Pupil.0".into());
+    let mut by_upn = ipad("mobile:2", "SER2");
+    by_upn.user.username = Some("pupil.1@musterstadt.onmicrosoft.com".into());
+    let mut by_email = ipad("mobile:3", "SER3");
+    by_email.user.email = Some("pupil.2@schule.example".into());
+    let mut nobody = ipad("mobile:4", "SER4");
+    nobody.user.username = Some("max.unbekannt".into());
+    let mut shared = ipad("mobile:5", "SER5");
+    shared.user.email = Some("familie.kaya@example.org".into());
+    let unassigned = ipad("mobile:6", "SER6");
+    let report = support::sync_records(
+        &db.pool,
+        &clock,
+        &jamf,
+        vec![by_username, by_upn, by_email, nobody, shared, unassigned],
+    )
+    .await;
+    assert_eq!(report.status, SyncStatus::Succeeded);
+
+    let rows: Vec<(String, String, Option<String>, i32)> = sqlx::query_as(
+        "select d.serial_number, a.status, p.username, cardinality(a.candidates) \
+         from device_assignment a join device d using (device_id) \
+         left join person p on p.person_id = a.person_id order by 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("SER1".into(), "matched".into(), Some("pupil.0".into()), 0),
+            ("SER2".into(), "matched".into(), Some("pupil.1".into()), 0),
+            ("SER3".into(), "matched".into(), Some("pupil.2".into()), 0),
+            ("SER4".into(), "no_match".into(), None, 0),
+            ("SER5".into(), "ambiguous".into(), None, 2),
+        ]
+    );
+
+    // A pupil who leaves keeps the device assignment: that is how devices that left with
+    // their borrower are found.
+    clock.advance(Duration::days(1));
+    read(
+        &db.pool,
+        &clock,
+        &ucs,
+        pupils(3)[1..].to_vec(),
+        &DirectorySyncOptions::default(),
+    )
+    .await;
+    let still: Option<String> = sqlx::query_scalar(
+        "select p.username from device_assignment a join person p using (person_id) \
+         join device d using (device_id) where d.serial_number = 'SER1' and p.left_at is not null",
+    )
+    .fetch_optional(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(still.as_deref(), Some("pupil.0"));
+}
