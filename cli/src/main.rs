@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bestand_cli::commands::{db, devices, review, serve, sync};
+use bestand_cli::commands::{db, devices, persons, review, serve, sync};
 use bestand_cli::output::Format;
 use bestand_cli::{app, demo};
 use clap::{Parser, Subcommand};
@@ -43,6 +43,16 @@ enum Command {
     Devices {
         #[command(subcommand)]
         command: devices::DevicesCommand,
+    },
+    /// The schools of the configured authorities.
+    Schools {
+        #[command(subcommand)]
+        command: persons::SchoolsCommand,
+    },
+    /// Pupils, teachers and staff from the school directories, and their devices.
+    Persons {
+        #[command(subcommand)]
+        command: persons::PersonsCommand,
     },
     /// Run every source on its schedule, with health and metrics over HTTP.
     Serve(serve::ServeArgs),
@@ -91,6 +101,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sync(args) => sync::run(args, &config, cli.format).await,
         Command::Devices { command } => {
             devices::run(command, &config, cli.format).await.map(|()| 0)
+        }
+        Command::Schools { command } => persons::run_schools(command, &config, cli.format)
+            .await
+            .map(|()| 0),
+        Command::Persons { command } => {
+            persons::run(command, &config, cli.format).await.map(|()| 0)
         }
         Command::Serve(args) => serve::run(args, &config).await,
         Command::Review { command } => review::run(command, &config, cli.format).await.map(|()| 0),

@@ -53,6 +53,12 @@ pub struct ListArgs {
     /// Free text over asset tag, serial, name, model, UDID, IMEI, MAC and room.
     #[arg(long, short = 's')]
     pub search: Option<String>,
+    /// Only devices a source assigns to this person (username, email or id).
+    #[arg(long, value_name = "PERSON", conflicts_with = "unassigned")]
+    pub assigned_to: Option<String>,
+    /// Only devices no source assigns to a known person.
+    #[arg(long)]
+    pub unassigned: bool,
     /// At most this many devices.
     #[arg(long)]
     pub limit: Option<i64>,
@@ -81,6 +87,8 @@ pub async fn run(command: DevicesCommand, config: &Config, format: Format) -> an
                 warranty_before: args.warranty_before,
                 warranty_from: args.warranty_from,
                 search: args.search,
+                assigned_to: args.assigned_to,
+                unassigned: args.unassigned,
                 limit: args.limit,
             };
             let list = devices::list_devices(&database.pool, &filter).await?;
@@ -200,6 +208,38 @@ fn print_detail(detail: &DeviceDetail) {
         output::table(
             vec!["field", "value"],
             rows.into_iter().map(|(k, v)| vec![k.to_string(), v])
+        )
+    );
+
+    println!("\nAssigned to");
+    let assignments = detail.assignments.iter().map(|a| {
+        let person = match (&a.username, &a.name) {
+            (Some(username), Some(name)) => format!("{name} ({username})"),
+            (Some(username), None) => username.clone(),
+            _ => String::new(),
+        };
+        let person = match a.left_at {
+            Some(left) => format!("{person}, left {}", left.format("%Y-%m-%d")),
+            None => person,
+        };
+        let hint = [a.hint_username.as_deref(), a.hint_email.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" / ");
+        vec![
+            a.source_name.clone(),
+            hint,
+            a.status.replace('_', " "),
+            person,
+            time(&Some(a.since)),
+        ]
+    });
+    println!(
+        "{}",
+        output::table(
+            vec!["source", "user hint", "status", "person", "since"],
+            assignments
         )
     );
 
@@ -332,6 +372,7 @@ impl Row for DeviceSummary {
             "room",
             "warranty end",
             "sources",
+            "assigned to",
             "missing from",
             "state",
         ]
@@ -349,6 +390,7 @@ impl Row for DeviceSummary {
             opt(&self.room),
             opt(&self.warranty_end),
             opt(&self.sources),
+            opt(&self.assigned_to),
             opt(&self.missing_from),
             self.lifecycle_state.clone(),
         ]

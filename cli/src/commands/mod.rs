@@ -2,6 +2,7 @@
 
 pub mod db;
 pub mod devices;
+pub mod persons;
 pub mod review;
 pub mod serve;
 pub mod sync;

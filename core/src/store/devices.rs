@@ -10,6 +10,9 @@ use crate::error::CoreError;
 use crate::model::{DeviceCategory, LifecycleState};
 use crate::normalize;
 use crate::store::device_row::{DeviceRow, DEVICE_COLUMNS};
+use crate::store::persons::{
+    device_assignments, push_school_filter, resolve_person, DeviceAssignmentView,
+};
 
 /// Filters of `bestand devices list`; every one is optional and they combine with AND.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +33,10 @@ pub struct DeviceFilter {
     pub warranty_from: Option<NaiveDate>,
     /// Free text over asset tag, serial, name, model, UDID, IMEI and MAC.
     pub search: Option<String>,
+    /// Only devices a source assigns to this person (id, username or email).
+    pub assigned_to: Option<String>,
+    /// Only devices no source assigns to anyone.
+    pub unassigned: bool,
     pub limit: Option<i64>,
 }
 
@@ -50,6 +57,8 @@ pub struct DeviceSummary {
     pub room: Option<String>,
     pub warranty_end: Option<NaiveDate>,
     pub sources: Option<String>,
+    /// Usernames of the persons sources assign the device to.
+    pub assigned_to: Option<String>,
     pub missing_from: Option<String>,
     pub last_seen_at: Option<DateTime<Utc>>,
 }
@@ -64,6 +73,10 @@ pub async fn list_devices(
     pool: &PgPool,
     filter: &DeviceFilter,
 ) -> Result<Vec<DeviceSummary>, CoreError> {
+    let assigned_to = match &filter.assigned_to {
+        Some(key) => Some(resolve_person(pool, None, key).await?),
+        None => None,
+    };
     let mut query = QueryBuilder::new(format!(
         "select d.device_id, d.asset_tag, d.serial_number, d.name, d.category, d.manufacturer, \
          d.model, d.os_version, d.lifecycle_state, s.school_number, s.name as school_name, d.room, \
@@ -71,6 +84,8 @@ pub async fn list_devices(
          (select string_agg(src.name, ', ' order by src.name) from source_link l \
           join source src using (source_id) \
           where l.device_id = d.device_id and l.ended_at is null and l.missing_since is null) as sources, \
+         (select string_agg(distinct coalesce(p.username, p.email), ', ') from device_assignment da \
+          join person p using (person_id) where da.device_id = d.device_id) as assigned_to, \
          (select string_agg(src.name || ' since ' || to_char(l.missing_since, 'YYYY-MM-DD'), ', ' \
           order by src.name) from source_link l join source src using (source_id) \
           where l.device_id = d.device_id and l.ended_at is null and l.missing_since is not null) \
@@ -84,15 +99,23 @@ pub async fn list_devices(
         query.push(" and a.slug = ").push_bind(authority.clone());
     }
     if let Some(school) = &filter.school {
-        let school = school.trim().to_lowercase();
+        query.push(" and");
+        push_school_filter(&mut query, school);
+    }
+    if let Some(person_id) = assigned_to {
         query
-            .push(" and (s.school_number = ")
-            .push_bind(school.clone())
-            .push(" or lower(s.name) = ")
-            .push_bind(school.clone())
-            .push(" or ")
-            .push_bind(school)
-            .push(" = any(select lower(x) from unnest(s.aliases) x))");
+            .push(
+                " and exists (select 1 from device_assignment da where da.device_id = d.device_id \
+                 and da.person_id = ",
+            )
+            .push_bind(person_id)
+            .push(")");
+    }
+    if filter.unassigned {
+        query.push(
+            " and not exists (select 1 from device_assignment da where da.device_id = d.device_id \
+             and da.status = 'matched')",
+        );
     }
     if let Some(category) = filter.category {
         query
@@ -190,7 +213,7 @@ static CONFLICTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-fn escape_like(text: &str) -> String {
+pub(crate) fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
@@ -230,6 +253,8 @@ pub struct DeviceDetail {
     pub authority: String,
     pub school_number: Option<String>,
     pub school_name: Option<String>,
+    /// Who sources say has the device.
+    pub assignments: Vec<DeviceAssignmentView>,
     pub links: Vec<LinkView>,
     pub history: Vec<EventView>,
 }
@@ -266,11 +291,13 @@ pub async fn show_device(pool: &PgPool, key: &str) -> Result<DeviceDetail, CoreE
     .bind(device_id)
     .fetch_all(pool)
     .await?;
+    let assignments = device_assignments(pool, device_id).await?;
     Ok(DeviceDetail {
         device,
         authority,
         school_number,
         school_name,
+        assignments,
         links,
         history,
     })

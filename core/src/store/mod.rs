@@ -5,6 +5,7 @@ pub mod assignments;
 pub mod device_row;
 pub mod devices;
 pub mod directory;
+pub mod persons;
 pub mod review;
 pub mod runs;
 
