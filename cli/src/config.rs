@@ -42,6 +42,7 @@ const SOURCE_COMMON_KEYS: &[&str] = &[
     "schedule",
     "missing_guard_share",
     "missing_guard_min",
+    "school_map",
 ];
 
 /// Why the configuration could not be found or used.
@@ -469,6 +470,10 @@ pub struct SourceCommon {
     pub schedule: Option<String>,
     pub missing_guard_share: Option<f64>,
     pub missing_guard_min: Option<u64>,
+    /// Directory sources: the directory's school keys (UCS OU names, say) mapped to configured
+    /// school numbers, for keys that are neither a school number, name nor alias.
+    #[serde(default)]
+    pub school_map: std::collections::BTreeMap<String, String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -813,6 +818,24 @@ fn check_sources(
         }
         if let Some(share) = common.missing_guard_share {
             check_share(&table, share, problems);
+        }
+        if let Some(authority) = authorities
+            .iter()
+            .find(|known| known.slug == common.authority)
+        {
+            for (directory_key, number) in &common.school_map {
+                if !authority
+                    .schools
+                    .iter()
+                    .any(|school| &school.number == number)
+                {
+                    problems.push(format!(
+                        "{table}: key `school_map`: \"{directory_key}\" maps to school number \
+                         \"{number}\", which authority \"{}\" does not have",
+                        authority.slug
+                    ));
+                }
+            }
         }
     }
 }

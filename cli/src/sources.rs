@@ -1,43 +1,114 @@
-//! Turns a configured source into a running connector.
+//! Turns a configured source into running connectors, and runs one sync of a source: the
+//! directory read for school servers, the device sync for MDMs (a UCS@school source does both).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bestand_connectors::file::FileSource;
 use bestand_connectors::intune::Intune;
 use bestand_connectors::jamf_pro::JamfPro;
 use bestand_connectors::jamf_school::JamfSchool;
 use bestand_connectors::relution::Relution;
-use bestand_connectors::Connector;
+use bestand_connectors::{
+    spawn_directory_fetch, spawn_fetch_with_capacity, Connector, DirectoryConnector,
+};
+use bestand_core::store::SourceRef;
+use bestand_core::sync::{self, DirectorySyncOptions, SyncOptions, SyncProgress, SyncReport};
+use sqlx::PgPool;
 
-use crate::config::{SourceConfig, SourceSettings};
+use crate::app::{self, SystemClock};
+use crate::config::{Config, SourceConfig, SourceSettings};
 
-/// Builds the connector for `source`: checks settings and reads secrets, makes no request.
-pub fn build_connector(source: &SourceConfig) -> anyhow::Result<Arc<dyn Connector>> {
-    match source.settings() {
-        SourceSettings::JamfPro(settings) => {
-            let connector = JamfPro::new(settings.clone(), source.name())
-                .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
-            Ok(Arc::new(connector))
-        }
-        SourceSettings::Intune(settings) => {
-            let connector = Intune::new(settings.clone(), source.name())
-                .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
-            Ok(Arc::new(connector))
-        }
-        SourceSettings::Relution(settings) => {
-            let connector = Relution::new(settings.clone(), source.name())
-                .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
-            Ok(Arc::new(connector))
-        }
-        SourceSettings::JamfSchool(settings) => {
-            let connector = JamfSchool::new(settings.clone(), source.name())
-                .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
-            Ok(Arc::new(connector))
-        }
-        SourceSettings::File(settings) => {
-            let connector = FileSource::new(settings.clone(), source.name())
-                .map_err(|error| anyhow::anyhow!("source '{}': {error}", source.name()))?;
-            Ok(Arc::new(connector))
-        }
+/// What a source can deliver: devices, persons, or both.
+#[derive(Clone, Default)]
+pub struct SourceConnectors {
+    pub devices: Option<Arc<dyn Connector>>,
+    pub directory: Option<Arc<dyn DirectoryConnector>>,
+}
+
+fn devices_only(connector: Arc<dyn Connector>) -> SourceConnectors {
+    SourceConnectors {
+        devices: Some(connector),
+        directory: None,
     }
+}
+
+/// Builds the connectors of `source`: checks settings and reads secrets, makes no request.
+pub fn build_connectors(source: &SourceConfig) -> anyhow::Result<SourceConnectors> {
+    let named =
+        |error: &dyn std::fmt::Display| anyhow::anyhow!("source '{}': {error}", source.name());
+    Ok(match source.settings() {
+        SourceSettings::JamfPro(settings) => devices_only(Arc::new(
+            JamfPro::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
+        )),
+        SourceSettings::Intune(settings) => devices_only(Arc::new(
+            Intune::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
+        )),
+        SourceSettings::Relution(settings) => devices_only(Arc::new(
+            Relution::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
+        )),
+        SourceSettings::JamfSchool(settings) => devices_only(Arc::new(
+            JamfSchool::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
+        )),
+        SourceSettings::File(settings) => devices_only(Arc::new(
+            FileSource::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
+        )),
+    })
+}
+
+/// The device connector of `source`; an error for sources that deliver no devices.
+pub fn build_connector(source: &SourceConfig) -> anyhow::Result<Arc<dyn Connector>> {
+    build_connectors(source)?.devices.ok_or_else(|| {
+        anyhow::anyhow!(
+            "source '{}' (kind {}) delivers no devices",
+            source.name(),
+            source.common.kind
+        )
+    })
+}
+
+/// Runs one sync of `source`: first the directory read (so that the device sync's assignments
+/// see today's persons), then the devices. A failed directory read does not stop the device
+/// sync; each is its own run with its own report, returned with its duration in seconds.
+pub async fn sync_source(
+    pool: &PgPool,
+    config: &Config,
+    source: &SourceConfig,
+    source_ref: &SourceRef,
+    dry_run: bool,
+    progress: &dyn SyncProgress,
+) -> anyhow::Result<Vec<(SyncReport, f64)>> {
+    let connectors = build_connectors(source)?;
+    let guard = app::guard_for(config, source);
+    let mut reports = Vec::new();
+    if let Some(directory) = connectors.directory {
+        let options = DirectorySyncOptions {
+            dry_run,
+            guard,
+            school_map: source.common.school_map.clone().into_iter().collect(),
+        };
+        let started = Instant::now();
+        let items = spawn_directory_fetch(directory);
+        let report =
+            sync::run_directory_sync(pool, &SystemClock, source_ref, items, &options, progress)
+                .await?;
+        reports.push((report, started.elapsed().as_secs_f64()));
+    }
+    if let Some(devices) = connectors.devices {
+        let options = SyncOptions {
+            dry_run,
+            guard,
+            field_priority: sync::merge::FieldPriority(config.sync.field_priority.clone()),
+        };
+        let capacity = config
+            .sync
+            .page_channel_capacity
+            .unwrap_or(sync::PAGE_CHANNEL_CAPACITY);
+        let started = Instant::now();
+        let pages = spawn_fetch_with_capacity(devices, capacity);
+        let report =
+            sync::run_sync(pool, &SystemClock, source_ref, pages, &options, progress).await?;
+        reports.push((report, started.elapsed().as_secs_f64()));
+    }
+    Ok(reports)
 }

@@ -18,10 +18,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use bestand_connectors::spawn_fetch_with_capacity;
 use bestand_core::model::SyncStatus;
 use bestand_core::store::SourceRef;
-use bestand_core::sync::{self, NoProgress, SyncOptions};
+use bestand_core::sync::{self, NoProgress};
 use bestand_core::{Clock, CoreError};
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -30,7 +29,7 @@ use tokio::sync::watch;
 
 use crate::app::{self, Database, Migrations, SystemClock};
 use crate::config::{Config, SourceConfig};
-use crate::sources::build_connector;
+use crate::sources::sync_source;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -356,8 +355,17 @@ async fn source_loop(
         let outcome = run_once(&pool, &config, &source, &source_ref).await;
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
-            Ok(report) => {
-                let status = report.status;
+            Ok(reports) => {
+                // The worst outcome of the source's runs (directory and devices) counts.
+                let status = reports
+                    .iter()
+                    .map(|report| report.status)
+                    .max_by_key(|status| match status {
+                        SyncStatus::Failed => 3,
+                        SyncStatus::Blocked => 2,
+                        _ => 1,
+                    })
+                    .unwrap_or(SyncStatus::Succeeded);
                 failures = if status == SyncStatus::Failed {
                     failures + 1
                 } else {
@@ -378,15 +386,18 @@ async fn source_loop(
                         m.last_success = Some(SystemClock.now());
                     }
                 });
-                match status {
-                    SyncStatus::Failed => {
-                        tracing::error!(source = %name, error = report.error.as_deref().unwrap_or(""), failures, "Scheduled sync failed.")
-                    }
-                    SyncStatus::Blocked => {
-                        tracing::warn!(source = %name, run = report.run_id, reason = report.blocked_reason.as_deref().unwrap_or(""), "Scheduled sync blocked; it needs `bestand sync approve`.")
-                    }
-                    _ => {
-                        tracing::info!(source = %name, run = report.run_id, created = report.counts.created, updated = report.counts.updated, seconds, "Scheduled sync finished.")
+                for report in &reports {
+                    let kind = report.kind;
+                    match report.status {
+                        SyncStatus::Failed => {
+                            tracing::error!(source = %name, kind, error = report.error.as_deref().unwrap_or(""), failures, "Scheduled sync failed.")
+                        }
+                        SyncStatus::Blocked => {
+                            tracing::warn!(source = %name, kind, run = report.run_id, reason = report.blocked_reason.as_deref().unwrap_or(""), "Scheduled sync blocked; it needs `bestand sync approve`.")
+                        }
+                        _ => {
+                            tracing::info!(source = %name, kind, run = report.run_id, created = report.counts.created, updated = report.counts.updated, seconds, "Scheduled sync finished.")
+                        }
                     }
                 }
             }
@@ -412,19 +423,7 @@ async fn run_once(
     config: &Config,
     source: &SourceConfig,
     source_ref: &SourceRef,
-) -> anyhow::Result<sync::SyncReport> {
-    let connector = build_connector(source)?;
-    let options = SyncOptions {
-        dry_run: false,
-        guard: app::guard_for(config, source),
-        field_priority: bestand_core::sync::merge::FieldPriority(
-            config.sync.field_priority.clone(),
-        ),
-    };
-    let capacity = config
-        .sync
-        .page_channel_capacity
-        .unwrap_or(sync::PAGE_CHANNEL_CAPACITY);
-    let pages = spawn_fetch_with_capacity(connector, capacity);
-    Ok(sync::run_sync(pool, &SystemClock, source_ref, pages, &options, &NoProgress).await?)
+) -> anyhow::Result<Vec<sync::SyncReport>> {
+    let reports = sync_source(pool, config, source, source_ref, false, &NoProgress).await?;
+    Ok(reports.into_iter().map(|(report, _)| report).collect())
 }

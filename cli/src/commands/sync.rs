@@ -1,20 +1,19 @@
 //! `bestand sync`: run sources, list runs, approve blocked runs, show source status.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
 use std::time::Instant;
 
-use bestand_connectors::{spawn_fetch, spawn_fetch_with_capacity};
+use bestand_connectors::{spawn_directory_fetch, spawn_fetch};
 use bestand_core::model::SyncStatus;
 use bestand_core::store::runs::{self, RunView, SourceStatus};
-use bestand_core::sync::{self, SourceItem, SyncOptions, SyncProgress, SyncReport};
+use bestand_core::sync::{self, DirectoryItem, SourceItem, SyncProgress, SyncReport};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::{self, Database, Migrations, SystemClock};
 use crate::config::Config;
 use crate::output::{self, opt, time, Format, Row};
-use crate::sources::build_connector;
+use crate::sources::{build_connectors, sync_source};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -80,8 +79,15 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
                 sync::approve_run(&database.pool, &SystemClock, run, &super::actor(by)).await?;
             match format {
                 Format::Table => println!(
-                    "Run {} of source '{}' approved: {} device(s) marked missing.",
-                    approval.run_id, approval.source_name, approval.marked_missing
+                    "Run {} of source '{}' approved: {} {}.",
+                    approval.run_id,
+                    approval.source_name,
+                    approval.marked_missing,
+                    if approval.directory {
+                        "person(s) marked as left"
+                    } else {
+                        "device(s) marked missing"
+                    }
                 ),
                 _ => output::print_json(&approval)?,
             }
@@ -150,35 +156,23 @@ async fn run_sources(run: &RunArgs, config: &Config, format: Format) -> anyhow::
             .iter()
             .find(|r| r.name == source.name())
             .ok_or_else(|| anyhow::anyhow!("source '{}' was not registered", source.name()))?;
-        let connector = build_connector(source)?;
         let progress = Progress::new(source.name());
-        let options = SyncOptions {
-            dry_run: run.dry_run,
-            guard: app::guard_for(config, source),
-            field_priority: bestand_core::sync::merge::FieldPriority(
-                config.sync.field_priority.clone(),
-            ),
-        };
-        let started = Instant::now();
-        let capacity = config
-            .sync
-            .page_channel_capacity
-            .unwrap_or(bestand_core::sync::PAGE_CHANNEL_CAPACITY);
-        let pages = spawn_fetch_with_capacity(connector, capacity);
-        let report = sync::run_sync(
+        let source_reports = sync_source(
             &database.pool,
-            &SystemClock,
+            config,
+            source,
             source_ref,
-            pages,
-            &options,
+            run.dry_run,
             &progress,
         )
         .await?;
         progress.finish();
-        if format == Format::Table {
-            print_report(&report, started.elapsed().as_secs_f64());
+        for (report, seconds) in source_reports {
+            if format == Format::Table {
+                print_report(&report, seconds);
+            }
+            reports.push(report);
         }
-        reports.push(report);
     }
     if format != Format::Table {
         output::print_json(&reports)?;
@@ -202,15 +196,22 @@ fn print_report(report: &SyncReport, seconds: f64) {
         ""
     };
     println!(
-        "{}: {} in {seconds:.1} s, run {}{mode}",
-        report.source_name, report.status, report.run_id
+        "{} ({}): {} in {seconds:.1} s, run {}{mode}",
+        report.source_name, report.kind, report.status, report.run_id
     );
-    println!(
-        "  fetched {} · created {} · updated {} · unchanged {} · marked missing {} · moved {} · reappeared {} · review items {}",
-        c.fetched, c.created, c.updated, c.unchanged, c.marked_missing, c.moved, c.reappeared, c.review_items
-    );
+    if report.kind == "directory" {
+        println!(
+            "  persons fetched {} · created {} · updated {} · unchanged {} · left {} · returned {} · review items {}",
+            c.fetched, c.created, c.updated, c.unchanged, c.marked_missing, c.reappeared, c.review_items
+        );
+    } else {
+        println!(
+            "  fetched {} · created {} · updated {} · unchanged {} · marked missing {} · moved {} · reappeared {} · review items {}",
+            c.fetched, c.created, c.updated, c.unchanged, c.marked_missing, c.moved, c.reappeared, c.review_items
+        );
+    }
     if seconds > 0.0 && c.fetched > 0 {
-        println!("  {:.0} devices/s", f64::from(c.fetched) / seconds);
+        println!("  {:.0} records/s", f64::from(c.fetched) / seconds);
     }
     if let Some(reason) = &report.blocked_reason {
         println!("  blocked: {reason}");
@@ -291,36 +292,87 @@ impl SyncProgress for Progress {
 async fn fetch_only(run: &RunArgs, config: &Config) -> anyhow::Result<i32> {
     let mut code = 0;
     for source in selected(run, config)? {
-        let connector = build_connector(source)?;
-        let started = Instant::now();
-        let mut pages = spawn_fetch(Arc::clone(&connector));
-        let (mut n_pages, mut n_records, mut n_problems) = (0u64, 0u64, 0usize);
-        let outcome = loop {
-            match pages.recv().await {
-                Some(SourceItem::Page(page)) => {
-                    n_pages += 1;
-                    n_records += page.records.len() as u64;
-                    n_problems += page.records.iter().map(|r| r.problems.len()).sum::<usize>();
+        let connectors = build_connectors(source)?;
+        if let Some(directory) = connectors.directory {
+            let started = Instant::now();
+            let mut items = spawn_directory_fetch(directory);
+            let (mut n_schools, mut n_persons, mut n_problems) = (0usize, 0u64, 0usize);
+            let outcome = loop {
+                match items.recv().await {
+                    Some(DirectoryItem::Schools(schools)) => n_schools += schools.len(),
+                    Some(DirectoryItem::Persons(page)) => {
+                        n_persons += page.records.len() as u64;
+                        n_problems += page.records.iter().map(|r| r.problems.len()).sum::<usize>();
+                    }
+                    Some(DirectoryItem::Complete { reported_total }) => break Ok(reported_total),
+                    Some(DirectoryItem::Failed(failure)) => break Err(failure.to_string()),
+                    None => break Err("the connector stopped without finishing".to_string()),
                 }
-                Some(SourceItem::Complete { reported_total }) => break Ok(reported_total),
-                Some(SourceItem::Failed(failure)) => break Err(failure.to_string()),
-                None => break Err("the connector stopped without finishing".to_string()),
-            }
-        };
-        let seconds = started.elapsed().as_secs_f64();
-        match outcome {
-            Ok(total) => println!(
-                "{}: fetched {n_records} records (source reports {total}) in {n_pages} pages, {seconds:.2} s, {:.0} records/s; {n_problems} mapping problem(s)",
+            };
+            code = code.max(report_fetch(
                 source.name(),
-                n_records as f64 / seconds.max(1e-9)
-            ),
-            Err(error) => {
-                println!("{}: fetch failed after {n_records} records: {error}", source.name());
-                code = 1;
-            }
+                "persons",
+                &format!("{n_schools} schools"),
+                n_persons,
+                n_problems,
+                outcome,
+                started.elapsed().as_secs_f64(),
+            ));
+        }
+        if let Some(devices) = connectors.devices {
+            let started = Instant::now();
+            let mut pages = spawn_fetch(devices);
+            let (mut n_pages, mut n_records, mut n_problems) = (0u64, 0u64, 0usize);
+            let outcome = loop {
+                match pages.recv().await {
+                    Some(SourceItem::Page(page)) => {
+                        n_pages += 1;
+                        n_records += page.records.len() as u64;
+                        n_problems += page.records.iter().map(|r| r.problems.len()).sum::<usize>();
+                    }
+                    Some(SourceItem::Complete { reported_total }) => break Ok(reported_total),
+                    Some(SourceItem::Failed(failure)) => break Err(failure.to_string()),
+                    None => break Err("the connector stopped without finishing".to_string()),
+                }
+            };
+            code = code.max(report_fetch(
+                source.name(),
+                "records",
+                &format!("{n_pages} pages"),
+                n_records,
+                n_problems,
+                outcome,
+                started.elapsed().as_secs_f64(),
+            ));
         }
     }
     Ok(code)
+}
+
+/// Prints what a fetch-only run received; returns its exit code.
+fn report_fetch(
+    source: &str,
+    what: &str,
+    containers: &str,
+    received: u64,
+    problems: usize,
+    outcome: Result<u64, String>,
+    seconds: f64,
+) -> i32 {
+    match outcome {
+        Ok(total) => {
+            println!(
+                "{source}: fetched {received} {what} (source reports {total}) in {containers}, \
+                 {seconds:.2} s, {:.0} {what}/s; {problems} mapping problem(s)",
+                received as f64 / seconds.max(1e-9)
+            );
+            0
+        }
+        Err(error) => {
+            println!("{source}: fetch failed after {received} {what}: {error}");
+            1
+        }
+    }
 }
 
 impl Row for RunView {

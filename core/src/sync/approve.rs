@@ -16,7 +16,10 @@ use crate::sync::engine::{end_moved, lock_source, mark_missing, split_moved};
 pub struct Approval {
     pub run_id: i64,
     pub source_name: String,
+    /// Devices marked missing, or (for a directory run) persons marked as left.
     pub marked_missing: i32,
+    /// Whether the run was a directory read.
+    pub directory: bool,
 }
 
 /// Marks the devices a blocked run held back as missing, and records who approved it.
@@ -153,6 +156,7 @@ async fn apply_approval(
         run_id,
         source_name: source.name.clone(),
         marked_missing: before as i32,
+        directory: false,
     })
 }
 
@@ -201,5 +205,6 @@ async fn apply_directory_approval(
         run_id,
         source_name: source.name.clone(),
         marked_missing: left,
+        directory: true,
     })
 }

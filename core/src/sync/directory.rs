@@ -816,6 +816,7 @@ impl<'a> DirectoryRun<'a> {
         SyncReport {
             run_id: self.run_id,
             source_name: self.source.name.clone(),
+            kind: "directory",
             status,
             dry_run: self.options.dry_run,
             counts: self.counts.clone(),

@@ -74,6 +74,8 @@ pub struct SyncCounts {
 pub struct SyncReport {
     pub run_id: i64,
     pub source_name: String,
+    /// `devices` or `directory`.
+    pub kind: &'static str,
     pub status: SyncStatus,
     pub dry_run: bool,
     pub counts: SyncCounts,
@@ -1191,6 +1193,7 @@ impl<'a> Run<'a> {
         SyncReport {
             run_id: self.run_id,
             source_name: self.source.name.clone(),
+            kind: "devices",
             status,
             dry_run,
             counts: self.counts.clone(),
