@@ -316,6 +316,38 @@ async fn a_person_matching_several_becomes_a_review_item_not_a_guess() {
     .unwrap();
     assert_eq!(kind, "person_ambiguous");
     assert_eq!(candidates.len(), 2);
+
+    // A person settles it; the next read applies the record to the chosen person.
+    let item: i64 = sqlx::query_scalar("select review_item_id from review_item")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let mia: uuid::Uuid =
+        sqlx::query_scalar("select person_id from person where username = 'mia.kaya'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let outcome = store::review::resolve_review(
+        &db.pool,
+        item,
+        store::review::Resolution::LinkTo(mia),
+        "anna",
+        clock.now_value(),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.contains("linked person"), "{outcome}");
+    let mut unclear = pupil("x1", "kaya", "GSL", "1a");
+    unclear.email = Some("familie.kaya@example.org".into());
+    let report = read(&db.pool, &clock, &iserv, vec![unclear], &options).await;
+    assert_eq!((report.counts.updated, report.counts.review_items), (1, 0));
+    let sources_of_mia: i64 =
+        sqlx::query_scalar("select count(*) from person_link where person_id = $1")
+            .bind(mia)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(sources_of_mia, 2);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! `bestand review`: the cases the sync engine would not guess.
 
 use bestand_core::store::devices::resolve_device;
+use bestand_core::store::persons::resolve_person;
 use bestand_core::store::review::{self, Resolution, ReviewView};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
@@ -32,10 +33,11 @@ pub enum StatusFilter {
 pub struct ResolveArgs {
     /// The review item id.
     pub item: i64,
-    /// The record is this device (id, asset tag or serial).
-    #[arg(long, value_name = "DEVICE")]
+    /// The record is this device (id, asset tag or serial), or for a person item this person
+    /// (id, username or email).
+    #[arg(long, value_name = "DEVICE|PERSON")]
     pub link: Option<String>,
-    /// The record is a device of its own.
+    /// The record is a device (or person) of its own.
     #[arg(long)]
     pub new: bool,
     /// Leave the record unlinked; later runs will not raise it again.
@@ -62,7 +64,12 @@ pub async fn run(command: ReviewCommand, config: &Config, format: Format) -> any
             }
             ReviewCommand::Resolve(args) => {
                 let resolution = if let Some(key) = &args.link {
-                    Resolution::LinkTo(resolve_device(&database.pool, key).await?)
+                    let kind = review::review_kind(&database.pool, args.item).await?;
+                    if kind == review::PERSON_AMBIGUOUS {
+                        Resolution::LinkTo(resolve_person(&database.pool, None, key).await?)
+                    } else {
+                        Resolution::LinkTo(resolve_device(&database.pool, key).await?)
+                    }
                 } else if args.new {
                     Resolution::CreateNew
                 } else {

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::error::CoreError;
 use crate::normalize;
+use crate::person::PersonRecord;
 use crate::record::DeviceRecord;
 use crate::store::device_row::{insert_devices, load_devices, update_devices};
 use crate::store::{source_by_id, SourceRef};
@@ -48,6 +49,7 @@ pub async fn list_review(
 
 #[derive(sqlx::FromRow)]
 struct ReviewRow {
+    kind: String,
     source_id: Option<Uuid>,
     external_id: Option<String>,
     status: String,
@@ -75,12 +77,14 @@ pub async fn resolve_review(
     now: DateTime<Utc>,
 ) -> Result<String, CoreError> {
     let row: Option<ReviewRow> = sqlx::query_as(
-        "select source_id, external_id, status, record, authority_id from review_item where review_item_id = $1",
+        "select kind, source_id, external_id, status, record, authority_id from review_item \
+         where review_item_id = $1",
     )
     .bind(item_id)
     .fetch_optional(pool)
     .await?;
     let Some(ReviewRow {
+        kind,
         source_id,
         external_id,
         status,
@@ -108,22 +112,40 @@ pub async fn resolve_review(
                 )));
             };
             let source = source_by_id(pool, source_id).await?;
-            let record: DeviceRecord = serde_json::from_value(record).map_err(|error| {
-                CoreError::Invalid(format!(
-                    "review item {item_id} holds an unreadable record: {error}"
-                ))
-            })?;
-            link_record(
-                &mut tx,
-                &source,
-                authority_id,
-                &external_id,
-                &record,
-                &resolution,
-                resolved_by,
-                now,
-            )
-            .await?
+            if kind == PERSON_AMBIGUOUS {
+                let record: PersonRecord = serde_json::from_value(record).map_err(|error| {
+                    CoreError::Invalid(format!(
+                        "review item {item_id} holds an unreadable person record: {error}"
+                    ))
+                })?;
+                link_person_record(
+                    &mut tx,
+                    &source,
+                    authority_id,
+                    &external_id,
+                    &record,
+                    &resolution,
+                    now,
+                )
+                .await?
+            } else {
+                let record: DeviceRecord = serde_json::from_value(record).map_err(|error| {
+                    CoreError::Invalid(format!(
+                        "review item {item_id} holds an unreadable record: {error}"
+                    ))
+                })?;
+                link_record(
+                    &mut tx,
+                    &source,
+                    authority_id,
+                    &external_id,
+                    &record,
+                    &resolution,
+                    resolved_by,
+                    now,
+                )
+                .await?
+            }
         }
     };
     sqlx::query(
@@ -143,6 +165,95 @@ pub async fn resolve_review(
     .await?;
     tx.commit().await?;
     Ok(summary)
+}
+
+/// The review kind the directory engine raises for a person matching several persons.
+pub const PERSON_AMBIGUOUS: &str = "person_ambiguous";
+
+/// The kind of a review item, so a caller knows whether `--link` names a device or a person.
+pub async fn review_kind(pool: &PgPool, item_id: i64) -> Result<String, CoreError> {
+    sqlx::query_scalar("select kind from review_item where review_item_id = $1")
+        .bind(item_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| CoreError::NotFound {
+            what: "review item",
+            key: item_id.to_string(),
+        })
+}
+
+/// Links a directory's person record to the chosen person, or to a new one. The link gets an
+/// empty hash, so the next directory run applies the record's fields and memberships in full.
+async fn link_person_record(
+    tx: &mut sqlx::PgConnection,
+    source: &SourceRef,
+    authority_id: Uuid,
+    external_id: &str,
+    record: &PersonRecord,
+    resolution: &Resolution,
+    now: DateTime<Utc>,
+) -> Result<String, CoreError> {
+    let (person_id, kind) = match resolution {
+        Resolution::LinkTo(person_id) => {
+            let found: Option<Uuid> =
+                sqlx::query_scalar("select authority_id from person where person_id = $1")
+                    .bind(person_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match found {
+                None => {
+                    return Err(CoreError::NotFound {
+                        what: "person",
+                        key: person_id.to_string(),
+                    })
+                }
+                Some(other) if other != authority_id => {
+                    return Err(CoreError::Invalid(
+                        "that person belongs to another school authority".into(),
+                    ))
+                }
+                Some(_) => (*person_id, "linked"),
+            }
+        }
+        _ => {
+            let person_id: Uuid = sqlx::query_scalar(
+                "insert into person (authority_id, username, email, given_name, family_name, \
+                 record_uid, record_source_uid, directory_uuid, entra_object_id, first_seen_at, \
+                 updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+                 returning person_id",
+            )
+            .bind(authority_id)
+            .bind(&record.username)
+            .bind(&record.email)
+            .bind(&record.given_name)
+            .bind(&record.family_name)
+            .bind(&record.ids.record_uid)
+            .bind(&record.ids.source_uid)
+            .bind(&record.ids.directory_uuid)
+            .bind(&record.ids.entra_object_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            (person_id, "created")
+        }
+    };
+    sqlx::query(
+        "insert into person_link (authority_id, source_id, person_id, external_id, content_hash, \
+         first_seen_at, last_seen_at) values ($1, $2, $3, $4, '\\x'::bytea, $5, $5) \
+         on conflict (source_id, external_id) do update set person_id = excluded.person_id, \
+         content_hash = excluded.content_hash, missing_since = null",
+    )
+    .bind(authority_id)
+    .bind(source.source_id)
+    .bind(person_id)
+    .bind(external_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(format!(
+        "{kind} person {person_id}; the next run of '{}' applies the record",
+        source.name
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -576,7 +576,7 @@ impl<'a> DirectoryRun<'a> {
                             source: self.source,
                             run_id: self.run_id,
                             now: self.now,
-                            kind: "person_ambiguous",
+                            kind: crate::store::review::PERSON_AMBIGUOUS,
                             external_id,
                             summary: &summary,
                             record_json,
