@@ -11,8 +11,10 @@ pub mod kelvin;
 pub mod musterstadt;
 pub mod relution;
 
+pub use directory::Directory;
 pub use generator::{Device, DeviceKind, EpochChanges, Fleet, FleetSnapshot};
 pub use jamf_pro::{
     Fault, FaultPlan, Faults, JamfProMock, MockConfig, PageFault, RequestCounts, ShortPage,
 };
+pub use kelvin::{KelvinMock, KelvinMockConfig};
 pub use musterstadt::{authority_toml, schools, School, SchoolType};

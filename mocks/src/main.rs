@@ -28,6 +28,9 @@ enum Command {
     Relution(SimpleArgs),
     /// Serve a generated fleet's iPads as Jamf School until Ctrl-C.
     JamfSchool(SimpleArgs),
+    /// Serve the Musterstadt school directory (persons consistent with the fleet of the same
+    /// seed) as a UCS@school Kelvin REST API until Ctrl-C.
+    Kelvin(KelvinArgs),
     /// Print the Musterstadt schools as the `[[authority]]` block of the configuration.
     SchoolsToml,
 }
@@ -47,6 +50,32 @@ struct SimpleArgs {
     /// Seed of the generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+}
+
+#[derive(Args)]
+struct KelvinArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Seed of the generator; the same seed as a fleet mock gives the persons its devices name.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Number of persons [default: the Musterstadt schools at natural size, about 17,000].
+    #[arg(long)]
+    persons: Option<usize>,
+    /// Epoch to serve: each step lets some pupils leave and others arrive.
+    #[arg(long, default_value_t = 0)]
+    epoch: u32,
+    /// Lifetime of the issued tokens in seconds.
+    #[arg(long, default_value_t = bestand_mocks::kelvin::DEFAULT_TOKEN_TTL_SECS)]
+    token_ttl: u64,
+    #[arg(long, default_value = bestand_mocks::kelvin::DEFAULT_USERNAME)]
+    username: String,
+    #[arg(long, default_value = bestand_mocks::kelvin::DEFAULT_PASSWORD)]
+    password: String,
 }
 
 #[derive(Args)]
@@ -177,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
             );
             wait_for_ctrl_c().await
         }
+        Command::Kelvin(args) => kelvin(args).await,
         Command::SchoolsToml => {
             print!("{}", authority_toml());
             Ok(())
@@ -192,6 +222,46 @@ async fn wait_for_ctrl_c() -> anyhow::Result<()> {
         .await
         .context("cannot wait for Ctrl-C")?;
     Ok(())
+}
+
+async fn kelvin(args: KelvinArgs) -> anyhow::Result<()> {
+    use bestand_mocks::directory::Role;
+    use bestand_mocks::kelvin::{FaultPlan, KelvinMock, KelvinMockConfig};
+    use bestand_mocks::Directory;
+
+    let started = Instant::now();
+    let directory = match args.persons {
+        Some(persons) => Directory::new(args.seed, persons),
+        None => Directory::musterstadt(args.seed),
+    };
+    let mock = KelvinMock::start(KelvinMockConfig {
+        bind: SocketAddr::new(args.bind, args.port),
+        faults: FaultPlan {
+            epoch: args.epoch,
+            token_ttl_secs: args.token_ttl,
+            ..FaultPlan::default()
+        },
+        username: args.username,
+        password: args.password,
+        ..KelvinMockConfig::new(directory)
+    })
+    .await?;
+    let served = mock.directory();
+    let config = mock.config();
+    println!("Kelvin mock: {}", mock.base_url());
+    println!("  username:      {}", config.username);
+    println!("  password:      {}", config.password);
+    println!(
+        "  directory:     seed {}, epoch {}, {} persons ({} pupils, {} teachers) in {:.2} s",
+        args.seed,
+        served.epoch(),
+        served.len(),
+        served.count(Role::Student),
+        served.count(Role::Teacher),
+        started.elapsed().as_secs_f64()
+    );
+    wait_for_ctrl_c().await?;
+    mock.shutdown().await
 }
 
 async fn jamf_pro(args: JamfProArgs) -> anyhow::Result<()> {

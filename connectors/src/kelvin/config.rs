@@ -1,0 +1,322 @@
+//! The kind-specific keys of a `kind = "kelvin"` `[[source]]` table, and their checks.
+//! The CLI strips the keys common to all sources before deserializing the rest into
+//! `KelvinConfig`, so unknown keys here are typos.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bestand_core::model::PersonRole;
+use serde::Deserialize;
+
+use crate::http::{HttpError, HttpSettings, RetryPolicy};
+use crate::secret::SecretError;
+
+/// vendor-apis.md §7.2: Kelvin runs on the school server; a few requests at a time at most.
+pub const MAX_CONCURRENCY: usize = 4;
+/// Persons per page handed to the engine, at most.
+pub const MAX_PAGE_SIZE: usize = 10_000;
+
+/// Configuration of one UCS@school Kelvin REST API source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KelvinConfig {
+    /// Root URL of the UCS server, e.g. `https://ucs.schultraeger.example`. The connector
+    /// appends `ucsschool/kelvin/...` itself; a URL that already ends in `/ucsschool/kelvin`
+    /// is accepted too.
+    pub base_url: String,
+    /// The Kelvin account; it must be in `ucsschool-kelvin-rest-api-readers` (read-only,
+    /// Kelvin 3.3.0 and later) or `ucsschool-kelvin-rest-api-admins`.
+    pub username: String,
+    /// Name of the environment variable that holds the account's password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Path of a file that holds the password (a trailing newline is ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The school OUs to read (as Kelvin names them, e.g. `GSL`); all schools Kelvin lists
+    /// when unset. A listed school that Kelvin does not know fails the read, because reading
+    /// nothing for it would mark all its people as left.
+    #[serde(default)]
+    pub schools: Option<Vec<String>>,
+    /// The roles to read, any of `student`, `teacher`, `staff`, `school_admin`. Memberships in
+    /// other roles are not reported, even for a person read through one of these.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<PersonRole>,
+    /// Whether deactivated accounts (`disabled: true`) count as members. UCS@school imports
+    /// deactivate leavers before deleting them, so by default they are left out and show up
+    /// as left; how many were left out is logged.
+    #[serde(default)]
+    pub include_disabled: bool,
+    /// Whether to list each school's classes too (`GET /v1/classes/?school=`), only to log
+    /// how many classes have no members. Users carry their classes themselves.
+    #[serde(default = "default_read_classes")]
+    pub read_classes: bool,
+    /// Persons per page handed to the sync engine (Kelvin itself does not page).
+    #[serde(default = "default_page_size")]
+    pub page_size: usize,
+    /// Requests in flight at once, 1 to 4.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Time limit for one request including its whole body, in seconds. Generous, because a
+    /// large school's pupils arrive as one array.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Tries per request (the first included) on throttling, server errors and network errors.
+    #[serde(default = "default_retry_max_attempts")]
+    pub retry_max_attempts: u32,
+    /// Backoff ceiling before the first retry in milliseconds; it doubles per retry. The
+    /// official Kelvin client backs off between 2 and 20 s.
+    #[serde(default = "default_retry_base_ms")]
+    pub retry_base_ms: u64,
+    /// Largest backoff ceiling in milliseconds.
+    #[serde(default = "default_retry_cap_ms")]
+    pub retry_cap_ms: u64,
+}
+
+fn default_roles() -> Vec<PersonRole> {
+    vec![
+        PersonRole::Student,
+        PersonRole::Teacher,
+        PersonRole::Staff,
+        PersonRole::SchoolAdmin,
+    ]
+}
+
+fn default_read_classes() -> bool {
+    true
+}
+
+fn default_page_size() -> usize {
+    1000
+}
+
+fn default_max_concurrency() -> usize {
+    2
+}
+
+fn default_timeout_secs() -> u64 {
+    120
+}
+
+fn default_retry_max_attempts() -> u32 {
+    6
+}
+
+fn default_retry_base_ms() -> u64 {
+    2000
+}
+
+fn default_retry_cap_ms() -> u64 {
+    20_000
+}
+
+/// Why a Kelvin source cannot be set up. Names config keys, never secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum KelvinConfigError {
+    #[error("`base_url` is not a usable http(s) URL: {0}")]
+    BaseUrl(String),
+    #[error("`username` is empty")]
+    Username,
+    #[error("`roles` is empty; list at least one of student, teacher, staff, school_admin")]
+    NoRoles,
+    #[error("`schools` is empty or holds an empty name; leave it out to read every school")]
+    Schools,
+    #[error("`page_size` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
+    PageSize(usize),
+    #[error("`max_concurrency` must be between 1 and {MAX_CONCURRENCY}, got {0}")]
+    MaxConcurrency(usize),
+    #[error("`timeout_secs` must be at least 1")]
+    Timeout,
+    #[error("`retry_max_attempts` must be at least 1")]
+    RetryAttempts,
+    #[error("`retry_base_ms` must be at least 1 and not above `retry_cap_ms` ({base} > {cap})")]
+    RetryBackoff { base: u64, cap: u64 },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+impl KelvinConfig {
+    /// Checks the plain values (no secrets, no IO) and returns the Kelvin root URL, ending in
+    /// `/ucsschool/kelvin/`.
+    pub(crate) fn validate(&self) -> Result<url::Url, KelvinConfigError> {
+        if self.username.trim().is_empty() {
+            return Err(KelvinConfigError::Username);
+        }
+        if self.roles.is_empty() {
+            return Err(KelvinConfigError::NoRoles);
+        }
+        if let Some(schools) = &self.schools {
+            if schools.is_empty() || schools.iter().any(|school| school.trim().is_empty()) {
+                return Err(KelvinConfigError::Schools);
+            }
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
+            return Err(KelvinConfigError::PageSize(self.page_size));
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
+            return Err(KelvinConfigError::MaxConcurrency(self.max_concurrency));
+        }
+        if self.timeout_secs == 0 {
+            return Err(KelvinConfigError::Timeout);
+        }
+        if self.retry_max_attempts == 0 {
+            return Err(KelvinConfigError::RetryAttempts);
+        }
+        if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_cap_ms {
+            return Err(KelvinConfigError::RetryBackoff {
+                base: self.retry_base_ms,
+                cap: self.retry_cap_ms,
+            });
+        }
+        kelvin_root(&self.base_url)
+    }
+
+    /// The roles to read, each once, in the configured order.
+    pub(crate) fn distinct_roles(&self) -> Vec<PersonRole> {
+        let mut roles: Vec<PersonRole> = Vec::with_capacity(self.roles.len());
+        for role in &self.roles {
+            if !roles.contains(role) {
+                roles.push(*role);
+            }
+        }
+        roles
+    }
+
+    /// The HTTP client settings these keys describe.
+    pub(crate) fn http_settings(&self) -> HttpSettings {
+        let timeout = Duration::from_secs(self.timeout_secs);
+        HttpSettings {
+            timeout,
+            // A server that does not accept the connection within 10 s is down.
+            connect_timeout: timeout.min(Duration::from_secs(10)),
+            max_concurrency: self.max_concurrency,
+            retry: RetryPolicy {
+                max_attempts: self.retry_max_attempts,
+                base: Duration::from_millis(self.retry_base_ms),
+                cap: Duration::from_millis(self.retry_cap_ms),
+                ..RetryPolicy::default()
+            },
+            ..HttpSettings::default()
+        }
+    }
+}
+
+/// The Kelvin root below `base_url`: `<base>/ucsschool/kelvin/`, whether or not the
+/// configured URL already names it.
+fn kelvin_root(text: &str) -> Result<url::Url, KelvinConfigError> {
+    // The value may carry user-info credentials, so only the parse error is shown.
+    let mut url = url::Url::parse(text.trim())
+        .map_err(|error| KelvinConfigError::BaseUrl(error.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(KelvinConfigError::BaseUrl(format!(
+            "scheme `{}` is not http or https",
+            url.scheme()
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(KelvinConfigError::BaseUrl(
+            "it must not have a query or fragment".to_string(),
+        ));
+    }
+    let path = url.path().trim_end_matches('/');
+    let path = path
+        .strip_suffix("/ucsschool/kelvin")
+        .or_else(|| path.strip_suffix("/ucsschool/kelvin/v1"))
+        .unwrap_or(path);
+    let path = format!("{path}/ucsschool/kelvin/");
+    url.set_path(&path);
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: serde_json::Value) -> Result<KelvinConfig, serde_json::Error> {
+        let mut value = serde_json::json!({
+            "base_url": "https://ucs.schultraeger.example",
+            "username": "bestand-sync",
+            "password_env": "KELVIN_PASSWORD",
+        });
+        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
+            object.extend(extra.clone());
+        }
+        serde_json::from_value(value)
+    }
+
+    #[test]
+    fn defaults_and_roots() {
+        let parsed = config(serde_json::json!({})).unwrap();
+        assert_eq!(parsed.roles, default_roles());
+        assert!(parsed.schools.is_none());
+        assert!(!parsed.include_disabled);
+        assert!(parsed.read_classes);
+        assert_eq!(
+            (
+                parsed.page_size,
+                parsed.max_concurrency,
+                parsed.timeout_secs
+            ),
+            (1000, 2, 120)
+        );
+        for base in [
+            "https://ucs.example",
+            "https://ucs.example/",
+            "https://ucs.example/ucsschool/kelvin",
+            "https://ucs.example/ucsschool/kelvin/",
+            "https://ucs.example/ucsschool/kelvin/v1/",
+        ] {
+            assert_eq!(
+                kelvin_root(base).unwrap().as_str(),
+                "https://ucs.example/ucsschool/kelvin/",
+                "{base}"
+            );
+        }
+        assert_eq!(
+            kelvin_root("http://proxy.example/ucs").unwrap().as_str(),
+            "http://proxy.example/ucs/ucsschool/kelvin/"
+        );
+    }
+
+    #[test]
+    fn roles_parse_by_name_and_repeat_once() {
+        let parsed =
+            config(serde_json::json!({ "roles": ["teacher", "school_admin", "teacher"] })).unwrap();
+        assert_eq!(
+            parsed.distinct_roles(),
+            [PersonRole::Teacher, PersonRole::SchoolAdmin]
+        );
+        assert!(config(serde_json::json!({ "roles": ["pupil"] })).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(config(serde_json::json!({ "password": "geheim" })).is_err());
+        for (extra, expected) in [
+            (serde_json::json!({ "username": " " }), "`username`"),
+            (serde_json::json!({ "roles": [] }), "`roles`"),
+            (serde_json::json!({ "schools": [] }), "`schools`"),
+            (serde_json::json!({ "schools": ["GSL", ""] }), "`schools`"),
+            (serde_json::json!({ "page_size": 0 }), "`page_size`"),
+            (
+                serde_json::json!({ "max_concurrency": 5 }),
+                "`max_concurrency`",
+            ),
+            (serde_json::json!({ "timeout_secs": 0 }), "`timeout_secs`"),
+            (
+                serde_json::json!({ "retry_base_ms": 10, "retry_cap_ms": 5 }),
+                "`retry_base_ms`",
+            ),
+            (
+                serde_json::json!({ "base_url": "ftp://u:geheim@ucs.example" }),
+                "`base_url`",
+            ),
+        ] {
+            let error = config(extra).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("geheim"), "{error}");
+        }
+    }
+}
