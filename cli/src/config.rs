@@ -15,6 +15,7 @@ use bestand_connectors::file::FileConfig;
 use bestand_connectors::intune::IntuneConfig;
 use bestand_connectors::jamf_pro::JamfProConfig;
 use bestand_connectors::jamf_school::JamfSchoolConfig;
+use bestand_connectors::kelvin::KelvinConfig;
 use bestand_connectors::relution::RelutionConfig;
 use bestand_core::model::SchoolType;
 use bestand_core::sync::DeletionGuard;
@@ -31,7 +32,14 @@ pub const CONFIG_ENV: &str = "BESTAND_CONFIG";
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 
 /// The values `kind` may take in a `[[source]]` table.
-pub const KNOWN_SOURCE_KINDS: &[&str] = &["jamf_pro", "file", "intune", "relution", "jamf_school"];
+pub const KNOWN_SOURCE_KINDS: &[&str] = &[
+    "jamf_pro",
+    "file",
+    "intune",
+    "relution",
+    "jamf_school",
+    "kelvin",
+];
 
 /// The keys every `[[source]]` table shares; all other keys belong to the source's kind.
 const SOURCE_COMMON_KEYS: &[&str] = &[
@@ -524,6 +532,8 @@ pub enum SourceSettings {
     File(FileConfig),
     Intune(IntuneConfig),
     Relution(RelutionConfig),
+    /// UCS@school over the Kelvin REST API: persons only.
+    Kelvin(KelvinConfig),
 }
 
 impl SourceSettings {
@@ -542,6 +552,9 @@ impl SourceSettings {
             "jamf_school" => deserialize_table(table)
                 .map(SourceSettings::JamfSchool)
                 .map_err(|message| format!("keys of kind \"jamf_school\": {message}")),
+            "kelvin" => deserialize_table(table)
+                .map(SourceSettings::Kelvin)
+                .map_err(|message| format!("keys of kind \"kelvin\": {message}")),
             "file" => deserialize_table(table)
                 .map(SourceSettings::File)
                 .map_err(|message| format!("keys of kind \"file\": {message}")),
@@ -559,6 +572,7 @@ impl SourceSettings {
             SourceSettings::JamfSchool(_) => "jamf_school",
             SourceSettings::Relution(_) => "relution",
             SourceSettings::Intune(_) => "intune",
+            SourceSettings::Kelvin(_) => "kelvin",
         }
     }
 }

@@ -1,18 +1,21 @@
 //! `bestand demo`: the first five minutes with bestand. Starts mock MDMs for the fictional
-//! authority Musterstadt (Jamf Pro, Intune, Relution), syncs them into a local database (Jamf Pro
-//! twice, the second time after a day of changes: devices vanish, re-enroll, update), and shows
-//! what a new user wants to see.
+//! authority Musterstadt (Jamf Pro, Intune, Relution) and a mock UCS@school (Kelvin) with its
+//! pupils and teachers, syncs them into a local database (Jamf Pro twice, the second time after a
+//! day of changes: devices vanish, re-enroll, update), and shows what a new user wants to see,
+//! including who has which device.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use bestand_connectors::spawn_fetch;
 use bestand_core::store::devices::{self, DeviceFilter};
-use bestand_core::sync::{self, NoProgress, SyncOptions};
+use bestand_core::store::persons;
+use bestand_core::sync::NoProgress;
 use bestand_core::Clock;
+use bestand_mocks::directory::Directory;
 use bestand_mocks::intune::{IntuneMock, IntuneMockConfig};
+use bestand_mocks::kelvin::{KelvinMock, KelvinMockConfig};
 use bestand_mocks::relution::{RelutionMock, RelutionMockConfig};
 use bestand_mocks::{Fleet, JamfProMock, MockConfig};
 use chrono::Months;
@@ -21,7 +24,7 @@ use clap::Args;
 use crate::app::{self, Database, Migrations, SystemClock};
 use crate::config::{Config, ConfigOrigin};
 use crate::output;
-use crate::sources::build_connector;
+use crate::sources::sync_source;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -43,6 +46,7 @@ struct Mocks {
     jamf: JamfProMock,
     intune: IntuneMock,
     relution: RelutionMock,
+    kelvin: KelvinMock,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -59,7 +63,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
          Relution ({shared} devices also in Jamf Pro) ...",
         fleet.len()
     );
+    let directory = match args.devices {
+        Some(_) => Directory::with_fleet(&fleet, None),
+        None => Directory::musterstadt(args.seed),
+    };
+    println!(
+        "Starting a mock UCS@school (Kelvin API) with {} pupils and {} teachers ...",
+        directory.count(bestand_mocks::directory::Role::Student),
+        directory.count(bestand_mocks::directory::Role::Teacher)
+    );
+    let kelvin = KelvinMock::start(KelvinMockConfig::new(directory)).await?;
     let mocks = Mocks {
+        kelvin,
         jamf: JamfProMock::start(MockConfig::new(fleet)).await?,
         intune: IntuneMock::start(IntuneMockConfig::new(Fleet::new(args.seed + 1, laptops)))
             .await?,
@@ -86,6 +101,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let refs = app::apply_config_directory(&database.pool, &config).await?;
 
     let steps = [
+        (
+            0,
+            "ucs",
+            "First read of UCS@school (pupils, teachers, classes)",
+        ),
         (0, "jamf", "First sync of Jamf Pro"),
         (0, "intune", "First sync of Intune"),
         (
@@ -108,38 +128,39 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .iter()
             .find(|r| r.name == name)
             .ok_or_else(|| anyhow::anyhow!("the demo source {name} was not registered"))?;
-        let options = SyncOptions {
-            dry_run: false,
-            guard: app::guard_for(&config, source),
-            field_priority: bestand_core::sync::merge::FieldPriority(
-                config.sync.field_priority.clone(),
-            ),
-        };
-        let started = std::time::Instant::now();
-        let pages = spawn_fetch(build_connector(source)?);
-        let report = sync::run_sync(
+        let reports = sync_source(
             &database.pool,
-            &SystemClock,
+            &config,
+            source,
             source_ref,
-            pages,
-            &options,
+            false,
             &NoProgress,
         )
         .await?;
-        let c = &report.counts;
-        println!(
-            "\n{title}: {} in {:.1} s — fetched {}, created {}, updated {}, unchanged {}, marked missing {}, moved to another MDM {}",
-            report.status,
-            started.elapsed().as_secs_f64(),
-            c.fetched,
-            c.created,
-            c.updated,
-            c.unchanged,
-            c.marked_missing,
-            c.moved
-        );
-        if let Some(error) = report.error {
-            anyhow::bail!("demo sync failed: {error}");
+        for (report, seconds) in reports {
+            let c = &report.counts;
+            if report.kind == "directory" {
+                println!(
+                    "\n{title}: {} in {seconds:.1} s — persons fetched {}, created {}, updated {}, \
+                     unchanged {}, left {}",
+                    report.status, c.fetched, c.created, c.updated, c.unchanged, c.marked_missing
+                );
+            } else {
+                println!(
+                    "\n{title}: {} in {seconds:.1} s — fetched {}, created {}, updated {}, unchanged {}, \
+                     marked missing {}, moved to another MDM {}",
+                    report.status,
+                    c.fetched,
+                    c.created,
+                    c.updated,
+                    c.unchanged,
+                    c.marked_missing,
+                    c.moved
+                );
+            }
+            if let Some(error) = report.error {
+                anyhow::bail!("demo sync failed: {error}");
+            }
         }
     }
 
@@ -174,6 +195,8 @@ fn write_demo_config(data_dir: &Path, mocks: &Mocks) -> anyhow::Result<PathBuf> 
         &mocks.intune.config().client_secret,
     )?;
     let relution_token = secret_file(data_dir, "relution-token", &mocks.relution.config().token)?;
+    let kelvin_password =
+        secret_file(data_dir, "kelvin-password", &mocks.kelvin.config().password)?;
     let organization = mocks
         .relution
         .config()
@@ -187,6 +210,8 @@ fn write_demo_config(data_dir: &Path, mocks: &Mocks) -> anyhow::Result<PathBuf> 
          [sync.field_priority]\nmodel = [\"jamf\"]\nmodel_identifier = [\"jamf\"]\n\
          manufacturer = [\"jamf\"]\nos_name = [\"jamf\"]\nos_version = [\"jamf\"]\ncategory = [\"jamf\"]\n\n\
          {authority}\n\
+         [[source]]\nname = \"ucs\"\nkind = \"kelvin\"\nauthority = \"musterstadt\"\nschedule = \"10 5 * * *\"\n\
+         base_url = \"{kelvin_url}\"\nusername = \"{kelvin_user}\"\npassword_file = {kelvin_password:?}\n\n\
          [[source]]\nname = \"jamf\"\nkind = \"jamf_pro\"\nauthority = \"musterstadt\"\nschedule = \"15 * * * *\"\n\
          base_url = \"{jamf_url}\"\nclient_id = \"{jamf_client}\"\nclient_secret_file = {jamf_secret:?}\n\n\
          [[source]]\nname = \"intune\"\nkind = \"intune\"\nauthority = \"musterstadt\"\nschedule = \"20 * * * *\"\n\
@@ -203,6 +228,8 @@ fn write_demo_config(data_dir: &Path, mocks: &Mocks) -> anyhow::Result<PathBuf> 
         token_url = mocks.intune.token_url(),
         graph_url = mocks.intune.base_url(),
         relution_url = mocks.relution.base_url(),
+        kelvin_url = mocks.kelvin.base_url(),
+        kelvin_user = mocks.kelvin.config().username,
     );
     let config_path = data_dir.join("config.toml");
     std::fs::write(&config_path, config)?;
@@ -338,6 +365,49 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
         conflicts.len()
     );
 
+    let schools = persons::list_schools(&database.pool, Some("musterstadt")).await?;
+    let classes: i64 = schools.iter().map(|school| school.classes).sum();
+    // Distinct persons: a teacher at two schools counts once.
+    let (pupils, teachers): (i64, i64) = sqlx::query_as(
+        "select count(distinct m.person_id) filter (where m.role = 'student'), \
+         count(distinct m.person_id) filter (where m.role = 'teacher') \
+         from person_membership m join person p using (person_id) where p.left_at is null",
+    )
+    .fetch_one(&database.pool)
+    .await?;
+    let (matched, no_match, ambiguous): (i64, i64, i64) = sqlx::query_as(
+        "select count(*) filter (where status = 'matched'), \
+         count(*) filter (where status = 'no_match'), count(*) filter (where status = 'ambiguous') \
+         from device_assignment",
+    )
+    .fetch_one(&database.pool)
+    .await?;
+    println!(
+        "\nPeople from UCS@school: {pupils} pupils and {teachers} teachers in {classes} classes \
+         at {} schools",
+        schools.len()
+    );
+    println!(
+        "Devices with a user in an MDM: {} — assigned to a person: {matched}, user unknown to the \
+         directory: {no_match}, several candidates: {ambiguous} (listed by `persons hints`, never guessed)",
+        matched + no_match + ambiguous
+    );
+    let busiest = persons::list_persons(
+        &database.pool,
+        &persons::PersonFilter {
+            role: Some(bestand_core::model::PersonRole::Student),
+            limit: Some(2000),
+            ..Default::default()
+        },
+    )
+    .await?
+    .into_iter()
+    .find(|person| person.devices > 0);
+    let person_example = busiest
+        .as_ref()
+        .and_then(|person| person.username.clone())
+        .unwrap_or_else(|| "lea.schulz".into());
+
     let example = soonest
         .first()
         .and_then(|d| d.asset_tag.clone())
@@ -350,6 +420,11 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
         format!("bestand --config {config} devices list --missing --format csv"),
         format!("bestand --config {config} devices list --search 'iPad Air' --format json"),
         format!("bestand --config {config} devices show {example}"),
+        format!("bestand --config {config} schools list"),
+        format!("bestand --config {config} persons list --school 100001 --class 3a"),
+        format!("bestand --config {config} persons show {person_example}"),
+        format!("bestand --config {config} devices list --assigned-to {person_example}"),
+        format!("bestand --config {config} persons hints"),
         format!("bestand --config {config} sync runs"),
         format!("bestand --config {config} sync status"),
         format!("bestand --config {config} devices list --conflicts"),

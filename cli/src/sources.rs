@@ -8,6 +8,7 @@ use bestand_connectors::file::FileSource;
 use bestand_connectors::intune::Intune;
 use bestand_connectors::jamf_pro::JamfPro;
 use bestand_connectors::jamf_school::JamfSchool;
+use bestand_connectors::kelvin::Kelvin;
 use bestand_connectors::relution::Relution;
 use bestand_connectors::{
     spawn_directory_fetch, spawn_fetch_with_capacity, Connector, DirectoryConnector,
@@ -50,6 +51,12 @@ pub fn build_connectors(source: &SourceConfig) -> anyhow::Result<SourceConnector
         SourceSettings::JamfSchool(settings) => devices_only(Arc::new(
             JamfSchool::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
         )),
+        SourceSettings::Kelvin(settings) => SourceConnectors {
+            devices: None,
+            directory: Some(Arc::new(
+                Kelvin::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
+            )),
+        },
         SourceSettings::File(settings) => devices_only(Arc::new(
             FileSource::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
         )),
