@@ -1,0 +1,310 @@
+//! The kind-specific keys of a `kind = "iserv_ldap"` `[[source]]` table, and their checks.
+//! The CLI strips the keys common to all sources before deserializing the rest into
+//! `IservLdapConfig`, so unknown keys here are typos.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bestand_core::model::PersonRole;
+use regex::{Regex, RegexBuilder};
+use serde::Deserialize;
+
+use crate::ldap::{check_filter, ConnectionSpec, LdapSetupError};
+
+/// IServ serves LDAPS on 10636, because Samba AD holds 636 (vendor-apis.md §6.3).
+pub const DEFAULT_LDAPS_PORT: u16 = 10636;
+
+/// The class-group naming convention assumed unless configured: `klasse-5a`, `Klasse 5a`,
+/// `klasse_5a` and `klasse5a` all name class `5a` (matched without regard to case).
+pub const DEFAULT_CLASS_GROUP_PATTERN: &str = "^klasse[-_ ]?(.+)$";
+
+/// Configuration of one IServ (one school) read over LDAP (vendor-apis.md §6.3). The bind
+/// account comes from an entry in the IServ's `/etc/iserv/ldapusers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IservLdapConfig {
+    /// `ldaps://schule-iserv.example` (port 10636 when none is given, as IServ serves LDAPS
+    /// there), or `ldap://...` together with `starttls = true`.
+    pub url: String,
+    /// The bind DN IServ derives from the ldapusers entry: `cn=<name>,ou=ldap,<base>`.
+    pub bind_dn: String,
+    /// Name of the environment variable that holds the bind password.
+    #[serde(default)]
+    pub bind_password_env: Option<String>,
+    /// Path of a file that holds the bind password (IServ writes it to
+    /// `/var/lib/iserv/server-openldap/pwd/<name>.pwd`).
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    /// The IServ's base DN, e.g. `dc=gsl-iserv,dc=de` (`/var/lib/iserv/server-openldap/ldapdn`).
+    pub base_dn: String,
+    /// Upgrade an `ldap://` connection with StartTLS before binding.
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM file with the CA certificate(s) to trust instead of the system store; the IServ's
+    /// certificate is often self-signed.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Entries per page of the paged-results control, and persons per page handed to the sync
+    /// engine. IServ's size limits are unknown, so every search is paged.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Time limit for opening the connection (TCP, TLS, StartTLS), in seconds.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Longest wait for any answer of the server, in seconds; also the time limit sent with
+    /// each search (page).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// The school key every membership of this IServ carries (one IServ serves one school);
+    /// mapped to a configured school like any directory school key.
+    pub school: String,
+    /// The school's name, reported with the school key.
+    #[serde(default)]
+    pub school_name: Option<String>,
+    /// The official school number, reported with the school key.
+    #[serde(default)]
+    pub school_number: Option<String>,
+    /// Where users live; default `ou=users,<base_dn>`.
+    #[serde(default)]
+    pub users_base: Option<String>,
+    /// Which entries below `users_base` are persons.
+    #[serde(default = "default_users_filter")]
+    pub users_filter: String,
+    /// Where groups live; default `ou=groups,<base_dn>`.
+    #[serde(default)]
+    pub groups_base: Option<String>,
+    /// Which entries below `groups_base` are groups.
+    #[serde(default = "default_groups_filter")]
+    pub groups_filter: String,
+    /// Group `cn` to role (`student`, `teacher`, `staff`, `school_admin`), compared without
+    /// regard to case. Setting it replaces the default map as a whole. A user in none of these
+    /// groups is kept with a problem and no membership.
+    #[serde(default = "default_role_groups")]
+    pub role_groups: BTreeMap<String, PersonRole>,
+    /// A regular expression (matched without regard to case) for class group names; the
+    /// first capture group, if any, is the class name. `""` turns it off.
+    #[serde(default = "default_class_group_pattern")]
+    pub class_group_pattern: String,
+    /// Group names that are classes regardless of `class_group_pattern`; the class is the
+    /// pattern's capture where it matches, else the whole name.
+    #[serde(default)]
+    pub class_groups: Vec<String>,
+}
+
+fn default_page_size() -> u32 {
+    500
+}
+
+fn default_connect_timeout_secs() -> u64 {
+    10
+}
+
+fn default_timeout_secs() -> u64 {
+    120
+}
+
+fn default_users_filter() -> String {
+    "(objectClass=memberOfGroup)".to_string()
+}
+
+fn default_groups_filter() -> String {
+    "(objectClass=groupOfMembers)".to_string()
+}
+
+fn default_role_groups() -> BTreeMap<String, PersonRole> {
+    BTreeMap::from([
+        ("lehrer".to_string(), PersonRole::Teacher),
+        ("schueler".to_string(), PersonRole::Student),
+        ("verwaltung".to_string(), PersonRole::Staff),
+        ("admins".to_string(), PersonRole::SchoolAdmin),
+    ])
+}
+
+fn default_class_group_pattern() -> String {
+    DEFAULT_CLASS_GROUP_PATTERN.to_string()
+}
+
+/// Why an IServ LDAP source cannot be set up. Names config keys, never the password.
+#[derive(Debug, thiserror::Error)]
+pub enum IservLdapConfigError {
+    #[error(transparent)]
+    Ldap(#[from] LdapSetupError),
+    #[error("`base_dn` is empty")]
+    BaseDn,
+    #[error("`school` is empty")]
+    School,
+    #[error("`{key}` is not a usable LDAP filter: {cause}")]
+    Filter { key: &'static str, cause: String },
+    #[error("`role_groups` is empty; name at least one group")]
+    NoRoleGroups,
+    #[error("`{0}` has an empty group name")]
+    EmptyGroup(&'static str),
+    #[error("`class_group_pattern` is not a valid regular expression: {0}")]
+    Pattern(String),
+}
+
+/// The checked group settings the mapping works with.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupRules {
+    /// Lower-case group name to role.
+    pub roles: BTreeMap<String, PersonRole>,
+    pub class_pattern: Option<Regex>,
+    /// Lower-case names of listed class groups.
+    pub class_groups: Vec<String>,
+}
+
+impl IservLdapConfig {
+    /// Checks the plain values (no secrets, no IO) and compiles the group rules.
+    pub(crate) fn validate(&self) -> Result<GroupRules, IservLdapConfigError> {
+        if self.base_dn.trim().is_empty() {
+            return Err(IservLdapConfigError::BaseDn);
+        }
+        if self.school.trim().is_empty() {
+            return Err(IservLdapConfigError::School);
+        }
+        for (key, filter) in [
+            ("users_filter", &self.users_filter),
+            ("groups_filter", &self.groups_filter),
+        ] {
+            check_filter(filter).map_err(|cause| IservLdapConfigError::Filter { key, cause })?;
+        }
+        if self.role_groups.is_empty() {
+            return Err(IservLdapConfigError::NoRoleGroups);
+        }
+        if self.role_groups.keys().any(|name| name.trim().is_empty()) {
+            return Err(IservLdapConfigError::EmptyGroup("role_groups"));
+        }
+        if self.class_groups.iter().any(|name| name.trim().is_empty()) {
+            return Err(IservLdapConfigError::EmptyGroup("class_groups"));
+        }
+        let class_pattern = match self.class_group_pattern.trim() {
+            "" => None,
+            pattern => Some(
+                RegexBuilder::new(pattern)
+                    .case_insensitive(true)
+                    .build()
+                    .map_err(|error| IservLdapConfigError::Pattern(error.to_string()))?,
+            ),
+        };
+        Ok(GroupRules {
+            roles: self
+                .role_groups
+                .iter()
+                .map(|(name, role)| (name.trim().to_lowercase(), *role))
+                .collect(),
+            class_pattern,
+            class_groups: self
+                .class_groups
+                .iter()
+                .map(|name| name.trim().to_lowercase())
+                .collect(),
+        })
+    }
+
+    pub(crate) fn connection(&self) -> ConnectionSpec<'_> {
+        ConnectionSpec {
+            url: &self.url,
+            default_ldaps_port: DEFAULT_LDAPS_PORT,
+            starttls: self.starttls,
+            ca_file: self.ca_file.as_deref(),
+            bind_dn: &self.bind_dn,
+            bind_password_env: self.bind_password_env.as_deref(),
+            bind_password_file: self.bind_password_file.as_deref(),
+            page_size: self.page_size,
+            connect_timeout_secs: self.connect_timeout_secs,
+            timeout_secs: self.timeout_secs,
+        }
+    }
+
+    pub(crate) fn users_base(&self) -> String {
+        self.users_base
+            .as_deref()
+            .map(str::trim)
+            .filter(|base| !base.is_empty())
+            .map_or_else(
+                || format!("ou=users,{}", self.base_dn.trim()),
+                str::to_string,
+            )
+    }
+
+    pub(crate) fn groups_base(&self) -> String {
+        self.groups_base
+            .as_deref()
+            .map(str::trim)
+            .filter(|base| !base.is_empty())
+            .map_or_else(
+                || format!("ou=groups,{}", self.base_dn.trim()),
+                str::to_string,
+            )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: serde_json::Value) -> Result<IservLdapConfig, serde_json::Error> {
+        let mut value = serde_json::json!({
+            "url": "ldaps://gsl-iserv.example",
+            "bind_dn": "cn=bestand,ou=ldap,dc=gsl-iserv,dc=de",
+            "bind_password_file": "/run/secrets/iserv",
+            "base_dn": "dc=gsl-iserv,dc=de",
+            "school": "GSL",
+        });
+        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
+            object.extend(extra.clone());
+        }
+        serde_json::from_value(value)
+    }
+
+    #[test]
+    fn defaults() {
+        let parsed = config(serde_json::json!({})).unwrap();
+        assert_eq!(parsed.users_base(), "ou=users,dc=gsl-iserv,dc=de");
+        assert_eq!(parsed.groups_base(), "ou=groups,dc=gsl-iserv,dc=de");
+        assert_eq!(parsed.users_filter, "(objectClass=memberOfGroup)");
+        assert_eq!(parsed.groups_filter, "(objectClass=groupOfMembers)");
+        assert_eq!(parsed.role_groups.len(), 4);
+        assert_eq!(parsed.role_groups["admins"], PersonRole::SchoolAdmin);
+        assert_eq!(parsed.connection().default_ldaps_port, 10636);
+        let rules = parsed.validate().unwrap();
+        let pattern = rules.class_pattern.unwrap();
+        for (name, class) in [
+            ("klasse-5a", "5a"),
+            ("Klasse 7c", "7c"),
+            ("KLASSE_6b", "6b"),
+        ] {
+            assert_eq!(&pattern.captures(name).unwrap()[1], class);
+        }
+        assert!(!pattern.is_match("ag-robotik"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(config(serde_json::json!({ "bind_password": "x" })).is_err());
+        assert!(config(serde_json::json!({ "role_groups": { "lehrer": "principal" } })).is_err());
+        for (extra, expected) in [
+            (serde_json::json!({ "school": "" }), "`school`"),
+            (
+                serde_json::json!({ "users_filter": "objectClass=x" }),
+                "`users_filter`",
+            ),
+            (
+                serde_json::json!({ "groups_filter": "(&(a=b)" }),
+                "`groups_filter`",
+            ),
+            (serde_json::json!({ "role_groups": {} }), "`role_groups`"),
+            (
+                serde_json::json!({ "class_group_pattern": "klasse(" }),
+                "`class_group_pattern`",
+            ),
+            (
+                serde_json::json!({ "class_groups": [" "] }),
+                "`class_groups`",
+            ),
+        ] {
+            let error = config(extra).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+}
