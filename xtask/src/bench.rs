@@ -79,9 +79,52 @@ impl MockSource {
                 "base_url = \"{base}\"\nnetwork_id = \"bestand-mock-network\"\napi_key_file = {}\n",
                 secret("jamf-school-key", "bestand-mock-api-key")?
             ),
+            "kelvin" => format!(
+                "base_url = \"{base}\"\nusername = \"{KELVIN_USER}\"\npassword_file = {}\n",
+                secret("kelvin-password", KELVIN_PASSWORD)?
+            ),
             other => bail!("the benchmark has no configuration for kind {other}"),
         })
     }
+}
+
+/// The credentials `bestand-mock kelvin` is started with.
+const KELVIN_USER: &str = "bench-reader";
+const KELVIN_PASSWORD: &str = "bench-reader-password";
+
+/// A directory of `persons` served by the Kelvin mock: fetch only, a full directory sync into an
+/// empty inventory, and an unchanged re-read.
+pub fn bench_persons(workspace: &Path, persons: u64) -> anyhow::Result<()> {
+    let source = MockSource {
+        name: "ucs",
+        kind: "kelvin",
+        devices: persons,
+        mock_args: [
+            "kelvin",
+            "--persons",
+            &persons.to_string(),
+            "--seed",
+            "42",
+            "--username",
+            KELVIN_USER,
+            "--password",
+            KELVIN_PASSWORD,
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect(),
+        port: free_port()?,
+    };
+    run_bench(workspace, vec![source], Targets::None)
+}
+
+/// Which targets a benchmark's figures are checked against.
+#[derive(PartialEq)]
+enum Targets {
+    /// The device sync targets of docs/performance.md.
+    DeviceSync,
+    /// Figures only (the directory sync has no stated targets).
+    None,
 }
 
 /// `devices` mock Jamf Pro devices; with `all_sources`, the records are spread over Jamf Pro
@@ -89,18 +132,6 @@ impl MockSource {
 /// fleet again, so they match devices already there) and Jamf School (10 %, the iPads of a
 /// fleet of its own; the mock serves only the iPads of that many devices).
 pub fn bench(workspace: &Path, devices: u64, all_sources: bool) -> anyhow::Result<()> {
-    crate::step("building release binaries");
-    crate::check(crate::cargo(workspace).args([
-        "build",
-        "--release",
-        "-p",
-        "bestand-cli",
-        "-p",
-        "bestand-mocks",
-    ]))?;
-    let release = crate::target_dir(workspace).join("release");
-    let bench_dir = crate::target_dir(workspace).join("bench");
-    let cluster_dir = bench_dir.join("postgres");
     let sources = if all_sources {
         vec![
             MockSource::new("jamf", "jamf_pro", "jamf-pro", devices * 50 / 100, 42)?,
@@ -119,6 +150,22 @@ pub fn bench(workspace: &Path, devices: u64, all_sources: bool) -> anyhow::Resul
             "jamf", "jamf_pro", "jamf-pro", devices, 42,
         )?]
     };
+    run_bench(workspace, sources, Targets::DeviceSync)
+}
+
+fn run_bench(workspace: &Path, sources: Vec<MockSource>, targets: Targets) -> anyhow::Result<()> {
+    crate::step("building release binaries");
+    crate::check(crate::cargo(workspace).args([
+        "build",
+        "--release",
+        "-p",
+        "bestand-cli",
+        "-p",
+        "bestand-mocks",
+    ]))?;
+    let release = crate::target_dir(workspace).join("release");
+    let bench_dir = crate::target_dir(workspace).join("bench");
+    let cluster_dir = bench_dir.join("postgres");
     let new_devices: u64 = sources
         .iter()
         .filter(|s| s.name != "relution")
@@ -208,6 +255,9 @@ pub fn bench(workspace: &Path, devices: u64, all_sources: bool) -> anyhow::Resul
             );
         }
 
+        if targets == Targets::None {
+            return Ok(());
+        }
         let rate = |m: &Measured| fetched as f64 / m.seconds;
         let peak = [&fetch, &full, &unchanged]
             .iter()
@@ -308,7 +358,7 @@ fn wait_for_port(port: u16) -> anyhow::Result<()> {
         }
         std::thread::park_timeout(Duration::from_millis(50));
     }
-    bail!("the mock Jamf Pro did not open port {port} within 60 s")
+    bail!("the mock source did not open port {port} within 60 s")
 }
 
 /// Runs `command` to its end and reports its wall time and peak resident memory.

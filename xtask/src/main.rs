@@ -17,6 +17,7 @@ use bestand_cli::pgcluster::{ClusterOptions, LocalCluster};
 const USAGE: &str = "\
 usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
        cargo xtask bench [--all-sources] [--devices N]
+       cargo xtask bench --persons N
 
   test        cargo fmt --check, cargo clippy -D warnings, then cargo test --workspace
               against a throwaway PostgreSQL cluster in target/xtask-postgres
@@ -24,6 +25,8 @@ usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
   bench       time fetch-only, full and unchanged syncs of N mock Jamf Pro devices
               (default 50000) with release binaries; see docs/performance.md
   --all-sources  spread N (default 200000) over Jamf Pro, Intune and Relution
+  --persons   time fetch-only, full and unchanged directory syncs of N persons from the
+              mock UCS@school (Kelvin) instead
 
 examples:
   cargo xtask test
@@ -64,6 +67,7 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
         }
         ["bench", flags @ ..] => {
             let mut devices = None;
+            let mut persons = None;
             let mut all_sources = false;
             let mut rest = flags.iter();
             while let Some(flag) = rest.next() {
@@ -73,8 +77,16 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
                         let count = rest.next().context("--devices takes a number")?;
                         devices = Some(count.parse().context("--devices takes a number")?);
                     }
+                    "--persons" => {
+                        let count = rest.next().context("--persons takes a number")?;
+                        persons = Some(count.parse().context("--persons takes a number")?);
+                    }
                     other => bail!("unknown option {other}\n{USAGE}"),
                 }
+            }
+            if let Some(persons) = persons {
+                return bench::bench_persons(&workspace_root()?, persons)
+                    .map(|()| ExitCode::SUCCESS);
             }
             let devices = devices.unwrap_or(if all_sources { 200_000 } else { 50_000 });
             bench::bench(&workspace_root()?, devices, all_sources).map(|()| ExitCode::SUCCESS)
