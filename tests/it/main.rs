@@ -17,6 +17,7 @@ mod kelvin;
 mod mock_server;
 mod relution;
 mod serve;
+mod school_servers;
 mod slapd;
 mod support;
 mod sync_engine;

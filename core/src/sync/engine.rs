@@ -283,6 +283,7 @@ struct Candidate {
     udid: Option<String>,
     imei: Option<String>,
     wifi_mac: Option<String>,
+    asset_tag: Option<String>,
 }
 
 /// What to do with a record that has no live link yet.
@@ -305,19 +306,30 @@ enum Decision {
 struct CandidateIndex {
     by_serial: HashMap<String, Vec<Uuid>>,
     by_other: HashMap<String, Vec<Uuid>>,
+    by_asset_tag: HashMap<String, Vec<Uuid>>,
 }
 
 impl CandidateIndex {
-    fn add(&mut self, device_id: Uuid, ids: &NormalizedIds) {
+    fn add(&mut self, device_id: Uuid, ids: &NormalizedIds, asset_tag: Option<&str>) {
         if let Some(serial) = &ids.serial_number {
             push_unique(self.by_serial.entry(serial.clone()).or_default(), device_id);
         }
         for key in other_keys(ids) {
             push_unique(self.by_other.entry(key).or_default(), device_id);
         }
+        if let Some(tag) = asset_tag_key(asset_tag) {
+            push_unique(self.by_asset_tag.entry(tag).or_default(), device_id);
+        }
     }
 
-    fn candidates(&self, ids: &NormalizedIds) -> (Vec<Uuid>, &'static str) {
+    /// By serial; else by UDID, IMEI or MAC; else by asset tag (Inventarnummer), which is
+    /// unique per authority and the only key some sources share with the MDMs (UCS@school
+    /// computer objects carry a MAC and an inventory number, never a serial).
+    fn candidates(
+        &self,
+        ids: &NormalizedIds,
+        asset_tag: Option<&str>,
+    ) -> (Vec<Uuid>, &'static str) {
         if let Some(serial) = &ids.serial_number {
             if let Some(found) = self.by_serial.get(serial) {
                 return (found.clone(), "serial number");
@@ -329,8 +341,23 @@ impl CandidateIndex {
                 push_unique(&mut found, *device_id);
             }
         }
+        if found.is_empty() {
+            if let Some(by_tag) =
+                asset_tag_key(asset_tag).and_then(|tag| self.by_asset_tag.get(&tag))
+            {
+                return (by_tag.clone(), "asset tag");
+            }
+        }
         (found, "UDID, IMEI or Wi-Fi MAC")
     }
+}
+
+/// An asset tag in the form devices are matched by (trimmed; empty means none).
+fn asset_tag_key(asset_tag: Option<&str>) -> Option<String> {
+    asset_tag
+        .map(str::trim)
+        .filter(|tag| !tag.is_empty())
+        .map(str::to_string)
 }
 
 fn other_keys(ids: &NormalizedIds) -> Vec<String> {
@@ -924,7 +951,8 @@ impl<'a> Run<'a> {
             .collect())
     }
 
-    /// Matches records without a live link to devices: by serial, else by UDID, IMEI or MAC.
+    /// Matches records without a live link to devices: by serial, else by UDID, IMEI or MAC,
+    /// else by asset tag.
     async fn decide(
         &self,
         tx: &mut PgConnection,
@@ -938,23 +966,26 @@ impl<'a> Run<'a> {
         let mut udids = Vec::new();
         let mut imeis = Vec::new();
         let mut macs = Vec::new();
+        let mut tags = Vec::new();
         for &index in unlinked {
             let ids = &prepared[index].ids;
             serials.extend(ids.serial_number.clone());
             udids.extend(ids.udid.clone());
             imeis.extend(ids.imei.clone());
             macs.extend(ids.wifi_mac.clone());
+            tags.extend(asset_tag_key(prepared[index].record.asset_tag.as_deref()));
         }
         let candidates: Vec<Candidate> = sqlx::query_as(
-            "select device_id, serial_number, udid, imei, wifi_mac from device \
+            "select device_id, serial_number, udid, imei, wifi_mac, asset_tag from device \
              where authority_id = $1 and (serial_number = any($2) or udid = any($3) \
-             or imei = any($4) or wifi_mac = any($5))",
+             or imei = any($4) or wifi_mac = any($5) or asset_tag = any($6))",
         )
         .bind(self.source.authority_id)
         .bind(&serials)
         .bind(&udids)
         .bind(&imeis)
         .bind(&macs)
+        .bind(&tags)
         .fetch_all(&mut *tx)
         .await?;
         let mut index = CandidateIndex::default();
@@ -966,7 +997,7 @@ impl<'a> Run<'a> {
                 imei: candidate.imei,
                 wifi_mac: candidate.wifi_mac,
             };
-            index.add(candidate.device_id, &ids);
+            index.add(candidate.device_id, &ids, candidate.asset_tag.as_deref());
         }
         // The live links these candidates already have from this source, and whether this run
         // has seen them: that tells a re-enrollment from two records claiming one device.
@@ -989,7 +1020,7 @@ impl<'a> Run<'a> {
         let mut decisions = Vec::with_capacity(unlinked.len());
         for &record_index in unlinked {
             let item = &prepared[record_index];
-            let (found, matched_by) = index.candidates(&item.ids);
+            let (found, matched_by) = index.candidates(&item.ids, item.record.asset_tag.as_deref());
             let decision = match found.as_slice() {
                 [] => Decision::Create {
                     device_id: Uuid::now_v7(),
@@ -1025,7 +1056,7 @@ impl<'a> Run<'a> {
             // here can be matched, and a device attached here counts as seen.
             match &decision {
                 Decision::Create { device_id } => {
-                    index.add(*device_id, &item.ids);
+                    index.add(*device_id, &item.ids, item.record.asset_tag.as_deref());
                     live.insert(
                         *device_id,
                         (Uuid::nil(), item.record.external_id.clone(), true),
