@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 
 use bestand_connectors::file::FileConfig;
 use bestand_connectors::intune::IntuneConfig;
+use bestand_connectors::iserv_ldap::IservLdapConfig;
 use bestand_connectors::jamf_pro::JamfProConfig;
 use bestand_connectors::jamf_school::JamfSchoolConfig;
 use bestand_connectors::kelvin::KelvinConfig;
 use bestand_connectors::relution::RelutionConfig;
+use bestand_connectors::ucs_ldap::UcsLdapConfig;
 use bestand_core::model::SchoolType;
 use bestand_core::sync::DeletionGuard;
 use serde::de::DeserializeOwned;
@@ -39,6 +41,8 @@ pub const KNOWN_SOURCE_KINDS: &[&str] = &[
     "relution",
     "jamf_school",
     "kelvin",
+    "ucs_ldap",
+    "iserv_ldap",
 ];
 
 /// The keys every `[[source]]` table shares; all other keys belong to the source's kind.
@@ -149,6 +153,7 @@ pub struct Config {
     pub sync: SyncSettings,
     pub authorities: Vec<AuthorityConfig>,
     pub sources: Vec<SourceConfig>,
+    pub loans: LoanSettings,
 }
 
 /// The file as serde sees it, before `[[source]]` tables are split by kind.
@@ -163,6 +168,8 @@ struct RawConfig {
     authorities: Vec<AuthorityConfig>,
     #[serde(default, rename = "source")]
     sources: Vec<toml::Table>,
+    #[serde(default)]
+    loans: LoanSettings,
 }
 
 impl Config {
@@ -206,6 +213,7 @@ impl Config {
         check_database(&raw.database, &mut problems);
         check_sync(&raw.sync, &mut problems);
         check_authorities(&raw.authorities, &mut problems);
+        check_loans(&raw.loans, &raw.authorities, &mut problems);
         let sources = split_sources(raw.sources, &mut problems);
         check_sources(&sources, &raw.authorities, &mut problems);
         check_field_priority(&raw.sync, &sources, &mut problems);
@@ -236,6 +244,7 @@ impl Config {
             sync: raw.sync,
             authorities: raw.authorities,
             sources,
+            loans: raw.loans,
         })
     }
 
@@ -446,6 +455,13 @@ impl Default for SyncSettings {
 pub struct AuthorityConfig {
     pub slug: String,
     pub name: String,
+    /// `MM-DD`: the last day of the school year, the default due date of loans.
+    #[serde(default)]
+    pub school_year_end: Option<String>,
+    /// Months after a person left until `bestand privacy purge` removes them (the deletion
+    /// period of the authority's federal state). Unset: the purge refuses to guess.
+    #[serde(default)]
+    pub retention_months: Option<u32>,
     #[serde(default, rename = "school")]
     pub schools: Vec<SchoolConfig>,
 }
@@ -462,6 +478,100 @@ pub struct SchoolConfig {
     /// Other names sources use for this school.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// `MM-DD`: this school's last day of the school year, if not the authority's.
+    #[serde(default)]
+    pub school_year_end: Option<String>,
+}
+
+/// `[loans]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoanSettings {
+    /// The accessories that may be handed out with a device (names as printed for staff).
+    pub accessories: Vec<String>,
+}
+
+impl Default for LoanSettings {
+    fn default() -> Self {
+        LoanSettings {
+            accessories: bestand_core::loans::DEFAULT_ACCESSORIES
+                .iter()
+                .map(|name| name.to_string())
+                .collect(),
+        }
+    }
+}
+
+impl Config {
+    /// The loan rules: accessories from `[loans]`, school year ends from the authorities and
+    /// schools (checked when the file was loaded; a value that does not parse is skipped).
+    pub fn loan_policy(&self) -> bestand_core::loans::LoanPolicy {
+        let mut policy = bestand_core::loans::LoanPolicy {
+            accessories: self.loans.accessories.clone(),
+            ..Default::default()
+        };
+        for authority in &self.authorities {
+            if let Some(end) = authority
+                .school_year_end
+                .as_deref()
+                .and_then(|e| e.parse().ok())
+            {
+                policy
+                    .authority_year_ends
+                    .insert(authority.slug.clone(), end);
+            }
+            for school in &authority.schools {
+                if let Some(end) = school
+                    .school_year_end
+                    .as_deref()
+                    .and_then(|e| e.parse().ok())
+                {
+                    policy
+                        .school_year_ends
+                        .insert((authority.slug.clone(), school.number.clone()), end);
+                }
+            }
+        }
+        policy
+    }
+}
+
+fn check_loans(loans: &LoanSettings, authorities: &[AuthorityConfig], problems: &mut Vec<String>) {
+    let mut seen = HashSet::new();
+    for name in &loans.accessories {
+        if name.trim().is_empty() {
+            problems.push("[loans]: key `accessories`: names must not be empty".to_string());
+        } else if !seen.insert(name.trim().to_lowercase()) {
+            problems.push(format!(
+                "[loans]: key `accessories`: \"{name}\" appears more than once"
+            ));
+        }
+    }
+    let year_end = |table: String, value: &Option<String>, problems: &mut Vec<String>| {
+        if let Some(Err(message)) = value
+            .as_deref()
+            .map(str::parse::<bestand_core::loans::MonthDay>)
+        {
+            problems.push(format!("{table}: key `school_year_end`: {message}"));
+        }
+    };
+    for authority in authorities {
+        year_end(
+            format!("[[authority]] \"{}\"", authority.slug),
+            &authority.school_year_end,
+            problems,
+        );
+        for school in &authority.schools {
+            year_end(
+                format!(
+                    "[[authority.school]] {} of authority \"{}\"",
+                    school.number, authority.slug
+                ),
+                &school.school_year_end,
+                problems,
+            );
+        }
+    }
 }
 
 /// The keys of a `[[source]]` table that every kind shares.
@@ -534,6 +644,10 @@ pub enum SourceSettings {
     Relution(RelutionConfig),
     /// UCS@school over the Kelvin REST API: persons only.
     Kelvin(KelvinConfig),
+    /// UCS@school over LDAP: persons, and the school computers as devices.
+    UcsLdap(UcsLdapConfig),
+    /// IServ over LDAP: persons of one school.
+    IservLdap(IservLdapConfig),
 }
 
 impl SourceSettings {
@@ -552,6 +666,12 @@ impl SourceSettings {
             "jamf_school" => deserialize_table(table)
                 .map(SourceSettings::JamfSchool)
                 .map_err(|message| format!("keys of kind \"jamf_school\": {message}")),
+            "ucs_ldap" => deserialize_table(table)
+                .map(SourceSettings::UcsLdap)
+                .map_err(|message| format!("keys of kind \"ucs_ldap\": {message}")),
+            "iserv_ldap" => deserialize_table(table)
+                .map(SourceSettings::IservLdap)
+                .map_err(|message| format!("keys of kind \"iserv_ldap\": {message}")),
             "kelvin" => deserialize_table(table)
                 .map(SourceSettings::Kelvin)
                 .map_err(|message| format!("keys of kind \"kelvin\": {message}")),
@@ -573,6 +693,8 @@ impl SourceSettings {
             SourceSettings::Relution(_) => "relution",
             SourceSettings::Intune(_) => "intune",
             SourceSettings::Kelvin(_) => "kelvin",
+            SourceSettings::UcsLdap(_) => "ucs_ldap",
+            SourceSettings::IservLdap(_) => "iserv_ldap",
         }
     }
 }

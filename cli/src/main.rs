@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bestand_cli::commands::{db, devices, persons, review, serve, sync};
+use bestand_cli::commands::{db, devices, loans, persons, privacy, review, serve, sync};
 use bestand_cli::output::Format;
 use bestand_cli::{app, demo};
 use clap::{Parser, Subcommand};
@@ -53,6 +53,16 @@ enum Command {
     Persons {
         #[command(subcommand)]
         command: persons::PersonsCommand,
+    },
+    /// Lend devices to pupils and teachers and take them back (Leihgeräte).
+    Loans {
+        #[command(subcommand)]
+        command: loans::LoansCommand,
+    },
+    /// Data protection: purge persons past the authority's retention period.
+    Privacy {
+        #[command(subcommand)]
+        command: privacy::PrivacyCommand,
     },
     /// Run every source on its schedule, with health and metrics over HTTP.
     Serve(serve::ServeArgs),
@@ -107,6 +117,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             .map(|()| 0),
         Command::Persons { command } => {
             persons::run(command, &config, cli.format).await.map(|()| 0)
+        }
+        Command::Loans { command } => loans::run(command, &config, cli.format).await,
+        Command::Privacy { command } => {
+            privacy::run(command, &config, cli.format).await.map(|()| 0)
         }
         Command::Serve(args) => serve::run(args, &config).await,
         Command::Review { command } => review::run(command, &config, cli.format).await.map(|()| 0),

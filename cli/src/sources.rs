@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use bestand_connectors::file::FileSource;
 use bestand_connectors::intune::Intune;
+use bestand_connectors::iserv_ldap::IservLdap;
 use bestand_connectors::jamf_pro::JamfPro;
 use bestand_connectors::jamf_school::JamfSchool;
 use bestand_connectors::kelvin::Kelvin;
 use bestand_connectors::relution::Relution;
+use bestand_connectors::ucs_ldap::UcsLdap;
 use bestand_connectors::{
     spawn_directory_fetch, spawn_fetch_with_capacity, Connector, DirectoryConnector,
 };
@@ -55,6 +57,21 @@ pub fn build_connectors(source: &SourceConfig) -> anyhow::Result<SourceConnector
             devices: None,
             directory: Some(Arc::new(
                 Kelvin::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
+            )),
+        },
+        SourceSettings::UcsLdap(settings) => {
+            // One connector serves both roles; it opens its own LDAP session per read.
+            let connector =
+                Arc::new(UcsLdap::new(settings.clone(), source.name()).map_err(|e| named(&e))?);
+            SourceConnectors {
+                devices: Some(connector.clone()),
+                directory: Some(connector),
+            }
+        }
+        SourceSettings::IservLdap(settings) => SourceConnectors {
+            devices: None,
+            directory: Some(Arc::new(
+                IservLdap::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
             )),
         },
         SourceSettings::File(settings) => devices_only(Arc::new(

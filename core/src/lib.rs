@@ -5,9 +5,11 @@
 
 pub mod clock;
 pub mod error;
+pub mod loans;
 pub mod model;
 pub mod normalize;
 pub mod person;
+pub mod privacy;
 pub mod record;
 pub mod store;
 pub mod sync;

@@ -75,6 +75,19 @@ text_enum!(
         Retired => "retired",
         Disposed => "disposed",
         Lost => "lost",
+        // Back from a loan damaged or incomplete: someone looks at it before it is lent again.
+        ToCheck => "to_check",
+    }
+);
+
+text_enum!(
+    /// Where a loan stands: lent out, or closed one of four ways (kept either way).
+    LoanState {
+        Active => "active",
+        Returned => "returned",
+        Lost => "lost",
+        Stolen => "stolen",
+        Cancelled => "cancelled",
     }
 );
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bestand_core::model::{PersonRole, SyncStatus};
 use bestand_core::person::{DirectorySchool, Membership, PersonIds, PersonRecord};
-use bestand_core::store::{self, SourceRef, SourceSpec};
+use bestand_core::store::{self, SourceRef};
 use bestand_core::sync::{
     self, DeletionGuard, DirectoryItem, DirectorySyncOptions, FetchFailure, PersonPage, SyncReport,
 };
@@ -115,18 +115,7 @@ fn directory(
 
 async fn directory_source(pool: &PgPool, name: &str) -> SourceRef {
     musterstadt(pool, &["jamf"]).await;
-    let sources = store::apply_directory(
-        pool,
-        &[],
-        &[SourceSpec {
-            name: name.into(),
-            kind: "ucs_ldap".into(),
-            authority_slug: "musterstadt".into(),
-        }],
-    )
-    .await
-    .unwrap();
-    sources.into_iter().next().unwrap()
+    support::directory_source(pool, name).await
 }
 
 async fn read(

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bestand_connectors::ucs_ldap::{UcsLdap, UcsLdapConfig};
 use bestand_connectors::{spawn_directory_fetch, spawn_fetch, Connector, DirectoryConnector};
 use bestand_core::model::SyncStatus;
-use bestand_core::store::{self, SourceSpec};
 use bestand_core::sync::{self, DirectorySyncOptions};
 use serde_json::json;
 
@@ -32,18 +31,7 @@ async fn ucs_computers_join_mdm_devices_and_pupils_get_their_devices() {
     let db = test_db().await;
     let clock = clock();
     let jamf = musterstadt(&db.pool, &["jamf"]).await.remove(0);
-    let ucs = store::apply_directory(
-        &db.pool,
-        &[],
-        &[SourceSpec {
-            name: "ucs".into(),
-            kind: "ucs_ldap".into(),
-            authority_slug: "musterstadt".into(),
-        }],
-    )
-    .await
-    .unwrap()
-    .remove(0);
+    let ucs = crate::support::directory_source(&db.pool, "ucs").await;
 
     // The Windows PC of room 104 is known to Intune-like MDM data by its MAC; the Ubuntu box
     // only by the inventory number on its sticker.

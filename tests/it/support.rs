@@ -107,6 +107,23 @@ pub async fn musterstadt(pool: &PgPool, source_names: &[&str]) -> Vec<SourceRef>
         .expect("directory applies")
 }
 
+/// Registers a directory source `name` (kind `ucs_ldap`) of Musterstadt; call after
+/// `musterstadt`.
+pub async fn directory_source(pool: &PgPool, name: &str) -> SourceRef {
+    store::apply_directory(
+        pool,
+        &[],
+        &[SourceSpec {
+            name: name.into(),
+            kind: "ucs_ldap".into(),
+            authority_slug: "musterstadt".into(),
+        }],
+    )
+    .await
+    .expect("directory source registers")
+    .remove(0)
+}
+
 /// An iPad record with the given source id and serial.
 pub fn ipad(external_id: &str, serial: &str) -> DeviceRecord {
     let mut record = DeviceRecord {

@@ -32,7 +32,7 @@ pub struct ListArgs {
     /// tablet, laptop, desktop, display, printer or other.
     #[arg(long, value_parser = parse_category)]
     pub category: Option<DeviceCategory>,
-    /// Lifecycle state: ordered, in_stock, in_use, in_repair, retired, disposed, lost.
+    /// Lifecycle state: ordered, in_stock, in_use, in_repair, retired, disposed, lost, to_check.
     #[arg(long, value_parser = parse_state)]
     pub state: Option<LifecycleState>,
     /// Part of the model name or identifier.
@@ -302,6 +302,9 @@ fn print_detail(detail: &DeviceDetail) {
             output::table(headers.iter().map(String::as_str).collect(), rows)
         );
     }
+
+    println!("\nLoans");
+    println!("{}", super::loans::loans_table(&detail.loans, true));
 
     println!("\nHistory");
     let events = detail.history.iter().map(|e| {

@@ -2,7 +2,9 @@
 
 pub mod db;
 pub mod devices;
+pub mod loans;
 pub mod persons;
+pub mod privacy;
 pub mod review;
 pub mod serve;
 pub mod sync;

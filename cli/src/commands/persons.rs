@@ -213,6 +213,8 @@ fn print_detail(detail: &PersonDetail) {
             ])
         )
     );
+    println!("\nLoans");
+    println!("{}", super::loans::loans_table(&detail.loans, false));
 }
 
 impl Row for SchoolSummary {

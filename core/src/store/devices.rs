@@ -257,6 +257,8 @@ pub struct DeviceDetail {
     pub assignments: Vec<DeviceAssignmentView>,
     pub links: Vec<LinkView>,
     pub history: Vec<EventView>,
+    /// The device's loans, the open one first.
+    pub loans: Vec<crate::loans::LoanView>,
 }
 
 /// Finds a device by id, asset tag or serial number and loads its links and history.
@@ -292,6 +294,7 @@ pub async fn show_device(pool: &PgPool, key: &str) -> Result<DeviceDetail, CoreE
     .fetch_all(pool)
     .await?;
     let assignments = device_assignments(pool, device_id).await?;
+    let loans = crate::loans::loans_of_device(pool, device_id).await?;
     Ok(DeviceDetail {
         device,
         authority,
@@ -300,6 +303,7 @@ pub async fn show_device(pool: &PgPool, key: &str) -> Result<DeviceDetail, CoreE
         assignments,
         links,
         history,
+        loans,
     })
 }
 

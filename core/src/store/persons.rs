@@ -212,6 +212,8 @@ pub struct PersonDetail {
     pub memberships: Vec<MembershipView>,
     pub sources: Vec<PersonLinkView>,
     pub devices: Vec<AssignedDevice>,
+    /// The person's loans, open ones first.
+    pub loans: Vec<crate::loans::LoanView>,
 }
 
 /// Finds a person by id, username or email and loads memberships, sources and devices.
@@ -250,12 +252,14 @@ pub async fn show_person(pool: &PgPool, key: &str) -> Result<PersonDetail, CoreE
     .fetch_all(pool)
     .await?;
     let devices = assigned_devices(pool, person_id).await?;
+    let loans = crate::loans::loans_of_person(pool, person_id).await?;
     Ok(PersonDetail {
         person,
         authority,
         memberships,
         sources,
         devices,
+        loans,
     })
 }
 

@@ -306,7 +306,8 @@ enum Decision {
 struct CandidateIndex {
     by_serial: HashMap<String, Vec<Uuid>>,
     by_other: HashMap<String, Vec<Uuid>>,
-    by_asset_tag: HashMap<String, Vec<Uuid>>,
+    /// Devices by asset tag, with their serial number.
+    by_asset_tag: HashMap<String, Vec<(Uuid, Option<String>)>>,
 }
 
 impl CandidateIndex {
@@ -318,13 +319,17 @@ impl CandidateIndex {
             push_unique(self.by_other.entry(key).or_default(), device_id);
         }
         if let Some(tag) = asset_tag_key(asset_tag) {
-            push_unique(self.by_asset_tag.entry(tag).or_default(), device_id);
+            let devices = self.by_asset_tag.entry(tag).or_default();
+            if !devices.iter().any(|(known, _)| *known == device_id) {
+                devices.push((device_id, ids.serial_number.clone()));
+            }
         }
     }
 
     /// By serial; else by UDID, IMEI or MAC; else by asset tag (Inventarnummer), which is
     /// unique per authority and the only key some sources share with the MDMs (UCS@school
-    /// computer objects carry a MAC and an inventory number, never a serial).
+    /// computer objects carry a MAC and an inventory number, never a serial). Two serials that
+    /// differ outweigh an equal asset tag: that is a sticker on the wrong device, not a match.
     fn candidates(
         &self,
         ids: &NormalizedIds,
@@ -342,10 +347,17 @@ impl CandidateIndex {
             }
         }
         if found.is_empty() {
-            if let Some(by_tag) =
-                asset_tag_key(asset_tag).and_then(|tag| self.by_asset_tag.get(&tag))
-            {
-                return (by_tag.clone(), "asset tag");
+            let by_tag = asset_tag_key(asset_tag).and_then(|tag| self.by_asset_tag.get(&tag));
+            let compatible: Vec<Uuid> = by_tag
+                .into_iter()
+                .flatten()
+                .filter(|(_, serial)| {
+                    serial.is_none() || ids.serial_number.is_none() || *serial == ids.serial_number
+                })
+                .map(|(device_id, _)| *device_id)
+                .collect();
+            if !compatible.is_empty() {
+                return (compatible, "asset tag");
             }
         }
         (found, "UDID, IMEI or Wi-Fi MAC")
