@@ -16,6 +16,7 @@ mod jamf_school;
 mod kelvin;
 mod loans;
 mod mock_server;
+mod persons_queries;
 mod privacy;
 mod relution;
 mod school_servers;
