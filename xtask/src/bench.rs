@@ -231,7 +231,7 @@ fn run_bench(workspace: &Path, sources: Vec<MockSource>, targets: Targets) -> an
             .map(|s| format!("{} {}", s.name, s.devices))
             .collect();
         crate::step(&format!(
-            "measuring with {} ({fetched} records, {new_devices} distinct devices)",
+            "measuring with {} ({fetched} records, {new_devices} distinct)",
             names.join(", ")
         ));
         let fetch = bestand(&["sync", "--fetch-only"])?;
@@ -316,7 +316,9 @@ fn counted(output: &str, word: &str) -> u64 {
 /// bestand's own per-source summary lines, indented.
 fn print_source_lines(output: &str) {
     for line in output.lines().filter(|line| {
-        line.contains(" in ") && line.contains(", run ") || line.starts_with("  fetched")
+        line.contains(" in ") && line.contains(", run ")
+            || line.starts_with("  fetched")
+            || line.starts_with("  persons fetched")
     }) {
         println!("    {line}");
     }
