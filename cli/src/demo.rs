@@ -9,10 +9,11 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use bestand_core::loans::{self, IssueRequest};
 use bestand_core::store::devices::{self, DeviceFilter};
 use bestand_core::store::persons;
 use bestand_core::sync::NoProgress;
-use bestand_core::Clock;
+use bestand_core::{Clock, FixedClock};
 use bestand_mocks::directory::Directory;
 use bestand_mocks::intune::{IntuneMock, IntuneMockConfig};
 use bestand_mocks::kelvin::{KelvinMock, KelvinMockConfig};
@@ -164,9 +165,130 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
 
+    lend_some_devices(&database, &config, &mocks).await?;
     print_overview(&database, &config_path).await?;
     mocks.jamf.shutdown().await?;
     database.close().await?;
+    Ok(())
+}
+
+/// The school year so far at Musterstadt: pupils got the iPads their MDM already names them
+/// for, a few of them long overdue, and two pupils who are leaving got a spare device. Then
+/// the directory is read again after those two left, so `loans left-with-device` has a story.
+async fn lend_some_devices(
+    database: &Database,
+    config: &Config,
+    mocks: &Mocks,
+) -> anyhow::Result<()> {
+    let policy = config.loan_policy();
+    let now = SystemClock.now();
+    let handed_out = FixedClock::new(now - chrono::Duration::days(90));
+    let overdue_on = (now - chrono::Duration::days(14)).date_naive();
+    let accessories: Vec<String> = policy.accessories.iter().take(2).cloned().collect();
+    // One pupil per school and class whose device the MDM already assigns to them.
+    let pairs: Vec<(String, String)> = sqlx::query_as(
+        "select device, username from (select distinct on (d.school_id, m.class_name) \
+         d.asset_tag as device, p.username, d.school_id, m.class_name from device_assignment a \
+         join device d using (device_id) join person p using (person_id) \
+         join person_membership m on m.person_id = p.person_id and m.school_id = d.school_id \
+         and m.role = 'student' \
+         where a.status = 'matched' and d.asset_tag is not null \
+         and d.lifecycle_state in ('in_use', 'in_stock') \
+         and not exists (select 1 from source_link l where l.device_id = d.device_id \
+                         and l.missing_since is not null) \
+         order by d.school_id, m.class_name, d.asset_tag) firsts \
+         order by school_id, class_name limit 12",
+    )
+    .fetch_all(&database.pool)
+    .await?;
+    let leaving: Vec<String> = {
+        let now_directory = mocks.kelvin.directory();
+        let next_year = now_directory.at_epoch(1);
+        now_directory
+            .persons()
+            .iter()
+            .filter(|person| next_year.person(&person.username).is_none())
+            .map(|person| person.username.clone())
+            .collect()
+    };
+    // Spare devices at the leavers' schools: lendable, assigned to nobody.
+    let mut spares: Vec<(String, String)> = Vec::new();
+    for username in &leaving {
+        if spares.len() == 2 {
+            break;
+        }
+        let spare: Option<String> = sqlx::query_scalar(
+            "select d.asset_tag from device d join person_membership m on m.school_id = d.school_id \
+             join person p on p.person_id = m.person_id \
+             where p.username = $1 and m.role = 'student' and d.asset_tag is not null \
+             and d.lifecycle_state in ('in_use', 'in_stock') \
+             and not exists (select 1 from device_assignment a where a.device_id = d.device_id) \
+             and not exists (select 1 from source_link l where l.device_id = d.device_id \
+                             and l.missing_since is not null) \
+             and not exists (select 1 from loan o where o.device_id = d.device_id and o.state = 'active') \
+             order by d.asset_tag limit 1",
+        )
+        .bind(username)
+        .fetch_optional(&database.pool)
+        .await?;
+        if let Some(device) = spare {
+            spares.push((device, username.clone()));
+        }
+    }
+    let mut issued = 0;
+    for (index, (device, username)) in pairs.iter().chain(spares.iter()).enumerate() {
+        let request = IssueRequest {
+            device: device.clone(),
+            borrower: username.clone(),
+            due_on: (index % 4 == 1).then_some(overdue_on),
+            accessories: accessories.clone(),
+            condition: Some("neuwertig".into()),
+            agreement_signed_on: Some(handed_out.now().date_naive()),
+            school_override_reason: None,
+        };
+        loans::issue_loan(
+            &database.pool,
+            &handed_out,
+            &policy,
+            &request,
+            "Sekretariat",
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("demo loan of {device} to {username}: {error}"))?;
+        issued += 1;
+    }
+    mocks.kelvin.faults().set_epoch(1);
+    let ucs = config
+        .source("ucs")
+        .ok_or_else(|| anyhow::anyhow!("the demo config has no source ucs"))?;
+    let refs = app::apply_config_directory(&database.pool, config).await?;
+    let ucs_ref = refs
+        .iter()
+        .find(|r| r.name == "ucs")
+        .ok_or_else(|| anyhow::anyhow!("the demo source ucs was not registered"))?;
+    let reports = sync_source(&database.pool, config, ucs, ucs_ref, false, &NoProgress).await?;
+    let left: i32 = reports
+        .iter()
+        .map(|(report, _)| report.counts.marked_missing)
+        .sum();
+    let today = now.date_naive();
+    let open = loans::list_loans(
+        &database.pool,
+        &loans::LoanFilter {
+            state: Some(bestand_core::model::LoanState::Active),
+            ..Default::default()
+        },
+        today,
+    )
+    .await?;
+    let overdue = open.iter().filter(|loan| loan.due_on < today).count();
+    let gone = loans::left_with_device(&database.pool, None, today).await?;
+    println!(
+        "\nLoans (Leihgeräte): {issued} handed out three months ago, {} open, {overdue} overdue; \
+         UCS@school a school term later: {left} pupils left, {} of them still with a loan device",
+        open.len(),
+        gone.len()
+    );
     Ok(())
 }
 
@@ -425,6 +547,9 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
         format!("bestand --config {config} persons show {person_example}"),
         format!("bestand --config {config} devices list --assigned-to {person_example}"),
         format!("bestand --config {config} persons hints"),
+        format!("bestand --config {config} loans list"),
+        format!("bestand --config {config} loans overdue"),
+        format!("bestand --config {config} loans left-with-device"),
         format!("bestand --config {config} sync runs"),
         format!("bestand --config {config} sync status"),
         format!("bestand --config {config} devices list --conflicts"),
