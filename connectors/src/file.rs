@@ -6,7 +6,7 @@
 //! fetch with its line number, so the engine changes nothing; a value that cannot be read
 //! (a bad date or price) becomes a problem on its record and the record is kept.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -83,6 +83,15 @@ pub struct FileConfig {
     /// Time limit for fetching a URL, in seconds.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// Rows that share an id are one device: the first row's values win, later rows fill what
+    /// it left empty, and the payload keeps every row. For IServ host lists, where a notebook
+    /// with LAN and WLAN is entered twice under one name. Default: a repeated id fails the run.
+    #[serde(default)]
+    pub merge_duplicate_ids: bool,
+    /// The school of every record that has no school column of its own (an IServ host list
+    /// belongs to the one school its server serves).
+    #[serde(default)]
+    pub school: Option<String>,
 }
 
 /// How the file is written.
@@ -238,6 +247,11 @@ impl Connector for FileSource {
             cause,
         })?;
 
+        let rows = if self.config.merge_duplicate_ids {
+            merge_rows(rows, &self.config.id_column)
+        } else {
+            rows
+        };
         let total = rows.len() as u64;
         let mut seen = HashSet::new();
         let mut records = Vec::with_capacity(PAGE_SIZE.min(rows.len()));
@@ -355,6 +369,50 @@ fn json_rows(body: &[u8], config: &FileConfig) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
+/// Folds rows with the same id into the first of them (see `FileConfig::merge_duplicate_ids`).
+/// Rows without an id are kept as they are, for `map_row` to report.
+fn merge_rows(rows: Vec<Row>, id_column: &str) -> Vec<Row> {
+    let mut merged: Vec<(Row, Vec<String>)> = Vec::with_capacity(rows.len());
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    for row in rows {
+        let id = row
+            .values
+            .get(id_column)
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty());
+        let Some(id) = id else {
+            merged.push((row, Vec::new()));
+            continue;
+        };
+        match by_id.get(&id) {
+            Some(&index) => {
+                let (first, more) = &mut merged[index];
+                for (column, value) in row.values {
+                    let slot = first.values.entry(column).or_default();
+                    if slot.trim().is_empty() {
+                        *slot = value;
+                    }
+                }
+                first.place = format!("{} and {}", first.place, row.place);
+                more.push(row.payload);
+            }
+            None => {
+                by_id.insert(id, merged.len());
+                merged.push((row, Vec::new()));
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(mut row, more)| {
+            if !more.is_empty() {
+                row.payload = format!("[{},{}]", row.payload, more.join(","));
+            }
+            row
+        })
+        .collect()
+}
+
 fn map_row(
     row: Row,
     config: &FileConfig,
@@ -420,7 +478,7 @@ fn map_row(
             Err(_) => problems.push(format!("{place}: category '{category}' is not one of tablet, laptop, desktop, display, printer, other")),
         }
     }
-    record.location.school = text("school");
+    record.location.school = text("school").or_else(|| config.school.clone());
     record.location.building = text("building");
     record.location.room = text("room");
     record.purchase.order_number = text("order_number");

@@ -226,3 +226,78 @@ wifi_mac = "MAC"
     let error = FileSource::new(bad, "x").unwrap_err().to_string();
     assert!(error.contains("unknown field 'colour'"), "{error}");
 }
+
+/// An IServ host list (Verwaltung > Netzwerk > Geräte, exported as CSV): a notebook with LAN
+/// and WLAN is entered twice under one name, with two MACs.
+const ISERV_HOSTS: &str = "Name;Tags;Raum;IP;MAC
+nb-lehrer-01;Lehrer;Lehrerzimmer;10.0.1.21;3c:22:fb:00:00:01
+nb-lehrer-01;Lehrer;;10.0.2.21;3c:22:fb:00:00:02
+pc-r104-07;PC-Raum;R 104;10.0.1.107;3c:22:fb:00:01:07
+";
+
+#[tokio::test]
+async fn an_iserv_host_list_becomes_one_device_per_host_name() {
+    let db = test_db().await;
+    let clock = clock();
+    let source_ref = musterstadt(&db.pool, &["iserv-hosts"]).await.remove(0);
+    let path = write("iserv-hosts.csv", ISERV_HOSTS);
+    let mut config = serde_json::json!({
+        "path": path,
+        "delimiter": ";",
+        "id_column": "Name",
+        "school": "Grundschule Lindenweg",
+        "columns": { "name": "Name", "room": "Raum", "wifi_mac": "MAC" },
+    });
+
+    // Without merging, the repeated name is a broken file: nothing is written.
+    let (_, end) = collect_shared(source(config.clone())).await;
+    let failure = failed(end);
+    assert!(
+        failure.cause.contains("line 3") && failure.cause.contains("appears twice"),
+        "{failure}"
+    );
+
+    config["merge_duplicate_ids"] = serde_json::json!(true);
+    let report = sync::run_sync(
+        &db.pool,
+        clock.as_ref(),
+        &source_ref,
+        spawn_fetch(source(config)),
+        &options(),
+        &sync::NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, SyncStatus::Succeeded, "{report:?}");
+    assert_eq!(report.counts.created, 2);
+
+    let notebook = devices::show_device(&db.pool, &find_id(&db.pool, "nb-lehrer-01").await)
+        .await
+        .unwrap();
+    assert_eq!(notebook.device.room.as_deref(), Some("Lehrerzimmer"));
+    assert_eq!(
+        notebook.device.wifi_mac.as_deref(),
+        Some("3c:22:fb:00:00:01")
+    );
+    assert_eq!(notebook.school_number.as_deref(), Some("100001"));
+    // Both host records stay in the raw payload.
+    let payload: String = sqlx::query_scalar(
+        "select payload::text from source_link where external_id = 'nb-lehrer-01'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        payload.contains("3c:22:fb:00:00:01") && payload.contains("3c:22:fb:00:00:02"),
+        "{payload}"
+    );
+}
+
+async fn find_id(pool: &sqlx::PgPool, name: &str) -> String {
+    let id: uuid::Uuid = sqlx::query_scalar("select device_id from device where name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    id.to_string()
+}
