@@ -231,11 +231,17 @@ impl Config {
             return Err(invalid(problems));
         }
 
+        let folder = path.parent().unwrap_or_else(|| Path::new(""));
         let mut database = raw.database;
         if let Some(data_dir) = &database.data_dir {
             if data_dir.is_relative() {
-                let folder = path.parent().unwrap_or_else(|| Path::new(""));
                 database.data_dir = Some(folder.join(data_dir));
+            }
+        }
+        let mut loans = raw.loans;
+        if let Some(template) = &loans.agreement_template {
+            if template.is_relative() {
+                loans.agreement_template = Some(folder.join(template));
             }
         }
         Ok(Config {
@@ -244,7 +250,7 @@ impl Config {
             sync: raw.sync,
             authorities: raw.authorities,
             sources,
-            loans: raw.loans,
+            loans,
         })
     }
 
@@ -489,6 +495,11 @@ pub struct SchoolConfig {
 pub struct LoanSettings {
     /// The accessories that may be handed out with a device (names as printed for staff).
     pub accessories: Vec<String>,
+    /// The authority's loan agreement template (docs/loan-agreement.md); `None` prints the
+    /// built-in German one. A relative path is relative to the config file's folder (resolved
+    /// when the file is loaded); the template itself is read and checked when an agreement
+    /// is printed.
+    pub agreement_template: Option<PathBuf>,
 }
 
 impl Default for LoanSettings {
@@ -498,6 +509,7 @@ impl Default for LoanSettings {
                 .iter()
                 .map(|name| name.to_string())
                 .collect(),
+            agreement_template: None,
         }
     }
 }
@@ -546,6 +558,17 @@ fn check_loans(loans: &LoanSettings, authorities: &[AuthorityConfig], problems: 
                 "[loans]: key `accessories`: \"{name}\" appears more than once"
             ));
         }
+    }
+    if loans
+        .agreement_template
+        .as_ref()
+        .is_some_and(|path| path.as_os_str().is_empty())
+    {
+        problems.push(
+            "[loans]: key `agreement_template`: must name a file (leave the key out for the \
+             built-in template)"
+                .to_string(),
+        );
     }
     let year_end = |table: String, value: &Option<String>, problems: &mut Vec<String>| {
         if let Some(Err(message)) = value

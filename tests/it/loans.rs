@@ -154,10 +154,10 @@ async fn read_directory(
 }
 
 /// A school authority with devices (INV-0001..) and people, and what the tests need.
-struct World {
-    db: crate::support::TestDb,
-    clock: Arc<FixedClock>,
-    policy: LoanPolicy,
+pub(crate) struct World {
+    pub(crate) db: crate::support::TestDb,
+    pub(crate) clock: Arc<FixedClock>,
+    pub(crate) policy: LoanPolicy,
     jamf: SourceRef,
     ucs: SourceRef,
     devices: Vec<DeviceRecord>,
@@ -165,7 +165,7 @@ struct World {
 
 /// `devices` iPads at the Grundschule in room "R 104" (INV-0001..), plus INV-0900 at the
 /// Gymnasium, and the people of `people(extra)`.
-async fn world(devices: usize, extra: usize) -> World {
+pub(crate) async fn world(devices: usize, extra: usize) -> World {
     let db = test_db().await;
     let clock = clock();
     let sources = musterstadt(&db.pool, &["jamf"]).await;
@@ -188,11 +188,15 @@ async fn world(devices: usize, extra: usize) -> World {
 }
 
 impl World {
-    fn pool(&self) -> &PgPool {
+    pub(crate) fn pool(&self) -> &PgPool {
         &self.db.pool
     }
 
-    async fn issue(&self, device: &str, borrower: &str) -> Result<loans::LoanView, CoreError> {
+    pub(crate) async fn issue(
+        &self,
+        device: &str,
+        borrower: &str,
+    ) -> Result<loans::LoanView, CoreError> {
         let request = IssueRequest {
             device: device.into(),
             borrower: borrower.into(),

@@ -14,6 +14,7 @@ mod iserv_ldap;
 mod jamf_pro;
 mod jamf_school;
 mod kelvin;
+mod loan_agreements;
 mod loans;
 mod mock_server;
 mod persons_queries;

@@ -191,10 +191,27 @@ pub fn render_agreements(
     template: &AgreementTemplate,
     agreements: &[AgreementData],
 ) -> Result<Vec<u8>, AgreementError> {
+    render_agreement_pdf(template, agreements).map(|pdf| pdf.bytes)
+}
+
+/// A rendered PDF and how many pages it has (more than the agreements when a long template
+/// continues an agreement on a second page).
+#[derive(Debug, Clone)]
+pub struct AgreementPdf {
+    pub bytes: Vec<u8>,
+    pub pages: usize,
+}
+
+/// Like [`render_agreements`], and also tells the number of pages.
+pub fn render_agreement_pdf(
+    template: &AgreementTemplate,
+    agreements: &[AgreementData],
+) -> Result<AgreementPdf, AgreementError> {
     if agreements.is_empty() {
         return Err(AgreementError::NoAgreements);
     }
-    pdf::render(template, agreements)
+    let (bytes, pages) = pdf::render(template, agreements)?;
+    Ok(AgreementPdf { bytes, pages })
 }
 
 /// Dates as German readers write them: 01.09.2025.

@@ -32,10 +32,11 @@ const ASCENT: f32 = 0.8;
 const SIGNING_SPACE: f32 = 26.0;
 
 /// Writes the whole document: a page tree over the pages of every agreement in order.
+/// Returns the PDF and its number of pages.
 pub(super) fn render(
     template: &AgreementTemplate,
     agreements: &[AgreementData],
-) -> Result<Vec<u8>, AgreementError> {
+) -> Result<(Vec<u8>, usize), AgreementError> {
     let mut pages: Vec<Vec<u8>> = Vec::new();
     for data in agreements {
         for content in layout_agreement(template, data)? {
@@ -93,7 +94,7 @@ pub(super) fn render(
     pdf.document_info(info_id)
         .title(TextStr(template.title()))
         .producer(TextStr("bestand"));
-    Ok(pdf.finish())
+    Ok((pdf.finish(), pages.len()))
 }
 
 /// One word in one face; lines are sequences of words separated by a space.

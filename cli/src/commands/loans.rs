@@ -1,6 +1,9 @@
 //! `bestand loans`: hand-outs and returns at the counter, by scanner, from a file and by class
 //! set, and the lists a school chases loans with. The rules live in `bestand_core::loans`;
-//! this module reads arguments, CSV files and scanner input, and prints.
+//! this module reads arguments, CSV files and scanner input, and prints; `agreements` prints
+//! the loan agreements.
+
+pub mod agreements;
 
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
@@ -117,6 +120,8 @@ pub enum LoansCommand {
     ScanIssue(ScanIssueArgs),
     /// Hand one device to every pupil of a class, from a room or a tagged pool.
     ClassSet(ClassSetArgs),
+    /// Print loan agreements (Leihverträge) as one PDF: for loans, or a whole class.
+    Agreement(AgreementArgs),
     /// Put tags on devices (or take them off), for class-set pools.
     Tag(TagArgs),
 }
@@ -228,6 +233,36 @@ pub struct ImportArgs {
     /// Who hands out (default: the login name).
     #[arg(long)]
     pub by: Option<String>,
+    /// After the import, write the agreements of the loans it created to this PDF.
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    pub agreements: Option<PathBuf>,
+    /// Overwrite the --agreements file if it exists.
+    #[arg(long, requires = "agreements")]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["loans", "class"])))]
+pub struct AgreementArgs {
+    /// Loans: loan ids (`17`, `loan:17`) or devices (asset tag, serial) for their active loan.
+    #[arg(value_name = "LOAN", conflicts_with_all = ["authority", "school", "class"])]
+    pub loans: Vec<String>,
+    /// With --class: only this authority (slug), when school numbers repeat across authorities.
+    #[arg(long, requires = "class")]
+    pub authority: Option<String>,
+    /// With --class: the lending school (number, name or alias).
+    #[arg(long, requires = "class")]
+    pub school: Option<String>,
+    /// Every active loan of this class at --school, one agreement per page.
+    #[arg(long, requires = "school")]
+    pub class: Option<String>,
+    /// The PDF to write (default: leihvertrag-LOAN.pdf, leihvertraege.pdf for several loans,
+    /// leihvertraege-CLASS.pdf for a class).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite the file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -310,7 +345,15 @@ fn parse_date_arg(text: &str) -> Result<NaiveDate, String> {
 pub async fn run(command: LoansCommand, config: &Config, format: Format) -> anyhow::Result<i32> {
     let database = Database::open(config, Migrations::RequireCurrent).await?;
     let policy = config.loan_policy();
-    let result = run_with(&database.pool, &SystemClock, &policy, command, format).await;
+    let result = run_with(
+        &database.pool,
+        &SystemClock,
+        &policy,
+        config,
+        command,
+        format,
+    )
+    .await;
     database.close().await?;
     result
 }
@@ -319,6 +362,7 @@ async fn run_with(
     pool: &PgPool,
     clock: &dyn Clock,
     policy: &LoanPolicy,
+    config: &Config,
     command: LoansCommand,
     format: Format,
 ) -> anyhow::Result<i32> {
@@ -451,6 +495,14 @@ async fn run_with(
             output::print_list(&listed(list, today), format)?;
         }
         LoansCommand::Import(args) => {
+            // The template and the output file are checked before anything is written.
+            let agreements_to = match &args.agreements {
+                Some(path) => {
+                    agreements::refuse_existing(path, args.force)?;
+                    Some((path.as_path(), agreements::load_template(config)?))
+                }
+                None => None,
+            };
             let file = std::fs::File::open(&args.file)
                 .with_context(|| format!("cannot open {}", args.file.display()))?;
             let rows = read_loan_csv(file)
@@ -463,11 +515,59 @@ async fn run_with(
             let report =
                 loans::import_loans(pool, clock, policy, &rows, options, &super::actor(args.by))
                     .await?;
-            match format {
-                Format::Table => print_import(&report, &mut std::io::stdout().lock())?,
-                _ => output::print_json(&report)?,
+            if let Format::Table = format {
+                print_import(&report, &mut std::io::stdout().lock())?;
+            }
+            let written = match agreements_to {
+                Some((path, template)) => {
+                    let written =
+                        agreements::import_agreements(pool, &template, &report, path, args.force)
+                            .await?;
+                    if let Format::Table = format {
+                        match &written {
+                            Some(written) => println!("{}", agreements::written_line(written)),
+                            None => println!(
+                                "no agreements written to {}: the import created no loans",
+                                path.display()
+                            ),
+                        }
+                    }
+                    written
+                }
+                None => None,
+            };
+            if format != Format::Table {
+                output::print_json(&ImportOutcome {
+                    report: &report,
+                    agreements: written,
+                })?;
             }
             return Ok(i32::from(!report.errors.is_empty()));
+        }
+        LoansCommand::Agreement(args) => {
+            let template = agreements::load_template(config)?;
+            let (list, default_path) = match (&args.school, &args.class) {
+                (Some(school), Some(class)) => (
+                    agreements::agreements_of_class(
+                        pool,
+                        args.authority.as_deref(),
+                        school,
+                        class,
+                        today,
+                    )
+                    .await?,
+                    agreements::default_class_output(class),
+                ),
+                _ => {
+                    let list = agreements::agreements_of_loans(pool, &args.loans).await?;
+                    let path = agreements::default_output(&list);
+                    (list, path)
+                }
+            };
+            let path = args.output.unwrap_or(default_path);
+            agreements::refuse_existing(&path, args.force)?;
+            let written = agreements::write_agreements(&template, &list, &path, args.force)?;
+            print_one(&written, format, &agreements::written_line(&written))?;
         }
         LoansCommand::ScanReturn { by } => {
             let stdin = std::io::stdin();
@@ -555,6 +655,15 @@ async fn run_with(
         }
     }
     Ok(0)
+}
+
+/// What `loans import --format json` prints: the report, and the agreements written.
+#[derive(Debug, Serialize)]
+struct ImportOutcome<'a> {
+    #[serde(flatten)]
+    report: &'a BulkReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agreements: Option<agreements::WrittenAgreements>,
 }
 
 /// Prints a single result: a confirmation line for people, the record for scripts.

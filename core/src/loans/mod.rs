@@ -11,6 +11,7 @@
 //! `loan_one_active_per_device` makes a second active loan impossible even for a writer that
 //! skips the lock. docs/loans.md explains the rules for people.
 
+mod agreement;
 mod bulk;
 mod checks;
 mod class_set;
@@ -20,6 +21,7 @@ mod queries;
 mod steps;
 mod tags;
 
+pub use self::agreement::{agreement_facts, AgreementFacts};
 pub use self::bulk::{import_loans, AcceptedRow, BulkOptions, BulkReport, BulkRow, RowError};
 pub use self::class_set::{
     issue_class_set, ClassSetLine, ClassSetReport, ClassSetRequest, DevicePool,
