@@ -52,7 +52,14 @@ fn example_config_parses() {
         config.authorities[0].schools[0].school_type,
         SchoolType::Grundschule
     );
-    assert_eq!(config.sources.len(), 2);
+    assert_eq!(config.sources.len(), 3);
+    let ucs = config.source("ucs").unwrap();
+    assert!(matches!(ucs.settings(), SourceSettings::UcsLdap(_)));
+    assert_eq!(
+        ucs.common.school_map.get("GSL").map(String::as_str),
+        Some("100001")
+    );
+    assert_eq!(config.authorities[0].retention_months, Some(12));
     let jamf = config.source("jamf").unwrap();
     assert!(jamf.common.enabled);
     assert!(matches!(jamf.settings(), SourceSettings::JamfPro(_)));
@@ -64,6 +71,16 @@ fn example_config_parses() {
     assert_eq!((guard.max_share, guard.min_count), (0.2, 100));
     assert_eq!(config.database.max_connections, Some(8));
     assert_eq!(config.sync.page_channel_capacity, Some(4));
+}
+
+#[test]
+fn a_school_map_must_name_schools_of_the_authority() {
+    let text = EXAMPLE_CONFIG.replace("GOE = \"100002\"", "GOE = \"999999\"");
+    let error = parse_error(&text);
+    assert!(
+        error.contains("school_map") && error.contains("999999") && error.contains("musterstadt"),
+        "{error}"
+    );
 }
 
 #[test]
