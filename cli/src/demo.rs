@@ -183,7 +183,7 @@ async fn lend_some_devices(
     let policy = config.loan_policy();
     let now = SystemClock.now();
     let handed_out = FixedClock::new(now - chrono::Duration::days(90));
-    let overdue_on = (now - chrono::Duration::days(14)).date_naive();
+    let overdue_on = bestand_core::clock::school_date(now - chrono::Duration::days(14));
     let accessories: Vec<String> = policy.accessories.iter().take(2).cloned().collect();
     // One pupil per school and class whose device the MDM already assigns to them.
     let pairs: Vec<(String, String)> = sqlx::query_as(
@@ -243,7 +243,7 @@ async fn lend_some_devices(
             due_on: (index % 4 == 1).then_some(overdue_on),
             accessories: accessories.clone(),
             condition: Some("neuwertig".into()),
-            agreement_signed_on: Some(handed_out.now().date_naive()),
+            agreement_signed_on: Some(bestand_core::clock::school_date(handed_out.now())),
             school_override_reason: None,
         };
         loans::issue_loan(
@@ -271,7 +271,7 @@ async fn lend_some_devices(
         .iter()
         .map(|(report, _)| report.counts.marked_missing)
         .sum();
-    let today = now.date_naive();
+    let today = bestand_core::clock::school_date(now);
     let open = loans::list_loans(
         &database.pool,
         &loans::LoanFilter {

@@ -2,7 +2,13 @@
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// The calendar day at German schools at `at`: loans fall due, are handed out and are overdue
+/// by the day in Europe/Berlin, not by UTC's (which is one or two hours behind).
+pub fn school_date(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&chrono_tz::Europe::Berlin).date_naive()
+}
 
 /// Where the core gets "now" from.
 pub trait Clock: Send + Sync {
@@ -41,5 +47,25 @@ impl Clock for FixedClock {
             Ok(guard) => *guard,
             Err(poisoned) => *poisoned.into_inner(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn the_school_day_follows_german_time_with_summer_time() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        // 22:35 UTC in August is 00:35 the next day in Berlin (CEST, UTC+2).
+        let summer = Utc.with_ymd_and_hms(2026, 8, 25, 22, 35, 0).unwrap();
+        assert_eq!(school_date(summer), day(2026, 8, 26));
+        // 22:35 UTC in November is still 23:35 the same day (CET, UTC+1).
+        let winter = Utc.with_ymd_and_hms(2026, 11, 23, 22, 35, 0).unwrap();
+        assert_eq!(school_date(winter), day(2026, 11, 23));
+        let new_year = Utc.with_ymd_and_hms(2026, 12, 31, 23, 30, 0).unwrap();
+        assert_eq!(school_date(new_year), day(2027, 1, 1));
     }
 }

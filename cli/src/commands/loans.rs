@@ -366,7 +366,7 @@ async fn run_with(
     command: LoansCommand,
     format: Format,
 ) -> anyhow::Result<i32> {
-    let today = clock.now().date_naive();
+    let today = bestand_core::clock::school_date(clock.now());
     match command {
         LoansCommand::Issue(args) => {
             let request = IssueRequest {

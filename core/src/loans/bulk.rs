@@ -98,7 +98,7 @@ pub async fn import_loans(
     actor: &str,
 ) -> Result<BulkReport, CoreError> {
     let now = clock.now();
-    let today = now.date_naive();
+    let today = crate::clock::school_date(now);
     let mut errors: Vec<RowError> = Vec::new();
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut device_lines: HashMap<Uuid, u64> = HashMap::new();

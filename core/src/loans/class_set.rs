@@ -88,7 +88,7 @@ pub async fn issue_class_set(
     actor: &str,
 ) -> Result<ClassSetReport, CoreError> {
     let now = clock.now();
-    let today = now.date_naive();
+    let today = crate::clock::school_date(now);
     let accessories = policy.accessories_of(&request.accessories)?;
     let (school_id, school_number, authority_slug) =
         find_school(pool, request.authority.as_deref(), &request.school).await?;

@@ -80,7 +80,7 @@ pub(crate) async fn issue_resolved(
     actor: &str,
 ) -> Result<LoanView, CoreError> {
     let now = clock.now();
-    let today = now.date_naive();
+    let today = crate::clock::school_date(now);
     let accessories = policy.accessories_of(&request.accessories)?;
     let mut tx = pool.begin().await?;
     let device = lock_device(&mut tx, device_id).await?;

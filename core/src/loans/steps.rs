@@ -257,7 +257,7 @@ pub async fn extend_loan(
     let mut tx = pool.begin().await?;
     let loan = lock_loan(&mut tx, loan_id).await?;
     loan.require(&[LoanState::Active], "extend")?;
-    if due_on < now.date_naive() {
+    if due_on < crate::clock::school_date(now) {
         return Err(CoreError::Invalid(format!(
             "cannot extend loan {} of {}: due date {due_on} is in the past",
             loan.loan_id, loan.device.label
@@ -309,7 +309,7 @@ pub async fn mark_lost(
     let mut tx = pool.begin().await?;
     let loan = lock_loan(&mut tx, loan_id).await?;
     loan.require(&[LoanState::Active], &format!("mark as {state}"))?;
-    if on > now.date_naive() {
+    if on > crate::clock::school_date(now) {
         return Err(CoreError::Invalid(format!(
             "loan {} of {}: the day of the loss ({on}) is in the future",
             loan.loan_id, loan.device.label
@@ -410,7 +410,7 @@ pub async fn record_agreement(
         &[LoanState::Active, LoanState::Returned],
         "record the agreement of",
     )?;
-    if signed_on > now.date_naive() {
+    if signed_on > crate::clock::school_date(now) {
         return Err(CoreError::Invalid(format!(
             "loan {} of {}: the signing day ({signed_on}) is in the future",
             loan.loan_id, loan.device.label

@@ -92,7 +92,7 @@ pub fn agreement_data(facts: &AgreementFacts) -> AgreementData {
         },
         accessories: facts.accessories.clone(),
         // Like every date bestand derives from a timestamp, the day in UTC.
-        handed_out_on: facts.handed_out_at.date_naive(),
+        handed_out_on: bestand_core::clock::school_date(facts.handed_out_at),
         due_on: Some(facts.due_on),
         handed_out_by: facts.handed_out_by.clone(),
         condition: facts
