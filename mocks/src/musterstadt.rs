@@ -365,7 +365,9 @@ pub fn buildings() -> Vec<Building> {
 /// The schools as the `[[authority]]` block of the demo configuration (TOML).
 pub fn authority_toml() -> String {
     let mut out = format!(
-        "[[authority]]\nslug = {}\nname = {}\n",
+        "[[authority]]\nslug = {}\nname = {}\n\
+         # North Rhine-Westphalia-like deletion period for persons who left, in months.\n\
+         retention_months = 12\n",
         toml_string(AUTHORITY_SLUG),
         toml_string(AUTHORITY_NAME)
     );

@@ -114,10 +114,11 @@ fn print_report(report: &PurgeReport) {
         ("kept (open loan)", &report.kept_with_open_loans),
     ] {
         if !persons.is_empty() {
+            println!("Persons {title}:");
             println!(
                 "{}",
                 output::table(
-                    vec!["person", "left", title],
+                    vec!["person", "left", "person id"],
                     persons.iter().map(|person| vec![
                         opt(&person.username),
                         time(&Some(person.left_at)),
