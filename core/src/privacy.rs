@@ -11,6 +11,7 @@ use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
 use crate::error::CoreError;
+use crate::store::assignments::refresh_assignments;
 
 /// What a purge changed (or, as a dry run, would change).
 #[derive(Debug, Clone, Serialize)]
@@ -134,6 +135,8 @@ pub async fn purge(
         record.insert(&mut conn).await?;
     } else {
         record.insert(&mut tx).await?;
+        // Devices of removed persons keep their MDM user hints, now resolving to nobody.
+        refresh_assignments(&mut tx, authority_id, now).await?;
         tx.commit().await?;
     }
     let mut persons = persons;

@@ -564,6 +564,32 @@ async fn mdm_user_hints_resolve_to_persons_and_unclear_ones_are_kept_as_such() {
         ]
     );
 
+    // The unknown user arrives in the directory: the next directory read resolves the hint.
+    clock.advance(Duration::hours(1));
+    let mut arrivals = pupils(3);
+    arrivals.push(pupil("p9", "max.unbekannt", "GSL", "2a"));
+    let mut first = pupil("s1", "mia.kaya", "GSL", "1a");
+    first.email = Some("familie.kaya@example.org".into());
+    let mut second = pupil("s2", "emir.kaya", "GSL", "3b");
+    second.email = Some("familie.kaya@example.org".into());
+    arrivals.extend([first, second]);
+    read(
+        &db.pool,
+        &clock,
+        &ucs,
+        arrivals,
+        &DirectorySyncOptions::default(),
+    )
+    .await;
+    let status: String = sqlx::query_scalar(
+        "select a.status from device_assignment a join device d using (device_id) \
+         where d.serial_number = 'SER4'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "matched");
+
     // A pupil who leaves keeps the device assignment: that is how devices that left with
     // their borrower are found.
     clock.advance(Duration::days(1));

@@ -10,6 +10,7 @@ use crate::error::CoreError;
 use crate::normalize;
 use crate::person::PersonRecord;
 use crate::record::DeviceRecord;
+use crate::store::assignments::refresh_assignments;
 use crate::store::device_row::{insert_devices, load_devices, update_devices};
 use crate::store::{source_by_id, SourceRef};
 use crate::sync::engine::insert_events_by;
@@ -163,6 +164,10 @@ pub async fn resolve_review(
     .bind(resolved_by)
     .execute(&mut *tx)
     .await?;
+    if !matches!(resolution, Resolution::Dismiss) {
+        // A new link may carry a user hint, a person may now be the match of one.
+        refresh_assignments(&mut tx, authority_id, now).await?;
+    }
     tx.commit().await?;
     Ok(summary)
 }

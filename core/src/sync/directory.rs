@@ -347,7 +347,9 @@ impl<'a> DirectoryRun<'a> {
                 .bind(&gone)
                 .execute(&mut *tx)
                 .await?;
-                refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
+                if self.counts.changed_links_or_persons() {
+                    refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
+                }
                 tx.commit().await?;
             }
             return Ok((SyncStatus::Blocked, Some(reason), would_mark));
@@ -361,7 +363,9 @@ impl<'a> DirectoryRun<'a> {
             .bind(self.now)
             .execute(&mut *tx)
             .await?;
-        refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
+        if self.counts.changed_links_or_persons() {
+            refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
+        }
         if self.options.dry_run {
             tx.rollback().await?;
         } else {

@@ -69,6 +69,15 @@ pub struct SyncCounts {
     pub review_items: i32,
 }
 
+impl SyncCounts {
+    /// Whether the run wrote anything that device assignments depend on (a link's user hint
+    /// or liveness, a person's login, email or leaving). A run that did not is spared the
+    /// assignment refresh, which would find nothing to change.
+    pub fn changed_links_or_persons(&self) -> bool {
+        self.created + self.updated + self.marked_missing + self.moved + self.reappeared > 0
+    }
+}
+
 /// The outcome of a run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SyncReport {
@@ -523,7 +532,9 @@ impl<'a> Run<'a> {
                 .bind(missing.iter().map(|(link, _)| *link).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
-                refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
+                if self.counts.changed_links_or_persons() {
+                    refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
+                }
                 tx.commit().await?;
             }
             return Ok(Finish::Committed {
@@ -563,7 +574,9 @@ impl<'a> Run<'a> {
             .bind(self.now)
             .execute(&mut *tx)
             .await?;
-        refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
+        if self.counts.changed_links_or_persons() {
+            refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
+        }
         if options.dry_run {
             tx.rollback().await?;
         } else {
