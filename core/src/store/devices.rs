@@ -335,22 +335,12 @@ pub async fn resolve_device(pool: &PgPool, key: &str) -> Result<Uuid, CoreError>
     } else {
         by_tag
     };
-    match found.as_slice() {
-        [] => Err(CoreError::NotFound {
-            what: "device (by id, asset tag or serial number)",
-            key: key.to_string(),
-        }),
-        [device_id] => Ok(*device_id),
-        several => Err(CoreError::Conflict(format!(
-            "'{key}' matches {} devices: {}; use the device id",
-            several.len(),
-            several
-                .iter()
-                .map(Uuid::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+    crate::store::exactly_one(
+        &found,
+        key,
+        "device (by id, asset tag or serial number)",
+        "device",
+    )
 }
 
 /// Device counts per school and category, for overviews.

@@ -37,6 +37,32 @@ impl SourceRef {
     }
 }
 
+/// The one id a person typed `key` resolved to; none is "not found" (`what` says by which
+/// keys), several is a conflict that lists them so the person can use an id instead.
+pub(crate) fn exactly_one(
+    found: &[Uuid],
+    key: &str,
+    what: &'static str,
+    noun: &str,
+) -> Result<Uuid, CoreError> {
+    match found {
+        [] => Err(CoreError::NotFound {
+            what,
+            key: key.to_string(),
+        }),
+        [id] => Ok(*id),
+        several => Err(CoreError::Conflict(format!(
+            "'{key}' matches {} {noun}s: {}; use the {noun} id",
+            several.len(),
+            several
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 /// Connects to PostgreSQL and applies pending migrations.
 pub async fn migrate(pool: &PgPool) -> Result<(), CoreError> {
     crate::MIGRATOR.run(pool).await?;

@@ -324,22 +324,12 @@ pub async fn resolve_person(
     } else {
         current
     };
-    match candidates.as_slice() {
-        [] => Err(CoreError::NotFound {
-            what: "person (by id, username or email)",
-            key: key.to_string(),
-        }),
-        [person_id] => Ok(*person_id),
-        several => Err(CoreError::Conflict(format!(
-            "'{key}' matches {} persons: {}; use the person id",
-            several.len(),
-            several
-                .iter()
-                .map(Uuid::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+    crate::store::exactly_one(
+        &candidates,
+        key,
+        "person (by id, username or email)",
+        "person",
+    )
 }
 
 /// An MDM user hint that matches nobody or several persons.

@@ -500,6 +500,8 @@ impl<'a> DirectoryRun<'a> {
         let PersonPage { label, records } = page;
         let mut writes = PageWrites::default();
         self.counts.fetched += records.len() as i32;
+        // Hashed once here; the link writes reuse them.
+        let hashes: Vec<[u8; 16]> = records.iter().map(PersonRecord::content_hash).collect();
         for (index, record) in records.iter().enumerate() {
             let external_id = record.external_id.trim();
             if external_id.is_empty() {
@@ -518,7 +520,7 @@ impl<'a> DirectoryRun<'a> {
             for problem in &record.problems {
                 self.warn(format!("{label}: person {external_id}: {problem}"));
             }
-            let hash = record.content_hash();
+            let hash = hashes[index];
             if let Some(link) = self.links.get(external_id) {
                 let person_id = link.person_id;
                 let link_id = link.link_id;
@@ -606,7 +608,7 @@ impl<'a> DirectoryRun<'a> {
             writes.new_links.push((link_id, index));
             writes.memberships_of.push((person_id, index));
         }
-        self.write(tx, &records, writes).await?;
+        self.write(tx, &records, &hashes, writes).await?;
         Ok(())
     }
 
@@ -634,6 +636,7 @@ impl<'a> DirectoryRun<'a> {
         &mut self,
         tx: &mut PgConnection,
         records: &[PersonRecord],
+        hashes: &[[u8; 16]],
         writes: PageWrites,
     ) -> Result<(), sqlx::Error> {
         let columns = |list: &[(Uuid, usize)]| PersonColumns::of(records, list);
@@ -712,7 +715,7 @@ impl<'a> DirectoryRun<'a> {
             let hashes: Vec<Vec<u8>> = writes
                 .new_links
                 .iter()
-                .map(|(_, index)| records[*index].content_hash().to_vec())
+                .map(|(_, index)| hashes[*index].to_vec())
                 .collect();
             sqlx::query(
                 "insert into person_link (person_link_id, authority_id, source_id, person_id, \
@@ -736,7 +739,7 @@ impl<'a> DirectoryRun<'a> {
             let hashes: Vec<Vec<u8>> = writes
                 .changed_links
                 .iter()
-                .map(|(_, index)| records[*index].content_hash().to_vec())
+                .map(|(_, index)| hashes[*index].to_vec())
                 .collect();
             sqlx::query(
                 "update person_link l set content_hash = u.hash, last_seen_at = $1, \
