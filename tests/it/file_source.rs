@@ -282,7 +282,8 @@ async fn an_iserv_host_list_becomes_one_device_per_host_name() {
     assert_eq!(notebook.school_number.as_deref(), Some("100001"));
     // Both host records stay in the raw payload.
     let payload: String = sqlx::query_scalar(
-        "select payload::text from source_link where external_id = 'nb-lehrer-01'",
+        "select p.payload::text from source_link l join source_payload p \
+         using (source_id, external_id, content_hash) where l.external_id = 'nb-lehrer-01'",
     )
     .fetch_one(&db.pool)
     .await

@@ -247,7 +247,13 @@ impl ClockValue for FixedClock {
 /// Row counts of the inventory tables, to prove that a run changed nothing.
 pub async fn table_counts(pool: &PgPool) -> Vec<(String, i64)> {
     let mut counts = Vec::new();
-    for table in ["device", "source_link", "device_event", "review_item"] {
+    for table in [
+        "device",
+        "source_link",
+        "source_payload",
+        "device_event",
+        "review_item",
+    ] {
         let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
             .fetch_one(pool)
             .await
@@ -262,6 +268,7 @@ pub async fn inventory_fingerprint(pool: &PgPool) -> String {
     sqlx::query_scalar(
         "select md5(coalesce((select string_agg(t::text, '|' order by t::text) from device t), '') || \
          coalesce((select string_agg(t::text, '|' order by t::text) from source_link t), '') || \
+         coalesce((select string_agg(t::text, '|' order by t::text) from source_payload t), '') || \
          coalesce((select string_agg(t::text, '|' order by t::text) from device_event t), '') || \
          coalesce((select string_agg(t::text, '|' order by t::text) from source t), ''))",
     )

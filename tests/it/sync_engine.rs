@@ -784,3 +784,118 @@ async fn a_field_priority_decides_between_sources_and_disagreements_are_listed()
         vec!["SER00001"]
     );
 }
+
+/// The payload each live link reaches, by external id, and how many payload rows exist.
+async fn reachable_payloads(pool: &sqlx::PgPool) -> (Vec<(String, String)>, i64) {
+    let reachable = sqlx::query_as(
+        "select l.external_id, p.payload->>'v' from source_link l \
+         join source_payload p using (source_id, external_id, content_hash) \
+         order by l.external_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let rows = sqlx::query_scalar("select count(*) from source_payload")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    (reachable, rows)
+}
+
+fn with_payload(
+    mut records: Vec<bestand_core::record::DeviceRecord>,
+    version: &str,
+) -> Vec<bestand_core::record::DeviceRecord> {
+    for record in &mut records {
+        record.payload = serde_json::json!({ "id": record.external_id, "v": version }).to_string();
+    }
+    records
+}
+
+#[tokio::test]
+async fn raw_payloads_follow_the_link_version_and_replaced_ones_are_swept() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, with_payload(fleet(3), "1")).await;
+    let (reachable, rows) = reachable_payloads(&db.pool).await;
+    assert_eq!(
+        reachable,
+        vec![
+            ("mobile:0".to_string(), "1".to_string()),
+            ("mobile:1".to_string(), "1".to_string()),
+            ("mobile:2".to_string(), "1".to_string()),
+        ]
+    );
+    assert_eq!(rows, 3);
+
+    // A changed record stores its new payload; the replaced one is unreachable at once.
+    let mut changed = with_payload(fleet(3), "2");
+    changed[1].os_version = Some("18.1".into());
+    clock.advance(Duration::hours(1));
+    sync_records(&db.pool, &clock, source, changed.clone()).await;
+    let (reachable, _) = reachable_payloads(&db.pool).await;
+    let versions: Vec<&str> = reachable.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(
+        versions,
+        ["1", "2", "1"],
+        "only the changed record's payload is replaced (unchanged records write nothing)"
+    );
+
+    // The next run sweeps the replaced version before writing its own.
+    clock.advance(Duration::hours(1));
+    sync_records(&db.pool, &clock, source, changed).await;
+    assert_eq!(reachable_payloads(&db.pool).await.1, 3);
+}
+
+#[tokio::test]
+async fn payload_rows_of_a_run_that_failed_after_its_writer_committed_are_swept() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, with_payload(fleet(2), "1")).await;
+    // What such a run leaves: a row for a version no link carries (its link update rolled back).
+    sqlx::query(
+        "insert into source_payload (source_id, external_id, content_hash, authority_id, payload) \
+         select source_id, external_id, '\\x00'::bytea, authority_id, '{\"v\": \"lost\"}' \
+         from source_link where external_id = 'mobile:0'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(reachable_payloads(&db.pool).await.1, 3);
+
+    clock.advance(Duration::hours(1));
+    let report = sync_records(&db.pool, &clock, source, with_payload(fleet(2), "1")).await;
+    assert_eq!(report.counts.unchanged, 2);
+    let (reachable, rows) = reachable_payloads(&db.pool).await;
+    assert_eq!(
+        (reachable.len(), rows),
+        (2, 2),
+        "the unreachable row is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_payload_the_database_rejects_fails_the_run_and_changes_nothing() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, fleet(150)).await;
+    let before = inventory_fingerprint(&db.pool).await;
+
+    let mut changed = fleet(250);
+    changed[0].os_version = Some("99".into());
+    changed[180].payload = "{\"truncated\": ".into();
+    clock.advance(Duration::hours(1));
+    let report = sync_records(&db.pool, &clock, source, changed).await;
+    assert_eq!(report.status, SyncStatus::Failed);
+    let error = report.error.unwrap();
+    assert!(
+        error.contains("source 'jamf'")
+            && error.contains("storing the raw payloads failed, nothing was changed")
+            && error.contains("json"),
+        "{error}"
+    );
+    assert_eq!(inventory_fingerprint(&db.pool).await, before);
+}

@@ -329,10 +329,11 @@ async fn link_record(
         merge::change(None, Some(link_name.as_str())),
     );
     // The link's hash is the record's, so the next run sees it unchanged unless the source changed it.
+    let content_hash = record.content_hash().to_vec();
     sqlx::query(
         "insert into source_link (source_link_id, authority_id, source_id, device_id, external_id, \
-         payload, normalized, content_hash, first_seen_at, last_seen_at) \
-         values ($1, $2, $3, $4, $5, '{}'::jsonb, $6, $7, $8, $8) \
+         normalized, content_hash, first_seen_at, last_seen_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
          on conflict (source_id, external_id) do update set device_id = excluded.device_id, \
          normalized = excluded.normalized, content_hash = excluded.content_hash, ended_at = null, \
          ended_reason = null, missing_since = null",
@@ -343,8 +344,20 @@ async fn link_record(
     .bind(device_id)
     .bind(external_id)
     .bind(serde_json::to_value(record).unwrap_or(Value::Null))
-    .bind(record.content_hash().to_vec())
+    .bind(&content_hash)
     .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    // The review item kept the normalized record, not the vendor's payload; the next run whose
+    // record differs stores that one.
+    sqlx::query(
+        "insert into source_payload (source_id, external_id, content_hash, authority_id, payload) \
+         values ($1, $2, $3, $4, '{}'::jsonb) on conflict do nothing",
+    )
+    .bind(source.source_id)
+    .bind(external_id)
+    .bind(&content_hash)
+    .bind(authority_id)
     .execute(&mut *tx)
     .await?;
     insert_events_by(

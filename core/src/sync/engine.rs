@@ -22,6 +22,7 @@ use crate::store::device_row::{insert_devices, load_devices, update_devices, Dev
 use crate::store::SourceRef;
 use crate::sync::guard::DeletionGuard;
 use crate::sync::merge::{self, Changes, NormalizedIds};
+use crate::sync::payloads::{PayloadRow, PayloadWriter};
 use crate::sync::protocol::{SourceItem, SourcePage};
 
 /// How many record problems a run keeps verbatim; the rest are counted.
@@ -113,7 +114,20 @@ pub async fn run_sync(
         open_run(pool, clock, source, options.dry_run, "devices").await?;
     let mut run = Run::new(source, run_id, started_at);
     run.priority = options.field_priority.clone();
-    let outcome = run.execute(&mut conn, &mut pages, options, progress).await;
+    // A dry run writes nothing, payloads included.
+    let writer = match options.dry_run {
+        true => Ok(None),
+        false => PayloadWriter::start(pool, source).await.map(Some),
+    };
+    let outcome = match writer {
+        Ok(writer) => {
+            run.payloads = writer;
+            run.execute(&mut conn, &mut pages, options, progress).await
+        }
+        Err(error) => Err(payload_error(error)),
+    };
+    // Rolls back the payloads of a run that did not commit.
+    run.payloads = None;
     // Stop the connector: it sees the closed channel on its next send.
     drop(pages);
 
@@ -252,6 +266,8 @@ struct Run<'a> {
     /// External ids received in this run: a few bytes per record, never the records themselves.
     seen: HashSet<String>,
     priority: merge::FieldPriority,
+    /// The second connection storing raw payloads; `None` in a dry run.
+    payloads: Option<PayloadWriter>,
 }
 
 /// A record with its identifiers normalized (in `record` too) and its hash computed.
@@ -266,14 +282,6 @@ impl Prepared {
     /// The normalized record as JSON, only built for records that are written.
     fn normalized_json(&self) -> String {
         serde_json::to_string(&self.record).unwrap_or_else(|_| "{}".to_string())
-    }
-
-    fn payload_json(&self) -> &str {
-        if self.record.payload.trim().is_empty() {
-            "{}"
-        } else {
-            &self.record.payload
-        }
     }
 }
 
@@ -431,6 +439,7 @@ impl<'a> Run<'a> {
             received: 0,
             seen: HashSet::new(),
             priority: merge::FieldPriority::default(),
+            payloads: None,
         }
     }
 
@@ -535,6 +544,7 @@ impl<'a> Run<'a> {
                 if self.counts.changed_links_or_persons() {
                     refresh_assignments(&mut tx, self.source.authority_id, self.now).await?;
                 }
+                self.commit_payloads().await?;
                 tx.commit().await?;
             }
             return Ok(Finish::Committed {
@@ -580,6 +590,7 @@ impl<'a> Run<'a> {
         if options.dry_run {
             tx.rollback().await?;
         } else {
+            self.commit_payloads().await?;
             tx.commit().await?;
         }
         Ok(Finish::Committed {
@@ -587,6 +598,14 @@ impl<'a> Run<'a> {
             blocked_reason: None,
             would_mark_missing: n_missing,
         })
+    }
+
+    /// Commits the payload writer; the run's own transaction commits only after this did.
+    async fn commit_payloads(&mut self) -> Result<(), RunError> {
+        match self.payloads.take() {
+            Some(writer) => writer.commit().await.map_err(payload_error),
+            None => Ok(()),
+        }
     }
 
     async fn load_schools(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
@@ -834,7 +853,7 @@ impl<'a> Run<'a> {
             .filter(|(_, link)| link.ended)
             .map(|(external_id, _)| external_id.as_str())
             .collect();
-        self.write(tx, &prepared, &revive, writes).await?;
+        self.write(tx, &mut prepared, &revive, writes).await?;
         Ok(())
     }
 
@@ -1101,12 +1120,27 @@ impl<'a> Run<'a> {
     }
 
     async fn write(
-        &self,
+        &mut self,
         tx: &mut PgConnection,
-        prepared: &[Prepared],
+        prepared: &mut [Prepared],
         revive: &HashSet<&str>,
         writes: PageWrites,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), RunError> {
+        // The writer converts this page's payloads while this connection writes the rest.
+        if let Some(writer) = &mut self.payloads {
+            let written = writes.new_links.iter().map(|(_, _, index)| *index);
+            let changed = writes.changed_links.iter().map(|(_, index)| *index);
+            let mut rows = Vec::with_capacity(writes.new_links.len() + writes.changed_links.len());
+            for index in written.chain(changed) {
+                let item = &mut prepared[index];
+                rows.push(PayloadRow {
+                    external_id: item.record.external_id.clone(),
+                    content_hash: item.hash.clone(),
+                    payload: std::mem::take(&mut item.record.payload),
+                });
+            }
+            writer.write(rows).await.map_err(payload_error)?;
+        }
         insert_devices(tx, writes.new_devices).await?;
         update_devices(tx, writes.changed_devices).await?;
 
@@ -1135,7 +1169,7 @@ impl<'a> Run<'a> {
             (
                 revived,
                 " on conflict (source_id, external_id) do update set device_id = excluded.device_id, \
-                 payload = excluded.payload, normalized = excluded.normalized, \
+                 normalized = excluded.normalized, \
                  content_hash = excluded.content_hash, last_seen_at = excluded.last_seen_at, \
                  missing_since = null, ended_at = null, ended_reason = null",
             ),
@@ -1146,7 +1180,6 @@ impl<'a> Run<'a> {
             let mut link_ids = Vec::with_capacity(links.len());
             let mut device_ids = Vec::with_capacity(links.len());
             let mut external_ids = Vec::with_capacity(links.len());
-            let mut payloads = Vec::with_capacity(links.len());
             let mut normalized = Vec::with_capacity(links.len());
             let mut hashes = Vec::with_capacity(links.len());
             for &(link_id, device_id, index) in links {
@@ -1154,17 +1187,16 @@ impl<'a> Run<'a> {
                 link_ids.push(link_id);
                 device_ids.push(device_id);
                 external_ids.push(item.record.external_id.as_str());
-                payloads.push(item.payload_json());
                 normalized.push(item.normalized_json());
                 hashes.push(item.hash.as_slice());
             }
             sqlx::query(&format!(
                 "insert into source_link (source_link_id, authority_id, source_id, device_id, \
-                 external_id, payload, normalized, content_hash, first_seen_at, last_seen_at) \
-                 select u.source_link_id, $2, $3, u.device_id, u.external_id, u.payload::jsonb, \
+                 external_id, normalized, content_hash, first_seen_at, last_seen_at) \
+                 select u.source_link_id, $2, $3, u.device_id, u.external_id, \
                  u.normalized::json, u.content_hash, $4, $4 \
-                 from unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::bytea[]) \
-                 as u(source_link_id, device_id, external_id, payload, normalized, content_hash)\
+                 from unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::bytea[]) \
+                 as u(source_link_id, device_id, external_id, normalized, content_hash)\
                  {on_conflict}"
             ))
             .bind(link_ids)
@@ -1173,7 +1205,6 @@ impl<'a> Run<'a> {
             .bind(self.now)
             .bind(device_ids)
             .bind(external_ids)
-            .bind(payloads)
             .bind(normalized)
             .bind(hashes)
             .execute(&mut *tx)
@@ -1182,26 +1213,23 @@ impl<'a> Run<'a> {
 
         if !writes.changed_links.is_empty() {
             let mut link_ids = Vec::new();
-            let mut payloads = Vec::new();
             let mut normalized = Vec::new();
             let mut hashes = Vec::new();
             for (link_id, index) in &writes.changed_links {
                 let item = &prepared[*index];
                 link_ids.push(*link_id);
-                payloads.push(item.payload_json());
                 normalized.push(item.normalized_json());
                 hashes.push(item.hash.clone());
             }
             sqlx::query(
-                "update source_link l set payload = u.payload::jsonb, normalized = u.normalized::json, \
+                "update source_link l set normalized = u.normalized::json, \
                  content_hash = u.content_hash, last_seen_at = $2, missing_since = null \
-                 from unnest($1::uuid[], $3::text[], $4::text[], $5::bytea[]) \
-                 as u(source_link_id, payload, normalized, content_hash) \
+                 from unnest($1::uuid[], $3::text[], $4::bytea[]) \
+                 as u(source_link_id, normalized, content_hash) \
                  where l.source_link_id = u.source_link_id",
             )
             .bind(link_ids)
             .bind(self.now)
-            .bind(payloads)
             .bind(normalized)
             .bind(hashes)
             .execute(&mut *tx)
@@ -1276,6 +1304,12 @@ pub(crate) struct ReviewUpsert<'a> {
 
 /// Opens a review item, or refreshes the open one for the same record and kind. A record whose
 /// item of this kind a person dismissed is not raised again.
+fn payload_error(error: sqlx::Error) -> RunError {
+    RunError::Source(format!(
+        "storing the raw payloads failed, nothing was changed: {error}"
+    ))
+}
+
 pub(crate) async fn upsert_review_item(
     tx: &mut PgConnection,
     review: ReviewUpsert<'_>,
@@ -1414,7 +1448,7 @@ async fn write_events(
     sqlx::query(
         "insert into device_event (authority_id, device_id, occurred_at, kind, cause, sync_run_id, \
          source_id, actor, changes) \
-         select $1, u.device_id, $2, u.kind, $8, $3, $4, $9, u.changes::jsonb \
+         select $1, u.device_id, $2, u.kind, $8, $3, $4, $9, u.changes::json \
          from unnest($5::uuid[], $6::text[], $7::text[]) as u(device_id, kind, changes)",
     )
     .bind(source.authority_id)

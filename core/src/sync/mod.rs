@@ -5,6 +5,7 @@ pub mod directory;
 pub mod engine;
 pub mod guard;
 pub mod merge;
+pub(crate) mod payloads;
 pub mod protocol;
 
 pub use self::approve::approve_run;
