@@ -445,7 +445,7 @@ async fn purchase_data_a_person_entered_survives_a_source_that_disagrees() {
     sync_records(&db.pool, &clock, source, fleet(1)).await;
     sqlx::query(
         "update device set warranty_end = '2029-12-31', \
-         field_origin = field_origin || '{\"warranty_end\": \"user:anna\"}'",
+         field_origin = (field_origin::jsonb || '{\"warranty_end\": \"user:anna\"}')::json",
     )
     .execute(&db.pool)
     .await

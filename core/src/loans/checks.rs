@@ -352,7 +352,7 @@ pub(crate) async fn set_lifecycle(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update device set lifecycle_state = $2, updated_at = $3, \
-         field_origin = field_origin || jsonb_build_object('lifecycle_state', 'user:' || $4::text) \
+         field_origin = (field_origin::jsonb || jsonb_build_object('lifecycle_state', 'user:' || $4::text))::json \
          where device_id = $1",
     )
     .bind(device.device_id)

@@ -189,7 +189,7 @@ pub async fn insert_devices(
          u.os_version, u.lifecycle_state, u.school_id, u.building, u.room, u.order_number, \
          u.purchase_date, u.supplier, u.purchase_price, u.currency, u.warranty_end, \
          u.life_expectancy_years, u.funding_programme, u.grant_reference, u.earmark_end, \
-         u.field_origin::jsonb, u.first_seen_at, u.updated_at \
+         u.field_origin::json, u.first_seen_at, u.updated_at \
          from {UNNEST_DEVICES} as u({DEVICE_COLUMNS})"
     );
     DeviceColumns::from_rows(rows)
@@ -217,7 +217,7 @@ pub async fn update_devices(
          purchase_price = u.purchase_price, currency = u.currency, warranty_end = u.warranty_end, \
          life_expectancy_years = u.life_expectancy_years, \
          funding_programme = u.funding_programme, grant_reference = u.grant_reference, \
-         earmark_end = u.earmark_end, field_origin = u.field_origin::jsonb, \
+         earmark_end = u.earmark_end, field_origin = u.field_origin::json, \
          updated_at = u.updated_at \
          from {UNNEST_DEVICES} as u({DEVICE_COLUMNS}) where d.device_id = u.device_id"
     );
