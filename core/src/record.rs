@@ -96,7 +96,16 @@ pub(crate) fn stable_hash<T: Serialize + std::fmt::Debug>(value: &T) -> [u8; 16]
     if let Err(error) = serde_json::to_writer(&mut hasher, value) {
         hasher.update(format!("{error:?}{value:?}").as_bytes());
     }
-    let digest = hasher.finalize();
+    truncate(hasher.finalize())
+}
+
+/// The hash [`stable_hash`] gives a value whose JSON form is `json`, for callers that need the
+/// text anyway.
+pub(crate) fn hash_json_text(json: &str) -> [u8; 16] {
+    truncate(blake3::hash(json.as_bytes()))
+}
+
+fn truncate(digest: blake3::Hash) -> [u8; 16] {
     let mut hash = [0u8; 16];
     hash.copy_from_slice(&digest.as_bytes()[..16]);
     hash

@@ -15,7 +15,6 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::error::CoreError;
 use crate::model::SyncStatus;
-use crate::normalize;
 use crate::record::DeviceRecord;
 use crate::store::assignments::refresh_assignments;
 use crate::store::device_row::{insert_devices, load_devices, update_devices, DeviceRow};
@@ -23,7 +22,8 @@ use crate::store::SourceRef;
 use crate::sync::guard::DeletionGuard;
 use crate::sync::merge::{self, Changes, NormalizedIds};
 use crate::sync::payloads::{PayloadRow, PayloadWriter};
-use crate::sync::protocol::{SourceItem, SourcePage};
+use crate::sync::prepare::{spawn_normalizer, NormalizedPage, NormalizedRecord, PreparedItem};
+use crate::sync::protocol::SourceItem;
 
 /// How many record problems a run keeps verbatim; the rest are counted.
 const MAX_KEPT_WARNINGS: usize = 200;
@@ -106,7 +106,7 @@ pub async fn run_sync(
     pool: &PgPool,
     clock: &dyn Clock,
     source: &SourceRef,
-    mut pages: mpsc::Receiver<SourceItem>,
+    pages: mpsc::Receiver<SourceItem>,
     options: &SyncOptions,
     progress: &dyn SyncProgress,
 ) -> Result<SyncReport, CoreError> {
@@ -119,6 +119,7 @@ pub async fn run_sync(
         true => Ok(None),
         false => PayloadWriter::start(pool, source).await.map(Some),
     };
+    let mut pages = spawn_normalizer(pages);
     let outcome = match writer {
         Ok(writer) => {
             run.payloads = writer;
@@ -270,19 +271,14 @@ struct Run<'a> {
     payloads: Option<PayloadWriter>,
 }
 
-/// A record with its identifiers normalized (in `record` too) and its hash computed.
+/// A record with its identifiers normalized (in `record` too), its JSON, its hash and school.
 struct Prepared {
     record: DeviceRecord,
     ids: NormalizedIds,
     school_id: Option<Uuid>,
+    /// The normalized record as stored with the link.
+    json: String,
     hash: Vec<u8>,
-}
-
-impl Prepared {
-    /// The normalized record as JSON, only built for records that are written.
-    fn normalized_json(&self) -> String {
-        serde_json::to_string(&self.record).unwrap_or_else(|_| "{}".to_string())
-    }
 }
 
 struct ExistingLink {
@@ -453,7 +449,7 @@ impl<'a> Run<'a> {
     async fn execute(
         &mut self,
         conn: &mut PgConnection,
-        pages: &mut mpsc::Receiver<SourceItem>,
+        pages: &mut mpsc::Receiver<PreparedItem>,
         options: &SyncOptions,
         progress: &dyn SyncProgress,
     ) -> Result<Finish, RunError> {
@@ -469,7 +465,7 @@ impl<'a> Run<'a> {
 
         let reported_total = loop {
             match pages.recv().await {
-                Some(SourceItem::Page(page)) => {
+                Some(PreparedItem::Page(page)) => {
                     let label = page.label.clone();
                     let n_records = page.records.len();
                     let announced_total = page.announced_total;
@@ -483,8 +479,8 @@ impl<'a> Run<'a> {
                         })?;
                     progress.page_applied(&label, n_records, self.received, announced_total);
                 }
-                Some(SourceItem::Complete { reported_total }) => break reported_total,
-                Some(SourceItem::Failed(failure)) => {
+                Some(PreparedItem::Complete { reported_total }) => break reported_total,
+                Some(PreparedItem::Failed(failure)) => {
                     return Err(RunError::Source(format!(
                         "fetch failed, nothing was changed: {failure}"
                     )))
@@ -625,13 +621,13 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn prepare(&mut self, page_label: &str, mut record: DeviceRecord) -> Prepared {
-        let ids = NormalizedIds {
-            serial_number: normalize::serial_number(record.serial_number.as_deref()),
-            udid: normalize::udid(record.udid.as_deref()),
-            imei: normalize::imei(record.imei.as_deref()),
-            wifi_mac: normalize::mac_address(record.wifi_mac.as_deref()),
-        };
+    fn prepare(&mut self, page_label: &str, normalized: NormalizedRecord) -> Prepared {
+        let NormalizedRecord {
+            record,
+            ids,
+            json,
+            hash,
+        } = normalized;
         let school_id = match record.location.school.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(hint) => {
@@ -649,17 +645,11 @@ impl<'a> Run<'a> {
         for problem in &record.problems {
             self.warn(format!("{page_label}: {}: {problem}", record.external_id));
         }
-        // The record is stored and hashed in its normalized form, so a change in how a source
-        // spells an identifier does not count as a change of the device.
-        record.serial_number.clone_from(&ids.serial_number);
-        record.udid.clone_from(&ids.udid);
-        record.imei.clone_from(&ids.imei);
-        record.wifi_mac.clone_from(&ids.wifi_mac);
-        let hash = record.content_hash().to_vec();
         Prepared {
             record,
             ids,
             school_id,
+            json,
             hash,
         }
     }
@@ -667,7 +657,7 @@ impl<'a> Run<'a> {
     async fn apply_page(
         &mut self,
         tx: &mut PgConnection,
-        page: SourcePage,
+        page: NormalizedPage,
     ) -> Result<(), RunError> {
         let label = page.label;
         self.counts.fetched += page.records.len() as i32;
@@ -675,7 +665,8 @@ impl<'a> Run<'a> {
 
         // Keep the first occurrence of each external id in this run (paging drift repeats records).
         let mut prepared = Vec::with_capacity(page.records.len());
-        for record in page.records {
+        for normalized in page.records {
+            let record = &normalized.record;
             if record.external_id.trim().is_empty() {
                 self.warn(format!("{label}: a record without an id was skipped"));
                 continue;
@@ -687,7 +678,7 @@ impl<'a> Run<'a> {
                 ));
                 continue;
             }
-            prepared.push(self.prepare(&label, record));
+            prepared.push(self.prepare(&label, normalized));
         }
 
         let links = self.load_links(tx, &prepared).await?;
@@ -1187,7 +1178,7 @@ impl<'a> Run<'a> {
                 link_ids.push(link_id);
                 device_ids.push(device_id);
                 external_ids.push(item.record.external_id.as_str());
-                normalized.push(item.normalized_json());
+                normalized.push(item.json.as_str());
                 hashes.push(item.hash.as_slice());
             }
             sqlx::query(&format!(
@@ -1218,8 +1209,8 @@ impl<'a> Run<'a> {
             for (link_id, index) in &writes.changed_links {
                 let item = &prepared[*index];
                 link_ids.push(*link_id);
-                normalized.push(item.normalized_json());
-                hashes.push(item.hash.clone());
+                normalized.push(item.json.as_str());
+                hashes.push(item.hash.as_slice());
             }
             sqlx::query(
                 "update source_link l set normalized = u.normalized::json, \
@@ -1258,7 +1249,7 @@ impl<'a> Run<'a> {
                 kind,
                 external_id: &item.record.external_id,
                 summary: &summary,
-                record_json: item.normalized_json(),
+                record_json: item.json.clone(),
                 candidates: &candidates,
             };
             upsert_review_item(tx, review).await?;

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod guard;
 pub mod merge;
 pub(crate) mod payloads;
+pub(crate) mod prepare;
 pub mod protocol;
 
 pub use self::approve::approve_run;
