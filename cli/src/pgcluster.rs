@@ -16,7 +16,7 @@
 //! ```text
 //! <cluster dir>/            mode 0700, owned by the server's user
 //!     data/                 the cluster itself (PGDATA), made by initdb
-//!     data/bestand.conf     written at every start: socket, port, connections
+//!     data/bestand.conf     written at every start: socket, port, connections, WAL
 //!     socket/               the server's Unix socket, mode 0700
 //!     server.log            the server's log
 //! ```
@@ -691,7 +691,10 @@ impl LocalCluster {
              listen_addresses = ''\n\
              port = {PORT}\n\
              unix_socket_directories = '{socket_dir}'\n\
-             unix_socket_permissions = 0700\n"
+             unix_socket_permissions = 0700\n\
+             # A new WAL segment is created at its full size without writing 16 MB of zeros\n\
+             # first; a first sync fills a young cluster's WAL at about 6 KB a device.\n\
+             wal_init_zero = off\n"
         );
         if let Some(max_connections) = self.options.max_connections {
             text.push_str(&format!("max_connections = {max_connections}\n"));

@@ -386,6 +386,18 @@ async fn local_cluster_starts_connects_stops_and_keeps_its_data() {
         .await
         .unwrap();
     assert_eq!(database, "bestand");
+    // bestand's own cluster is crash-safe; it only skips zero-filling new WAL segments.
+    for (setting, expected) in [
+        ("fsync", "on"),
+        ("full_page_writes", "on"),
+        ("wal_init_zero", "off"),
+    ] {
+        let value: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(value, expected, "{setting}");
+    }
     sqlx::query("CREATE TABLE kept (id int)")
         .execute(&mut connection)
         .await
