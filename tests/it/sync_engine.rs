@@ -45,15 +45,7 @@ async fn first_sync_creates_devices_and_a_second_identical_sync_changes_nothing(
         "an unchanged run must write nothing"
     );
 
-    let school_devices = devices::list_devices(
-        &db.pool,
-        &devices::DeviceFilter {
-            school: Some("100001".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let school_devices = devices_at_school(&db.pool, "100001").await;
     assert_eq!(
         school_devices.len(),
         250,
@@ -898,4 +890,139 @@ async fn a_payload_the_database_rejects_fails_the_run_and_changes_nothing() {
         "{error}"
     );
     assert_eq!(inventory_fingerprint(&db.pool).await, before);
+}
+
+/// Tells the test when the engine has applied a page.
+struct PageSignal(tokio::sync::Notify);
+
+impl sync::SyncProgress for PageSignal {
+    fn page_applied(&self, _: &str, _: usize, _: u64, _: Option<u64>) {
+        self.0.notify_one();
+    }
+}
+
+#[tokio::test]
+async fn a_running_sync_keeps_its_authority_and_schools_from_being_deleted() {
+    // The devices a run creates skip PostgreSQL's per-row reference checks (the test cluster's
+    // role is a superuser); the run's own locks must then protect what they reference.
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    let (sender, pages) = tokio::sync::mpsc::channel(sync::PAGE_CHANNEL_CAPACITY);
+    let signal = PageSignal(tokio::sync::Notify::new());
+    let options = options();
+    let run = sync::run_sync(&db.pool, clock.as_ref(), source, pages, &options, &signal);
+
+    let meddle = async {
+        sender
+            .send(sync::SourceItem::Page(sync::SourcePage {
+                label: "mobile-devices page 0".into(),
+                records: fleet(20),
+                announced_total: Some(20),
+            }))
+            .await
+            .unwrap();
+        signal.0.notified().await;
+        let mut other = db.pool.acquire().await.unwrap();
+        let mut refused = Vec::new();
+        for delete in [
+            "delete from school where school_number = '100001'",
+            "delete from school_authority",
+            "delete from source",
+        ] {
+            let mut tx = other.begin().await.unwrap();
+            sqlx::query("set local lock_timeout = '300ms'")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let error = sqlx::query(delete).execute(&mut *tx).await.err();
+            refused.push(
+                error
+                    .as_ref()
+                    .and_then(|e| e.as_database_error())
+                    .and_then(|e| e.code())
+                    .map(|code| code.to_string()),
+            );
+            tx.rollback().await.unwrap();
+        }
+        sender
+            .send(sync::SourceItem::Complete { reported_total: 20 })
+            .await
+            .unwrap();
+        refused
+    };
+    let (report, refused) = tokio::join!(run, meddle);
+    let report = report.unwrap();
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.created, 20);
+    let lock_not_available = Some("55P03".to_string());
+    assert_eq!(
+        refused,
+        vec![lock_not_available; 3],
+        "each delete waits for the run"
+    );
+
+    let at_school = devices_at_school(&db.pool, "100001").await;
+    assert_eq!(at_school.len(), 20);
+}
+
+#[tokio::test]
+async fn a_role_that_may_not_switch_off_row_checks_syncs_all_the_same() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    let role = format!("r_{}", uuid::Uuid::new_v4().simple());
+    for statement in [
+        format!("create role {role} login nosuperuser"),
+        format!("grant usage on schema public to {role}"),
+        format!("grant select, insert, update, delete on all tables in schema public to {role}"),
+        format!("grant usage on all sequences in schema public to {role}"),
+    ] {
+        sqlx::query(&statement).execute(&db.pool).await.unwrap();
+    }
+    let options: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+    let limited = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(3)
+        .connect_with(options.username(&role))
+        .await
+        .unwrap();
+    let superuser: bool = sqlx::query_scalar("select current_setting('is_superuser') = 'on'")
+        .fetch_one(&limited)
+        .await
+        .unwrap();
+    assert!(!superuser);
+
+    let first = sync_records(&limited, &clock, source, fleet(120)).await;
+    assert_eq!(first.status, SyncStatus::Succeeded, "{:?}", first.error);
+    assert_eq!((first.counts.created, first.counts.updated), (120, 0));
+    let mut changed = fleet(121);
+    changed[3].os_version = Some("18.1".into());
+    clock.advance(Duration::hours(1));
+    let second = sync_records(&limited, &clock, source, changed).await;
+    assert_eq!(second.status, SyncStatus::Succeeded, "{:?}", second.error);
+    assert_eq!((second.counts.created, second.counts.updated), (1, 1));
+    let counts = table_counts(&db.pool).await;
+    limited.close().await;
+    for statement in [format!("drop owned by {role}"), format!("drop role {role}")] {
+        sqlx::query(&statement).execute(&db.pool).await.unwrap();
+    }
+    let expected: Vec<(String, i64)> = [
+        ("device", 121),
+        ("source_link", 121),
+        ("source_payload", 122),
+        ("device_event", 122),
+        ("review_item", 0),
+    ]
+    .into_iter()
+    .map(|(table, n)| (table.to_string(), n))
+    .collect();
+    assert_eq!(counts, expected, "every device, link, payload and event");
+}
+
+async fn devices_at_school(pool: &sqlx::PgPool, school: &str) -> Vec<devices::DeviceSummary> {
+    let filter = devices::DeviceFilter {
+        school: Some(school.into()),
+        ..Default::default()
+    };
+    devices::list_devices(pool, &filter).await.unwrap()
 }

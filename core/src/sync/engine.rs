@@ -24,6 +24,7 @@ use crate::sync::merge::{self, Changes, NormalizedIds};
 use crate::sync::payloads::{PayloadRow, PayloadWriter};
 use crate::sync::prepare::{spawn_normalizer, NormalizedPage, NormalizedRecord, PreparedItem};
 use crate::sync::protocol::SourceItem;
+use crate::sync::references::{lock_run_references, RowChecks};
 
 /// How many record problems a run keeps verbatim; the rest are counted.
 const MAX_KEPT_WARNINGS: usize = 200;
@@ -269,6 +270,8 @@ struct Run<'a> {
     priority: merge::FieldPriority,
     /// The second connection storing raw payloads; `None` in a dry run.
     payloads: Option<PayloadWriter>,
+    /// How the references of the devices this run creates are checked (`sync::references`).
+    row_checks: RowChecks,
 }
 
 /// A record with its identifiers normalized (in `record` too), its JSON, its hash and school.
@@ -436,6 +439,7 @@ impl<'a> Run<'a> {
             seen: HashSet::new(),
             priority: merge::FieldPriority::default(),
             payloads: None,
+            row_checks: RowChecks::PerRow,
         }
     }
 
@@ -453,8 +457,9 @@ impl<'a> Run<'a> {
         options: &SyncOptions,
         progress: &dyn SyncProgress,
     ) -> Result<Finish, RunError> {
-        self.load_schools(conn).await?;
         let mut tx = conn.begin().await?;
+        self.row_checks = RowChecks::for_connection(&mut tx).await?;
+        self.load_schools(&mut tx).await?;
         let active_before: i64 = sqlx::query_scalar(
             "select count(*) from source_link \
              where source_id = $1 and ended_at is null and missing_since is null",
@@ -604,13 +609,16 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn load_schools(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        let rows: Vec<(Uuid, String, String, Vec<String>)> = sqlx::query_as(
-            "select school_id, school_number, name, aliases from school where authority_id = $1",
-        )
-        .bind(self.source.authority_id)
-        .fetch_all(&mut *conn)
-        .await?;
+    /// Loads the authority's schools, locked with the run's authority and source for the whole
+    /// run, so the rows the run creates may skip their per-row reference checks.
+    async fn load_schools(&mut self, tx: &mut PgConnection) -> Result<(), RunError> {
+        let rows = lock_run_references(tx, self.source.authority_id, self.source.source_id)
+            .await?
+            .ok_or_else(|| {
+                RunError::Source(
+                    "the source or its school authority is no longer in the database".into(),
+                )
+            })?;
         for (school_id, number, name, aliases) in rows {
             self.schools.insert(number.trim().to_lowercase(), school_id);
             self.schools.insert(name.trim().to_lowercase(), school_id);
@@ -1132,7 +1140,37 @@ impl<'a> Run<'a> {
             }
             writer.write(rows).await.map_err(payload_error)?;
         }
-        insert_devices(tx, writes.new_devices).await?;
+
+        // The devices this page creates, their fresh links and their history reference only
+        // rows this run locked or created: they skip per-row reference checks where allowed.
+        let created: HashSet<Uuid> = writes.new_devices.iter().map(|d| d.device_id).collect();
+        let (created_events, other_events): (Vec<_>, Vec<_>) = writes
+            .events
+            .into_iter()
+            .partition(|(device_id, _, _)| created.contains(device_id));
+        let (revived, fresh): (Vec<_>, Vec<_>) =
+            writes.new_links.into_iter().partition(|(_, _, index)| {
+                revive.contains(prepared[*index].record.external_id.as_str())
+            });
+        let (fresh_of_created, fresh): (Vec<_>, Vec<_>) = fresh
+            .into_iter()
+            .partition(|(_, device_id, _)| created.contains(device_id));
+        if !created.is_empty() {
+            self.row_checks.switch(tx, true).await?;
+            insert_devices(tx, writes.new_devices).await?;
+            self.insert_links(tx, prepared, &fresh_of_created, "")
+                .await?;
+            insert_events(
+                tx,
+                self.source,
+                &created_events,
+                self.now,
+                Some(self.run_id),
+            )
+            .await?;
+            self.row_checks.switch(tx, false).await?;
+        }
+
         update_devices(tx, writes.changed_devices).await?;
 
         if !writes.ended_links.is_empty() {
@@ -1151,56 +1189,17 @@ impl<'a> Run<'a> {
 
         // A record whose external id has an ended link revives that row; all others are fresh,
         // and a plain insert is cheaper than one prepared for conflicts.
-        let (revived, fresh): (Vec<_>, Vec<_>) =
-            writes.new_links.iter().partition(|(_, _, index)| {
-                revive.contains(prepared[*index].record.external_id.as_str())
-            });
-        for (links, on_conflict) in [
-            (fresh, ""),
-            (
-                revived,
-                " on conflict (source_id, external_id) do update set device_id = excluded.device_id, \
-                 normalized = excluded.normalized, \
-                 content_hash = excluded.content_hash, last_seen_at = excluded.last_seen_at, \
-                 missing_since = null, ended_at = null, ended_reason = null",
-            ),
-        ] {
-            if links.is_empty() {
-                continue;
-            }
-            let mut link_ids = Vec::with_capacity(links.len());
-            let mut device_ids = Vec::with_capacity(links.len());
-            let mut external_ids = Vec::with_capacity(links.len());
-            let mut normalized = Vec::with_capacity(links.len());
-            let mut hashes = Vec::with_capacity(links.len());
-            for &(link_id, device_id, index) in links {
-                let item = &prepared[index];
-                link_ids.push(link_id);
-                device_ids.push(device_id);
-                external_ids.push(item.record.external_id.as_str());
-                normalized.push(item.json.as_str());
-                hashes.push(item.hash.as_slice());
-            }
-            sqlx::query(&format!(
-                "insert into source_link (source_link_id, authority_id, source_id, device_id, \
-                 external_id, normalized, content_hash, first_seen_at, last_seen_at) \
-                 select u.source_link_id, $2, $3, u.device_id, u.external_id, \
-                 u.normalized::json, u.content_hash, $4, $4 \
-                 from unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::bytea[]) \
-                 as u(source_link_id, device_id, external_id, normalized, content_hash)\
-                 {on_conflict}"
-            ))
-            .bind(link_ids)
-            .bind(self.source.authority_id)
-            .bind(self.source.source_id)
-            .bind(self.now)
-            .bind(device_ids)
-            .bind(external_ids)
-            .bind(normalized)
-            .bind(hashes)
-            .execute(&mut *tx)
-            .await?;
-        }
+        self.insert_links(tx, prepared, &fresh, "").await?;
+        self.insert_links(
+            tx,
+            prepared,
+            &revived,
+            " on conflict (source_id, external_id) do update set device_id = excluded.device_id, \
+             normalized = excluded.normalized, \
+             content_hash = excluded.content_hash, last_seen_at = excluded.last_seen_at, \
+             missing_since = null, ended_at = null, ended_reason = null",
+        )
+        .await?;
 
         if !writes.changed_links.is_empty() {
             let mut link_ids = Vec::new();
@@ -1238,7 +1237,7 @@ impl<'a> Run<'a> {
             .await?;
         }
 
-        insert_events(tx, self.source, &writes.events, self.now, Some(self.run_id)).await?;
+        insert_events(tx, self.source, &other_events, self.now, Some(self.run_id)).await?;
 
         for (index, kind, summary, candidates) in writes.reviews {
             let item = &prepared[index];
@@ -1254,6 +1253,52 @@ impl<'a> Run<'a> {
             };
             upsert_review_item(tx, review).await?;
         }
+        Ok(())
+    }
+
+    /// Inserts `links` (link id, device id, record index), with `on_conflict` appended.
+    async fn insert_links(
+        &self,
+        tx: &mut PgConnection,
+        prepared: &[Prepared],
+        links: &[(Uuid, Uuid, usize)],
+        on_conflict: &str,
+    ) -> Result<(), sqlx::Error> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        let mut link_ids = Vec::with_capacity(links.len());
+        let mut device_ids = Vec::with_capacity(links.len());
+        let mut external_ids = Vec::with_capacity(links.len());
+        let mut normalized = Vec::with_capacity(links.len());
+        let mut hashes = Vec::with_capacity(links.len());
+        for &(link_id, device_id, index) in links {
+            let item = &prepared[index];
+            link_ids.push(link_id);
+            device_ids.push(device_id);
+            external_ids.push(item.record.external_id.as_str());
+            normalized.push(item.json.as_str());
+            hashes.push(item.hash.as_slice());
+        }
+        sqlx::query(&format!(
+            "insert into source_link (source_link_id, authority_id, source_id, device_id, \
+             external_id, normalized, content_hash, first_seen_at, last_seen_at) \
+             select u.source_link_id, $2, $3, u.device_id, u.external_id, \
+             u.normalized::json, u.content_hash, $4, $4 \
+             from unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::bytea[]) \
+             as u(source_link_id, device_id, external_id, normalized, content_hash)\
+             {on_conflict}"
+        ))
+        .bind(link_ids)
+        .bind(self.source.authority_id)
+        .bind(self.source.source_id)
+        .bind(self.now)
+        .bind(device_ids)
+        .bind(external_ids)
+        .bind(normalized)
+        .bind(hashes)
+        .execute(&mut *tx)
+        .await?;
         Ok(())
     }
 

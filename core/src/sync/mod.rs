@@ -8,6 +8,7 @@ pub mod merge;
 pub(crate) mod payloads;
 pub(crate) mod prepare;
 pub mod protocol;
+pub(crate) mod references;
 
 pub use self::approve::approve_run;
 pub use self::directory::{run_directory_sync, DirectorySyncOptions};

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::store::SourceRef;
+use crate::sync::references::RowChecks;
 
 /// One link version's raw payload.
 pub(crate) struct PayloadRow {
@@ -103,6 +104,10 @@ async fn write_payloads(
 ) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     sweep_unreachable(&mut tx, source_id).await?;
+    // Payload rows reference only the run's source, which the run's transaction holds locked
+    // from before the first page until after this transaction commits (`sync::references`).
+    let checks = RowChecks::for_connection(&mut tx).await?;
+    checks.switch(&mut tx, true).await?;
     while let Some(message) = receiver.recv().await {
         match message {
             Message::Rows(rows) => insert_rows(&mut tx, source_id, authority_id, rows).await?,
