@@ -26,6 +26,14 @@ use crate::sync::prepare::{spawn_normalizer, NormalizedPage, NormalizedRecord, P
 use crate::sync::protocol::SourceItem;
 use crate::sync::references::{lock_run_references, RowChecks};
 
+/// Inserts links from column arrays; an `on conflict` clause may follow.
+const INSERT_LINKS: &str = "insert into source_link (source_link_id, authority_id, source_id, \
+    device_id, external_id, normalized, content_hash, first_seen_at, last_seen_at) \
+    select u.source_link_id, $2, $3, u.device_id, u.external_id, \
+    u.normalized::json, u.content_hash, $4, $4 \
+    from unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::bytea[]) \
+    as u(source_link_id, device_id, external_id, normalized, content_hash)";
+
 /// How many record problems a run keeps verbatim; the rest are counted.
 const MAX_KEPT_WARNINGS: usize = 200;
 
@@ -1157,17 +1165,24 @@ impl<'a> Run<'a> {
             .partition(|(_, device_id, _)| created.contains(device_id));
         if !created.is_empty() {
             self.row_checks.switch(tx, true).await?;
-            insert_devices(tx, writes.new_devices).await?;
-            self.insert_links(tx, prepared, &fresh_of_created, "")
-                .await?;
-            insert_events(
-                tx,
-                self.source,
-                &created_events,
-                self.now,
-                Some(self.run_id),
-            )
-            .await?;
+            // Each statement's arguments are encoded while the database runs the one before:
+            // `biased` polls the statement first, which sends it and waits for the answer.
+            let (devices_written, links) = tokio::join!(
+                biased;
+                insert_devices(tx, writes.new_devices),
+                async { self.link_insert(INSERT_LINKS, prepared, &fresh_of_created) },
+            );
+            devices_written?;
+            let (links_written, events) = tokio::join!(
+                biased;
+                links.execute(&mut *tx),
+                async {
+                    let run_id = Some(self.run_id);
+                    event_insert(self.source, &created_events, self.now, "sync", run_id, None)
+                },
+            );
+            links_written?;
+            events.execute(&mut *tx).await?;
             self.row_checks.switch(tx, false).await?;
         }
 
@@ -1267,6 +1282,21 @@ impl<'a> Run<'a> {
         if links.is_empty() {
             return Ok(());
         }
+        let sql = format!("{INSERT_LINKS}{on_conflict}");
+        self.link_insert(&sql, prepared, links)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The insert of `links` as a bound query, built apart from running it so the engine can
+    /// build it while the database runs the statement before.
+    fn link_insert<'q>(
+        &self,
+        sql: &'q str,
+        prepared: &'q [Prepared],
+        links: &[(Uuid, Uuid, usize)],
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
         let mut link_ids = Vec::with_capacity(links.len());
         let mut device_ids = Vec::with_capacity(links.len());
         let mut external_ids = Vec::with_capacity(links.len());
@@ -1280,26 +1310,15 @@ impl<'a> Run<'a> {
             normalized.push(item.json.as_str());
             hashes.push(item.hash.as_slice());
         }
-        sqlx::query(&format!(
-            "insert into source_link (source_link_id, authority_id, source_id, device_id, \
-             external_id, normalized, content_hash, first_seen_at, last_seen_at) \
-             select u.source_link_id, $2, $3, u.device_id, u.external_id, \
-             u.normalized::json, u.content_hash, $4, $4 \
-             from unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::bytea[]) \
-             as u(source_link_id, device_id, external_id, normalized, content_hash)\
-             {on_conflict}"
-        ))
-        .bind(link_ids)
-        .bind(self.source.authority_id)
-        .bind(self.source.source_id)
-        .bind(self.now)
-        .bind(device_ids)
-        .bind(external_ids)
-        .bind(normalized)
-        .bind(hashes)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
+        sqlx::query(sql)
+            .bind(link_ids)
+            .bind(self.source.authority_id)
+            .bind(self.source.source_id)
+            .bind(self.now)
+            .bind(device_ids)
+            .bind(external_ids)
+            .bind(normalized)
+            .bind(hashes)
     }
 
     fn report(
@@ -1475,6 +1494,21 @@ async fn write_events(
     if events.is_empty() {
         return Ok(());
     }
+    event_insert(source, events, now, cause, run_id, actor)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The insert of `events` as a bound query (see `Run::link_insert`).
+fn event_insert<'q>(
+    source: &SourceRef,
+    events: &'q [(Uuid, &'static str, String)],
+    now: DateTime<Utc>,
+    cause: &'q str,
+    run_id: Option<i64>,
+    actor: Option<&'q str>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     let device_ids: Vec<Uuid> = events.iter().map(|(device_id, _, _)| *device_id).collect();
     let kinds: Vec<&str> = events.iter().map(|(_, kind, _)| *kind).collect();
     let changes: Vec<&str> = events
@@ -1496,9 +1530,6 @@ async fn write_events(
     .bind(changes)
     .bind(cause)
     .bind(actor)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// A link the source no longer reports whose device another source still reports.
