@@ -28,6 +28,13 @@ pub struct TestDb {
 }
 
 pub async fn test_db() -> TestDb {
+    let db = empty_test_db().await;
+    store::migrate(&db.pool).await.expect("migrations apply");
+    db
+}
+
+/// A database of its own for one test, without the schema (for tests of migrations).
+pub async fn empty_test_db() -> TestDb {
     let url = std::env::var(DATABASE_URL_VAR).unwrap_or_else(|_| {
         panic!("{DATABASE_URL_VAR} is not set: run the suite with `cargo xtask test`, which starts PostgreSQL")
     });
@@ -49,7 +56,6 @@ pub async fn test_db() -> TestDb {
         .connect_with(admin_options.database(&name))
         .await
         .expect("connect to the test database");
-    store::migrate(&pool).await.expect("migrations apply");
     let url = database_url(&url, &name);
     TestDb { pool, url }
 }

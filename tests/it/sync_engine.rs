@@ -151,6 +151,12 @@ async fn two_candidate_devices_become_a_review_item_never_a_guess() {
     let db = test_db().await;
     let clock = clock();
     let sources = musterstadt(&db.pool, &["jamf", "intune"]).await;
+    let intune_record = || {
+        let mut record = ipad("i:1", "dup1");
+        record.user.username = Some("m.muster".into());
+        record.user.email = Some("m.muster@schule.example".into());
+        record
+    };
     // Two devices that share a serial already exist (say, one entered twice by hand).
     sync_records(&db.pool, &clock, &sources[0], vec![ipad("m:1", "DUP1")]).await;
     sqlx::query(
@@ -161,7 +167,7 @@ async fn two_candidate_devices_become_a_review_item_never_a_guess() {
     .await
     .unwrap();
 
-    let report = sync_records(&db.pool, &clock, &sources[1], vec![ipad("i:1", "dup1")]).await;
+    let report = sync_records(&db.pool, &clock, &sources[1], vec![intune_record()]).await;
     assert_eq!(
         (
             report.counts.review_items,
@@ -180,7 +186,7 @@ async fn two_candidate_devices_become_a_review_item_never_a_guess() {
     );
 
     // The same run again does not pile up items.
-    sync_records(&db.pool, &clock, &sources[1], vec![ipad("i:1", "dup1")]).await;
+    sync_records(&db.pool, &clock, &sources[1], vec![intune_record()]).await;
     assert_eq!(
         review::list_review(&db.pool, Some("open"))
             .await
@@ -206,7 +212,21 @@ async fn two_candidate_devices_become_a_review_item_never_a_guess() {
         .links
         .iter()
         .any(|l| l.source_name == "intune" && l.external_id == "i:1"));
-    let report = sync_records(&db.pool, &clock, &sources[1], vec![ipad("i:1", "dup1")]).await;
+    let hints: (Option<String>, Option<String>) = sqlx::query_as(
+        "select hint_username, hint_email from source_link where external_id = 'i:1'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        hints,
+        (
+            Some("m.muster".to_string()),
+            Some("m.muster@schule.example".to_string())
+        ),
+        "the link a person created carries the record's user hint"
+    );
+    let report = sync_records(&db.pool, &clock, &sources[1], vec![intune_record()]).await;
     assert_eq!(
         (report.counts.review_items, report.counts.unchanged),
         (0, 1),
@@ -1025,4 +1045,62 @@ async fn devices_at_school(pool: &sqlx::PgPool, school: &str) -> Vec<devices::De
         ..Default::default()
     };
     devices::list_devices(pool, &filter).await.unwrap()
+}
+
+#[tokio::test]
+async fn migration_10_copies_the_user_hints_of_existing_links_into_their_columns() {
+    let db = empty_test_db().await;
+    // The schema as it was before migration 10, from the same files (same checksums).
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let before = std::env::temp_dir().join(format!("bestand-m9-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&before).unwrap();
+    for entry in std::fs::read_dir(workspace.join("migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.as_str() < "20261204000010" {
+            std::fs::copy(&path, before.join(&name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap();
+    migrator.run(&db.pool).await.unwrap();
+    std::fs::remove_dir_all(&before).unwrap();
+
+    sqlx::raw_sql(
+        "insert into school_authority (slug, name) values ('musterstadt', 'Musterstadt'); \
+         insert into source (authority_id, name, kind) \
+           select authority_id, 'jamf', 'jamf_pro' from school_authority; \
+         insert into device (device_id, authority_id, first_seen_at, updated_at) \
+           select gen_random_uuid(), authority_id, now(), now() from school_authority; \
+         insert into source_link (source_link_id, authority_id, source_id, device_id, external_id, \
+           normalized, content_hash, first_seen_at, last_seen_at) \
+           select gen_random_uuid(), d.authority_id, s.source_id, d.device_id, e.id, e.normalized, \
+             '\\x00', now(), now() \
+           from device d, source s, (values \
+             ('mobile:1', '{\"user\": {\"username\": \"m.muster\", \"email\": \"m@schule.example\"}}'::json), \
+             ('mobile:2', '{\"user\": {\"username\": null, \"email\": null}}'::json)) as e(id, normalized);",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    bestand_core::store::migrate(&db.pool).await.unwrap();
+    let hints: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "select external_id, hint_username, hint_email from source_link order by external_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        hints,
+        vec![
+            (
+                "mobile:1".to_string(),
+                Some("m.muster".to_string()),
+                Some("m@schule.example".to_string())
+            ),
+            ("mobile:2".to_string(), None, None),
+        ]
+    );
 }

@@ -112,8 +112,7 @@ pub async fn refresh_assignments(
     now: DateTime<Utc>,
 ) -> Result<AssignmentCounts, sqlx::Error> {
     let rows: Vec<(Uuid, Uuid, Option<String>, Option<String>)> = sqlx::query_as(
-        "select device_id, source_id, normalized #>> '{user,username}', \
-         normalized #>> '{user,email}' from source_link \
+        "select device_id, source_id, hint_username, hint_email from source_link \
          where authority_id = $1 and ended_at is null and missing_since is null",
     )
     .bind(authority_id)

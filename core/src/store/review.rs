@@ -332,11 +332,12 @@ async fn link_record(
     let content_hash = record.content_hash().to_vec();
     sqlx::query(
         "insert into source_link (source_link_id, authority_id, source_id, device_id, external_id, \
-         normalized, content_hash, first_seen_at, last_seen_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+         normalized, content_hash, hint_username, hint_email, first_seen_at, last_seen_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $9, $10, $8, $8) \
          on conflict (source_id, external_id) do update set device_id = excluded.device_id, \
-         normalized = excluded.normalized, content_hash = excluded.content_hash, ended_at = null, \
-         ended_reason = null, missing_since = null",
+         normalized = excluded.normalized, content_hash = excluded.content_hash, \
+         hint_username = excluded.hint_username, hint_email = excluded.hint_email, \
+         ended_at = null, ended_reason = null, missing_since = null",
     )
     .bind(Uuid::now_v7())
     .bind(authority_id)
@@ -346,6 +347,8 @@ async fn link_record(
     .bind(serde_json::to_value(record).unwrap_or(Value::Null))
     .bind(&content_hash)
     .bind(now)
+    .bind(record.user.username.as_deref())
+    .bind(record.user.email.as_deref())
     .execute(&mut *tx)
     .await?;
     // The review item kept the normalized record, not the vendor's payload; the next run whose

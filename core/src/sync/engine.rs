@@ -28,11 +28,14 @@ use crate::sync::references::{lock_run_references, RowChecks};
 
 /// Inserts links from column arrays; an `on conflict` clause may follow.
 const INSERT_LINKS: &str = "insert into source_link (source_link_id, authority_id, source_id, \
-    device_id, external_id, normalized, content_hash, first_seen_at, last_seen_at) \
+    device_id, external_id, normalized, content_hash, hint_username, hint_email, \
+    first_seen_at, last_seen_at) \
     select u.source_link_id, $2, $3, u.device_id, u.external_id, \
-    u.normalized::json, u.content_hash, $4, $4 \
-    from unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::bytea[]) \
-    as u(source_link_id, device_id, external_id, normalized, content_hash)";
+    u.normalized::json, u.content_hash, u.hint_username, u.hint_email, $4, $4 \
+    from unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::bytea[], $9::text[], \
+    $10::text[]) \
+    as u(source_link_id, device_id, external_id, normalized, content_hash, hint_username, \
+    hint_email)";
 
 /// How many record problems a run keeps verbatim; the rest are counted.
 const MAX_KEPT_WARNINGS: usize = 200;
@@ -1220,23 +1223,30 @@ impl<'a> Run<'a> {
             let mut link_ids = Vec::new();
             let mut normalized = Vec::new();
             let mut hashes = Vec::new();
+            let mut usernames = Vec::new();
+            let mut emails = Vec::new();
             for (link_id, index) in &writes.changed_links {
                 let item = &prepared[*index];
                 link_ids.push(*link_id);
                 normalized.push(item.json.as_str());
                 hashes.push(item.hash.as_slice());
+                usernames.push(item.record.user.username.as_deref());
+                emails.push(item.record.user.email.as_deref());
             }
             sqlx::query(
                 "update source_link l set normalized = u.normalized::json, \
-                 content_hash = u.content_hash, last_seen_at = $2, missing_since = null \
-                 from unnest($1::uuid[], $3::text[], $4::bytea[]) \
-                 as u(source_link_id, normalized, content_hash) \
+                 content_hash = u.content_hash, hint_username = u.hint_username, \
+                 hint_email = u.hint_email, last_seen_at = $2, missing_since = null \
+                 from unnest($1::uuid[], $3::text[], $4::bytea[], $5::text[], $6::text[]) \
+                 as u(source_link_id, normalized, content_hash, hint_username, hint_email) \
                  where l.source_link_id = u.source_link_id",
             )
             .bind(link_ids)
             .bind(self.now)
             .bind(normalized)
             .bind(hashes)
+            .bind(usernames)
+            .bind(emails)
             .execute(&mut *tx)
             .await?;
         }
@@ -1302,6 +1312,8 @@ impl<'a> Run<'a> {
         let mut external_ids = Vec::with_capacity(links.len());
         let mut normalized = Vec::with_capacity(links.len());
         let mut hashes = Vec::with_capacity(links.len());
+        let mut usernames = Vec::with_capacity(links.len());
+        let mut emails = Vec::with_capacity(links.len());
         for &(link_id, device_id, index) in links {
             let item = &prepared[index];
             link_ids.push(link_id);
@@ -1309,6 +1321,8 @@ impl<'a> Run<'a> {
             external_ids.push(item.record.external_id.as_str());
             normalized.push(item.json.as_str());
             hashes.push(item.hash.as_slice());
+            usernames.push(item.record.user.username.as_deref());
+            emails.push(item.record.user.email.as_deref());
         }
         sqlx::query(sql)
             .bind(link_ids)
@@ -1319,6 +1333,8 @@ impl<'a> Run<'a> {
             .bind(external_ids)
             .bind(normalized)
             .bind(hashes)
+            .bind(usernames)
+            .bind(emails)
     }
 
     fn report(
