@@ -16,7 +16,7 @@
 //! ```text
 //! <cluster dir>/            mode 0700, owned by the server's user
 //!     data/                 the cluster itself (PGDATA), made by initdb
-//!     data/bestand.conf     written at every start: socket, port, connections, WAL
+//!     data/bestand.conf     written at every start: socket, port, connections, memory, WAL
 //!     socket/               the server's Unix socket, mode 0700
 //!     server.log            the server's log
 //! ```
@@ -699,6 +699,16 @@ impl LocalCluster {
         if let Some(max_connections) = self.options.max_connections {
             text.push_str(&format!("max_connections = {max_connections}\n"));
         }
+        if !self.options.throwaway {
+            let memory = ServerMemory::for_machine(machine_memory());
+            text.push_str(&format!(
+                "# Sized from the machine's memory: PostgreSQL's defaults (128 MB, 4 MB) made a\n\
+                 # first sync wait on evicting pages and writing WAL.\n\
+                 shared_buffers = {}MB\n\
+                 wal_buffers = {}MB\n",
+                memory.shared_buffers_mb, memory.wal_buffers_mb
+            ));
+        }
         if self.options.throwaway {
             text.push_str(
                 "# A throwaway cluster: a crash may lose or corrupt data.\n\
@@ -926,9 +936,73 @@ fn percent_encode(text: &str) -> String {
     encoded
 }
 
+/// The memory bestand's own server takes: a quarter of the machine's memory for shared buffers,
+/// at least PostgreSQL's default of 128 MB and at most 512 MB (an inventory of 200,000 devices
+/// is about 1 GB on disk, and its hot part fits), and an eighth of that for WAL buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerMemory {
+    pub shared_buffers_mb: u64,
+    pub wal_buffers_mb: u64,
+}
+
+impl ServerMemory {
+    /// For a machine with `total_bytes` of memory, or PostgreSQL's defaults when unknown.
+    pub fn for_machine(total_bytes: Option<u64>) -> ServerMemory {
+        const MB: u64 = 1024 * 1024;
+        let shared_buffers_mb = total_bytes.map_or(128, |bytes| (bytes / 4 / MB).clamp(128, 512));
+        ServerMemory {
+            shared_buffers_mb,
+            wal_buffers_mb: shared_buffers_mb / 8,
+        }
+    }
+}
+
+/// The memory this process may use: the machine's (`MemTotal`), or its cgroup's limit if lower
+/// (a container). `None` when neither can be read.
+pub fn machine_memory() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| parse_mem_total(&text));
+    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    match (total, limit) {
+        (Some(total), Some(limit)) => Some(total.min(limit)),
+        (total, limit) => total.or(limit),
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_memory_is_a_quarter_of_the_machine_within_bounds() {
+        const GIB: u64 = 1024 * 1024 * 1024;
+        let sized = |bytes| ServerMemory::for_machine(bytes);
+        assert_eq!(sized(None).shared_buffers_mb, 128);
+        assert_eq!(sized(Some(GIB / 2)).shared_buffers_mb, 128);
+        assert_eq!(sized(Some(GIB)).shared_buffers_mb, 256);
+        assert_eq!(
+            sized(Some(24 * GIB)),
+            ServerMemory {
+                shared_buffers_mb: 512,
+                wal_buffers_mb: 64
+            }
+        );
+        assert_eq!(
+            parse_mem_total("MemTotal:       24607672 kB\nMemFree: 1 kB\n"),
+            Some(24_607_672 * 1024)
+        );
+        assert_eq!(parse_mem_total("nothing"), None);
+    }
 
     #[test]
     fn reads_major_versions() {

@@ -8,7 +8,9 @@ use bestand_cli::config::{
     locate_with, redact_url_passwords, Config, ConfigError, ConfigOrigin, DatabaseTarget,
     DatabaseUrl, SourceSettings, UrlOrigin, EXAMPLE_CONFIG,
 };
-use bestand_cli::pgcluster::{ClusterOptions, ClusterStatus, LocalCluster};
+use bestand_cli::pgcluster::{
+    machine_memory, ClusterOptions, ClusterStatus, LocalCluster, ServerMemory,
+};
 use bestand_core::model::SchoolType;
 use sqlx::{ConnectOptions, Connection};
 
@@ -386,11 +388,17 @@ async fn local_cluster_starts_connects_stops_and_keeps_its_data() {
         .await
         .unwrap();
     assert_eq!(database, "bestand");
-    // bestand's own cluster is crash-safe; it only skips zero-filling new WAL segments.
+    // bestand's own cluster is crash-safe; it skips zero-filling new WAL segments and sizes
+    // its buffers from the machine's memory.
+    let memory = ServerMemory::for_machine(machine_memory());
+    let shared_buffers = format!("{}MB", memory.shared_buffers_mb);
+    let wal_buffers = format!("{}MB", memory.wal_buffers_mb);
     for (setting, expected) in [
         ("fsync", "on"),
         ("full_page_writes", "on"),
         ("wal_init_zero", "off"),
+        ("shared_buffers", shared_buffers.as_str()),
+        ("wal_buffers", wal_buffers.as_str()),
     ] {
         let value: String = sqlx::query_scalar(&format!("SHOW {setting}"))
             .fetch_one(&mut connection)
