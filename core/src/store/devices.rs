@@ -265,7 +265,8 @@ pub struct DeviceDetail {
 pub async fn show_device(pool: &PgPool, key: &str) -> Result<DeviceDetail, CoreError> {
     let device_id = resolve_device(pool, key).await?;
     let sql = format!("select {DEVICE_COLUMNS} from device where device_id = $1");
-    let device: DeviceRow = sqlx::query_as(&sql).bind(device_id).fetch_one(pool).await?;
+    let mut device: DeviceRow = sqlx::query_as(&sql).bind(device_id).fetch_one(pool).await?;
+    device.expand_field_origin();
     let (authority, school_number, school_name): (String, Option<String>, Option<String>) =
         sqlx::query_as(
             "select a.slug, s.school_number, s.name from device d \

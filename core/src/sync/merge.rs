@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::model::DeviceCategory;
 use crate::record::DeviceRecord;
-use crate::store::device_row::DeviceRow;
+use crate::store::device_row::{DeviceRow, SOURCE_FIELDS};
 
 /// Who may overwrite a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,30 +60,7 @@ pub struct NormalizedIds {
 pub struct FieldPriority(pub BTreeMap<String, Vec<String>>);
 
 /// The fields a priority can be set for: those more than one source reports.
-pub const PRIORITY_FIELDS: &[&str] = &[
-    "serial_number",
-    "udid",
-    "imei",
-    "wifi_mac",
-    "name",
-    "manufacturer",
-    "model",
-    "model_identifier",
-    "os_name",
-    "os_version",
-    "category",
-    "asset_tag",
-    "school_id",
-    "building",
-    "room",
-    "order_number",
-    "purchase_date",
-    "supplier",
-    "purchase_price",
-    "currency",
-    "warranty_end",
-    "life_expectancy_years",
-];
+pub const PRIORITY_FIELDS: &[&str] = SOURCE_FIELDS;
 
 impl FieldPriority {
     /// Whether the value `current_origin` set for `field` stays when `incoming` (an origin tag
@@ -516,5 +493,55 @@ mod tests {
         let changes = merge_into(&mut device, &update, &ids("S1"), None, "source:jamf", now());
         assert_eq!(device.warranty_end, NaiveDate::from_ymd_opt(2029, 1, 31));
         assert_eq!(parsed(&changes["warranty_end"])["old"], json!("2027-01-31"));
+    }
+
+    #[test]
+    fn field_origins_are_stored_compactly_and_read_back_exactly() {
+        let round_trip = |device: &DeviceRow| {
+            let mut read = device.clone();
+            read.field_origin = device.stored_field_origin();
+            read.expand_field_origin();
+            read.field_origin
+        };
+        let (mut device, _) = new_device(
+            Uuid::nil(),
+            Uuid::nil(),
+            &record(),
+            &ids("SER1"),
+            None,
+            "source:jamf",
+            now(),
+        );
+        assert_eq!(device.field_origin.as_object().unwrap().len(), 4);
+        assert_eq!(
+            device.stored_field_origin(),
+            json!({ "*": "source:jamf" }),
+            "one shared origin, nothing else"
+        );
+        assert_eq!(round_trip(&device), device.field_origin);
+
+        // Another origin, an origin of a field outside the source fields, a field that holds a
+        // value nobody is recorded to have set, and an origin of a field now empty.
+        device.field_origin["warranty_end"] = json!("user:anna");
+        device.field_origin["lifecycle_state"] = json!("user:ben");
+        device.model = Some("iPad".into());
+        device.field_origin["room"] = json!("source:intune");
+        let stored = device.stored_field_origin();
+        assert_eq!(
+            stored,
+            json!({
+                "*": "source:jamf",
+                "warranty_end": "user:anna",
+                "lifecycle_state": "user:ben",
+                "model": null,
+                "room": "source:intune",
+            })
+        );
+        assert_eq!(round_trip(&device), device.field_origin);
+
+        // Without any source field's origin the map is stored as it is.
+        device.field_origin = json!({ "lifecycle_state": "user:ben" });
+        assert_eq!(device.stored_field_origin(), device.field_origin);
+        assert_eq!(round_trip(&device), device.field_origin);
     }
 }
