@@ -610,3 +610,25 @@ async fn mdm_user_hints_resolve_to_persons_and_unclear_ones_are_kept_as_such() {
     .unwrap();
     assert_eq!(still.as_deref(), Some("pupil.0"));
 }
+
+#[tokio::test]
+async fn a_large_directory_read_refreshes_the_planner_statistics_of_persons() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = directory_source(&db.pool, "ucs").await;
+    let options = DirectorySyncOptions::default();
+    let report = read(&db.pool, &clock, &source, pupils(1_100), &options).await;
+    assert_eq!(report.counts.created, 1_100);
+    for table in ["person", "person_link", "person_membership"] {
+        let (analyzed, estimated): (bool, f32) = sqlx::query_as(
+            "select s.last_analyze is not null, c.reltuples from pg_stat_user_tables s \
+             join pg_class c on c.oid = s.relid where s.relname = $1",
+        )
+        .bind(table)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert!(analyzed, "{table} analyzed");
+        assert_eq!(estimated, 1_100.0, "{table}: the planner knows its size");
+    }
+}

@@ -1104,3 +1104,41 @@ async fn migration_10_copies_the_user_hints_of_existing_links_into_their_columns
         ]
     );
 }
+
+#[tokio::test]
+async fn a_large_first_import_refreshes_the_planner_statistics_a_small_run_leaves_them() {
+    let last_analyze = |pool: sqlx::PgPool| async move {
+        let at: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+            "select last_analyze from pg_stat_user_tables where relname = 'device'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        at
+    };
+    let small = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&small.pool, &["jamf"]).await[0];
+    sync_records(&small.pool, &clock, source, fleet(300)).await;
+    assert_eq!(last_analyze(small.pool.clone()).await, None);
+
+    let large = test_db().await;
+    let source = &musterstadt(&large.pool, &["jamf"]).await[0];
+    let report = sync_records(&large.pool, &clock, source, fleet(1_200)).await;
+    assert_eq!(report.counts.created, 1_200);
+    assert!(last_analyze(large.pool.clone()).await.is_some());
+    let estimated: f32 =
+        sqlx::query_scalar("select reltuples from pg_class where relname = 'device'")
+            .fetch_one(&large.pool)
+            .await
+            .unwrap();
+    assert_eq!(estimated, 1_200.0, "the planner knows the table's size");
+    // Only some columns were analyzed, so autovacuum's full analyze stays due.
+    let pending: i64 = sqlx::query_scalar(
+        "select n_mod_since_analyze from pg_stat_user_tables where relname = 'device'",
+    )
+    .fetch_one(&large.pool)
+    .await
+    .unwrap();
+    assert_eq!(pending, 1_200);
+}

@@ -109,6 +109,19 @@ pub struct SyncReport {
     pub blocked_reason: Option<String>,
 }
 
+impl SyncReport {
+    /// Whether the run changed enough rows (at least 1,000, and a tenth of what it fetched)
+    /// that the planner's statistics of its tables are stale.
+    pub(crate) fn changed_much(&self) -> bool {
+        let c = &self.counts;
+        let changed = c.created + c.updated + c.marked_missing + c.moved + c.reappeared;
+        !self.dry_run
+            && matches!(self.status, SyncStatus::Succeeded | SyncStatus::Blocked)
+            && changed >= 1_000
+            && changed * 10 >= c.fetched
+    }
+}
+
 /// Runs one sync of `source` from the pages arriving on `pages`.
 ///
 /// Returns `Err` only when the run could not even be recorded (no database, source busy);
@@ -240,8 +253,43 @@ pub(crate) async fn close_run(
         .bind(source.lock_key())
         .execute(&mut conn)
         .await?;
+    if report.changed_much() {
+        refresh_statistics(&mut conn, report).await;
+    }
     conn.close().await?;
     Ok(())
+}
+
+/// Has the planner's statistics of the tables a run rewrote largely (a first import, say)
+/// brought up to date at once. Until autovacuum gets to them (a minute or more later), the
+/// planner takes a table it has never analyzed for a few dozen rows, and a query joining
+/// devices, memberships and persons chose a plan that took seconds instead of milliseconds.
+///
+/// Only the columns queries join and filter on are analyzed: the table sizes and those
+/// columns are what the plans need, it takes a third of the time of the whole tables (0.12 s
+/// instead of 0.45 s for 50,000 devices), and PostgreSQL leaves autovacuum's full analyze due
+/// after an analyze of some columns. Only the statistics are at stake, so a failure is logged,
+/// not returned.
+async fn refresh_statistics(conn: &mut PgConnection, report: &SyncReport) {
+    let tables = match report.kind {
+        "directory" => {
+            "person (authority_id, left_at), \
+             person_link (person_id, source_id, missing_since), \
+             person_membership (person_id, school_id, role, class_name), \
+             device_assignment (device_id, person_id, status)"
+        }
+        _ => {
+            "device (authority_id, school_id, category, lifecycle_state), \
+             source_link (authority_id, device_id, source_id, missing_since, ended_at), \
+             device_assignment (device_id, person_id, status)"
+        }
+    };
+    if let Err(error) = sqlx::query(&format!("analyze {tables}"))
+        .execute(&mut *conn)
+        .await
+    {
+        tracing::warn!(source = %report.source_name, %error, "refreshing planner statistics failed");
+    }
 }
 
 enum Finish {
