@@ -115,6 +115,39 @@ async fn a_re_enrolled_device_keeps_its_id_and_history() {
 }
 
 #[tokio::test]
+async fn a_link_revived_under_its_old_id_carries_the_users_hint_of_now() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, fleet(5)).await;
+    let mut records = fleet(5);
+    records[2].external_id = "mobile:9002".into();
+    sync_records(&db.pool, &clock, source, records).await;
+
+    // Re-enrolled once more, under its first id, now handed to a pupil.
+    let mut records = fleet(5);
+    records[2].user.username = Some("m.muster".into());
+    records[2].user.email = Some("m.muster@schule.example".into());
+    let report = sync_records(&db.pool, &clock, source, records).await;
+    assert_eq!(report.counts.created, 0, "{report:?}");
+    let hints: (Option<String>, Option<String>, bool) = sqlx::query_as(
+        "select hint_username, hint_email, ended_at is null from source_link \
+         where external_id = 'mobile:2'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        hints,
+        (
+            Some("m.muster".to_string()),
+            Some("m.muster@schule.example".to_string()),
+            true
+        )
+    );
+}
+
+#[tokio::test]
 async fn devices_match_by_udid_or_mac_when_the_serial_is_a_placeholder() {
     let db = test_db().await;
     let clock = clock();

@@ -1261,8 +1261,9 @@ impl<'a> Run<'a> {
             prepared,
             &revived,
             " on conflict (source_id, external_id) do update set device_id = excluded.device_id, \
-             normalized = excluded.normalized, \
-             content_hash = excluded.content_hash, last_seen_at = excluded.last_seen_at, \
+             normalized = excluded.normalized, content_hash = excluded.content_hash, \
+             hint_username = excluded.hint_username, hint_email = excluded.hint_email, \
+             last_seen_at = excluded.last_seen_at, \
              missing_since = null, ended_at = null, ended_reason = null",
         )
         .await?;
