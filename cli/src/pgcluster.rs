@@ -699,7 +699,14 @@ impl LocalCluster {
         if let Some(max_connections) = self.options.max_connections {
             text.push_str(&format!("max_connections = {max_connections}\n"));
         }
-        if !self.options.throwaway {
+        if self.options.throwaway {
+            text.push_str(
+                "# A throwaway cluster: a crash may lose or corrupt data.\n\
+                 fsync = off\n\
+                 synchronous_commit = off\n\
+                 full_page_writes = off\n",
+            );
+        } else {
             let memory = ServerMemory::for_machine(machine_memory());
             text.push_str(&format!(
                 "# Sized from the machine's memory: PostgreSQL's defaults (128 MB, 4 MB) made a\n\
@@ -708,14 +715,6 @@ impl LocalCluster {
                  wal_buffers = {}MB\n",
                 memory.shared_buffers_mb, memory.wal_buffers_mb
             ));
-        }
-        if self.options.throwaway {
-            text.push_str(
-                "# A throwaway cluster: a crash may lose or corrupt data.\n\
-                 fsync = off\n\
-                 synchronous_commit = off\n\
-                 full_page_writes = off\n",
-            );
         }
         std::fs::write(&path, text).map_err(io_error("write", &path))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))

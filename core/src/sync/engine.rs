@@ -37,6 +37,9 @@ const INSERT_LINKS: &str = "insert into source_link (source_link_id, authority_i
     as u(source_link_id, device_id, external_id, normalized, content_hash, hint_username, \
     hint_email)";
 
+/// The cause of the device events a run writes.
+const SYNC_CAUSE: &str = "sync";
+
 /// How many record problems a run keeps verbatim; the rest are counted.
 const MAX_KEPT_WARNINGS: usize = 200;
 
@@ -139,10 +142,17 @@ pub async fn run_sync(
         open_run(pool, clock, source, options.dry_run, "devices").await?;
     let mut run = Run::new(source, run_id, started_at);
     run.priority = options.field_priority.clone();
+    // Asked once for both connections, which log in as the same role. Not knowing only costs
+    // speed, so a failure here keeps PostgreSQL's per-row checks.
+    run.row_checks = RowChecks::for_connection(&mut conn)
+        .await
+        .unwrap_or(RowChecks::PerRow);
     // A dry run writes nothing, payloads included.
     let writer = match options.dry_run {
         true => Ok(None),
-        false => PayloadWriter::start(pool, source).await.map(Some),
+        false => PayloadWriter::start(pool, source, run.row_checks)
+            .await
+            .map(Some),
     };
     let mut pages = spawn_normalizer(pages);
     let outcome = match writer {
@@ -517,7 +527,6 @@ impl<'a> Run<'a> {
         progress: &dyn SyncProgress,
     ) -> Result<Finish, RunError> {
         let mut tx = conn.begin().await?;
-        self.row_checks = RowChecks::for_connection(&mut tx).await?;
         self.load_schools(&mut tx).await?;
         let active_before: i64 = sqlx::query_scalar(
             "select count(*) from source_link \
@@ -1229,7 +1238,7 @@ impl<'a> Run<'a> {
                 links.execute(&mut *tx),
                 async {
                     let run_id = Some(self.run_id);
-                    event_insert(self.source, &created_events, self.now, "sync", run_id, None)
+                    event_insert(self.source, &created_events, self.now, SYNC_CAUSE, run_id, None)
                 },
             );
             links_written?;
@@ -1532,7 +1541,7 @@ pub(crate) async fn insert_events(
     now: DateTime<Utc>,
     run_id: Option<i64>,
 ) -> Result<(), sqlx::Error> {
-    write_events(conn, source, events, now, "sync", run_id, None).await
+    write_events(conn, source, events, now, SYNC_CAUSE, run_id, None).await
 }
 
 /// Appends device events a person caused about a source's record (review decisions).

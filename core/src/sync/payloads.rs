@@ -47,13 +47,19 @@ pub(crate) struct PayloadWriter {
 impl PayloadWriter {
     /// Takes a connection from `pool`, opens the writer's transaction and sweeps the rows of
     /// `source` that no link reaches.
-    pub async fn start(pool: &PgPool, source: &SourceRef) -> Result<PayloadWriter, sqlx::Error> {
+    /// `row_checks` is what the run found its role may do (`sync::references`).
+    pub async fn start(
+        pool: &PgPool,
+        source: &SourceRef,
+        row_checks: RowChecks,
+    ) -> Result<PayloadWriter, sqlx::Error> {
         let conn = pool.acquire().await?;
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let task = tokio::spawn(write_payloads(
             conn,
             source.source_id,
             source.authority_id,
+            row_checks,
             receiver,
         ));
         Ok(PayloadWriter { sender, task })
@@ -100,14 +106,14 @@ async fn write_payloads(
     mut conn: PoolConnection<Postgres>,
     source_id: Uuid,
     authority_id: Uuid,
+    row_checks: RowChecks,
     mut receiver: mpsc::Receiver<Message>,
 ) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     sweep_unreachable(&mut tx, source_id).await?;
     // Payload rows reference only the run's source, which the run's transaction holds locked
     // from before the first page until after this transaction commits (`sync::references`).
-    let checks = RowChecks::for_connection(&mut tx).await?;
-    checks.switch(&mut tx, true).await?;
+    row_checks.switch(&mut tx, true).await?;
     while let Some(message) = receiver.recv().await {
         match message {
             Message::Rows(rows) => insert_rows(&mut tx, source_id, authority_id, rows).await?,

@@ -67,18 +67,15 @@ pub(crate) enum RowChecks {
 impl RowChecks {
     /// What the connection's role is allowed.
     pub(crate) async fn for_connection(conn: &mut PgConnection) -> Result<RowChecks, sqlx::Error> {
-        let superuser: bool = sqlx::query_scalar("select current_setting('is_superuser') = 'on'")
-            .fetch_one(&mut *conn)
-            .await?;
         // `has_parameter_privilege` and `GRANT SET ON PARAMETER` exist from PostgreSQL 15 on.
-        let granted = !superuser && conn.server_version_num().is_some_and(|v| v >= 150_000) && {
-            sqlx::query_scalar::<_, bool>(
-                "select has_parameter_privilege('session_replication_role', 'SET')",
-            )
-            .fetch_one(&mut *conn)
-            .await?
+        let sql = if conn.server_version_num().is_some_and(|v| v >= 150_000) {
+            "select current_setting('is_superuser') = 'on' \
+             or has_parameter_privilege('session_replication_role', 'SET')"
+        } else {
+            "select current_setting('is_superuser') = 'on'"
         };
-        Ok(if superuser || granted {
+        let allowed: bool = sqlx::query_scalar(sql).fetch_one(&mut *conn).await?;
+        Ok(if allowed {
             RowChecks::Skippable
         } else {
             RowChecks::PerRow
