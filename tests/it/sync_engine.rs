@@ -1020,6 +1020,65 @@ async fn a_running_sync_keeps_its_authority_and_schools_from_being_deleted() {
 }
 
 #[tokio::test]
+async fn a_persons_change_made_while_a_run_merges_the_device_is_kept() {
+    // A run writes back whole device rows merged from what it read. A loan step that sets the
+    // lifecycle state and commits after the run's read but before its write must survive.
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    sync_records(&db.pool, &clock, source, fleet(3)).await;
+    clock.advance(Duration::hours(1));
+
+    // The loan step (what `loans return --damaged` does) holds the row while the run starts.
+    let mut person = db.pool.acquire().await.unwrap();
+    let mut step = person.begin().await.unwrap();
+    sqlx::query(
+        "update device set lifecycle_state = 'to_check', \
+         field_origin = (field_origin::jsonb || '{\"lifecycle_state\": \"user:anna\"}')::json \
+         where serial_number = 'SER00001'",
+    )
+    .execute(&mut *step)
+    .await
+    .unwrap();
+
+    let mut changed = fleet(3);
+    changed[1].os_version = Some("18.1".into());
+    let run = sync_records(&db.pool, &clock, source, changed);
+    let commit_once_the_run_waits = async {
+        let mut waited = 0;
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from pg_stat_activity \
+                 where datname = current_database() and wait_event_type = 'Lock'",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            waited += 1;
+            assert!(waited < 500, "the run never reached the locked device");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        step.commit().await.unwrap();
+    };
+    let (report, ()) = tokio::join!(run, commit_once_the_run_waits);
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.updated, 1);
+
+    let detail = devices::show_device(&db.pool, "SER00001").await.unwrap();
+    assert_eq!(detail.device.os_version.as_deref(), Some("18.1"));
+    assert_eq!(
+        detail.device.lifecycle_state, "to_check",
+        "the run must not write back the state it read before the loan step"
+    );
+    assert_eq!(detail.device.field_origin["lifecycle_state"], "user:anna");
+    let update = detail.history.iter().find(|e| e.kind == "updated").unwrap();
+    assert!(update.changes.get("lifecycle_state").is_none());
+}
+
+#[tokio::test]
 async fn a_role_that_may_not_switch_off_row_checks_syncs_all_the_same() {
     let db = test_db().await;
     let clock = clock();

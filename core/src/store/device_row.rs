@@ -354,15 +354,23 @@ pub async fn update_devices(
     Ok(())
 }
 
-/// Loads devices by id.
-pub async fn load_devices(
+/// Loads devices by id to change them, locking their rows until the transaction ends.
+///
+/// A caller writes back whole rows merged from what it read, so a change committed between
+/// the read and the write (a loan step setting the lifecycle state, a run of another source)
+/// would be lost; the lock makes such a change wait, or be read when it came first. Rows are
+/// locked in id order so that two callers with overlapping sets take them in the same order.
+pub async fn load_devices_for_update(
     conn: &mut sqlx::PgConnection,
     device_ids: &[Uuid],
 ) -> Result<Vec<DeviceRow>, sqlx::Error> {
     if device_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!("select {DEVICE_COLUMNS} from device where device_id = any($1)");
+    let sql = format!(
+        "select {DEVICE_COLUMNS} from device where device_id = any($1) \
+         order by device_id for no key update"
+    );
     let mut rows = sqlx::query_as::<_, DeviceRow>(&sql)
         .bind(device_ids)
         .fetch_all(&mut *conn)

@@ -11,7 +11,7 @@ use crate::normalize;
 use crate::person::PersonRecord;
 use crate::record::DeviceRecord;
 use crate::store::assignments::refresh_assignments;
-use crate::store::device_row::{insert_devices, load_devices, update_devices};
+use crate::store::device_row::{insert_devices, load_devices_for_update, update_devices};
 use crate::store::{source_by_id, SourceRef};
 use crate::sync::engine::insert_events_by;
 use crate::sync::merge::{self, NormalizedIds};
@@ -292,7 +292,7 @@ async fn link_record(
     };
     let (device_id, kind, mut changes) = match resolution {
         Resolution::LinkTo(device_id) => {
-            let mut devices = load_devices(tx, &[*device_id]).await?;
+            let mut devices = load_devices_for_update(tx, &[*device_id]).await?;
             let Some(mut device) = devices.pop() else {
                 return Err(CoreError::NotFound {
                     what: "device",

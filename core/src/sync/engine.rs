@@ -17,7 +17,9 @@ use crate::error::CoreError;
 use crate::model::SyncStatus;
 use crate::record::DeviceRecord;
 use crate::store::assignments::refresh_assignments;
-use crate::store::device_row::{insert_devices, load_devices, update_devices, DeviceRow};
+use crate::store::device_row::{
+    insert_devices, load_devices_for_update, update_devices, DeviceRow,
+};
 use crate::store::SourceRef;
 use crate::sync::guard::DeletionGuard;
 use crate::sync::merge::{self, Changes, NormalizedIds};
@@ -803,7 +805,7 @@ impl<'a> Run<'a> {
                 device_ids.push(*device_id);
             }
         }
-        let mut devices: HashMap<Uuid, DeviceRow> = load_devices(tx, &device_ids)
+        let mut devices: HashMap<Uuid, DeviceRow> = load_devices_for_update(tx, &device_ids)
             .await?
             .into_iter()
             .map(|row| (row.device_id, row))
