@@ -691,6 +691,117 @@ async fn an_asset_tag_another_device_holds_is_left_unchanged_and_raised_for_revi
 }
 
 #[tokio::test]
+async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review() {
+    let db = test_db().await;
+    let clock = clock();
+    let sources = musterstadt(&db.pool, &["jamf", "intune"]).await;
+    let (jamf, intune) = (&sources[0], &sources[1]);
+    sync_records(&db.pool, &clock, jamf, fleet(2)).await;
+    sync_records(&db.pool, &clock, intune, vec![ipad("i:9", "SERX")]).await;
+    let first = devices::resolve_device(&db.pool, "SER00000").await.unwrap();
+    let other = devices::resolve_device(&db.pool, "SERX").await.unwrap();
+
+    // Jamf's first record now reports the serial of the Intune device; its second record a
+    // serial nobody carries (a corrected typo, say), which simply applies.
+    let mut records = fleet(2);
+    records[0].serial_number = Some("serx".into());
+    records[0].os_version = Some("18.2".into());
+    records[1].serial_number = Some("SER00099".into());
+    clock.advance(Duration::hours(1));
+    let report = sync_records(&db.pool, &clock, jamf, records.clone()).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    assert_eq!((report.counts.updated, report.counts.review_items), (2, 1));
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("serial number 'SERX' is already carried by device")),
+        "{:?}",
+        report.warnings
+    );
+    let carriers: i64 =
+        sqlx::query_scalar("select count(*) from device where serial_number = 'SERX'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(carriers, 1, "no second device with that serial");
+    let held = devices::show_device(&db.pool, &first.to_string())
+        .await
+        .unwrap();
+    assert_eq!(held.device.serial_number.as_deref(), Some("SER00000"));
+    assert_eq!(
+        held.device.os_version.as_deref(),
+        Some("18.2"),
+        "the rest applies"
+    );
+    let update = held
+        .history
+        .iter()
+        .rev()
+        .find(|e| e.kind == "updated")
+        .unwrap();
+    assert!(update.changes.get("serial_number").is_none());
+    let corrected = devices::show_device(&db.pool, "SER00099").await.unwrap();
+    assert_eq!(corrected.links[0].external_id, "mobile:1");
+
+    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].kind, review::SERIAL_CONFLICT);
+    assert_eq!(items[0].candidates, vec![other, first]);
+    assert_eq!(items[0].external_id.as_deref(), Some("mobile:0"));
+    let again = sync_records(&db.pool, &clock, jamf, records.clone()).await;
+    assert_eq!((again.counts.unchanged, again.counts.review_items), (2, 0));
+    assert_eq!(
+        review::list_review(&db.pool, Some("open"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let item = items[0].review_item_id;
+    let refused =
+        review::resolve_review(&db.pool, item, review::Resolution::CreateNew, "anna", t0()).await;
+    assert!(
+        matches!(&refused, Err(CoreError::Invalid(message)) if message.contains("--link")),
+        "{refused:?}"
+    );
+    review::resolve_review(
+        &db.pool,
+        item,
+        review::Resolution::LinkTo(other),
+        "anna",
+        t0(),
+    )
+    .await
+    .unwrap();
+    let linked = devices::show_device(&db.pool, "SERX").await.unwrap();
+    let mut sources_of_other: Vec<(String, String)> = linked
+        .links
+        .iter()
+        .map(|l| (l.source_name.clone(), l.external_id.clone()))
+        .collect();
+    sources_of_other.sort();
+    assert_eq!(
+        sources_of_other,
+        vec![
+            ("intune".to_string(), "i:9".to_string()),
+            ("jamf".to_string(), "mobile:0".to_string())
+        ]
+    );
+    let left = devices::show_device(&db.pool, &first.to_string())
+        .await
+        .unwrap();
+    assert!(left.links.is_empty(), "{:?}", left.links);
+    let unlinked = left.history.iter().find(|e| e.kind == "unlinked").unwrap();
+    assert_eq!(unlinked.changes["source_link"]["old"], "jamf:mobile:0");
+    assert_eq!(unlinked.changes["moved_to"]["new"], other.to_string());
+
+    let after = sync_records(&db.pool, &clock, jamf, records).await;
+    assert_eq!((after.counts.unchanged, after.counts.review_items), (2, 0));
+}
+
+#[tokio::test]
 async fn a_device_moving_to_another_mdm_stays_one_device_and_its_old_link_is_ended() {
     let db = test_db().await;
     let clock = clock();

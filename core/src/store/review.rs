@@ -65,7 +65,8 @@ pub enum Resolution {
     LinkTo(Uuid),
     /// The record is a device of its own: create it.
     CreateNew,
-    /// Leave the record unlinked; later runs will not raise it again.
+    /// Leave things as they are (an unmatched record unlinked, a held serial held); later runs
+    /// will not raise the item again.
     Dismiss,
 }
 
@@ -101,6 +102,13 @@ pub async fn resolve_review(
     if status != "open" {
         return Err(CoreError::Conflict(format!(
             "review item {item_id} is already {status}"
+        )));
+    }
+    if kind == SERIAL_CONFLICT && matches!(resolution, Resolution::CreateNew) {
+        return Err(CoreError::Invalid(format!(
+            "review item {item_id}: the record's serial number is carried by another device, \
+             so it cannot become a new device; link it to the device it is (--link DEVICE) or \
+             dismiss the item to leave it where it is"
         )));
     }
     let mut tx = pool.begin().await?;
@@ -174,6 +182,10 @@ pub async fn resolve_review(
 
 /// The review kind the directory engine raises for a person matching several persons.
 pub const PERSON_AMBIGUOUS: &str = "person_ambiguous";
+
+/// The review kind the device engine raises for a record that reports a serial number another
+/// device carries (`Run::hold_clashing_serials`).
+pub const SERIAL_CONFLICT: &str = "serial_conflict";
 
 /// The kind of a review item, so a caller knows whether `--link` names a device or a person.
 pub async fn review_kind(pool: &PgPool, item_id: i64) -> Result<String, CoreError> {
@@ -328,6 +340,14 @@ async fn link_record(
         "source_link".into(),
         merge::change(None, Some(link_name.as_str())),
     );
+    // A record already linked elsewhere (a serial conflict) moves; its old device's history says so.
+    let linked_before: Option<Uuid> = sqlx::query_scalar(
+        "select device_id from source_link where source_id = $1 and external_id = $2",
+    )
+    .bind(source.source_id)
+    .bind(external_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     // The link's hash is the record's, so the next run sees it unchanged unless the source changed it.
     let content_hash = record.content_hash().to_vec();
     sqlx::query(
@@ -363,18 +383,18 @@ async fn link_record(
     .bind(authority_id)
     .execute(&mut *tx)
     .await?;
-    insert_events_by(
-        tx,
-        source,
-        &[(
-            device_id,
-            kind,
-            serde_json::to_string(&changes).unwrap_or_else(|_| "{}".to_string()),
-        )],
-        now,
-        "user",
-        Some(resolved_by),
-    )
-    .await?;
+    let mut events = vec![(
+        device_id,
+        kind,
+        serde_json::to_string(&changes).unwrap_or_else(|_| "{}".to_string()),
+    )];
+    if let Some(old_device) = linked_before.filter(|old| *old != device_id) {
+        let unlinked = serde_json::json!({
+            "source_link": { "old": link_name, "new": null },
+            "moved_to": { "old": null, "new": device_id },
+        });
+        events.push((old_device, "unlinked", unlinked.to_string()));
+    }
+    insert_events_by(tx, source, &events, now, "user", Some(resolved_by)).await?;
     Ok(format!("{kind} device {device_id}"))
 }

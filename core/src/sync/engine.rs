@@ -20,6 +20,7 @@ use crate::store::assignments::refresh_assignments;
 use crate::store::device_row::{
     insert_devices, load_devices_for_update, update_devices, DeviceRow,
 };
+use crate::store::review::SERIAL_CONFLICT;
 use crate::store::SourceRef;
 use crate::sync::guard::DeletionGuard;
 use crate::sync::merge::{self, Changes, NormalizedIds};
@@ -811,6 +812,21 @@ impl<'a> Run<'a> {
             .map(|row| (row.device_id, row))
             .collect();
         let mut touched: Vec<Uuid> = Vec::new();
+        let targets: Vec<(usize, Uuid)> = changed
+            .iter()
+            .map(|(index, device_id, _)| (*index, *device_id))
+            .chain(
+                decisions
+                    .iter()
+                    .filter_map(|(index, decision)| match decision {
+                        Decision::Attach { device_id, .. } => Some((*index, *device_id)),
+                        _ => None,
+                    }),
+            )
+            .collect();
+        let held_serials = self
+            .hold_clashing_serials(tx, &prepared, &targets, &devices, &mut writes)
+            .await?;
 
         for (index, device_id, source_link_id) in changed {
             let item = &prepared[index];
@@ -821,7 +837,7 @@ impl<'a> Run<'a> {
                 let changes = merge::merge_with_priority(
                     device,
                     &item.record,
-                    &item.ids,
+                    held_serials.get(&index).unwrap_or(&item.ids),
                     item.school_id,
                     &self.origin,
                     &self.priority,
@@ -868,7 +884,7 @@ impl<'a> Run<'a> {
                         Some(device) => merge::merge_with_priority(
                             device,
                             &item.record,
-                            &item.ids,
+                            held_serials.get(&index).unwrap_or(&item.ids),
                             item.school_id,
                             &self.origin,
                             &self.priority,
@@ -924,6 +940,77 @@ impl<'a> Run<'a> {
             .collect();
         self.write(tx, &mut prepared, &revive, writes).await?;
         Ok(())
+    }
+
+    /// A record that reaches a device (through its link, or attached by another identifier) but
+    /// reports a serial number another device of the authority carries says that one record
+    /// is two devices. Writing the serial would give both devices the same serial, and every
+    /// later match by serial would be ambiguous; so the device keeps its serial, the rest of the
+    /// record applies, and a review item names both devices. Returns, per record index, the
+    /// identifiers to merge instead (the serial left out, which a merge never clears).
+    async fn hold_clashing_serials(
+        &mut self,
+        tx: &mut PgConnection,
+        prepared: &[Prepared],
+        targets: &[(usize, Uuid)],
+        devices: &HashMap<Uuid, DeviceRow>,
+        writes: &mut PageWrites,
+    ) -> Result<HashMap<usize, NormalizedIds>, sqlx::Error> {
+        let changing: Vec<(usize, Uuid, &str)> = targets
+            .iter()
+            .filter_map(|&(index, device_id)| {
+                let serial = prepared[index].ids.serial_number.as_deref()?;
+                let device = devices.get(&device_id)?;
+                (device.serial_number.as_deref() != Some(serial))
+                    .then_some((index, device_id, serial))
+            })
+            .collect();
+        let mut held = HashMap::new();
+        if changing.is_empty() {
+            return Ok(held);
+        }
+        let serials: Vec<&str> = changing.iter().map(|(_, _, serial)| *serial).collect();
+        let carriers: Vec<(String, Uuid)> = sqlx::query_as(
+            "select serial_number, device_id from device where authority_id = $1 \
+             and serial_number = any($2) order by device_id",
+        )
+        .bind(self.source.authority_id)
+        .bind(&serials)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (index, device_id, serial) in changing {
+            let Some((_, other)) = carriers
+                .iter()
+                .find(|(carried, other)| carried == serial && *other != device_id)
+            else {
+                continue;
+            };
+            let item = &prepared[index];
+            let external_id = &item.record.external_id;
+            let kept = devices[&device_id]
+                .serial_number
+                .as_deref()
+                .unwrap_or("none");
+            self.warn(format!(
+                "{external_id}: serial number '{serial}' is already carried by device {other}; \
+                 device {device_id} keeps serial '{kept}' (see `bestand review list`)"
+            ));
+            writes.reviews.push((
+                index,
+                SERIAL_CONFLICT,
+                format!(
+                    "{external_id} of source '{}' belongs to device {device_id} (serial \
+                     '{kept}') but now reports serial '{serial}', which device {other} carries",
+                    self.source.name
+                ),
+                vec![*other, device_id],
+            ));
+            self.counts.review_items += 1;
+            let mut ids = item.ids.clone();
+            ids.serial_number = None;
+            held.insert(index, ids);
+        }
+        Ok(held)
     }
 
     /// An asset tag is unique within an authority, but sources do report a tag that another
@@ -1433,14 +1520,14 @@ pub(crate) struct ReviewUpsert<'a> {
     pub candidates: &'a [Uuid],
 }
 
-/// Opens a review item, or refreshes the open one for the same record and kind. A record whose
-/// item of this kind a person dismissed is not raised again.
 fn payload_error(error: sqlx::Error) -> RunError {
     RunError::Source(format!(
         "storing the raw payloads failed, nothing was changed: {error}"
     ))
 }
 
+/// Opens a review item, or refreshes the open one for the same record and kind. A record whose
+/// item of this kind a person dismissed is not raised again.
 pub(crate) async fn upsert_review_item(
     tx: &mut PgConnection,
     review: ReviewUpsert<'_>,
