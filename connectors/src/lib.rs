@@ -11,6 +11,7 @@ pub mod jamf_school;
 pub mod kelvin;
 pub mod ldap;
 pub mod relution;
+pub mod request_keys;
 pub mod secret;
 pub mod ucs_ldap;
 

@@ -3,11 +3,11 @@
 //! before deserializing the rest into `IntuneConfig`, so unknown keys here are typos.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::http::{HttpError, HttpSettings, RetryPolicy};
+use crate::http::HttpError;
+use crate::request_keys::{RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
 
 /// The largest `$top` the connector sends. Microsoft does not document the maximum for
@@ -164,12 +164,8 @@ pub enum IntuneConfigError {
     PageSize(u32),
     #[error("`extra_fields` entry {0:?} is not a property name")]
     ExtraField(String),
-    #[error("`timeout_secs` must be at least 1")]
-    Timeout,
-    #[error("`retry_max_attempts` must be at least 1")]
-    RetryAttempts,
-    #[error("`retry_base_ms` must be at least 1 and not above `retry_cap_ms` ({base} > {cap})")]
-    RetryBackoff { base: u64, cap: u64 },
+    #[error(transparent)]
+    Request(#[from] RequestKeyError),
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]
@@ -215,18 +211,7 @@ impl IntuneConfig {
         {
             return Err(IntuneConfigError::ExtraField(bad.clone()));
         }
-        if self.timeout_secs == 0 {
-            return Err(IntuneConfigError::Timeout);
-        }
-        if self.retry_max_attempts == 0 {
-            return Err(IntuneConfigError::RetryAttempts);
-        }
-        if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_cap_ms {
-            return Err(IntuneConfigError::RetryBackoff {
-                base: self.retry_base_ms,
-                cap: self.retry_cap_ms,
-            });
-        }
+        self.request_keys().validate()?;
         let graph = http_url("graph_url", &self.graph_url)?;
         let token_text = match &self.token_url {
             Some(text) => text.replace("{tenant_id}", tenant),
@@ -264,21 +249,15 @@ impl IntuneConfig {
         })
     }
 
-    /// The HTTP client settings these keys describe.
-    pub(crate) fn http_settings(&self) -> HttpSettings {
-        let timeout = Duration::from_secs(self.timeout_secs);
-        HttpSettings {
-            timeout,
-            connect_timeout: timeout.min(Duration::from_secs(10)),
+    /// The request keys, for their checks and the HTTP client settings they describe.
+    pub(crate) fn request_keys(&self) -> RequestKeys {
+        RequestKeys {
+            timeout_secs: self.timeout_secs,
             // Pages are chained by `@odata.nextLink`, so one request at a time is all there is.
-            max_concurrency: 1,
-            retry: RetryPolicy {
-                max_attempts: self.retry_max_attempts,
-                base: Duration::from_millis(self.retry_base_ms),
-                cap: Duration::from_millis(self.retry_cap_ms),
-                ..RetryPolicy::default()
-            },
-            ..HttpSettings::default()
+            max_concurrency: None,
+            retry_max_attempts: self.retry_max_attempts,
+            retry_base_ms: self.retry_base_ms,
+            retry_cap_ms: self.retry_cap_ms,
         }
     }
 }
@@ -349,6 +328,11 @@ mod tests {
                 "`extra_fields`",
             ),
             (serde_json::json!({ "graph_url": "ftp://x" }), "`graph_url`"),
+            (serde_json::json!({ "timeout_secs": 0 }), "`timeout_secs`"),
+            (
+                serde_json::json!({ "retry_base_ms": 10, "retry_cap_ms": 5 }),
+                "`retry_base_ms`",
+            ),
             (
                 serde_json::json!({ "token_url": "https://u:geheim@x/?a=1" }),
                 "`token_url`",

@@ -83,7 +83,7 @@ impl Intune {
             config.client_secret_env.as_deref(),
             config.client_secret_file.as_deref(),
         )?;
-        let http = HttpClient::new(&config.http_settings())?;
+        let http = HttpClient::new(&config.request_keys().http_settings())?;
         let tokens = TokenSource::new(
             http.clone(),
             endpoints.token,

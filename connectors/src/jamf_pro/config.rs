@@ -3,11 +3,11 @@
 //! before deserializing the rest into `JamfProConfig`, so unknown keys here are typos.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::http::{HttpError, HttpSettings, RetryPolicy};
+use crate::http::HttpError;
+use crate::request_keys::{MaxConcurrency, RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
 
 /// Jamf Pro caps `page-size` at this silently; asking for more only hides the cap.
@@ -139,14 +139,8 @@ pub enum JamfProConfigError {
     BaseUrl(String),
     #[error("`page_size` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
     PageSize(u32),
-    #[error("`max_concurrency` must be between 1 and {MAX_CONCURRENCY}, got {0}")]
-    MaxConcurrency(usize),
-    #[error("`timeout_secs` must be at least 1")]
-    Timeout,
-    #[error("`retry_max_attempts` must be at least 1")]
-    RetryAttempts,
-    #[error("`retry_base_ms` must be at least 1 and not above `retry_cap_ms` ({base} > {cap})")]
-    RetryBackoff { base: u64, cap: u64 },
+    #[error(transparent)]
+    Request(#[from] RequestKeyError),
     #[error("`include_computers` and `include_mobile_devices` are both false: nothing to read")]
     NothingToRead,
     #[error(
@@ -175,43 +169,24 @@ impl JamfProConfig {
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(JamfProConfigError::PageSize(self.page_size));
         }
-        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
-            return Err(JamfProConfigError::MaxConcurrency(self.max_concurrency));
-        }
-        if self.timeout_secs == 0 {
-            return Err(JamfProConfigError::Timeout);
-        }
-        if self.retry_max_attempts == 0 {
-            return Err(JamfProConfigError::RetryAttempts);
-        }
-        if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_cap_ms {
-            return Err(JamfProConfigError::RetryBackoff {
-                base: self.retry_base_ms,
-                cap: self.retry_cap_ms,
-            });
-        }
+        self.request_keys().validate()?;
         if !self.include_computers && !self.include_mobile_devices {
             return Err(JamfProConfigError::NothingToRead);
         }
         base_url(&self.base_url)
     }
 
-    /// The HTTP client settings these keys describe.
-    pub(crate) fn http_settings(&self) -> HttpSettings {
-        let timeout = Duration::from_secs(self.timeout_secs);
-        HttpSettings {
-            timeout,
-            // A server that does not even accept the connection within 10 s is down; no need
-            // to wait the full request timeout for that.
-            connect_timeout: timeout.min(Duration::from_secs(10)),
-            max_concurrency: self.max_concurrency,
-            retry: RetryPolicy {
-                max_attempts: self.retry_max_attempts,
-                base: Duration::from_millis(self.retry_base_ms),
-                cap: Duration::from_millis(self.retry_cap_ms),
-                ..RetryPolicy::default()
-            },
-            ..HttpSettings::default()
+    /// The request keys, for their checks and the HTTP client settings they describe.
+    pub(crate) fn request_keys(&self) -> RequestKeys {
+        RequestKeys {
+            timeout_secs: self.timeout_secs,
+            max_concurrency: Some(MaxConcurrency {
+                configured: self.max_concurrency,
+                max: MAX_CONCURRENCY,
+            }),
+            retry_max_attempts: self.retry_max_attempts,
+            retry_base_ms: self.retry_base_ms,
+            retry_cap_ms: self.retry_cap_ms,
         }
     }
 }

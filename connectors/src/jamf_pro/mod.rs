@@ -186,7 +186,7 @@ impl JamfPro {
     ) -> Result<JamfPro, JamfProConfigError> {
         let base = config.validate()?;
         let credentials = credentials(&config)?;
-        let http = HttpClient::new(&config.http_settings())?;
+        let http = HttpClient::new(&config.request_keys().http_settings())?;
         let tokens = TokenSource::new(http.clone(), &base, credentials)
             .map_err(|error| JamfProConfigError::BaseUrl(error.to_string()))?;
         Ok(JamfPro {

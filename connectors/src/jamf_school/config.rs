@@ -3,11 +3,10 @@
 //! `JamfSchoolConfig`, so unknown keys here are typos.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::http::RetryPolicy;
+use crate::request_keys::{RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
 
 /// The schema version public clients pin (vendor-apis.md §2.1).
@@ -114,8 +113,8 @@ pub enum JamfSchoolConfigError {
     NetworkId,
     #[error("`{0}` must be at least 1")]
     Zero(&'static str),
-    #[error("`retry_base_ms` must not be above `retry_cap_ms` ({base} > {cap})")]
-    RetryBackoff { base: u64, cap: u64 },
+    #[error(transparent)]
+    Request(#[from] RequestKeyError),
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error("could not set up the HTTP client: {0}")]
@@ -129,32 +128,27 @@ impl JamfSchoolConfig {
             return Err(JamfSchoolConfigError::NetworkId);
         }
         for (key, value) in [
-            ("timeout_secs", self.timeout_secs),
             ("max_response_mb", self.max_response_mb),
             ("page_size", self.page_size as u64),
-            ("retry_max_attempts", u64::from(self.retry_max_attempts)),
-            ("retry_base_ms", self.retry_base_ms),
             ("protocol_version", u64::from(self.protocol_version)),
         ] {
             if value == 0 {
                 return Err(JamfSchoolConfigError::Zero(key));
             }
         }
-        if self.retry_base_ms > self.retry_cap_ms {
-            return Err(JamfSchoolConfigError::RetryBackoff {
-                base: self.retry_base_ms,
-                cap: self.retry_cap_ms,
-            });
-        }
+        self.request_keys().validate()?;
         base_url(&self.base_url)
     }
 
-    pub(crate) fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: self.retry_max_attempts,
-            base: Duration::from_millis(self.retry_base_ms),
-            cap: Duration::from_millis(self.retry_cap_ms),
-            ..RetryPolicy::default()
+    /// The request keys, for their checks and the HTTP client settings they describe.
+    pub(crate) fn request_keys(&self) -> RequestKeys {
+        RequestKeys {
+            timeout_secs: self.timeout_secs,
+            // `Transfer` sends its requests one after another: the devices come in one body.
+            max_concurrency: None,
+            retry_max_attempts: self.retry_max_attempts,
+            retry_base_ms: self.retry_base_ms,
+            retry_cap_ms: self.retry_cap_ms,
         }
     }
 
@@ -245,6 +239,16 @@ mod tests {
                 "`max_response_mb`",
             ),
             (serde_json::json!({ "page_size": 0 }), "`page_size`"),
+            (
+                serde_json::json!({ "protocol_version": 0 }),
+                "`protocol_version`",
+            ),
+            (serde_json::json!({ "timeout_secs": 0 }), "`timeout_secs`"),
+            (
+                serde_json::json!({ "retry_max_attempts": 0 }),
+                "`retry_max_attempts`",
+            ),
+            (serde_json::json!({ "retry_base_ms": 0 }), "`retry_base_ms`"),
             (
                 serde_json::json!({ "retry_base_ms": 10, "retry_cap_ms": 5 }),
                 "`retry_base_ms`",

@@ -60,12 +60,11 @@ impl Transfer {
         config: &JamfSchoolConfig,
         api_key: SecretString,
     ) -> Result<Transfer, JamfSchoolConfigError> {
-        let timeout = Duration::from_secs(config.timeout_secs);
+        let settings = config.request_keys().http_settings();
         let client = reqwest::Client::builder()
-            .timeout(timeout)
-            // A server that does not even accept the connection within 10 s is down.
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("bestand/", env!("CARGO_PKG_VERSION")))
+            .timeout(settings.timeout)
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(settings.user_agent)
             .build()
             .map_err(|error| JamfSchoolConfigError::Client(error.to_string()))?;
         let redactor = Redactor::default();
@@ -75,7 +74,7 @@ impl Transfer {
             network_id: config.network_id.trim().to_string(),
             api_key,
             protocol_version: config.protocol_version.to_string(),
-            retry: config.retry_policy(),
+            retry: settings.retry,
             max_bytes: config.max_response_bytes(),
             redactor,
         })

@@ -3,12 +3,12 @@
 //! `KelvinConfig`, so unknown keys here are typos.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use bestand_core::model::PersonRole;
 use serde::Deserialize;
 
-use crate::http::{HttpError, HttpSettings, RetryPolicy};
+use crate::http::HttpError;
+use crate::request_keys::{MaxConcurrency, RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
 
 /// vendor-apis.md §7.2: Kelvin runs on the school server; a few requests at a time at most.
@@ -123,14 +123,8 @@ pub enum KelvinConfigError {
     Schools,
     #[error("`page_size` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
     PageSize(usize),
-    #[error("`max_concurrency` must be between 1 and {MAX_CONCURRENCY}, got {0}")]
-    MaxConcurrency(usize),
-    #[error("`timeout_secs` must be at least 1")]
-    Timeout,
-    #[error("`retry_max_attempts` must be at least 1")]
-    RetryAttempts,
-    #[error("`retry_base_ms` must be at least 1 and not above `retry_cap_ms` ({base} > {cap})")]
-    RetryBackoff { base: u64, cap: u64 },
+    #[error(transparent)]
+    Request(#[from] RequestKeyError),
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]
@@ -155,21 +149,7 @@ impl KelvinConfig {
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(KelvinConfigError::PageSize(self.page_size));
         }
-        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
-            return Err(KelvinConfigError::MaxConcurrency(self.max_concurrency));
-        }
-        if self.timeout_secs == 0 {
-            return Err(KelvinConfigError::Timeout);
-        }
-        if self.retry_max_attempts == 0 {
-            return Err(KelvinConfigError::RetryAttempts);
-        }
-        if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_cap_ms {
-            return Err(KelvinConfigError::RetryBackoff {
-                base: self.retry_base_ms,
-                cap: self.retry_cap_ms,
-            });
-        }
+        self.request_keys().validate()?;
         kelvin_root(&self.base_url)
     }
 
@@ -184,21 +164,17 @@ impl KelvinConfig {
         roles
     }
 
-    /// The HTTP client settings these keys describe.
-    pub(crate) fn http_settings(&self) -> HttpSettings {
-        let timeout = Duration::from_secs(self.timeout_secs);
-        HttpSettings {
-            timeout,
-            // A server that does not accept the connection within 10 s is down.
-            connect_timeout: timeout.min(Duration::from_secs(10)),
-            max_concurrency: self.max_concurrency,
-            retry: RetryPolicy {
-                max_attempts: self.retry_max_attempts,
-                base: Duration::from_millis(self.retry_base_ms),
-                cap: Duration::from_millis(self.retry_cap_ms),
-                ..RetryPolicy::default()
-            },
-            ..HttpSettings::default()
+    /// The request keys, for their checks and the HTTP client settings they describe.
+    pub(crate) fn request_keys(&self) -> RequestKeys {
+        RequestKeys {
+            timeout_secs: self.timeout_secs,
+            max_concurrency: Some(MaxConcurrency {
+                configured: self.max_concurrency,
+                max: MAX_CONCURRENCY,
+            }),
+            retry_max_attempts: self.retry_max_attempts,
+            retry_base_ms: self.retry_base_ms,
+            retry_cap_ms: self.retry_cap_ms,
         }
     }
 }

@@ -116,7 +116,7 @@ impl Kelvin {
             config.password_env.as_deref(),
             config.password_file.as_deref(),
         )?;
-        let http = HttpClient::new(&config.http_settings())?;
+        let http = HttpClient::new(&config.request_keys().http_settings())?;
         let token_url = root
             .join(TOKEN)
             .map_err(|error| KelvinConfigError::BaseUrl(error.to_string()))?;

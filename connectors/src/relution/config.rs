@@ -3,11 +3,11 @@
 //! connector makes about the wire is a key here with the observed value as its default.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::http::{HttpError, HttpSettings, RetryPolicy};
+use crate::http::HttpError;
+use crate::request_keys::{MaxConcurrency, RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
 
 /// No page limit is documented; larger pages than this only make one slow request slower.
@@ -147,14 +147,8 @@ pub enum RelutionConfigError {
     BaseUrl(String),
     #[error("`page_size` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
     PageSize(u32),
-    #[error("`max_concurrency` must be between 1 and {MAX_CONCURRENCY}, got {0}")]
-    MaxConcurrency(usize),
-    #[error("`timeout_secs` must be at least 1")]
-    Timeout,
-    #[error("`retry_max_attempts` must be at least 1")]
-    RetryAttempts,
-    #[error("`retry_base_ms` must be at least 1 and not above `retry_cap_ms` ({base} > {cap})")]
-    RetryBackoff { base: u64, cap: u64 },
+    #[error(transparent)]
+    Request(#[from] RequestKeyError),
     #[error("`{0}` is set but empty")]
     EmptyKey(&'static str),
     #[error(transparent)]
@@ -169,21 +163,7 @@ impl RelutionConfig {
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(RelutionConfigError::PageSize(self.page_size));
         }
-        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
-            return Err(RelutionConfigError::MaxConcurrency(self.max_concurrency));
-        }
-        if self.timeout_secs == 0 {
-            return Err(RelutionConfigError::Timeout);
-        }
-        if self.retry_max_attempts == 0 {
-            return Err(RelutionConfigError::RetryAttempts);
-        }
-        if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_cap_ms {
-            return Err(RelutionConfigError::RetryBackoff {
-                base: self.retry_base_ms,
-                cap: self.retry_cap_ms,
-            });
-        }
+        self.request_keys().validate()?;
         for (value, key) in [
             (&self.organization, "organization"),
             (&self.school_from, "school_from"),
@@ -196,21 +176,17 @@ impl RelutionConfig {
         base_url(&self.base_url)
     }
 
-    /// The HTTP client settings these keys describe.
-    pub(crate) fn http_settings(&self) -> HttpSettings {
-        let timeout = Duration::from_secs(self.timeout_secs);
-        HttpSettings {
-            timeout,
-            // A server that does not accept the connection within 10 s is down.
-            connect_timeout: timeout.min(Duration::from_secs(10)),
-            max_concurrency: self.max_concurrency,
-            retry: RetryPolicy {
-                max_attempts: self.retry_max_attempts,
-                base: Duration::from_millis(self.retry_base_ms),
-                cap: Duration::from_millis(self.retry_cap_ms),
-                ..RetryPolicy::default()
-            },
-            ..HttpSettings::default()
+    /// The request keys, for their checks and the HTTP client settings they describe.
+    pub(crate) fn request_keys(&self) -> RequestKeys {
+        RequestKeys {
+            timeout_secs: self.timeout_secs,
+            max_concurrency: Some(MaxConcurrency {
+                configured: self.max_concurrency,
+                max: MAX_CONCURRENCY,
+            }),
+            retry_max_attempts: self.retry_max_attempts,
+            retry_base_ms: self.retry_base_ms,
+            retry_cap_ms: self.retry_cap_ms,
         }
     }
 }

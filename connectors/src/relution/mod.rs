@@ -155,7 +155,7 @@ impl Relution {
             config.access_token_env.as_deref(),
             config.access_token_file.as_deref(),
         )?;
-        let http = HttpClient::new(&config.http_settings())?;
+        let http = HttpClient::new(&config.request_keys().http_settings())?;
         http.redactor().add_fixed(&token);
         let trimmed = |value: Option<String>| value.map(|text| text.trim().to_string());
         Ok(Relution {
