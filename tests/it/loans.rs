@@ -367,6 +367,62 @@ async fn only_lendable_devices_are_handed_out_and_the_refusal_says_why() {
 }
 
 #[tokio::test]
+async fn a_step_on_a_device_a_running_sync_holds_says_so_instead_of_hanging() {
+    let world = world(2, 0).await;
+    world.clock.advance(Duration::hours(1));
+    let mut records = world.devices.clone();
+    records[0].os_version = Some("18.1".into());
+    let total = records.len() as u64;
+    let (sender, pages) = mpsc::channel(sync::PAGE_CHANNEL_CAPACITY);
+    let signal = crate::support::PageSignal(tokio::sync::Notify::new());
+    let options = crate::support::options();
+    let run = sync::run_sync(
+        world.pool(),
+        &*world.clock,
+        &world.jamf,
+        pages,
+        &options,
+        &signal,
+    );
+    let counter = async {
+        sender
+            .send(sync::SourceItem::Page(sync::SourcePage {
+                label: "mobile-devices page 0".into(),
+                records,
+                announced_total: Some(total),
+            }))
+            .await
+            .unwrap();
+        signal.0.notified().await;
+        // The run has changed INV-0001 and holds it until it commits; INV-0002 it left alone.
+        let held = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            world.issue("INV-0001", "lea.schulz"),
+        )
+        .await
+        .expect("the step waited for the run instead of saying it holds the device");
+        let free = world.issue("INV-0002", "ben.wolf").await;
+        sender
+            .send(sync::SourceItem::Complete {
+                reported_total: total,
+            })
+            .await
+            .unwrap();
+        (held, free)
+    };
+    let (report, (held, free)) = tokio::join!(run, counter);
+    assert_eq!(report.unwrap().counts.updated, 1);
+    assert_eq!(
+        refusal(held),
+        "INV-0001 is being changed right now, by a running sync (see `bestand sync status`) or \
+         another step at another counter; nothing was done, try again when it has finished"
+    );
+    assert!(free.is_ok(), "{free:?}");
+    let after = world.issue("INV-0001", "lea.schulz").await;
+    assert!(after.is_ok(), "once the run has committed: {after:?}");
+}
+
+#[tokio::test]
 async fn a_pupil_of_another_school_needs_an_override_reason() {
     let world = world(2, 0).await;
     let message = refusal(world.issue("INV-0001", "tom.yilmaz").await);

@@ -337,3 +337,12 @@ pub fn failure_at(end: SourceItem, page: &str) -> String {
 pub fn records(pages: &[SourcePage]) -> Vec<&DeviceRecord> {
     pages.iter().flat_map(|page| &page.records).collect()
 }
+
+/// Tells a test when the engine has applied a page.
+pub struct PageSignal(pub tokio::sync::Notify);
+
+impl sync::SyncProgress for PageSignal {
+    fn page_applied(&self, _: &str, _: usize, _: u64, _: Option<u64>) {
+        self.0.notify_one();
+    }
+}

@@ -1056,15 +1056,6 @@ async fn a_payload_the_database_rejects_fails_the_run_and_changes_nothing() {
     assert_eq!(inventory_fingerprint(&db.pool).await, before);
 }
 
-/// Tells the test when the engine has applied a page.
-struct PageSignal(tokio::sync::Notify);
-
-impl sync::SyncProgress for PageSignal {
-    fn page_applied(&self, _: &str, _: usize, _: u64, _: Option<u64>) {
-        self.0.notify_one();
-    }
-}
-
 #[tokio::test]
 async fn a_running_sync_keeps_its_authority_and_schools_from_being_deleted() {
     // The devices a run creates skip PostgreSQL's per-row reference checks (the test cluster's

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::error::CoreError;
 use crate::loans::queries::device_label;
 use crate::model::LifecycleState;
 
@@ -25,12 +26,29 @@ pub(crate) struct LockedDevice {
     pub school_number: Option<String>,
 }
 
+/// How long a step waits for a device row another transaction holds, unless the session has a
+/// `lock_timeout` of its own. A sync run holds the devices it changes until it commits, which
+/// against a real MDM can take minutes; a counter should say so rather than seem to hang.
+const DEVICE_LOCK_WAIT: &str = "10s";
+
 /// Locks the device row until the transaction ends, so that two steps on one device (two
 /// hand-outs at two counters, a return and a hand-out) happen one after the other.
 pub(crate) async fn lock_device(
     conn: &mut PgConnection,
     device_id: Uuid,
-) -> Result<LockedDevice, sqlx::Error> {
+) -> Result<LockedDevice, CoreError> {
+    // Read without a lock first, so that a step that cannot get the lock can name the device.
+    let (asset_tag, serial_number): (Option<String>, Option<String>) =
+        sqlx::query_as("select asset_tag, serial_number from device where device_id = $1")
+            .bind(device_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    sqlx::query(
+        "select set_config('lock_timeout', $1, true) where current_setting('lock_timeout') = '0'",
+    )
+    .bind(DEVICE_LOCK_WAIT)
+    .execute(&mut *conn)
+    .await?;
     #[derive(sqlx::FromRow)]
     struct Locked {
         authority_id: Uuid,
@@ -50,7 +68,15 @@ pub(crate) async fn lock_device(
     )
     .bind(device_id)
     .fetch_one(&mut *conn)
-    .await?;
+    .await
+    .map_err(|error| match is_lock_timeout(&error) {
+        true => CoreError::Conflict(format!(
+            "{} is being changed right now, by a running sync (see `bestand sync status`) or \
+             another step at another counter; nothing was done, try again when it has finished",
+            device_label(asset_tag.as_deref(), serial_number.as_deref(), device_id)
+        )),
+        false => CoreError::Database(error),
+    })?;
     Ok(LockedDevice {
         device_id,
         authority_id: row.authority_id,
@@ -362,6 +388,14 @@ pub(crate) async fn set_lifecycle(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Whether `error` is PostgreSQL giving up waiting for a lock (`lock_timeout`).
+fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("55P03"),
+        _ => false,
+    }
 }
 
 /// Whether `error` is the one-active-loan index refusing a second active loan.
