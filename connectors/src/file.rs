@@ -18,7 +18,8 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::http::{HttpClient, HttpSettings};
+use crate::http::{display_url_without_query, HttpClient, HttpSettings};
+use crate::url_keys::{self, UrlKeyError};
 use crate::{Connector, PageSink};
 
 /// Records per page handed to the engine.
@@ -125,8 +126,8 @@ pub enum FileConfigError {
     UnknownFormat(String),
     #[error("the delimiter must be a single ASCII character")]
     Delimiter,
-    #[error("`url` must be an http or https URL")]
-    Url,
+    #[error(transparent)]
+    Url(#[from] UrlKeyError),
     #[error("cannot set up the HTTP client: {0}")]
     Http(String),
 }
@@ -136,6 +137,8 @@ pub enum FileConfigError {
 pub struct FileSource {
     source_name: String,
     config: FileConfig,
+    /// The path or link as labels and errors name it (a link without credentials or query).
+    location: String,
     format: FileFormat,
     http: Option<HttpClient>,
 }
@@ -146,13 +149,17 @@ impl FileSource {
         config: FileConfig,
         source_name: impl Into<String>,
     ) -> Result<FileSource, FileConfigError> {
-        let location = match (&config.path, &config.url) {
-            (Some(path), None) => path.to_string_lossy().into_owned(),
+        // `written` is what the format is told from; `location` what labels and errors show.
+        let (written, location) = match (&config.path, &config.url) {
+            (Some(path), None) => {
+                let path = path.to_string_lossy().into_owned();
+                (path.clone(), path)
+            }
             (None, Some(url)) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(FileConfigError::Url);
-                }
-                url.clone()
+                // The link is fetched as written, query included (download links of file
+                // shares carry one), but never shown whole.
+                let parsed = url_keys::http_url("url", url)?;
+                (url.clone(), display_url_without_query(&parsed))
             }
             _ => return Err(FileConfigError::Location),
         };
@@ -166,7 +173,7 @@ impl FileSource {
         if !config.delimiter.is_ascii() {
             return Err(FileConfigError::Delimiter);
         }
-        let lower = location.to_lowercase();
+        let lower = written.to_lowercase();
         let format = match config.format {
             Some(format) => format,
             None if lower.ends_with(".csv") || lower.ends_with(".txt") => FileFormat::Csv,
@@ -177,6 +184,7 @@ impl FileSource {
             Some(_) => Some(
                 HttpClient::new(&HttpSettings {
                     timeout: Duration::from_secs(config.timeout_secs),
+                    query_is_secret: true,
                     ..HttpSettings::default()
                 })
                 .map_err(|error| FileConfigError::Http(error.to_string()))?,
@@ -186,6 +194,7 @@ impl FileSource {
         Ok(FileSource {
             source_name: source_name.into(),
             config,
+            location,
             format,
             http,
         })
@@ -197,7 +206,7 @@ impl FileSource {
                 http.send(|client| client.get(url))
                     .await
                     .map_err(|error| FetchFailure {
-                        page: Some(url.clone()),
+                        page: Some(self.location.clone()),
                         cause: error.to_string(),
                     })?;
             return Ok(response.body);
@@ -210,11 +219,7 @@ impl FileSource {
     }
 
     fn location(&self) -> String {
-        match (&self.config.path, &self.config.url) {
-            (Some(path), _) => path.display().to_string(),
-            (_, Some(url)) => url.clone(),
-            _ => String::new(),
-        }
+        self.location.clone()
     }
 }
 
@@ -516,4 +521,48 @@ fn map_row(
     record.problems = problems;
     record.payload = row.payload;
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source_for_url(url: &str) -> Result<FileSource, FileConfigError> {
+        let config: FileConfig = serde_json::from_value(serde_json::json!({
+            "url": url, "format": "csv", "id_column": "id", "columns": {},
+        }))
+        .unwrap();
+        FileSource::new(config, "inventar")
+    }
+
+    #[test]
+    fn a_url_must_be_http_or_https_and_its_error_names_the_key_not_the_value() {
+        for url in [
+            "ftp://admin:geheim@files.example/export.csv",
+            "admin:geheim@files.example/export.csv",
+            "files.example/export.csv",
+        ] {
+            let error = source_for_url(url).unwrap_err().to_string();
+            assert!(error.contains("`url`"), "{error}");
+            assert!(
+                !error.contains("geheim") && !error.contains("files.example"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_download_link_is_named_without_its_credentials_or_query() {
+        let source =
+            source_for_url("https://admin:geheim@cloud.example/s/abc/download?token=t0k3n#x")
+                .unwrap();
+        assert_eq!(source.location(), "https://cloud.example/s/abc/download?…");
+        assert_eq!(
+            source.config.url.as_deref(),
+            Some("https://admin:geheim@cloud.example/s/abc/download?token=t0k3n#x"),
+            "fetched as written"
+        );
+        let plain = source_for_url("https://cloud.example/inventar.csv").unwrap();
+        assert_eq!(plain.location(), "https://cloud.example/inventar.csv");
+    }
 }

@@ -95,6 +95,9 @@ pub struct HttpSettings {
     pub max_concurrency: usize,
     pub retry: RetryPolicy,
     pub user_agent: String,
+    /// Leave the query out of the URLs in logs and errors: a file share's download link keeps
+    /// its access token there.
+    pub query_is_secret: bool,
 }
 
 impl Default for HttpSettings {
@@ -105,6 +108,7 @@ impl Default for HttpSettings {
             max_concurrency: 2,
             retry: RetryPolicy::default(),
             user_agent: concat!("bestand/", env!("CARGO_PKG_VERSION")).to_string(),
+            query_is_secret: false,
         }
     }
 }
@@ -225,6 +229,7 @@ pub struct HttpClient {
     max_concurrency: usize,
     permits: Arc<Semaphore>,
     redactor: Redactor,
+    query_is_secret: bool,
 }
 
 impl fmt::Debug for HttpClient {
@@ -261,6 +266,7 @@ impl HttpClient {
             max_concurrency,
             permits: Arc::new(Semaphore::new(max_concurrency)),
             redactor: Redactor::default(),
+            query_is_secret: settings.query_is_secret,
         })
     }
 
@@ -285,7 +291,10 @@ impl HttpClient {
                 .build()
                 .map_err(|error| HttpError::Request(error_chain(&error)))?;
             let method = request.method().clone();
-            let url = display_url(request.url());
+            let url = match self.query_is_secret {
+                true => display_url_without_query(request.url()),
+                false => display_url(request.url()),
+            };
             let outcome = {
                 // The permit covers the request and reading its body, not the backoff sleep,
                 // so a waiting request does not block others.
@@ -398,6 +407,19 @@ pub fn display_url(url: &url::Url) -> String {
     let _ = url.set_password(None);
     let _ = url.set_username("");
     url.to_string()
+}
+
+/// `display_url` without the query and fragment (marked `?…`), for links that carry an
+/// access token there.
+pub fn display_url_without_query(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let mut text = display_url(&shown);
+    if url.query().is_some() || url.fragment().is_some() {
+        text.push_str("?…");
+    }
+    text
 }
 
 /// The start of a response body, fit for an error message.

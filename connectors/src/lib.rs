@@ -14,6 +14,7 @@ pub mod relution;
 pub mod request_keys;
 pub mod secret;
 pub mod ucs_ldap;
+pub mod url_keys;
 
 use std::sync::Arc;
 

@@ -302,3 +302,41 @@ async fn find_id(pool: &sqlx::PgPool, name: &str) -> String {
         .unwrap();
     id.to_string()
 }
+
+#[tokio::test]
+async fn a_download_link_is_fetched_with_its_token_and_named_without_it() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/s/abc/download"))
+        .and(query_param("token", "geheim-123"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(EXPORT))
+        .mount(&server)
+        .await;
+    let link = |token: &str| {
+        let mut config = csv_config(&PathBuf::new());
+        let object = config.as_object_mut().unwrap();
+        object.remove("path");
+        object.insert(
+            "url".into(),
+            format!("{}/s/abc/download?token={token}", server.uri()).into(),
+        );
+        object.insert("format".into(), "csv".into());
+        config
+    };
+
+    let (pages, end) = collect_shared(source(link("geheim-123"))).await;
+    assert_eq!(complete(end), 2, "the token went with the request");
+    let shown = format!("{}/s/abc/download?…", server.uri());
+    assert_eq!(pages[0].label, format!("{shown} part 0"));
+
+    let (_, end) = collect_shared(source(link("abgelaufen-456"))).await;
+    let cause = failure_at(end, &shown);
+    assert!(cause.contains("answered HTTP 404"), "{cause}");
+    assert!(
+        cause.contains(&shown) && !cause.contains("abgelaufen"),
+        "logs and errors leave the token out: {cause}"
+    );
+}

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::http::HttpError;
 use crate::request_keys::{RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
+use crate::url_keys::{self, UrlKeyError};
 
 /// The largest `$top` the connector sends. Microsoft does not document the maximum for
 /// `managedDevices` (vendor-apis.md §3.2); 1000 is what community reports see honoured.
@@ -152,8 +153,8 @@ fn default_school_from() -> SchoolFrom {
 /// Why an Intune source cannot be set up. Names config keys, never secret values.
 #[derive(Debug, thiserror::Error)]
 pub enum IntuneConfigError {
-    #[error("`{key}` is not a usable http(s) URL: {cause}")]
-    Url { key: &'static str, cause: String },
+    #[error(transparent)]
+    Url(#[from] UrlKeyError),
     #[error("`tenant_id` must be a GUID or domain name (letters, digits, `-`, `.`)")]
     TenantId,
     #[error("`client_id` is empty")]
@@ -212,21 +213,18 @@ impl IntuneConfig {
             return Err(IntuneConfigError::ExtraField(bad.clone()));
         }
         self.request_keys().validate()?;
-        let graph = http_url("graph_url", &self.graph_url)?;
+        let graph = url_keys::base_url("graph_url", &self.graph_url)?;
         let token_text = match &self.token_url {
             Some(text) => text.replace("{tenant_id}", tenant),
             None => format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"),
         };
-        let token = http_url("token_url", &token_text)?;
+        let token = url_keys::endpoint_url("token_url", &token_text)?;
         let mut first_page = graph
             .join(&format!(
                 "{}/deviceManagement/managedDevices",
                 self.api_version
             ))
-            .map_err(|error| IntuneConfigError::Url {
-                key: "graph_url",
-                cause: error.to_string(),
-            })?;
+            .map_err(|error| UrlKeyError::parse("graph_url", error))?;
         {
             let select: Vec<&str> = SELECT_FIELDS
                 .iter()
@@ -260,28 +258,6 @@ impl IntuneConfig {
             retry_cap_ms: self.retry_cap_ms,
         }
     }
-}
-
-/// Parses an http(s) URL without query or fragment and gives it a trailing slash, so that
-/// relative paths join onto it.
-fn http_url(key: &'static str, text: &str) -> Result<url::Url, IntuneConfigError> {
-    let error = |cause: String| IntuneConfigError::Url { key, cause };
-    // The parse error is safe to show; the value might carry user-info, so it is not echoed.
-    let mut url = url::Url::parse(text.trim()).map_err(|e| error(e.to_string()))?;
-    if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(error(format!(
-            "scheme `{}` is not http or https",
-            url.scheme()
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(error("it must not have a query or fragment".to_string()));
-    }
-    if key == "graph_url" && !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    Ok(url)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::http::HttpError;
 use crate::request_keys::{MaxConcurrency, RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
+use crate::url_keys::{self, UrlKeyError};
 
 /// Jamf Pro caps `page-size` at this silently; asking for more only hides the cap.
 pub const MAX_PAGE_SIZE: u32 = 2000;
@@ -135,8 +136,8 @@ fn default_true() -> bool {
 /// Why a Jamf Pro source cannot be set up. Names config keys, never secret values.
 #[derive(Debug, thiserror::Error)]
 pub enum JamfProConfigError {
-    #[error("`base_url` is not a usable http(s) URL: {0}")]
-    BaseUrl(String),
+    #[error(transparent)]
+    BaseUrl(#[from] UrlKeyError),
     #[error("`page_size` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
     PageSize(u32),
     #[error(transparent)]
@@ -173,7 +174,7 @@ impl JamfProConfig {
         if !self.include_computers && !self.include_mobile_devices {
             return Err(JamfProConfigError::NothingToRead);
         }
-        base_url(&self.base_url)
+        Ok(url_keys::base_url("base_url", &self.base_url)?)
     }
 
     /// The request keys, for their checks and the HTTP client settings they describe.
@@ -189,32 +190,6 @@ impl JamfProConfig {
             retry_cap_ms: self.retry_cap_ms,
         }
     }
-}
-
-/// Parses `base_url` into a URL that relative API paths can be joined onto.
-fn base_url(text: &str) -> Result<url::Url, JamfProConfigError> {
-    // The parse error and the scheme are safe to show; the value itself might carry
-    // user-info credentials, so it is not echoed.
-    let mut url = url::Url::parse(text.trim())
-        .map_err(|error| JamfProConfigError::BaseUrl(error.to_string()))?;
-    if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(JamfProConfigError::BaseUrl(format!(
-            "scheme `{}` is not http or https",
-            url.scheme()
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(JamfProConfigError::BaseUrl(
-            "it must not have a query or fragment".to_string(),
-        ));
-    }
-    // A trailing slash makes `join("api/...")` append instead of replacing the last segment
-    // (on-premise instances may live under a path such as `/jamf`).
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    Ok(url)
 }
 
 #[cfg(test)]
@@ -301,7 +276,17 @@ mod tests {
 
     #[test]
     fn base_url_errors_do_not_echo_credentials() {
-        let error = base_url("ftp://user:geheim@jamf.example").unwrap_err();
-        assert!(!error.to_string().contains("geheim"));
+        for base_url in [
+            "ftp://user:geheim@jamf.example",
+            "https://user:geheim@jamf.example/jamf?a=1",
+        ] {
+            let error = config(serde_json::json!({ "base_url": base_url }))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("`base_url`"), "{error}");
+            assert!(!error.contains("geheim"), "{error}");
+        }
     }
 }

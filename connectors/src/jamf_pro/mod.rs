@@ -31,6 +31,7 @@ use self::mapping::{map_computer, map_mobile_device, MappingError, Names};
 use self::page::{Mapper, Page};
 use crate::http::{display_url, HttpClient, HttpError};
 use crate::secret::resolve_secret;
+use crate::url_keys::UrlKeyError;
 use crate::{Connector, PageSink};
 
 /// One paged Jamf Pro collection and how to ask for it.
@@ -188,7 +189,7 @@ impl JamfPro {
         let credentials = credentials(&config)?;
         let http = HttpClient::new(&config.request_keys().http_settings())?;
         let tokens = TokenSource::new(http.clone(), &base, credentials)
-            .map_err(|error| JamfProConfigError::BaseUrl(error.to_string()))?;
+            .map_err(|error| UrlKeyError::parse("base_url", error))?;
         Ok(JamfPro {
             source_name: source_name.into(),
             http,

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::request_keys::{RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
+use crate::url_keys::{self, UrlKeyError};
 
 /// The schema version public clients pin (vendor-apis.md §2.1).
 pub const DEFAULT_PROTOCOL_VERSION: u32 = 3;
@@ -107,8 +108,8 @@ fn default_school_from() -> SchoolFrom {
 /// Why a Jamf School source cannot be set up. Names config keys, never secret values.
 #[derive(Debug, thiserror::Error)]
 pub enum JamfSchoolConfigError {
-    #[error("`base_url` is not a usable http(s) URL: {0}")]
-    BaseUrl(String),
+    #[error(transparent)]
+    BaseUrl(#[from] UrlKeyError),
     #[error("`network_id` is empty")]
     NetworkId,
     #[error("`{0}` must be at least 1")]
@@ -137,7 +138,7 @@ impl JamfSchoolConfig {
             }
         }
         self.request_keys().validate()?;
-        base_url(&self.base_url)
+        Ok(instance_root(&self.base_url)?)
     }
 
     /// The request keys, for their checks and the HTTP client settings they describe.
@@ -157,27 +158,14 @@ impl JamfSchoolConfig {
     }
 }
 
-/// Parses `base_url` into the URL `api/...` paths are joined onto: the instance root, with a
-/// trailing slash, and without a trailing `api` segment.
-fn base_url(text: &str) -> Result<url::Url, JamfSchoolConfigError> {
-    // The value may carry user-info credentials, so only the parse error is shown.
-    let mut url = url::Url::parse(text.trim())
-        .map_err(|error| JamfSchoolConfigError::BaseUrl(error.to_string()))?;
-    if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(JamfSchoolConfigError::BaseUrl(format!(
-            "scheme `{}` is not http or https",
-            url.scheme()
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(JamfSchoolConfigError::BaseUrl(
-            "it must not have a query or fragment".to_string(),
-        ));
-    }
+/// The URL `api/...` paths are joined onto: the instance root, with a trailing slash. The
+/// vendor documents the base URL with a trailing `/api`, which is dropped so that it is not
+/// doubled.
+fn instance_root(base_url: &str) -> Result<url::Url, UrlKeyError> {
+    let mut url = url_keys::endpoint_url("base_url", base_url)?;
     let path = url.path().trim_end_matches('/');
-    let path = path.strip_suffix("/api").unwrap_or(path);
-    let path = format!("{path}/");
-    url.set_path(&path);
+    let root = format!("{}/", path.strip_suffix("/api").unwrap_or(path));
+    url.set_path(&root);
     Ok(url)
 }
 
@@ -223,7 +211,7 @@ mod tests {
                 "http://onprem.example/jamf/api/devices",
             ),
         ] {
-            let url = base_url(base).unwrap().join("api/devices").unwrap();
+            let url = instance_root(base).unwrap().join("api/devices").unwrap();
             assert_eq!(url.as_str(), expected, "{base}");
         }
     }

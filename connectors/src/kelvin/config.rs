@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::http::HttpError;
 use crate::request_keys::{MaxConcurrency, RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
+use crate::url_keys::{self, UrlKeyError};
 
 /// vendor-apis.md §7.2: Kelvin runs on the school server; a few requests at a time at most.
 pub const MAX_CONCURRENCY: usize = 4;
@@ -113,8 +114,8 @@ fn default_retry_cap_ms() -> u64 {
 /// Why a Kelvin source cannot be set up. Names config keys, never secret values.
 #[derive(Debug, thiserror::Error)]
 pub enum KelvinConfigError {
-    #[error("`base_url` is not a usable http(s) URL: {0}")]
-    BaseUrl(String),
+    #[error(transparent)]
+    BaseUrl(#[from] UrlKeyError),
     #[error("`username` is empty")]
     Username,
     #[error("`roles` is empty; list at least one of student, teacher, staff, school_admin")]
@@ -150,7 +151,7 @@ impl KelvinConfig {
             return Err(KelvinConfigError::PageSize(self.page_size));
         }
         self.request_keys().validate()?;
-        kelvin_root(&self.base_url)
+        Ok(kelvin_root(&self.base_url)?)
     }
 
     /// The roles to read, each once, in the configured order.
@@ -181,21 +182,8 @@ impl KelvinConfig {
 
 /// The Kelvin root below `base_url`: `<base>/ucsschool/kelvin/`, whether or not the
 /// configured URL already names it.
-fn kelvin_root(text: &str) -> Result<url::Url, KelvinConfigError> {
-    // The value may carry user-info credentials, so only the parse error is shown.
-    let mut url = url::Url::parse(text.trim())
-        .map_err(|error| KelvinConfigError::BaseUrl(error.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(KelvinConfigError::BaseUrl(format!(
-            "scheme `{}` is not http or https",
-            url.scheme()
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(KelvinConfigError::BaseUrl(
-            "it must not have a query or fragment".to_string(),
-        ));
-    }
+fn kelvin_root(base_url: &str) -> Result<url::Url, UrlKeyError> {
+    let mut url = url_keys::endpoint_url("base_url", base_url)?;
     let path = url.path().trim_end_matches('/');
     let path = path
         .strip_suffix("/ucsschool/kelvin")

@@ -35,6 +35,7 @@ pub use self::config::{KelvinConfig, KelvinConfigError, MAX_CONCURRENCY, MAX_PAG
 use self::mapping::{Mapped, Scope};
 use crate::http::{display_url, HttpClient, HttpError};
 use crate::secret::resolve_secret;
+use crate::url_keys::UrlKeyError;
 use crate::{DirectoryConnector, DirectorySink};
 
 const TOKEN: &str = "token";
@@ -119,7 +120,7 @@ impl Kelvin {
         let http = HttpClient::new(&config.request_keys().http_settings())?;
         let token_url = root
             .join(TOKEN)
-            .map_err(|error| KelvinConfigError::BaseUrl(error.to_string()))?;
+            .map_err(|error| UrlKeyError::parse("base_url", error))?;
         let tokens = TokenSource::new(
             http.clone(),
             token_url,

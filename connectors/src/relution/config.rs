@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::http::HttpError;
 use crate::request_keys::{MaxConcurrency, RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
+use crate::url_keys::{self, UrlKeyError};
 
 /// No page limit is documented; larger pages than this only make one slow request slower.
 pub const MAX_PAGE_SIZE: u32 = 5000;
@@ -143,8 +144,8 @@ fn default_sort_field() -> String {
 /// Why a Relution source cannot be set up. Names config keys, never secret values.
 #[derive(Debug, thiserror::Error)]
 pub enum RelutionConfigError {
-    #[error("`base_url` is not a usable http(s) URL: {0}")]
-    BaseUrl(String),
+    #[error(transparent)]
+    BaseUrl(#[from] UrlKeyError),
     #[error("`page_size` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
     PageSize(u32),
     #[error(transparent)]
@@ -173,7 +174,7 @@ impl RelutionConfig {
                 return Err(RelutionConfigError::EmptyKey(key));
             }
         }
-        base_url(&self.base_url)
+        Ok(url_keys::base_url("base_url", &self.base_url)?)
     }
 
     /// The request keys, for their checks and the HTTP client settings they describe.
@@ -189,31 +190,6 @@ impl RelutionConfig {
             retry_cap_ms: self.retry_cap_ms,
         }
     }
-}
-
-/// Parses `base_url` into a URL that relative API paths can be joined onto.
-fn base_url(text: &str) -> Result<url::Url, RelutionConfigError> {
-    // The value may carry user-info credentials, so only the parse error is shown.
-    let mut url = url::Url::parse(text.trim())
-        .map_err(|error| RelutionConfigError::BaseUrl(error.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(RelutionConfigError::BaseUrl(format!(
-            "scheme `{}` is not http or https",
-            url.scheme()
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(RelutionConfigError::BaseUrl(
-            "it must not have a query or fragment".to_string(),
-        ));
-    }
-    // Without the trailing slash `join` would replace the last segment of an on-premise
-    // installation living under a path such as `/relution`.
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    Ok(url)
 }
 
 #[cfg(test)]
