@@ -21,18 +21,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::generator::{Device, DeviceKind, Family, Fleet, FleetSnapshot};
+use crate::plumbing::{
+    json_response, lock, server_error_status, take_burst, with_retry_after, Burst, IssuedTokens,
+    Listener, PerEpoch, Server,
+};
 
 /// Tenant the mock accepts unless configured otherwise.
 pub const DEFAULT_TENANT_ID: &str = "musterstadt.example.de";
@@ -132,10 +132,7 @@ pub struct IntuneFaults {
 
 impl IntuneFaults {
     fn lock(&self) -> MutexGuard<'_, FaultState> {
-        // Plain data behind the lock; a panic elsewhere leaves it usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     pub fn plan(&self) -> IntuneFaultPlan {
@@ -194,33 +191,25 @@ impl IntuneFaults {
     fn take_refusal(&self) -> Option<Response> {
         let mut state = self.lock();
         let plan = &mut state.plan;
-        if plan.rate_limit_next > 0 {
-            plan.rate_limit_next -= 1;
-            let mut response = graph_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "activityLimitReached",
-                "The request has been throttled",
-            );
-            if let Some(secs) = plan.retry_after_secs {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        let response = match take_burst(&mut plan.rate_limit_next, &mut plan.server_errors_next)? {
+            Burst::RateLimit => {
+                let response = graph_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "activityLimitReached",
+                    "The request has been throttled",
+                );
+                match plan.retry_after_secs {
+                    Some(secs) => with_retry_after(response, secs),
+                    None => response,
+                }
             }
-            return Some(response);
-        }
-        if plan.server_errors_next > 0 {
-            plan.server_errors_next -= 1;
-            let status = plan
-                .server_error_status
-                .and_then(|status| StatusCode::from_u16(status).ok())
-                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            return Some(graph_error(
-                status,
+            Burst::ServerErrors => graph_error(
+                server_error_status(plan.server_error_status),
                 "serviceNotAvailable",
                 "Injected failure",
-            ));
-        }
-        None
+            ),
+        };
+        Some(response)
     }
 
     fn take_malformed(&self, page: usize) -> bool {
@@ -295,17 +284,14 @@ struct App {
     base_url: String,
     faults: IntuneFaults,
     counters: Counters,
-    /// Token -> (expiry, generation).
-    tokens: Mutex<HashMap<String, (Instant, u64)>>,
-    issued: AtomicU64,
-    snapshots: Mutex<HashMap<u32, Arc<FleetSnapshot>>>,
+    tokens: IssuedTokens,
+    snapshots: PerEpoch<Arc<FleetSnapshot>>,
 }
 
 /// A running fake Graph. Dropping it stops the server; [`IntuneMock::shutdown`] also waits.
 pub struct IntuneMock {
     app: Arc<App>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    server: Server,
 }
 
 impl std::fmt::Debug for IntuneMock {
@@ -320,40 +306,24 @@ impl std::fmt::Debug for IntuneMock {
 impl IntuneMock {
     /// Binds `config.bind` and serves in a background task of the current Tokio runtime.
     pub async fn start(config: IntuneMockConfig) -> anyhow::Result<IntuneMock> {
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("binding the Intune mock to {}", config.bind))?;
-        let addr = listener.local_addr()?;
+        let listener = Listener::bind(config.bind, "Intune").await?;
         let faults = IntuneFaults::default();
         faults.update(|plan| *plan = config.faults.clone());
         let app = Arc::new(App {
             config,
-            base_url: format!("http://{addr}"),
+            base_url: listener.base_url(),
             faults,
             counters: Counters::default(),
-            tokens: Mutex::new(HashMap::new()),
-            issued: AtomicU64::new(0),
-            snapshots: Mutex::new(HashMap::new()),
+            tokens: IssuedTokens::default(),
+            snapshots: PerEpoch::new(),
         });
         let router = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .route("/{version}/deviceManagement/managedDevices", get(devices))
             .fallback(unknown_path)
             .with_state(app.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        tracing::info!(%addr, "Intune mock listening");
-        Ok(IntuneMock {
-            app,
-            stop: Some(stop),
-            task: Some(task),
-        })
+        let server = listener.serve(router);
+        Ok(IntuneMock { app, server })
     }
 
     /// `http://127.0.0.1:PORT`: the connector's `graph_url`.
@@ -392,54 +362,27 @@ impl IntuneMock {
         self.app.counters.snapshot()
     }
 
-    /// Stops the server and waits until it has.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.context("Intune mock task")??;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for IntuneMock {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.server.shutdown().await
     }
 }
 
 impl App {
     fn snapshot(&self, epoch: u32) -> Arc<FleetSnapshot> {
-        let mut snapshots = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        snapshots
-            .entry(epoch)
-            .or_insert_with(|| Arc::new(self.config.fleet.snapshot(epoch)))
-            .clone()
-    }
-
-    fn lock_tokens(&self) -> MutexGuard<'_, HashMap<String, (Instant, u64)>> {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.snapshots
+            .get(epoch, || Arc::new(self.config.fleet.snapshot(epoch)))
     }
 
     fn issue_token(&self) -> (String, Duration) {
         let ttl = self.faults.plan().token_ttl.unwrap_or(TOKEN_TTL);
-        let serial = self.issued.fetch_add(1, Ordering::Relaxed);
+        let serial = self.tokens.next_serial();
         let token = format!(
             "eyJ.mock-intune.{serial}.{:x}",
             self.config.fleet.seed() ^ serial
         );
-        let generation = self.faults.token_generation();
-        self.lock_tokens()
-            .insert(token.clone(), (Instant::now() + ttl, generation));
+        self.tokens
+            .insert(token.clone(), ttl, self.faults.token_generation());
         (token, ttl)
     }
 
@@ -451,11 +394,9 @@ impl App {
             .and_then(|value| value.strip_prefix("Bearer "));
         let generation = self.faults.token_generation();
         let valid = presented.is_some_and(|token| {
-            self.lock_tokens()
-                .get(token.trim())
-                .is_some_and(|(expires, issued_in)| {
-                    *issued_in == generation && Instant::now() < *expires
-                })
+            self.tokens
+                .use_token(token.trim(), generation, None)
+                .is_ok()
         });
         if valid {
             return None;
@@ -467,18 +408,6 @@ impl App {
             "Access token has expired or is not yet valid.",
         ))
     }
-}
-
-fn json_response(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
 }
 
 /// Graph's error body (vendor-apis.md §3.6).

@@ -28,7 +28,7 @@ pub mod wire;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -38,19 +38,20 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use base64::Engine;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
+pub(crate) use faults::PageOutcome;
+use faults::Refusal;
 pub use faults::{Fault, FaultParseError, FaultPlan, Faults, PageFault, ShortPage};
-use faults::{PageOutcome, Refusal};
 use page_cache::{PageCache, PageKey};
 pub use page_cache::{PageCacheStats, DEFAULT_PAGE_CACHE_BYTES};
 use wire::Sections;
 
 use crate::generator::{page_range, DeviceKind, Fleet, FleetSnapshot};
 use crate::musterstadt;
+use crate::plumbing::{
+    basic_credentials, bearer_token, json_response, pause, with_retry_after, IssuedTokens,
+    Listener, PerEpoch, Server, TokenRefused,
+};
 
 /// OAuth client id the mock accepts unless configured otherwise.
 pub const DEFAULT_CLIENT_ID: &str = "bestand-mock-client";
@@ -240,21 +241,12 @@ impl Counters {
     }
 }
 
-#[derive(Debug)]
-struct Token {
-    expires_at: Instant,
-    generation: u64,
-    used: u32,
-}
-
 struct App {
     config: MockConfig,
     faults: Faults,
     counters: Counters,
-    tokens: Mutex<HashMap<String, Token>>,
-    issued: AtomicU64,
-    /// Snapshots per epoch, built on first use; tests switch back and forth.
-    snapshots: Mutex<HashMap<u32, Arc<FleetSnapshot>>>,
+    tokens: IssuedTokens,
+    snapshots: PerEpoch<Arc<FleetSnapshot>>,
     /// Intact inventory pages of the epoch served last. The fleet is fixed for the life of the
     /// server, so only an epoch change invalidates them.
     pages: PageCache,
@@ -264,16 +256,13 @@ struct App {
 /// also waits until it has stopped.
 pub struct JamfProMock {
     app: Arc<App>,
-    addr: SocketAddr,
-    base_url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    server: Server,
 }
 
 impl std::fmt::Debug for JamfProMock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JamfProMock")
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.server.base_url())
             .field("fleet", &self.app.config.fleet)
             .finish()
     }
@@ -282,10 +271,7 @@ impl std::fmt::Debug for JamfProMock {
 impl JamfProMock {
     /// Binds `config.bind` and serves in a background task of the current Tokio runtime.
     pub async fn start(config: MockConfig) -> anyhow::Result<JamfProMock> {
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("binding the Jamf Pro mock to {}", config.bind))?;
-        let addr = listener.local_addr()?;
+        let listener = Listener::bind(config.bind, "Jamf Pro").await?;
         let faults = Faults::new(config.faults.clone());
         let pages = PageCache::new(config.page_cache_bytes);
         let app = Arc::new(App {
@@ -293,38 +279,22 @@ impl JamfProMock {
             config,
             faults,
             counters: Counters::new(),
-            tokens: Mutex::new(HashMap::new()),
-            issued: AtomicU64::new(0),
-            snapshots: Mutex::new(HashMap::new()),
+            tokens: IssuedTokens::default(),
+            snapshots: PerEpoch::new(),
         });
         // Build the first epoch now, so the first request does not pay for it.
         app.snapshot(app.faults.epoch());
-        let router = router(app.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        tracing::info!(%addr, "Jamf Pro mock listening");
-        Ok(JamfProMock {
-            app,
-            addr,
-            base_url: format!("http://{addr}"),
-            stop: Some(stop),
-            task: Some(task),
-        })
+        let server = listener.serve(router(app.clone()));
+        Ok(JamfProMock { app, server })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash; the Jamf API lives under `/api`.
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.server.base_url()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The handle to switch faults and epochs while the server runs.
@@ -388,42 +358,15 @@ impl JamfProMock {
     }
 
     /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take() {
-            match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
-                Ok(joined) => joined.context("the Jamf Pro mock task panicked")??,
-                // Clients holding connections open must not block a test's teardown.
-                Err(_) => task.abort(),
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for JamfProMock {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.server.shutdown().await
     }
 }
 
 impl App {
     fn snapshot(&self, epoch: u32) -> Arc<FleetSnapshot> {
-        let mut snapshots = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        snapshots
-            .entry(epoch)
-            .or_insert_with(|| Arc::new(self.config.fleet.snapshot(epoch)))
-            .clone()
+        self.snapshots
+            .get(epoch, || Arc::new(self.config.fleet.snapshot(epoch)))
     }
 
     /// Page `request` of `kind` in `epoch` as it is without faults: from the cache, or rendered
@@ -452,7 +395,7 @@ impl App {
 
     fn issue_token(&self, default_ttl: Duration) -> (String, Duration) {
         let ttl = self.faults.plan().token_ttl.unwrap_or(default_ttl);
-        let serial = self.issued.fetch_add(1, Ordering::Relaxed);
+        let serial = self.tokens.next_serial();
         // Unique and unguessable enough for a fixture; not a JWT, clients must treat it as opaque.
         let token = format!(
             "mock.{serial}.{:016x}",
@@ -461,47 +404,24 @@ impl App {
                 serial
             )
         );
-        let mut tokens = self.lock_tokens();
-        let now = Instant::now();
-        if tokens.len() > 10_000 {
-            tokens.retain(|_, t| t.expires_at > now);
-        }
-        tokens.insert(
-            token.clone(),
-            Token {
-                expires_at: now + ttl,
-                generation: self.faults.token_generation(),
-                used: 0,
-            },
-        );
-        (token, ttl)
-    }
-
-    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, Token>> {
         self.tokens
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(token.clone(), ttl, self.faults.token_generation());
+        (token, ttl)
     }
 
     /// Checks the bearer token and uses up one of its requests; says why it is not valid.
     fn check_token(&self, headers: &HeaderMap) -> Result<(), &'static str> {
-        let Some(token) = bearer(headers) else {
+        let Some(token) = bearer_token(headers) else {
             return Err("No bearer token");
         };
         let max_requests = self.faults.plan().token_max_requests;
         let generation = self.faults.token_generation();
-        let mut tokens = self.lock_tokens();
-        let Some(entry) = tokens.get_mut(token) else {
-            return Err("Unknown token");
-        };
-        if entry.generation != generation || Instant::now() >= entry.expires_at {
-            return Err("Token expired");
-        }
-        if max_requests.is_some_and(|max| entry.used >= max) {
-            return Err("Token expired");
-        }
-        entry.used += 1;
-        Ok(())
+        self.tokens
+            .use_token(token, generation, max_requests)
+            .map_err(|refused| match refused {
+                TokenRefused::Unknown => "Unknown token",
+                TokenRefused::Expired => "Token expired",
+            })
     }
 
     fn unauthorized(&self, description: &str) -> Response {
@@ -520,7 +440,7 @@ impl App {
     /// What every data request goes through: count, delay, injected refusals, token check.
     async fn admit(&self, endpoint: Endpoint, headers: &HeaderMap) -> Result<(), Response> {
         self.counters.hit(endpoint);
-        self.pause().await;
+        pause(self.faults.delay()).await;
         if let Some(refusal) = self.faults.take_refusal() {
             return Err(self.refuse(refusal));
         }
@@ -528,26 +448,16 @@ impl App {
             .map_err(|description| self.unauthorized(description))
     }
 
-    async fn pause(&self) {
-        let delay = self.faults.delay();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-    }
-
     fn refuse(&self, refusal: Refusal) -> Response {
         match refusal {
             Refusal::RateLimited { retry_after_secs } => {
                 self.counters.answered(Outcome::RateLimited);
                 tracing::info!(retry_after_secs, "fault: answering 429");
-                let mut response = json_response(
+                let response = json_response(
                     StatusCode::TOO_MANY_REQUESTS,
                     wire::error_json(429, "TOO_MANY_REQUESTS", "Rate limit exceeded"),
                 );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-                response
+                with_retry_after(response, retry_after_secs)
             }
             Refusal::ServerError(status) => {
                 self.counters.answered(Outcome::ServerError);
@@ -597,18 +507,6 @@ fn router(app: Arc<App>) -> Router {
 
 type Params = Vec<(String, String)>;
 
-fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.into(),
-    )
-        .into_response()
-}
-
 fn bad_request(description: &str) -> Response {
     json_response(
         StatusCode::BAD_REQUEST,
@@ -616,25 +514,9 @@ fn bad_request(description: &str) -> Response {
     )
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-}
-
-/// `Authorization: Basic base64(user:password)`.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
+/// `Authorization: Basic base64(user:password)`, split.
+fn user_and_password(headers: &HeaderMap) -> Option<(String, String)> {
+    let decoded = String::from_utf8(basic_credentials(headers)?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_string(), password.to_string()))
 }
@@ -658,7 +540,7 @@ async fn oauth_token(
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
     app.counters.hit(Endpoint::OauthToken);
-    app.pause().await;
+    pause(app.faults.delay()).await;
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -668,7 +550,7 @@ async fn oauth_token(
     }
     let (id, secret) = match (form.get("client_id"), form.get("client_secret")) {
         (Some(id), Some(secret)) => (id.clone(), secret.clone()),
-        _ => basic_credentials(&headers).unwrap_or_default(),
+        _ => user_and_password(&headers).unwrap_or_default(),
     };
     if id != app.config.client_id || secret != app.config.client_secret {
         app.counters.answered(Outcome::Unauthorized);
@@ -700,8 +582,8 @@ async fn oauth_token(
 /// `POST /api/v1/auth/token` with a Jamf user's Basic credentials.
 async fn user_token(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     app.counters.hit(Endpoint::UserToken);
-    app.pause().await;
-    match basic_credentials(&headers) {
+    pause(app.faults.delay()).await;
+    match user_and_password(&headers) {
         Some((user, password))
             if user == app.config.username && password == app.config.password =>
         {
@@ -726,12 +608,12 @@ fn token_body(app: &App, default_ttl: Duration) -> Response {
 /// `POST /api/v1/auth/keep-alive`: a fresh user token for a valid one, which stops working.
 async fn keep_alive(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     app.counters.hit(Endpoint::KeepAlive);
-    app.pause().await;
+    pause(app.faults.delay()).await;
     if let Err(description) = app.check_token(&headers) {
         return app.unauthorized(description);
     }
-    if let Some(old) = bearer(&headers) {
-        app.lock_tokens().remove(old);
+    if let Some(old) = bearer_token(&headers) {
+        app.tokens.remove(old);
     }
     token_body(&app, USER_TOKEN_TTL)
 }
@@ -742,8 +624,8 @@ async fn invalidate_token(State(app): State<Arc<App>>, headers: HeaderMap) -> Re
     if let Err(description) = app.check_token(&headers) {
         return app.unauthorized(description);
     }
-    if let Some(old) = bearer(&headers) {
-        app.lock_tokens().remove(old);
+    if let Some(old) = bearer_token(&headers) {
+        app.tokens.remove(old);
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -900,7 +782,7 @@ async fn computers(
     };
     if version > app.faults.plan().computers_api_version {
         app.counters.hit(endpoint);
-        app.pause().await;
+        pause(app.faults.delay()).await;
         return app.not_found("No resource found for this API version");
     }
     serve_inventory(&app, endpoint, DeviceKind::Computer, &headers, &params).await

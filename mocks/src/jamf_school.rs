@@ -14,25 +14,25 @@
 //! Where the real server's behaviour is unknown the mock picks one: a wrong protocol version
 //! answers 404 (as a third-party client reports), bad credentials 401 with a JSON body.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use base64::Engine;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::generator::{Device, DeviceKind, Fleet, FleetSnapshot};
 use crate::musterstadt;
+use crate::plumbing::{
+    basic_credentials, json_response, lock, pause, server_error_status, take_burst,
+    with_retry_after, Burst, Listener, PerEpoch, Server,
+};
 
 /// Network ID the mock accepts unless configured otherwise.
 pub const DEFAULT_NETWORK_ID: &str = "bestand-mock-network";
@@ -94,9 +94,7 @@ pub struct Faults(Arc<Mutex<FaultPlan>>);
 
 impl Faults {
     fn lock(&self) -> MutexGuard<'_, FaultPlan> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 
     pub fn plan(&self) -> FaultPlan {
@@ -150,6 +148,14 @@ impl Faults {
     pub fn set_count_surplus(&self, surplus: u32) {
         self.update(|plan| plan.count_surplus = surplus);
     }
+
+    /// The plan this request meets, and the burst it falls into (which it uses up).
+    fn take_request(&self) -> (FaultPlan, Option<Burst>) {
+        let mut guard = self.lock();
+        let plan = &mut *guard;
+        let burst = take_burst(&mut plan.rate_limit_next, &mut plan.server_errors_next);
+        (plan.clone(), burst)
+    }
 }
 
 /// Requests the server has received per endpoint, and the fault answers it gave.
@@ -188,7 +194,7 @@ struct App {
     config: MockConfig,
     faults: Faults,
     counters: [AtomicU64; COUNTERS],
-    snapshots: Mutex<HashMap<u32, Arc<FleetSnapshot>>>,
+    snapshots: PerEpoch<Arc<FleetSnapshot>>,
 }
 
 impl App {
@@ -197,30 +203,21 @@ impl App {
     }
 
     fn snapshot(&self, epoch: u32) -> Arc<FleetSnapshot> {
-        let mut snapshots = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        snapshots
-            .entry(epoch)
-            .or_insert_with(|| Arc::new(self.config.fleet.snapshot(epoch)))
-            .clone()
+        self.snapshots
+            .get(epoch, || Arc::new(self.config.fleet.snapshot(epoch)))
     }
 }
 
 /// A running fake Jamf School server. Dropping it stops the server.
 pub struct JamfSchoolMock {
     app: Arc<App>,
-    addr: SocketAddr,
-    base_url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    server: Server,
 }
 
 impl std::fmt::Debug for JamfSchoolMock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JamfSchoolMock")
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.server.base_url())
             .finish_non_exhaustive()
     }
 }
@@ -228,46 +225,29 @@ impl std::fmt::Debug for JamfSchoolMock {
 impl JamfSchoolMock {
     /// Binds `config.bind` and serves in a background task of the current Tokio runtime.
     pub async fn start(config: MockConfig) -> anyhow::Result<JamfSchoolMock> {
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("binding the Jamf School mock to {}", config.bind))?;
-        let addr = listener.local_addr()?;
+        let listener = Listener::bind(config.bind, "Jamf School").await?;
         let app = Arc::new(App {
             faults: Faults(Arc::new(Mutex::new(config.faults.clone()))),
             config,
             counters: std::array::from_fn(|_| AtomicU64::new(0)),
-            snapshots: Mutex::new(HashMap::new()),
+            snapshots: PerEpoch::new(),
         });
         let router = Router::new()
             .route("/api/devices", get(devices))
             .route("/api/users", get(users))
             .route("/api/locations", get(locations))
             .with_state(app.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        tracing::info!(%addr, "Jamf School mock listening");
-        Ok(JamfSchoolMock {
-            app,
-            addr,
-            base_url: format!("http://{addr}"),
-            stop: Some(stop),
-            task: Some(task),
-        })
+        let server = listener.serve(router);
+        Ok(JamfSchoolMock { app, server })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash; the API lives under `/api`.
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.server.base_url()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     pub fn faults(&self) -> &Faults {
@@ -304,40 +284,15 @@ impl JamfSchoolMock {
     }
 
     /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take() {
-            match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
-                Ok(joined) => joined.context("the Jamf School mock task panicked")??,
-                Err(_) => task.abort(),
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for JamfSchoolMock {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.server.shutdown().await
     }
 }
 
 /// The error envelope Jamf School uses, as far as public clients show it.
 fn error(status: StatusCode, message: &str) -> Response {
     let body = json!({ "code": status.as_u16(), "message": message });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    json_response(status, body.to_string())
 }
 
 /// Counts the request, then checks auth, protocol version and the switchable faults every
@@ -349,17 +304,7 @@ async fn admit(
 ) -> Result<FaultPlan, Box<Response>> {
     app.count(endpoint);
     let expected = format!("{}:{}", app.config.network_id, app.config.api_key);
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .and_then(|(_, encoded)| {
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .ok()
-        });
-    if given.as_deref() != Some(expected.as_bytes()) {
+    if basic_credentials(headers).as_deref() != Some(expected.as_bytes()) {
         app.count(Counter::Unauthorized);
         return Err(Box::new(error(StatusCode::UNAUTHORIZED, "Unauthorized")));
     }
@@ -372,39 +317,25 @@ async fn admit(
             (StatusCode::NOT_FOUND, "Not Found").into_response(),
         ));
     }
-    let plan = {
-        let mut plan = app.faults.lock();
-        let now = plan.clone();
-        plan.rate_limit_next = plan.rate_limit_next.saturating_sub(1);
-        if now.rate_limit_next == 0 {
-            plan.server_errors_next = plan.server_errors_next.saturating_sub(1);
+    let (plan, burst) = app.faults.take_request();
+    pause(plan.delay).await;
+    match burst {
+        None => Ok(plan),
+        Some(Burst::RateLimit) => {
+            app.count(Counter::RateLimited);
+            let answer = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+            Err(Box::new(with_retry_after(answer, plan.retry_after_secs)))
         }
-        now
-    };
-    if !plan.delay.is_zero() {
-        tokio::time::sleep(plan.delay).await;
-    }
-    if plan.rate_limit_next > 0 {
-        app.count(Counter::RateLimited);
-        let mut answer = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-        if let Ok(value) = plan.retry_after_secs.to_string().parse() {
-            answer.headers_mut().insert(header::RETRY_AFTER, value);
+        Some(Burst::ServerErrors) => {
+            app.count(Counter::ServerErrors);
+            let status = server_error_status(plan.server_error_status);
+            Err(Box::new(error(status, "Server Error")))
         }
-        return Err(Box::new(answer));
     }
-    if plan.server_errors_next > 0 {
-        app.count(Counter::ServerErrors);
-        let status = plan
-            .server_error_status
-            .and_then(|code| StatusCode::from_u16(code).ok())
-            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return Err(Box::new(error(status, "Server Error")));
-    }
-    Ok(plan)
 }
 
 fn json_body(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    json_response(StatusCode::OK, body)
 }
 
 /// `GET /api/devices`: every iPad of the fleet in one array.

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,11 +29,13 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use base64::Engine;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::directory::{ou, Directory, Person, Role};
 use crate::musterstadt::School;
+use crate::plumbing::{
+    bearer_token, json_response, lock, pause, server_error_status, take_burst, with_retry_after,
+    Burst, Listener, PerEpoch, Server,
+};
 
 /// Username the mock accepts unless configured otherwise.
 pub const DEFAULT_USERNAME: &str = "bestand-kelvin";
@@ -120,9 +121,7 @@ pub struct Faults {
 
 impl Faults {
     fn lock(&self) -> MutexGuard<'_, FaultPlan> {
-        self.plan
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.plan)
     }
 
     pub fn plan(&self) -> FaultPlan {
@@ -184,6 +183,14 @@ impl Faults {
     pub fn malformed_next(&self, count: u32) {
         self.update(|plan| plan.malformed_next = count);
     }
+
+    /// The plan this request meets, and the burst it falls into (which it uses up).
+    fn take_request(&self) -> (FaultPlan, Option<Burst>) {
+        let mut guard = self.lock();
+        let plan = &mut *guard;
+        let burst = take_burst(&mut plan.rate_limit_next, &mut plan.server_errors_next);
+        (plan.clone(), burst)
+    }
 }
 
 /// Requests the server has received per endpoint, and the fault answers it gave.
@@ -222,7 +229,7 @@ struct App {
     config: KelvinMockConfig,
     faults: Faults,
     counters: [AtomicU64; COUNTERS],
-    directories: Mutex<HashMap<u32, Directory>>,
+    directories: PerEpoch<Directory>,
     /// `http://127.0.0.1:PORT/ucsschool/kelvin/v1`, for the `url` fields.
     v1: String,
     /// Signs the tokens; a fresh one per server, so tokens of another run are foreign.
@@ -235,30 +242,21 @@ impl App {
     }
 
     fn directory(&self, epoch: u32) -> Directory {
-        let mut directories = self
-            .directories
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        directories
-            .entry(epoch)
-            .or_insert_with(|| self.config.directory.at_epoch(epoch))
-            .clone()
+        self.directories
+            .get(epoch, || self.config.directory.at_epoch(epoch))
     }
 }
 
 /// A running fake Kelvin server. Dropping it stops the server.
 pub struct KelvinMock {
     app: Arc<App>,
-    addr: SocketAddr,
-    base_url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    server: Server,
 }
 
 impl std::fmt::Debug for KelvinMock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KelvinMock")
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.server.base_url())
             .finish_non_exhaustive()
     }
 }
@@ -266,15 +264,11 @@ impl std::fmt::Debug for KelvinMock {
 impl KelvinMock {
     /// Binds `config.bind` and serves in a background task of the current Tokio runtime.
     pub async fn start(config: KelvinMockConfig) -> anyhow::Result<KelvinMock> {
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("binding the Kelvin mock to {}", config.bind))?;
-        let addr = listener.local_addr()?;
-        let base_url = format!("http://{addr}");
+        let listener = Listener::bind(config.bind, "Kelvin").await?;
         let key = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
-            ^ u64::from(addr.port());
+            ^ u64::from(listener.addr().port());
         let faults = Faults {
             plan: Arc::new(Mutex::new(config.faults.clone())),
             ..Faults::default()
@@ -283,8 +277,8 @@ impl KelvinMock {
             faults,
             config,
             counters: std::array::from_fn(|_| AtomicU64::new(0)),
-            directories: Mutex::new(HashMap::new()),
-            v1: format!("{base_url}{PREFIX}/v1"),
+            directories: PerEpoch::new(),
+            v1: format!("{}{PREFIX}/v1", listener.base_url()),
             key,
         });
         let router = Router::new()
@@ -297,32 +291,18 @@ impl KelvinMock {
             .route(&format!("{PREFIX}/v1/classes/"), get(classes))
             .route(&format!("{PREFIX}/v1/classes"), get(classes))
             .with_state(app.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        tracing::info!(%addr, "Kelvin mock listening");
-        Ok(KelvinMock {
-            app,
-            addr,
-            base_url,
-            stop: Some(stop),
-            task: Some(task),
-        })
+        let server = listener.serve(router);
+        Ok(KelvinMock { app, server })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash; the API lives under
     /// `/ucsschool/kelvin`. This is what a Kelvin source's `base_url` takes.
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.server.base_url()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     pub fn faults(&self) -> &Faults {
@@ -354,39 +334,14 @@ impl KelvinMock {
     }
 
     /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take() {
-            match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
-                Ok(joined) => joined.context("the Kelvin mock task panicked")??,
-                Err(_) => task.abort(),
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for KelvinMock {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.server.shutdown().await
     }
 }
 
 /// A FastAPI-style error: `{"detail": ...}`.
 fn detail(status: StatusCode, detail: Value) -> Response {
-    let mut answer = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({ "detail": detail }).to_string(),
-    )
-        .into_response();
+    let mut answer = json_response(status, json!({ "detail": detail }).to_string());
     if status == StatusCode::UNAUTHORIZED {
         answer.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -397,48 +352,34 @@ fn detail(status: StatusCode, detail: Value) -> Response {
 }
 
 fn json_body(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    json_response(StatusCode::OK, body)
 }
 
 /// Counts the request and applies the switchable request faults; `Err` is the answer.
 async fn faults(app: &App, endpoint: Counter) -> Result<FaultPlan, Box<Response>> {
     app.count(endpoint);
-    let plan = {
-        let mut plan = app.faults.lock();
-        let now = plan.clone();
-        plan.rate_limit_next = plan.rate_limit_next.saturating_sub(1);
-        if now.rate_limit_next == 0 {
-            plan.server_errors_next = plan.server_errors_next.saturating_sub(1);
+    let (plan, burst) = app.faults.take_request();
+    pause(plan.delay).await;
+    match burst {
+        None => Ok(plan),
+        Some(Burst::RateLimit) => {
+            app.count(Counter::RateLimited);
+            let answer = detail(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!("Too many requests, slow down."),
+            );
+            Err(Box::new(with_retry_after(answer, plan.retry_after_secs)))
         }
-        now
-    };
-    if !plan.delay.is_zero() {
-        tokio::time::sleep(plan.delay).await;
-    }
-    if plan.rate_limit_next > 0 {
-        app.count(Counter::RateLimited);
-        let mut answer = detail(
-            StatusCode::TOO_MANY_REQUESTS,
-            json!("Too many requests, slow down."),
-        );
-        if let Ok(value) = plan.retry_after_secs.to_string().parse() {
-            answer.headers_mut().insert(header::RETRY_AFTER, value);
+        Some(Burst::ServerErrors) => {
+            app.count(Counter::ServerErrors);
+            let status = server_error_status(plan.server_error_status);
+            // Proxies in front of Kelvin answer HTML, not JSON.
+            let body = format!("<html><body><h1>{status}</h1></body></html>");
+            Err(Box::new(
+                (status, [(header::CONTENT_TYPE, "text/html")], body).into_response(),
+            ))
         }
-        return Err(Box::new(answer));
     }
-    if plan.server_errors_next > 0 {
-        app.count(Counter::ServerErrors);
-        let status = plan
-            .server_error_status
-            .and_then(|code| StatusCode::from_u16(code).ok())
-            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        // Proxies in front of Kelvin answer HTML, not JSON.
-        let body = format!("<html><body><h1>{status}</h1></body></html>");
-        return Err(Box::new(
-            (status, [(header::CONTENT_TYPE, "text/html")], body).into_response(),
-        ));
-    }
-    Ok(plan)
 }
 
 /// [`faults`], then the bearer token check every API endpoint shares.
@@ -448,12 +389,7 @@ async fn admit(
     headers: &HeaderMap,
 ) -> Result<FaultPlan, Box<Response>> {
     let plan = faults(app, endpoint).await?;
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+    let token = bearer_token(headers);
     if !token.is_some_and(|token| token_is_valid(app, token)) {
         app.count(Counter::Unauthorized);
         return Err(Box::new(detail(

@@ -9,6 +9,7 @@ pub mod jamf_pro;
 pub mod jamf_school;
 pub mod kelvin;
 pub mod musterstadt;
+mod plumbing;
 pub mod relution;
 
 pub use directory::Directory;

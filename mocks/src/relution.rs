@@ -21,22 +21,22 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::generator::{DeviceKind, Family, Fleet, FleetSnapshot};
-use crate::jamf_pro::{FaultPlan, Faults};
+use crate::jamf_pro::{FaultPlan, Faults, PageOutcome};
+use crate::plumbing::{
+    json_response, pause, server_error_status, take_burst, with_retry_after, Burst, Listener,
+    PerEpoch, Server,
+};
 use crate::Device;
 
 /// The access token the mock accepts unless configured otherwise.
@@ -182,86 +182,51 @@ struct App {
     faults: Faults,
     paths: AtomicU8,
     counters: Counters,
-    listings: Mutex<HashMap<u32, Arc<Listing>>>,
+    listings: PerEpoch<Arc<Listing>>,
 }
 
 impl App {
     fn listing(&self, epoch: u32) -> Arc<Listing> {
-        let mut listings = self
-            .listings
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        listings
-            .entry(epoch)
-            .or_insert_with(|| {
-                let snapshot = self.config.fleet.snapshot(epoch);
-                let present = (0..self.config.fleet.len())
-                    .filter(|&index| snapshot.device(index).is_some())
-                    .filter_map(|index| u32::try_from(index).ok())
-                    .collect();
-                Arc::new(Listing { snapshot, present })
-            })
-            .clone()
+        self.listings.get(epoch, || {
+            let snapshot = self.config.fleet.snapshot(epoch);
+            let present = (0..self.config.fleet.len())
+                .filter(|&index| snapshot.device(index).is_some())
+                .filter_map(|index| u32::try_from(index).ok())
+                .collect();
+            Arc::new(Listing { snapshot, present })
+        })
     }
 }
 
-/// What the next request meets instead of data, if anything: 429s first, then 5xx.
+/// What the next request meets instead of data, if anything. Unlike the Jamf Pro mock, whose
+/// fault plan this is, a 5xx without a status asked for is always 503.
 fn take_refusal(faults: &Faults) -> Option<Response> {
-    let mut refusal = None;
+    let mut taken = None;
     faults.update(|plan| {
-        if plan.rate_limit_next > 0 {
-            plan.rate_limit_next -= 1;
-            refusal = Some((StatusCode::TOO_MANY_REQUESTS, plan.retry_after_secs));
-        } else if plan.server_errors_next > 0 {
-            plan.server_errors_next -= 1;
-            let status = plan
-                .server_error_status
-                .and_then(|status| StatusCode::from_u16(status).ok())
-                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            refusal = Some((status, 0));
-        }
+        taken = take_burst(&mut plan.rate_limit_next, &mut plan.server_errors_next)
+            .map(|burst| (burst, plan.retry_after_secs, plan.server_error_status));
     });
-    let (status, retry_after) = refusal?;
-    let mut response = error(status, "Injected fault");
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-    }
+    let (burst, retry_after_secs, status) = taken?;
+    let response = match burst {
+        Burst::RateLimit => with_retry_after(
+            error(StatusCode::TOO_MANY_REQUESTS, "Injected fault"),
+            retry_after_secs,
+        ),
+        Burst::ServerErrors => error(server_error_status(status), "Injected fault"),
+    };
     Some(response)
-}
-
-/// Whether a page fault set at `at` hits page `page`; counts a limited fault down.
-fn take_page_fault(at: &mut Option<crate::PageFault>, page: usize) -> bool {
-    let Some(fault) = *at else {
-        return false;
-    };
-    if fault.inventory != DeviceKind::Mobile || fault.page as usize != page {
-        return false;
-    }
-    *at = match fault.times {
-        None => Some(fault),
-        Some(0 | 1) => None,
-        Some(n) => Some(crate::PageFault {
-            times: Some(n - 1),
-            ..fault
-        }),
-    };
-    true
 }
 
 /// A running fake Relution server. Dropping it stops the server.
 pub struct RelutionMock {
     app: Arc<App>,
-    base_url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    server: Server,
 }
 
 impl std::fmt::Debug for RelutionMock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RelutionMock")
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.server.base_url())
             .field("fleet", &self.app.config.fleet)
             .finish()
     }
@@ -270,15 +235,12 @@ impl std::fmt::Debug for RelutionMock {
 impl RelutionMock {
     /// Binds `config.bind` and serves in a background task of the current Tokio runtime.
     pub async fn start(config: RelutionMockConfig) -> anyhow::Result<RelutionMock> {
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("binding the Relution mock to {}", config.bind))?;
-        let addr = listener.local_addr()?;
+        let listener = Listener::bind(config.bind, "Relution").await?;
         let app = Arc::new(App {
             faults: Faults::new(config.faults.clone()),
             paths: AtomicU8::new(config.paths.code()),
             counters: Counters::default(),
-            listings: Mutex::new(HashMap::new()),
+            listings: PerEpoch::new(),
             config,
         });
         app.listing(app.faults.epoch());
@@ -296,27 +258,13 @@ impl RelutionMock {
                 ),
             );
         }
-        let router = router.fallback(unknown_path).with_state(app.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        tracing::info!(%addr, "Relution mock listening");
-        Ok(RelutionMock {
-            app,
-            base_url: format!("http://{addr}"),
-            stop: Some(stop),
-            task: Some(task),
-        })
+        let server = listener.serve(router.fallback(unknown_path).with_state(app.clone()));
+        Ok(RelutionMock { app, server })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.server.base_url()
     }
 
     /// The handle to switch faults and epochs while the server runs.
@@ -353,28 +301,8 @@ impl RelutionMock {
     }
 
     /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take() {
-            match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
-                Ok(joined) => joined.context("the Relution mock task panicked")??,
-                Err(_) => task.abort(),
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for RelutionMock {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.server.shutdown().await
     }
 }
 
@@ -448,18 +376,6 @@ pub fn render_device(fleet: &Fleet, organization: Option<&str>, device: &Device)
     })
 }
 
-fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.into(),
-    )
-        .into_response()
-}
-
 fn error(status: StatusCode, message: &str) -> Response {
     let body = json!({ "status": "ERROR", "message": message, "errors": [] });
     json_response(status, body.to_string())
@@ -505,10 +421,7 @@ async fn query(
     } else {
         &app.counters.v2
     });
-    let delay = app.faults.plan().delay;
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
+    pause(app.faults.plan().delay).await;
     if !PathStyles::from_code(app.paths.load(Ordering::Relaxed)).serves(management) {
         bump(&app.counters.not_found);
         return error(StatusCode::NOT_FOUND, "Not Found");
@@ -542,18 +455,15 @@ async fn query(
             return error(StatusCode::BAD_REQUEST, &message);
         }
     };
-    let page = offset / limit;
-    let (mut malformed, mut missing) = (false, 0);
-    app.faults.update(|plan| {
-        malformed = take_page_fault(&mut plan.malformed_page, page);
-        if let Some(short) = plan.short_page {
-            let mut at = Some(short.at);
-            if !malformed && take_page_fault(&mut at, page) {
-                missing = short.missing as usize;
-                plan.short_page = at.map(|at| crate::ShortPage { at, ..short });
-            }
-        }
-    });
+    // Relution has one device list; the plan's mobile-device page faults stand for it.
+    let (malformed, missing) = match app
+        .faults
+        .take_page_outcome(DeviceKind::Mobile, offset / limit)
+    {
+        PageOutcome::Intact => (false, 0),
+        PageOutcome::Malformed => (true, 0),
+        PageOutcome::Short(missing) => (false, missing as usize),
+    };
     let listing = app.listing(app.faults.epoch());
     let start = offset.min(listing.present.len());
     let end = start.saturating_add(limit).min(listing.present.len());

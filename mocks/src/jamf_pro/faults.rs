@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::generator::DeviceKind;
+use crate::plumbing::{lock, take_burst, Burst};
 
 /// A fault tied to one page of one inventory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,10 +280,7 @@ impl Faults {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock leaves plain data behind, still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// A copy of the current plan.
@@ -377,22 +375,19 @@ impl Faults {
     /// Consumes one pending 429 or 5xx, if any; 429s come first.
     pub(crate) fn take_refusal(&self) -> Option<Refusal> {
         let mut state = self.lock();
-        if state.plan.rate_limit_next > 0 {
-            state.plan.rate_limit_next -= 1;
-            return Some(Refusal::RateLimited {
-                retry_after_secs: state.plan.retry_after_secs,
-            });
+        let plan = &mut state.plan;
+        match take_burst(&mut plan.rate_limit_next, &mut plan.server_errors_next)? {
+            Burst::RateLimit => Some(Refusal::RateLimited {
+                retry_after_secs: plan.retry_after_secs,
+            }),
+            Burst::ServerErrors => {
+                let status = plan
+                    .server_error_status
+                    .unwrap_or_else(|| [500, 502, 503][(state.server_errors_served % 3) as usize]);
+                state.server_errors_served += 1;
+                Some(Refusal::ServerError(status))
+            }
         }
-        if state.plan.server_errors_next > 0 {
-            state.plan.server_errors_next -= 1;
-            let status = state
-                .plan
-                .server_error_status
-                .unwrap_or_else(|| [500, 502, 503][(state.server_errors_served % 3) as usize]);
-            state.server_errors_served += 1;
-            return Some(Refusal::ServerError(status));
-        }
-        None
     }
 
     /// Decides the fate of one page request and uses up one count of a limited page fault.

@@ -15,6 +15,7 @@ use axum::body::Bytes;
 
 use super::wire::Sections;
 use crate::generator::DeviceKind;
+use crate::plumbing::lock;
 
 /// Default bound of the cached bodies. A whole fleet's pages at 2000 devices per page with all
 /// sections take about 1.75 kB per device (87 MB for 50,000 devices, 350 MB for 200,000), so
@@ -77,10 +78,7 @@ impl PageCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // Plain data; a panic elsewhere while holding the lock leaves it consistent enough.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// The body of `key` in `epoch`, if it was rendered before.
