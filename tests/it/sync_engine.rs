@@ -696,14 +696,16 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
     let clock = clock();
     let sources = musterstadt(&db.pool, &["jamf", "intune"]).await;
     let (jamf, intune) = (&sources[0], &sources[1]);
-    sync_records(&db.pool, &clock, jamf, fleet(2)).await;
+    let mut initial = fleet(2);
+    initial[0].asset_tag = Some("INV-7".into());
+    sync_records(&db.pool, &clock, jamf, initial.clone()).await;
     sync_records(&db.pool, &clock, intune, vec![ipad("i:9", "SERX")]).await;
     let first = devices::resolve_device(&db.pool, "SER00000").await.unwrap();
     let other = devices::resolve_device(&db.pool, "SERX").await.unwrap();
 
     // Jamf's first record now reports the serial of the Intune device; its second record a
     // serial nobody carries (a corrected typo, say), which simply applies.
-    let mut records = fleet(2);
+    let mut records = initial;
     records[0].serial_number = Some("serx".into());
     records[0].os_version = Some("18.2".into());
     records[1].serial_number = Some("SER00099".into());
@@ -766,7 +768,7 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
         matches!(&refused, Err(CoreError::Invalid(message)) if message.contains("--link")),
         "{refused:?}"
     );
-    review::resolve_review(
+    let outcome = review::resolve_review(
         &db.pool,
         item,
         review::Resolution::LinkTo(other),
@@ -775,7 +777,13 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
     )
     .await
     .unwrap();
+    // The record's asset tag is still on the device it left: it stays there, not a failure.
+    assert!(
+        outcome.contains(&format!("asset tag 'INV-7' stays with device {first}")),
+        "{outcome}"
+    );
     let linked = devices::show_device(&db.pool, "SERX").await.unwrap();
+    assert_eq!(linked.device.asset_tag, None);
     let mut sources_of_other: Vec<(String, String)> = linked
         .links
         .iter()
@@ -793,6 +801,7 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
         .await
         .unwrap();
     assert!(left.links.is_empty(), "{:?}", left.links);
+    assert_eq!(left.device.asset_tag.as_deref(), Some("INV-7"));
     let unlinked = left.history.iter().find(|e| e.kind == "unlinked").unwrap();
     assert_eq!(unlinked.changes["source_link"]["old"], "jamf:mobile:0");
     assert_eq!(unlinked.changes["moved_to"]["new"], other.to_string());

@@ -11,7 +11,9 @@ use crate::normalize;
 use crate::person::PersonRecord;
 use crate::record::DeviceRecord;
 use crate::store::assignments::refresh_assignments;
-use crate::store::device_row::{insert_devices, load_devices_for_update, update_devices};
+use crate::store::device_row::{
+    insert_devices, load_devices_for_update, update_devices, DeviceRow,
+};
 use crate::store::{source_by_id, SourceRef};
 use crate::sync::engine::insert_events_by;
 use crate::sync::merge::{self, NormalizedIds};
@@ -302,7 +304,7 @@ async fn link_record(
         .await?,
         None => None,
     };
-    let (device_id, kind, mut changes) = match resolution {
+    let (device_id, kind, mut changes, kept_tag) = match resolution {
         Resolution::LinkTo(device_id) => {
             let mut devices = load_devices_for_update(tx, &[*device_id]).await?;
             let Some(mut device) = devices.pop() else {
@@ -316,13 +318,18 @@ async fn link_record(
                     "that device belongs to another school authority".into(),
                 ));
             }
-            let changes = merge::merge_into(&mut device, record, &ids, school_id, &origin, now);
+            let tag_before = (
+                device.asset_tag.clone(),
+                device.field_origin.get("asset_tag").cloned(),
+            );
+            let mut changes = merge::merge_into(&mut device, record, &ids, school_id, &origin, now);
+            let kept = keep_asset_tag_unique(tx, &mut device, tag_before, &mut changes).await?;
             update_devices(tx, vec![device]).await?;
-            (*device_id, "linked", changes)
+            (*device_id, "linked", changes, kept)
         }
         _ => {
             let device_id = Uuid::now_v7();
-            let (device, changes) = merge::new_device(
+            let (mut device, mut changes) = merge::new_device(
                 device_id,
                 authority_id,
                 record,
@@ -331,8 +338,9 @@ async fn link_record(
                 &origin,
                 now,
             );
+            let kept = keep_asset_tag_unique(tx, &mut device, (None, None), &mut changes).await?;
             insert_devices(tx, vec![device]).await?;
-            (device_id, "created", changes)
+            (device_id, "created", changes, kept)
         }
     };
     let link_name = format!("{}:{external_id}", source.name);
@@ -396,5 +404,51 @@ async fn link_record(
         events.push((old_device, "unlinked", unlinked.to_string()));
     }
     insert_events_by(tx, source, &events, now, "user", Some(resolved_by)).await?;
-    Ok(format!("{kind} device {device_id}"))
+    Ok(match kept_tag {
+        None => format!("{kind} device {device_id}"),
+        Some((tag, holder)) => format!(
+            "{kind} device {device_id}; asset tag '{tag}' stays with device {holder}, which \
+             carries it"
+        ),
+    })
+}
+
+/// Asset tags are unique per authority: a tag the record brings that another device carries
+/// stays with that device, as in a sync run (`keep_asset_tags_unique` in the engine), instead
+/// of the unique index failing the resolution. `before` is the device's tag and its origin
+/// before the record was merged; returns the tag and the device that keeps it.
+async fn keep_asset_tag_unique(
+    tx: &mut sqlx::PgConnection,
+    device: &mut DeviceRow,
+    before: (Option<String>, Option<Value>),
+    changes: &mut merge::Changes,
+) -> Result<Option<(String, Uuid)>, sqlx::Error> {
+    let (tag_before, origin_before) = before;
+    let Some(tag) = device.asset_tag.clone() else {
+        return Ok(None);
+    };
+    if tag_before.as_deref() == Some(tag.as_str()) {
+        return Ok(None);
+    }
+    let holder: Option<Uuid> = sqlx::query_scalar(
+        "select device_id from device where authority_id = $1 and asset_tag = $2 \
+         and device_id <> $3",
+    )
+    .bind(device.authority_id)
+    .bind(&tag)
+    .bind(device.device_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(holder) = holder else {
+        return Ok(None);
+    };
+    device.asset_tag = tag_before;
+    if let Some(origins) = device.field_origin.as_object_mut() {
+        match origin_before {
+            Some(origin) => origins.insert("asset_tag".into(), origin),
+            None => origins.remove("asset_tag"),
+        };
+    }
+    changes.remove("asset_tag");
+    Ok(Some((tag, holder)))
 }
