@@ -320,6 +320,7 @@ async fn a_person_matching_several_becomes_a_review_item_not_a_guess() {
         &db.pool,
         item,
         store::review::Resolution::LinkTo(mia),
+        &Default::default(),
         "anna",
         clock.now_value(),
     )

@@ -233,6 +233,7 @@ async fn two_candidate_devices_become_a_review_item_never_a_guess() {
         &db.pool,
         items[0].review_item_id,
         review::Resolution::LinkTo(chosen),
+        &Default::default(),
         "anna",
         t0(),
     )
@@ -762,8 +763,23 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
     );
 
     let item = items[0].review_item_id;
-    let refused =
-        review::resolve_review(&db.pool, item, review::Resolution::CreateNew, "anna", t0()).await;
+    // Resolving merges as a run does: Intune wins the OS version it reports.
+    let priority = sync::merge::FieldPriority(
+        [(
+            "os_version".to_string(),
+            vec!["intune".to_string(), "jamf".to_string()],
+        )]
+        .into(),
+    );
+    let refused = review::resolve_review(
+        &db.pool,
+        item,
+        review::Resolution::CreateNew,
+        &priority,
+        "anna",
+        t0(),
+    )
+    .await;
     assert!(
         matches!(&refused, Err(CoreError::Invalid(message)) if message.contains("--link")),
         "{refused:?}"
@@ -772,6 +788,7 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
         &db.pool,
         item,
         review::Resolution::LinkTo(other),
+        &priority,
         "anna",
         t0(),
     )
@@ -784,6 +801,11 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
     );
     let linked = devices::show_device(&db.pool, "SERX").await.unwrap();
     assert_eq!(linked.device.asset_tag, None);
+    assert_eq!(
+        linked.device.os_version.as_deref(),
+        Some("17.6.1"),
+        "Intune's, by priority"
+    );
     let mut sources_of_other: Vec<(String, String)> = linked
         .links
         .iter()

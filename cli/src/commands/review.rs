@@ -3,6 +3,7 @@
 use bestand_core::store::devices::resolve_device;
 use bestand_core::store::persons::resolve_person;
 use bestand_core::store::review::{self, Resolution, ReviewView};
+use bestand_core::sync::merge::FieldPriority;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
 use crate::app::{Database, Migrations, SystemClock};
@@ -40,7 +41,8 @@ pub struct ResolveArgs {
     /// The record is a device (or person) of its own.
     #[arg(long)]
     pub new: bool,
-    /// Leave the record unlinked; later runs will not raise it again.
+    /// Leave things as they are (an unmatched record unlinked, a held serial held); later runs
+    /// will not raise the item again.
     #[arg(long)]
     pub dismiss: bool,
     /// Who decides (default: the login name).
@@ -76,10 +78,12 @@ pub async fn run(command: ReviewCommand, config: &Config, format: Format) -> any
                     Resolution::Dismiss
                 };
                 let now = bestand_core::Clock::now(&SystemClock);
+                let priority = FieldPriority(config.sync.field_priority.clone());
                 let outcome = review::resolve_review(
                     &database.pool,
                     args.item,
                     resolution,
+                    &priority,
                     &super::actor(args.by),
                     now,
                 )

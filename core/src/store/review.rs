@@ -73,10 +73,13 @@ pub enum Resolution {
 }
 
 /// Settles a review item and applies the decision at once.
+///
+/// A device record is merged with `priority` (`[sync.field_priority]`), as a run would.
 pub async fn resolve_review(
     pool: &PgPool,
     item_id: i64,
     resolution: Resolution,
+    priority: &merge::FieldPriority,
     resolved_by: &str,
     now: DateTime<Utc>,
 ) -> Result<String, CoreError> {
@@ -152,6 +155,7 @@ pub async fn resolve_review(
                     &external_id,
                     &record,
                     &resolution,
+                    priority,
                     resolved_by,
                     now,
                 )
@@ -283,6 +287,7 @@ async fn link_record(
     external_id: &str,
     record: &DeviceRecord,
     resolution: &Resolution,
+    priority: &merge::FieldPriority,
     resolved_by: &str,
     now: DateTime<Utc>,
 ) -> Result<String, CoreError> {
@@ -322,7 +327,15 @@ async fn link_record(
                 device.asset_tag.clone(),
                 device.field_origin.get("asset_tag").cloned(),
             );
-            let mut changes = merge::merge_into(&mut device, record, &ids, school_id, &origin, now);
+            let mut changes = merge::merge_with_priority(
+                &mut device,
+                record,
+                &ids,
+                school_id,
+                &origin,
+                priority,
+                now,
+            );
             let kept = keep_asset_tag_unique(tx, &mut device, tag_before, &mut changes).await?;
             update_devices(tx, vec![device]).await?;
             (*device_id, "linked", changes, kept)
