@@ -291,9 +291,10 @@ impl HttpClient {
                 .build()
                 .map_err(|error| HttpError::Request(error_chain(&error)))?;
             let method = request.method().clone();
-            let url = match self.query_is_secret {
-                true => display_url_without_query(request.url()),
-                false => display_url(request.url()),
+            let url = if self.query_is_secret {
+                display_url_without_query(request.url())
+            } else {
+                display_url(request.url())
             };
             let outcome = {
                 // The permit covers the request and reading its body, not the backoff sleep,

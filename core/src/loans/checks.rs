@@ -37,18 +37,19 @@ pub(crate) async fn lock_device(
     conn: &mut PgConnection,
     device_id: Uuid,
 ) -> Result<LockedDevice, CoreError> {
-    // Read without a lock first, so that a step that cannot get the lock can name the device.
-    let (asset_tag, serial_number): (Option<String>, Option<String>) =
-        sqlx::query_as("select asset_tag, serial_number from device where device_id = $1")
-            .bind(device_id)
-            .fetch_one(&mut *conn)
-            .await?;
-    sqlx::query(
-        "select set_config('lock_timeout', $1, true) where current_setting('lock_timeout') = '0'",
-    )
-    .bind(DEVICE_LOCK_WAIT)
-    .execute(&mut *conn)
-    .await?;
+    // Read without a lock first, so that a step that cannot get the lock can name the device;
+    // the same statement bounds the wait for the rest of the transaction.
+    let (asset_tag, serial_number, _): (Option<String>, Option<String>, Option<String>) =
+        sqlx::query_as(
+            "select asset_tag, serial_number, \
+             case when current_setting('lock_timeout') = '0' \
+             then set_config('lock_timeout', $2, true) end \
+             from device where device_id = $1",
+        )
+        .bind(device_id)
+        .bind(DEVICE_LOCK_WAIT)
+        .fetch_one(&mut *conn)
+        .await?;
     #[derive(sqlx::FromRow)]
     struct Locked {
         authority_id: Uuid,
@@ -69,13 +70,17 @@ pub(crate) async fn lock_device(
     .bind(device_id)
     .fetch_one(&mut *conn)
     .await
-    .map_err(|error| match is_lock_timeout(&error) {
-        true => CoreError::Conflict(format!(
-            "{} is being changed right now, by a running sync (see `bestand sync status`) or \
-             another step at another counter; nothing was done, try again when it has finished",
-            device_label(asset_tag.as_deref(), serial_number.as_deref(), device_id)
-        )),
-        false => CoreError::Database(error),
+    .map_err(|error| {
+        if is_lock_timeout(&error) {
+            CoreError::Conflict(format!(
+                "{} is being changed right now, by a running sync (see `bestand sync status`) \
+                 or another step at another counter; nothing was done, try again when it has \
+                 finished",
+                device_label(asset_tag.as_deref(), serial_number.as_deref(), device_id)
+            ))
+        } else {
+            CoreError::Database(error)
+        }
     })?;
     Ok(LockedDevice {
         device_id,
