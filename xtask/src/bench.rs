@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bestand_cli::pgcluster::LocalCluster;
 
+use crate::storage_floor;
+
 /// What one measured `bestand` process did.
 struct Measured {
     seconds: f64,
@@ -258,6 +260,24 @@ fn run_bench(workspace: &Path, sources: Vec<MockSource>, targets: Targets) -> an
         if targets == Targets::None {
             return Ok(());
         }
+        let floor = runtime.block_on(storage_floor::measure(
+            &started.connect_options(),
+            started.cluster().data_dir(),
+        ))?;
+        println!(
+            "{:<18} {:>7.2} s  PostgreSQL alone loading the {} rows the full sync wrote, on two connections",
+            "storage floor", floor.wall_seconds, floor.rows
+        );
+        let statements: Vec<String> = floor
+            .statements
+            .iter()
+            .map(|(table, seconds)| format!("{table} {seconds:.2} s"))
+            .collect();
+        println!(
+            "    COPY statements {:.2} s: {}",
+            floor.statement_seconds(),
+            statements.join(", ")
+        );
         let rate = |m: &Measured| fetched as f64 / m.seconds;
         let peak = [&fetch, &full, &unchanged]
             .iter()
@@ -286,6 +306,16 @@ fn run_bench(workspace: &Path, sources: Vec<MockSource>, targets: Targets) -> an
             ),
             "<= 2x",
             ratio <= 2.0,
+        );
+        let floor_ratio = floor.wall_seconds / fetch.seconds;
+        row(
+            "storage floor / fetch only",
+            format!(
+                "{floor_ratio:.2}x ({:.2} s / {:.2} s)",
+                floor.wall_seconds, fetch.seconds
+            ),
+            "(bounds the line above)",
+            floor_ratio <= 2.0,
         );
         row(
             "peak memory of bestand",

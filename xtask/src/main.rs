@@ -5,6 +5,7 @@
 //! `cargo xtask bench` runs the sync benchmark (see `bench.rs` and docs/performance.md).
 
 mod bench;
+mod storage_floor;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
