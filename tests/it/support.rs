@@ -223,12 +223,23 @@ pub async fn sync_records(
     source: &SourceRef,
     records: Vec<DeviceRecord>,
 ) -> SyncReport {
+    sync_records_with(pool, clock, source, records, &options()).await
+}
+
+/// Runs one sync of `source` over `records` with `options`.
+pub async fn sync_records_with(
+    pool: &PgPool,
+    clock: &FixedClock,
+    source: &SourceRef,
+    records: Vec<DeviceRecord>,
+    options: &SyncOptions,
+) -> SyncReport {
     sync::run_sync(
         pool,
         clock,
         source,
         scripted(records, 100, End::Complete),
-        &options(),
+        options,
         &sync::NoProgress,
     )
     .await

@@ -692,6 +692,57 @@ async fn an_asset_tag_another_device_holds_is_left_unchanged_and_raised_for_revi
 }
 
 #[tokio::test]
+async fn a_held_asset_tag_keeps_the_origin_of_the_tag_the_device_carries() {
+    let db = test_db().await;
+    let clock = clock();
+    let sources = musterstadt(&db.pool, &["jamf", "intune"]).await;
+    let (jamf, intune) = (&sources[0], &sources[1]);
+    // Jamf's asset tags win over Intune's, where both set one.
+    let options = SyncOptions {
+        field_priority: bestand_core::sync::merge::FieldPriority(
+            [(
+                "asset_tag".to_string(),
+                vec!["jamf".to_string(), "intune".to_string()],
+            )]
+            .into(),
+        ),
+        ..options()
+    };
+    let (pool, clock, options) = (&db.pool, &*clock, &options);
+    let run = move |source, records| async move {
+        let report = sync_records_with(pool, clock, source, records, options).await;
+        assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+        report
+    };
+    let tagged = |external_id: &str, serial: &str, tag: &str| {
+        let mut record = ipad(external_id, serial);
+        record.asset_tag = Some(tag.into());
+        record
+    };
+    run(intune, vec![tagged("intune-a", "SERA", "INV-5")]).await;
+    run(jamf, vec![tagged("mobile:b", "SERB", "INV-1")]).await;
+
+    // Jamf now also manages device A, and reports the tag device B carries for it.
+    let both = vec![
+        tagged("mobile:b", "SERB", "INV-1"),
+        tagged("mobile:a", "SERA", "INV-1"),
+    ];
+    let report = run(jamf, both).await;
+    assert_eq!(report.counts.review_items, 1);
+    let device_a = devices::show_device(&db.pool, "SERA").await.unwrap();
+    assert_eq!(device_a.device.asset_tag.as_deref(), Some("INV-5"));
+
+    // Intune relabels device A. Jamf never set A's tag, so its priority does not hold it.
+    run(intune, vec![tagged("intune-a", "SERA", "INV-6")]).await;
+    let device_a = devices::show_device(&db.pool, "SERA").await.unwrap();
+    assert_eq!(
+        device_a.device.asset_tag.as_deref(),
+        Some("INV-6"),
+        "the held tag's origin stayed Intune's"
+    );
+}
+
+#[tokio::test]
 async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review() {
     let db = test_db().await;
     let clock = clock();
@@ -906,23 +957,8 @@ async fn a_field_priority_decides_between_sources_and_disagreements_are_listed()
         guard: DeletionGuard::default(),
         field_priority: priority,
     };
-    let run = |source, records| {
-        let options = with_priority.clone();
-        let pool = db.pool.clone();
-        let clock = clock.clone();
-        async move {
-            sync::run_sync(
-                &pool,
-                clock.as_ref(),
-                source,
-                scripted(records, 50, End::Complete),
-                &options,
-                &sync::NoProgress,
-            )
-            .await
-            .unwrap()
-        }
-    };
+    let run =
+        |source, records| sync_records_with(&db.pool, &clock, source, records, &with_priority);
 
     let mut from_intune = fleet(3);
     for record in &mut from_intune {

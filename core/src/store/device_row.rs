@@ -70,11 +70,43 @@ pub const SOURCE_FIELDS: &[&str] = &[
     "life_expectancy_years",
 ];
 
+/// A device's asset tag and that tag's origin before a record was merged into it: what the
+/// device gets back when the tag the record brings is carried by another device (tags are
+/// unique per authority), so that its origin never names a source for a tag it did not set.
+#[derive(Debug, Clone, Default)]
+pub struct AssetTagBefore {
+    tag: Option<String>,
+    origin: Option<serde_json::Value>,
+}
+
 /// The key of the stored `field_origin` that names the origin of every source field holding a
 /// value and having no entry of its own.
 const SHARED_ORIGIN: &str = "*";
 
 impl DeviceRow {
+    pub fn asset_tag_before(&self) -> AssetTagBefore {
+        AssetTagBefore {
+            tag: self.asset_tag.clone(),
+            origin: self.field_origin.get("asset_tag").cloned(),
+        }
+    }
+
+    /// Whether the merged tag differs from `before`'s, so that it needs the uniqueness check.
+    pub fn asset_tag_changed(&self, before: &AssetTagBefore) -> bool {
+        self.asset_tag.is_some() && self.asset_tag != before.tag
+    }
+
+    /// Gives the device back the tag, and the tag's origin, it had before the merge.
+    pub fn keep_asset_tag(&mut self, before: AssetTagBefore) {
+        self.asset_tag = before.tag;
+        if let Some(origins) = self.field_origin.as_object_mut() {
+            match before.origin {
+                Some(origin) => origins.insert("asset_tag".into(), origin),
+                None => origins.remove("asset_tag"),
+            };
+        }
+    }
+
     /// Whether source field `field` holds a value.
     fn has_value(&self, field: &str) -> bool {
         match field {

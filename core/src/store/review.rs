@@ -12,7 +12,7 @@ use crate::person::PersonRecord;
 use crate::record::DeviceRecord;
 use crate::store::assignments::refresh_assignments;
 use crate::store::device_row::{
-    insert_devices, load_devices_for_update, update_devices, DeviceRow,
+    insert_devices, load_devices_for_update, update_devices, AssetTagBefore, DeviceRow,
 };
 use crate::store::{source_by_id, SourceRef};
 use crate::sync::engine::insert_events_by;
@@ -323,10 +323,7 @@ async fn link_record(
                     "that device belongs to another school authority".into(),
                 ));
             }
-            let tag_before = (
-                device.asset_tag.clone(),
-                device.field_origin.get("asset_tag").cloned(),
-            );
+            let tag_before = device.asset_tag_before();
             let mut changes = merge::merge_with_priority(
                 &mut device,
                 record,
@@ -351,7 +348,8 @@ async fn link_record(
                 &origin,
                 now,
             );
-            let kept = keep_asset_tag_unique(tx, &mut device, (None, None), &mut changes).await?;
+            let kept =
+                keep_asset_tag_unique(tx, &mut device, Default::default(), &mut changes).await?;
             insert_devices(tx, vec![device]).await?;
             (device_id, "created", changes, kept)
         }
@@ -428,21 +426,17 @@ async fn link_record(
 
 /// Asset tags are unique per authority: a tag the record brings that another device carries
 /// stays with that device, as in a sync run (`keep_asset_tags_unique` in the engine), instead
-/// of the unique index failing the resolution. `before` is the device's tag and its origin
-/// before the record was merged; returns the tag and the device that keeps it.
+/// of the unique index failing the resolution; returns the tag and the device that keeps it.
 async fn keep_asset_tag_unique(
     tx: &mut sqlx::PgConnection,
     device: &mut DeviceRow,
-    before: (Option<String>, Option<Value>),
+    before: AssetTagBefore,
     changes: &mut merge::Changes,
 ) -> Result<Option<(String, Uuid)>, sqlx::Error> {
-    let (tag_before, origin_before) = before;
-    let Some(tag) = device.asset_tag.clone() else {
-        return Ok(None);
-    };
-    if tag_before.as_deref() == Some(tag.as_str()) {
+    if !device.asset_tag_changed(&before) {
         return Ok(None);
     }
+    let tag = device.asset_tag.clone().unwrap_or_default();
     let holder: Option<Uuid> = sqlx::query_scalar(
         "select device_id from device where authority_id = $1 and asset_tag = $2 \
          and device_id <> $3",
@@ -455,13 +449,7 @@ async fn keep_asset_tag_unique(
     let Some(holder) = holder else {
         return Ok(None);
     };
-    device.asset_tag = tag_before;
-    if let Some(origins) = device.field_origin.as_object_mut() {
-        match origin_before {
-            Some(origin) => origins.insert("asset_tag".into(), origin),
-            None => origins.remove("asset_tag"),
-        };
-    }
+    device.keep_asset_tag(before);
     changes.remove("asset_tag");
     Ok(Some((tag, holder)))
 }

@@ -18,7 +18,7 @@ use crate::model::SyncStatus;
 use crate::record::DeviceRecord;
 use crate::store::assignments::refresh_assignments;
 use crate::store::device_row::{
-    insert_devices, load_devices_for_update, update_devices, DeviceRow,
+    insert_devices, load_devices_for_update, update_devices, AssetTagBefore, DeviceRow,
 };
 use crate::store::review::SERIAL_CONFLICT;
 use crate::store::SourceRef;
@@ -811,6 +811,10 @@ impl<'a> Run<'a> {
             .into_iter()
             .map(|row| (row.device_id, row))
             .collect();
+        let tags_before: HashMap<Uuid, AssetTagBefore> = devices
+            .values()
+            .map(|device| (device.device_id, device.asset_tag_before()))
+            .collect();
         let mut touched: Vec<Uuid> = Vec::new();
         let targets: Vec<(usize, Uuid)> = changed
             .iter()
@@ -931,7 +935,7 @@ impl<'a> Run<'a> {
             }
         }
         writes.changed_devices = touched.iter().filter_map(|id| devices.remove(id)).collect();
-        self.keep_asset_tags_unique(tx, &prepared, &mut writes)
+        self.keep_asset_tags_unique(tx, &prepared, tags_before, &mut writes)
             .await?;
         let revive: HashSet<&str> = links
             .iter()
@@ -1021,6 +1025,7 @@ impl<'a> Run<'a> {
         &mut self,
         tx: &mut PgConnection,
         prepared: &[Prepared],
+        mut tags_before: HashMap<Uuid, AssetTagBefore>,
         writes: &mut PageWrites,
     ) -> Result<(), sqlx::Error> {
         let record_of: HashMap<Uuid, usize> = writes
@@ -1034,34 +1039,27 @@ impl<'a> Run<'a> {
                     .map(|(device_id, index)| (*device_id, *index)),
             )
             .collect();
-        let rows = writes
+        let tags: Vec<&str> = writes
             .new_devices
             .iter()
-            .chain(writes.changed_devices.iter());
-        let wanted: Vec<(Uuid, String)> = rows
-            .filter_map(|row| row.asset_tag.clone().map(|tag| (row.device_id, tag)))
+            .chain(writes.changed_devices.iter())
+            .filter_map(|row| row.asset_tag.as_deref())
             .collect();
-        if wanted.is_empty() {
+        if tags.is_empty() {
             return Ok(());
         }
-        let tags: Vec<&str> = wanted.iter().map(|(_, tag)| tag.as_str()).collect();
-        let ids: Vec<Uuid> = wanted.iter().map(|(device_id, _)| *device_id).collect();
-        let stored: Vec<(Uuid, Option<String>)> = sqlx::query_as(
-            "select device_id, asset_tag from device where authority_id = $1 \
-             and (asset_tag = any($2) or device_id = any($3))",
+        // A tag stays with the device that holds it now for the rest of this page, even if that
+        // device gives it up here: inserts run before updates, so it is free only next run.
+        let mut holder: HashMap<String, Uuid> = sqlx::query_as(
+            "select asset_tag, device_id from device where authority_id = $1 \
+             and asset_tag = any($2)",
         )
         .bind(self.source.authority_id)
         .bind(&tags)
-        .bind(&ids)
         .fetch_all(&mut *tx)
-        .await?;
-        let current: HashMap<Uuid, Option<String>> = stored.iter().cloned().collect();
-        // A tag stays with the device that holds it now for the rest of this page, even if that
-        // device gives it up here: inserts run before updates, so it is free only next run.
-        let mut holder: HashMap<String, Uuid> = stored
-            .into_iter()
-            .filter_map(|(device_id, tag)| tag.map(|tag| (tag, device_id)))
-            .collect();
+        .await?
+        .into_iter()
+        .collect();
         for row in writes
             .new_devices
             .iter_mut()
@@ -1070,12 +1068,11 @@ impl<'a> Run<'a> {
             let Some(tag) = row.asset_tag.clone() else {
                 continue;
             };
-            let before = current.get(&row.device_id).cloned().flatten();
             match holder.get(&tag) {
                 Some(other) if *other != row.device_id => {
                     let other = *other;
                     // Its own current tag is still its own (see above).
-                    row.asset_tag = before;
+                    row.keep_asset_tag(tags_before.remove(&row.device_id).unwrap_or_default());
                     let Some(&index) = record_of.get(&row.device_id) else {
                         continue;
                     };
