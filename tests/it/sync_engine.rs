@@ -7,6 +7,7 @@ use bestand_core::sync::{self, DeletionGuard, SyncOptions};
 use bestand_core::CoreError;
 use chrono::Duration;
 use sqlx::Connection;
+use uuid::Uuid;
 
 use crate::support::*;
 
@@ -739,6 +740,57 @@ async fn a_held_asset_tag_keeps_the_origin_of_the_tag_the_device_carries() {
         device_a.device.asset_tag.as_deref(),
         Some("INV-6"),
         "the held tag's origin stayed Intune's"
+    );
+}
+
+#[tokio::test]
+async fn a_serial_claimed_earlier_in_the_same_page_is_held_for_review_too() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    let initial = fleet(3);
+    sync_records(&db.pool, &clock, source, initial.clone()).await;
+
+    // In one page: device 0's record reports the serial a new record brings, and devices 1
+    // and 2 both report one serial that no device carried before.
+    let mut records = initial;
+    records[0].serial_number = Some("SERNEW".into());
+    records[1].serial_number = Some("SERTWICE".into());
+    records[2].serial_number = Some("SERTWICE".into());
+    records.push(ipad("mobile:new", "SERNEW"));
+    clock.advance(Duration::hours(1));
+    let report = sync_records(&db.pool, &clock, source, records).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    assert_eq!((report.counts.created, report.counts.review_items), (1, 2));
+
+    let carriers: Vec<(String, i64)> = sqlx::query_as(
+        "select serial_number, count(*) from device group by serial_number order by 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        carriers,
+        [("SER00000", 1), ("SER00002", 1), ("SERNEW", 1), ("SERTWICE", 1)]
+            .map(|(serial, count)| (serial.to_string(), count)),
+        "every serial on one device only"
+    );
+    let created = devices::resolve_device(&db.pool, "SERNEW").await.unwrap();
+    let took = devices::resolve_device(&db.pool, "SERTWICE").await.unwrap();
+    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    let mut conflicts: Vec<(Option<String>, Uuid)> = items
+        .iter()
+        .filter(|item| item.kind == review::SERIAL_CONFLICT)
+        .map(|item| (item.external_id.clone(), item.candidates[0]))
+        .collect();
+    conflicts.sort();
+    assert_eq!(
+        conflicts,
+        vec![
+            (Some("mobile:0".to_string()), created),
+            (Some("mobile:2".to_string()), took)
+        ],
+        "each names the device that carries the serial first"
     );
 }
 

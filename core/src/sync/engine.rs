@@ -828,8 +828,19 @@ impl<'a> Run<'a> {
                     }),
             )
             .collect();
+        let created: Vec<(String, Uuid)> = decisions
+            .iter()
+            .filter_map(|(index, decision)| match decision {
+                Decision::Create { device_id } => prepared[*index]
+                    .ids
+                    .serial_number
+                    .clone()
+                    .map(|serial| (serial, *device_id)),
+                _ => None,
+            })
+            .collect();
         let held_serials = self
-            .hold_clashing_serials(tx, &prepared, &targets, &devices, &mut writes)
+            .hold_clashing_serials(tx, &prepared, &targets, &devices, created, &mut writes)
             .await?;
 
         for (index, device_id, source_link_id) in changed {
@@ -950,14 +961,17 @@ impl<'a> Run<'a> {
     /// reports a serial number another device of the authority carries says that one record
     /// is two devices. Writing the serial would give both devices the same serial, and every
     /// later match by serial would be ambiguous; so the device keeps its serial, the rest of the
-    /// record applies, and a review item names both devices. Returns, per record index, the
-    /// identifiers to merge instead (the serial left out, which a merge never clears).
+    /// record applies, and a review item names both devices. A serial is also carried by a
+    /// device this page creates with it (`created`), and by a device an earlier record of this
+    /// page gave it. Returns, per record index, the identifiers to merge instead (the serial
+    /// left out, which a merge never clears).
     async fn hold_clashing_serials(
         &mut self,
         tx: &mut PgConnection,
         prepared: &[Prepared],
         targets: &[(usize, Uuid)],
         devices: &HashMap<Uuid, DeviceRow>,
+        created: Vec<(String, Uuid)>,
         writes: &mut PageWrites,
     ) -> Result<HashMap<usize, NormalizedIds>, sqlx::Error> {
         let changing: Vec<(usize, Uuid, &str)> = targets
@@ -974,7 +988,7 @@ impl<'a> Run<'a> {
             return Ok(held);
         }
         let serials: Vec<&str> = changing.iter().map(|(_, _, serial)| *serial).collect();
-        let carriers: Vec<(String, Uuid)> = sqlx::query_as(
+        let mut carriers: Vec<(String, Uuid)> = sqlx::query_as(
             "select serial_number, device_id from device where authority_id = $1 \
              and serial_number = any($2) order by device_id",
         )
@@ -982,11 +996,14 @@ impl<'a> Run<'a> {
         .bind(&serials)
         .fetch_all(&mut *tx)
         .await?;
+        carriers.extend(created);
         for (index, device_id, serial) in changing {
-            let Some((_, other)) = carriers
+            let Some(other) = carriers
                 .iter()
                 .find(|(carried, other)| carried == serial && *other != device_id)
+                .map(|(_, other)| *other)
             else {
+                carriers.push((serial.to_string(), device_id));
                 continue;
             };
             let item = &prepared[index];
@@ -1007,7 +1024,7 @@ impl<'a> Run<'a> {
                      '{kept}') but now reports serial '{serial}', which device {other} carries",
                     self.source.name
                 ),
-                vec![*other, device_id],
+                vec![other, device_id],
             ));
             self.counts.review_items += 1;
             let mut ids = item.ids.clone();
