@@ -305,6 +305,12 @@ async fn a_person_matching_several_becomes_a_review_item_not_a_guess() {
     .unwrap();
     assert_eq!(kind, "person_ambiguous");
     assert_eq!(candidates.len(), 2);
+    let listed = store::review::list_review(&db.pool, Some("open"))
+        .await
+        .unwrap();
+    let mut labels = listed[0].candidate_labels.clone();
+    labels.sort();
+    assert_eq!(labels, ["emir.kaya", "mia.kaya"], "listed by username");
 
     // A person settles it; the next read applies the record to the chosen person.
     let item: i64 = sqlx::query_scalar("select review_item_id from review_item")

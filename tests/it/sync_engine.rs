@@ -771,8 +771,13 @@ async fn a_serial_claimed_earlier_in_the_same_page_is_held_for_review_too() {
     .unwrap();
     assert_eq!(
         carriers,
-        [("SER00000", 1), ("SER00002", 1), ("SERNEW", 1), ("SERTWICE", 1)]
-            .map(|(serial, count)| (serial.to_string(), count)),
+        [
+            ("SER00000", 1),
+            ("SER00002", 1),
+            ("SERNEW", 1),
+            ("SERTWICE", 1)
+        ]
+        .map(|(serial, count)| (serial.to_string(), count)),
         "every serial on one device only"
     );
     let created = devices::resolve_device(&db.pool, "SERNEW").await.unwrap();
@@ -818,10 +823,10 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
     assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
     assert_eq!((report.counts.updated, report.counts.review_items), (2, 1));
     assert!(
-        report
-            .warnings
-            .iter()
-            .any(|w| w.contains("serial number 'SERX' is already carried by device")),
+        report.warnings.iter().any(|w| w.contains(
+            "serial number 'SERX' is already carried by device SERX; device INV-7 keeps \
+                 serial 'SER00000'"
+        )),
         "{:?}",
         report.warnings
     );
@@ -854,6 +859,11 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].kind, review::SERIAL_CONFLICT);
     assert_eq!(items[0].candidates, vec![other, first]);
+    assert_eq!(
+        items[0].candidate_labels,
+        ["SERX", "INV-7"],
+        "named as people name them"
+    );
     assert_eq!(items[0].external_id.as_deref(), Some("mobile:0"));
     let again = sync_records(&db.pool, &clock, jamf, records.clone()).await;
     assert_eq!((again.counts.unchanged, again.counts.review_items), (2, 0));
@@ -899,7 +909,7 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
     .unwrap();
     // The record's asset tag is still on the device it left: it stays there, not a failure.
     assert!(
-        outcome.contains(&format!("asset tag 'INV-7' stays with device {first}")),
+        outcome.contains("asset tag 'INV-7' stays with device SER00000"),
         "{outcome}"
     );
     let linked = devices::show_device(&db.pool, "SERX").await.unwrap();

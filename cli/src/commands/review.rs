@@ -119,11 +119,7 @@ impl Row for ReviewView {
             opt(&self.source_name),
             opt(&self.external_id),
             self.summary.clone(),
-            self.candidates
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" "),
+            self.candidate_labels.join(" "),
             self.resolution
                 .clone()
                 .map(|r| format!("{} ({r})", self.status))

@@ -8,8 +8,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::CoreError;
-use crate::loans::queries::device_label;
 use crate::model::LifecycleState;
+use crate::store::device_row::device_label;
 
 /// The index that allows one active loan per device; its violation is a refusal, not a failure.
 pub(crate) const ONE_ACTIVE_INDEX: &str = "loan_one_active_per_device";

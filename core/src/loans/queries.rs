@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::error::CoreError;
 use crate::model::LoanState;
+use crate::store::device_row::device_label;
 use crate::store::persons::{push_school_filter, resolve_person};
 
 /// One loan with what people need to recognise it: the device, the borrower, the school and
@@ -78,18 +79,6 @@ impl LoanView {
     pub fn is_overdue(&self, today: NaiveDate) -> bool {
         self.state == LoanState::Active.as_str() && self.due_on < today
     }
-}
-
-/// How people name a device: asset tag, else serial, else id.
-pub(crate) fn device_label(
-    asset_tag: Option<&str>,
-    serial_number: Option<&str>,
-    device_id: Uuid,
-) -> String {
-    asset_tag
-        .or(serial_number)
-        .map(str::to_string)
-        .unwrap_or_else(|| device_id.to_string())
 }
 
 /// The select list and joins behind every `LoanView`; conditions follow `where true`.

@@ -83,7 +83,27 @@ pub struct AssetTagBefore {
 /// value and having no entry of its own.
 const SHARED_ORIGIN: &str = "*";
 
+/// How messages name a device for people: its asset tag, else its serial number, else its id,
+/// each of which `bestand devices show` and `review resolve --link` accept.
+pub fn device_label(
+    asset_tag: Option<&str>,
+    serial_number: Option<&str>,
+    device_id: Uuid,
+) -> String {
+    asset_tag
+        .or(serial_number)
+        .map_or_else(|| device_id.to_string(), str::to_string)
+}
+
 impl DeviceRow {
+    pub fn label(&self) -> String {
+        device_label(
+            self.asset_tag.as_deref(),
+            self.serial_number.as_deref(),
+            self.device_id,
+        )
+    }
+
     pub fn asset_tag_before(&self) -> AssetTagBefore {
         AssetTagBefore {
             tag: self.asset_tag.clone(),

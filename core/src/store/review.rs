@@ -12,7 +12,8 @@ use crate::person::PersonRecord;
 use crate::record::DeviceRecord;
 use crate::store::assignments::refresh_assignments;
 use crate::store::device_row::{
-    insert_devices, load_devices_for_update, update_devices, AssetTagBefore, DeviceRow,
+    device_label, insert_devices, load_devices_for_update, update_devices, AssetTagBefore,
+    DeviceRow,
 };
 use crate::store::{source_by_id, SourceRef};
 use crate::sync::engine::insert_events_by;
@@ -27,6 +28,9 @@ pub struct ReviewView {
     pub external_id: Option<String>,
     pub summary: String,
     pub candidates: Vec<Uuid>,
+    /// The candidates as people name them, in the same order: a device's asset tag, else its
+    /// serial number; a person's username, else email; else the id.
+    pub candidate_labels: Vec<String>,
     pub status: String,
     pub resolution: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -41,6 +45,10 @@ pub async fn list_review(
 ) -> Result<Vec<ReviewView>, CoreError> {
     Ok(sqlx::query_as(
         "select r.review_item_id, r.kind, s.name as source_name, r.external_id, r.summary, r.candidates, \
+         array(select coalesce(d.asset_tag, d.serial_number, p.username, p.email, c.id::text) \
+               from unnest(r.candidates) with ordinality as c(id, n) \
+               left join device d on d.device_id = c.id \
+               left join person p on p.person_id = c.id order by c.n) as candidate_labels, \
          r.status, r.resolution, r.created_at, r.last_seen_at, r.record \
          from review_item r left join source s using (source_id) \
          where ($1::text is null or r.status = $1) order by r.review_item_id",
@@ -309,7 +317,7 @@ async fn link_record(
         .await?,
         None => None,
     };
-    let (device_id, kind, mut changes, kept_tag) = match resolution {
+    let (device_id, label, kind, mut changes, kept_tag) = match resolution {
         Resolution::LinkTo(device_id) => {
             let mut devices = load_devices_for_update(tx, &[*device_id]).await?;
             let Some(mut device) = devices.pop() else {
@@ -334,8 +342,9 @@ async fn link_record(
                 now,
             );
             let kept = keep_asset_tag_unique(tx, &mut device, tag_before, &mut changes).await?;
+            let label = device.label();
             update_devices(tx, vec![device]).await?;
-            (*device_id, "linked", changes, kept)
+            (*device_id, label, "linked", changes, kept)
         }
         _ => {
             let device_id = Uuid::now_v7();
@@ -350,8 +359,9 @@ async fn link_record(
             );
             let kept =
                 keep_asset_tag_unique(tx, &mut device, Default::default(), &mut changes).await?;
+            let label = device.label();
             insert_devices(tx, vec![device]).await?;
-            (device_id, "created", changes, kept)
+            (device_id, label, "created", changes, kept)
         }
     };
     let link_name = format!("{}:{external_id}", source.name);
@@ -416,29 +426,29 @@ async fn link_record(
     }
     insert_events_by(tx, source, &events, now, "user", Some(resolved_by)).await?;
     Ok(match kept_tag {
-        None => format!("{kind} device {device_id}"),
+        None => format!("{kind} device {label}"),
         Some((tag, holder)) => format!(
-            "{kind} device {device_id}; asset tag '{tag}' stays with device {holder}, which \
-             carries it"
+            "{kind} device {label}; asset tag '{tag}' stays with device {holder}, which carries it"
         ),
     })
 }
 
 /// Asset tags are unique per authority: a tag the record brings that another device carries
 /// stays with that device, as in a sync run (`keep_asset_tags_unique` in the engine), instead
-/// of the unique index failing the resolution; returns the tag and the device that keeps it.
+/// of the unique index failing the resolution; returns the tag and the device that keeps it
+/// (named by its serial, as its tag is the one in question).
 async fn keep_asset_tag_unique(
     tx: &mut sqlx::PgConnection,
     device: &mut DeviceRow,
     before: AssetTagBefore,
     changes: &mut merge::Changes,
-) -> Result<Option<(String, Uuid)>, sqlx::Error> {
+) -> Result<Option<(String, String)>, sqlx::Error> {
     if !device.asset_tag_changed(&before) {
         return Ok(None);
     }
     let tag = device.asset_tag.clone().unwrap_or_default();
-    let holder: Option<Uuid> = sqlx::query_scalar(
-        "select device_id from device where authority_id = $1 and asset_tag = $2 \
+    let holder: Option<(Uuid, Option<String>)> = sqlx::query_as(
+        "select device_id, serial_number from device where authority_id = $1 and asset_tag = $2 \
          and device_id <> $3",
     )
     .bind(device.authority_id)
@@ -446,10 +456,10 @@ async fn keep_asset_tag_unique(
     .bind(device.device_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(holder) = holder else {
+    let Some((holder, serial)) = holder else {
         return Ok(None);
     };
     device.keep_asset_tag(before);
     changes.remove("asset_tag");
-    Ok(Some((tag, holder)))
+    Ok(Some((tag, device_label(None, serial.as_deref(), holder))))
 }

@@ -18,7 +18,8 @@ use crate::model::SyncStatus;
 use crate::record::DeviceRecord;
 use crate::store::assignments::refresh_assignments;
 use crate::store::device_row::{
-    insert_devices, load_devices_for_update, update_devices, AssetTagBefore, DeviceRow,
+    device_label, insert_devices, load_devices_for_update, update_devices, AssetTagBefore,
+    DeviceRow,
 };
 use crate::store::review::SERIAL_CONFLICT;
 use crate::store::SourceRef;
@@ -988,40 +989,45 @@ impl<'a> Run<'a> {
             return Ok(held);
         }
         let serials: Vec<&str> = changing.iter().map(|(_, _, serial)| *serial).collect();
-        let mut carriers: Vec<(String, Uuid)> = sqlx::query_as(
-            "select serial_number, device_id from device where authority_id = $1 \
-             and serial_number = any($2) order by device_id",
+        // Each carrier with the label messages name it by (`device_label`).
+        let mut carriers: Vec<(String, Uuid, String)> = sqlx::query_as(
+            "select serial_number, device_id, coalesce(asset_tag, serial_number) from device \
+             where authority_id = $1 and serial_number = any($2) order by device_id",
         )
         .bind(self.source.authority_id)
         .bind(&serials)
         .fetch_all(&mut *tx)
         .await?;
-        carriers.extend(created);
+        // A device created here may yet lose its tag to another device: named by its serial.
+        carriers.extend(
+            created
+                .into_iter()
+                .map(|(serial, device_id)| (serial.clone(), device_id, serial)),
+        );
         for (index, device_id, serial) in changing {
-            let Some(other) = carriers
+            let device = &devices[&device_id];
+            let Some((other, other_label)) = carriers
                 .iter()
-                .find(|(carried, other)| carried == serial && *other != device_id)
-                .map(|(_, other)| *other)
+                .find(|(carried, other, _)| carried == serial && *other != device_id)
+                .map(|(_, other, label)| (*other, label.clone()))
             else {
-                carriers.push((serial.to_string(), device_id));
+                carriers.push((serial.to_string(), device_id, device.label()));
                 continue;
             };
             let item = &prepared[index];
             let external_id = &item.record.external_id;
-            let kept = devices[&device_id]
-                .serial_number
-                .as_deref()
-                .unwrap_or("none");
+            let label = device.label();
+            let kept = device.serial_number.as_deref().unwrap_or("none");
             self.warn(format!(
-                "{external_id}: serial number '{serial}' is already carried by device {other}; \
-                 device {device_id} keeps serial '{kept}' (see `bestand review list`)"
+                "{external_id}: serial number '{serial}' is already carried by device \
+                 {other_label}; device {label} keeps serial '{kept}' (see `bestand review list`)"
             ));
             writes.reviews.push((
                 index,
                 SERIAL_CONFLICT,
                 format!(
-                    "{external_id} of source '{}' belongs to device {device_id} (serial \
-                     '{kept}') but now reports serial '{serial}', which device {other} carries",
+                    "{external_id} of source '{}' belongs to device {label} (serial '{kept}') \
+                     but now reports serial '{serial}', which device {other_label} carries",
                     self.source.name
                 ),
                 vec![other, device_id],
@@ -1067,8 +1073,9 @@ impl<'a> Run<'a> {
         }
         // A tag stays with the device that holds it now for the rest of this page, even if that
         // device gives it up here: inserts run before updates, so it is free only next run.
-        let mut holder: HashMap<String, Uuid> = sqlx::query_as(
-            "select asset_tag, device_id from device where authority_id = $1 \
+        // With the holder's serial, to name it by: its tag is the one in question.
+        let mut holder: HashMap<String, (Uuid, Option<String>)> = sqlx::query_as(
+            "select asset_tag, device_id, serial_number from device where authority_id = $1 \
              and asset_tag = any($2)",
         )
         .bind(self.source.authority_id)
@@ -1076,6 +1083,7 @@ impl<'a> Run<'a> {
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
+        .map(|(tag, device_id, serial): (String, Uuid, Option<String>)| (tag, (device_id, serial)))
         .collect();
         for row in writes
             .new_devices
@@ -1086,8 +1094,9 @@ impl<'a> Run<'a> {
                 continue;
             };
             match holder.get(&tag) {
-                Some(other) if *other != row.device_id => {
+                Some((other, other_serial)) if *other != row.device_id => {
                     let other = *other;
+                    let other_label = device_label(None, other_serial.as_deref(), other);
                     // Its own current tag is still its own (see above).
                     row.keep_asset_tag(tags_before.remove(&row.device_id).unwrap_or_default());
                     let Some(&index) = record_of.get(&row.device_id) else {
@@ -1095,16 +1104,16 @@ impl<'a> Run<'a> {
                     };
                     let external_id = &prepared[index].record.external_id;
                     self.warn(format!(
-                        "{external_id}: asset tag '{tag}' is already held by device {other}; \
-                         left unchanged on device {} (see `bestand review list`)",
-                        row.device_id
+                        "{external_id}: asset tag '{tag}' is already held by device \
+                         {other_label}; left unchanged on device {} (see `bestand review list`)",
+                        row.label()
                     ));
                     writes.reviews.push((
                         index,
                         "asset_tag_conflict",
                         format!(
                             "{external_id} of source '{}' reports asset tag '{tag}', which device \
-                             {other} already carries",
+                             {other_label} already carries",
                             self.source.name
                         ),
                         vec![other, row.device_id],
@@ -1117,7 +1126,7 @@ impl<'a> Run<'a> {
                     }
                 }
                 _ => {
-                    holder.insert(tag, row.device_id);
+                    holder.insert(tag, (row.device_id, row.serial_number.clone()));
                 }
             }
         }
