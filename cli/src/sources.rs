@@ -129,9 +129,10 @@ pub async fn sync_source(
             .page_channel_capacity
             .unwrap_or(sync::PAGE_CHANNEL_CAPACITY);
         let started = Instant::now();
-        let pages = spawn_fetch_with_capacity(devices, capacity);
+        let fetch = || spawn_fetch_with_capacity(devices.clone(), capacity);
         let report =
-            sync::run_sync(pool, &SystemClock, source_ref, pages, &options, progress).await?;
+            sync::run_sync_retrying(pool, &SystemClock, source_ref, fetch, &options, progress)
+                .await?;
         reports.push((report, started.elapsed().as_secs_f64()));
     }
     Ok(reports)

@@ -1465,3 +1465,134 @@ async fn a_large_first_import_refreshes_the_planner_statistics_a_small_run_leave
     .unwrap();
     assert_eq!(pending, 1_200);
 }
+
+#[tokio::test]
+async fn two_sources_deadlocking_on_the_same_devices_both_apply_one_run_started_again() {
+    let db = test_db().await;
+    let clock = clock();
+    let sources = musterstadt(&db.pool, &["jamf", "intune"]).await;
+    let (jamf, intune) = (&sources[0], &sources[1]);
+    let from_jamf = fleet(2);
+    let from_intune: Vec<_> = from_jamf
+        .iter()
+        .map(|record| {
+            let serial = record.serial_number.as_deref().unwrap();
+            // Names are Jamf's alone here: a name Intune reported would win whenever it ran last.
+            let mut record = ipad(&format!("intune-{serial}"), serial);
+            record.name = None;
+            record
+        })
+        .collect();
+    sync_records(&db.pool, &clock, jamf, from_jamf.clone()).await;
+    sync_records(&db.pool, &clock, intune, from_intune.clone()).await;
+    clock.advance(Duration::hours(1));
+
+    // Jamf renames both devices, Intune gives both a room; each reports them in the other order.
+    let mut renamed = from_jamf;
+    for record in &mut renamed {
+        record.name = Some(format!("renamed {}", record.external_id));
+        // Rooms are Intune's alone from now on, as names are Jamf's.
+        record.location.room = None;
+    }
+    let mut roomed = from_intune;
+    for record in &mut roomed {
+        record.location.room = Some(format!("room {}", record.external_id));
+    }
+    roomed.reverse();
+    let page = |label: &str, record: &bestand_core::record::DeviceRecord| {
+        sync::SourceItem::Page(sync::SourcePage {
+            label: label.into(),
+            records: vec![record.clone()],
+            announced_total: Some(2),
+        })
+    };
+    // Each source's first run gets its pages from the test, one at a time; a run started again
+    // gets them all at once.
+    let gated = |records: &Vec<bestand_core::record::DeviceRecord>| {
+        let (sender, receiver) = tokio::sync::mpsc::channel(sync::PAGE_CHANNEL_CAPACITY);
+        let mut first = Some(receiver);
+        let records = records.clone();
+        let fetch = move || {
+            first
+                .take()
+                .unwrap_or_else(|| scripted(records.clone(), 1, End::Complete))
+        };
+        (sender, fetch)
+    };
+    let (to_jamf, jamf_fetch) = gated(&renamed);
+    let (to_intune, intune_fetch) = gated(&roomed);
+    let jamf_applied = PageSignal(tokio::sync::Notify::new());
+    let intune_applied = PageSignal(tokio::sync::Notify::new());
+    let options = options();
+    let jamf_run = sync::run_sync_retrying(
+        &db.pool,
+        clock.as_ref(),
+        jamf,
+        jamf_fetch,
+        &options,
+        &jamf_applied,
+    );
+    let intune_run = sync::run_sync_retrying(
+        &db.pool,
+        clock.as_ref(),
+        intune,
+        intune_fetch,
+        &options,
+        &intune_applied,
+    );
+    let driver = async {
+        // Each run holds the device of its first page until it commits, then asks for the
+        // other's.
+        to_jamf.send(page("page 0", &renamed[0])).await.unwrap();
+        jamf_applied.0.notified().await;
+        to_intune.send(page("page 0", &roomed[0])).await.unwrap();
+        intune_applied.0.notified().await;
+        for (sender, record) in [(&to_jamf, &renamed[1]), (&to_intune, &roomed[1])] {
+            sender.send(page("page 1", record)).await.unwrap();
+            sender
+                .send(sync::SourceItem::Complete { reported_total: 2 })
+                .await
+                .unwrap();
+        }
+    };
+    let (jamf_report, intune_report, ()) = tokio::join!(jamf_run, intune_run, driver);
+    let reports = [jamf_report.unwrap(), intune_report.unwrap()];
+    for report in &reports {
+        assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+        assert_eq!(report.counts.updated, 2);
+    }
+    let retried: Vec<i64> = reports
+        .iter()
+        .flat_map(|report| report.retried_runs.clone())
+        .collect();
+    assert_eq!(retried.len(), 1, "one run lost the deadlock: {reports:?}");
+    let lost = runs::list_runs(&db.pool, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|run| run.sync_run_id == retried[0])
+        .unwrap();
+    assert_eq!(lost.status, "failed");
+    assert!(
+        lost.error
+            .as_deref()
+            .is_some_and(|error| error.contains("rolled this run back to end the deadlock")),
+        "{:?}",
+        lost.error
+    );
+
+    for serial in ["SER00000", "SER00001"] {
+        let device = devices::show_device(&db.pool, serial).await.unwrap().device;
+        assert!(
+            device
+                .name
+                .as_deref()
+                .is_some_and(|name| name.starts_with("renamed")),
+            "{device:?}"
+        );
+        assert_eq!(
+            device.room.as_deref(),
+            Some(format!("room intune-{serial}").as_str())
+        );
+    }
+}

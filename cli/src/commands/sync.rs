@@ -219,6 +219,12 @@ fn print_report(report: &SyncReport, seconds: f64) {
     if let Some(error) = &report.error {
         println!("  error: {error}");
     }
+    for run in &report.retried_runs {
+        println!(
+            "  run {run} came first; it lost a deadlock against a run of another source, \
+             changed nothing, and was started again"
+        );
+    }
     if report.n_warnings > 0 {
         println!("  {} warning(s):", report.n_warnings);
         for warning in report.warnings.iter().take(10) {

@@ -832,6 +832,8 @@ impl<'a> DirectoryRun<'a> {
             n_warnings: self.n_warnings,
             error,
             blocked_reason,
+            retried_runs: Vec::new(),
+            lost_deadlock: false,
         }
     }
 }

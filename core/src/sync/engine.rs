@@ -114,6 +114,12 @@ pub struct SyncReport {
     pub n_warnings: usize,
     pub error: Option<String>,
     pub blocked_reason: Option<String>,
+    /// Earlier runs of this sync that lost a deadlock against a run of another source and
+    /// were rolled back (`run_sync_retrying`).
+    pub retried_runs: Vec<i64>,
+    /// This run lost such a deadlock: it changed nothing, and starting it again will do.
+    #[serde(skip)]
+    pub(crate) lost_deadlock: bool,
 }
 
 impl SyncReport {
@@ -187,6 +193,18 @@ pub async fn run_sync(
             let message = format!("source '{}': {message}", source.name);
             run.report(SyncStatus::Failed, Some(message), None, 0, options.dry_run)
         }
+        Err(RunError::Database(error)) if lost_deadlock(&error) => {
+            let message = format!(
+                "source '{}': a run of another source changed the same devices at the same \
+                 time, and PostgreSQL rolled this run back to end the deadlock; nothing was \
+                 changed ({error})",
+                source.name
+            );
+            let mut report =
+                run.report(SyncStatus::Failed, Some(message), None, 0, options.dry_run);
+            report.lost_deadlock = true;
+            report
+        }
         Err(RunError::Database(error)) => {
             let message = format!(
                 "source '{}': database error while applying: {error}",
@@ -197,6 +215,50 @@ pub async fn run_sync(
     };
     close_run(conn, clock, source, &report).await?;
     Ok(report)
+}
+
+/// How many runs `run_sync_retrying` starts at most for one sync.
+pub const RUN_ATTEMPTS: usize = 3;
+
+/// `run_sync`, started again on fresh pages from `fetch` while a run loses a deadlock against
+/// a run of another source (at most `RUN_ATTEMPTS` runs in all). Runs of two sources that
+/// report the same devices, scheduled at the same time, take those devices' row locks in
+/// different orders; PostgreSQL then rolls one of them back, which changes nothing, and the
+/// run started again waits for the other's locks instead. The report is the last run's, with
+/// the rolled-back runs in `retried_runs`.
+pub async fn run_sync_retrying(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    source: &SourceRef,
+    mut fetch: impl FnMut() -> mpsc::Receiver<SourceItem>,
+    options: &SyncOptions,
+    progress: &dyn SyncProgress,
+) -> Result<SyncReport, CoreError> {
+    let mut retried_runs = Vec::new();
+    loop {
+        let mut report = run_sync(pool, clock, source, fetch(), options, progress).await?;
+        if report.lost_deadlock && retried_runs.len() + 1 < RUN_ATTEMPTS {
+            tracing::warn!(
+                source = %source.name,
+                run = report.run_id,
+                "the run lost a deadlock against a run of another source and changed nothing; \
+                 starting it again"
+            );
+            retried_runs.push(report.run_id);
+            continue;
+        }
+        report.retried_runs = retried_runs;
+        return Ok(report);
+    }
+}
+
+/// Whether PostgreSQL ended the transaction to break a deadlock or a serialization conflict
+/// (SQLSTATE 40P01, 40001): nothing it did stays, and running it again can succeed.
+fn lost_deadlock(error: &sqlx::Error) -> bool {
+    matches!(
+        error.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("40P01" | "40001")
+    )
 }
 
 /// Starts a run of `source`: takes the source's advisory lock on a dedicated connection (closed
@@ -549,9 +611,12 @@ impl<'a> Run<'a> {
                     self.apply_page(&mut tx, page)
                         .await
                         .map_err(|error| match error {
-                            RunError::Database(error) => RunError::Source(format!(
-                                "{label}: database error while applying the page: {error}"
-                            )),
+                            // Kept as such: `run_sync` tells a lost deadlock from other errors.
+                            RunError::Database(error) if !lost_deadlock(&error) => {
+                                RunError::Source(format!(
+                                    "{label}: database error while applying the page: {error}"
+                                ))
+                            }
                             other => other,
                         })?;
                     progress.page_applied(&label, n_records, self.received, announced_total);
@@ -1527,6 +1592,8 @@ impl<'a> Run<'a> {
             n_warnings: self.n_warnings,
             error,
             blocked_reason,
+            retried_runs: Vec::new(),
+            lost_deadlock: false,
         }
     }
 }

@@ -12,7 +12,10 @@ pub(crate) mod references;
 
 pub use self::approve::approve_run;
 pub use self::directory::{run_directory_sync, DirectorySyncOptions};
-pub use self::engine::{run_sync, NoProgress, SyncCounts, SyncOptions, SyncProgress, SyncReport};
+pub use self::engine::{
+    run_sync, run_sync_retrying, NoProgress, SyncCounts, SyncOptions, SyncProgress, SyncReport,
+    RUN_ATTEMPTS,
+};
 pub use self::guard::DeletionGuard;
 pub use self::protocol::{
     DirectoryItem, FetchFailure, PersonPage, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY,
