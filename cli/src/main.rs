@@ -30,7 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start a mock Jamf Pro for the fictional authority Musterstadt, sync it, and show around.
+    /// Start mock MDMs and a mock UCS@school for the fictional authority Musterstadt, sync them,
+    /// and show around.
     Demo(demo::DemoArgs),
     /// Database schema and the local PostgreSQL cluster.
     Db {
