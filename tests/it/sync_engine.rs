@@ -797,6 +797,38 @@ async fn a_serial_claimed_earlier_in_the_same_page_is_held_for_review_too() {
         ],
         "each names the device that carries the serial first"
     );
+
+    // Resolving keeps serials unique too: no new device with a carried serial, and a record
+    // linked to a third device leaves that device its serial.
+    let item_of = |external_id: &str| {
+        items
+            .iter()
+            .find(|item| item.external_id.as_deref() == Some(external_id))
+            .unwrap()
+            .review_item_id
+    };
+    let no_priority = Default::default();
+    let resolve = |item, resolution| {
+        review::resolve_review(&db.pool, item, resolution, &no_priority, "anna", t0())
+    };
+    let refused = resolve(item_of("mobile:0"), review::Resolution::CreateNew).await;
+    assert!(
+        matches!(&refused, Err(CoreError::Invalid(message))
+            if message.contains("serial number 'SERNEW' is carried by device SERNEW")),
+        "{refused:?}"
+    );
+    let outcome = resolve(item_of("mobile:2"), review::Resolution::LinkTo(created))
+        .await
+        .unwrap();
+    assert!(
+        outcome.contains("serial number 'SERTWICE' stays with device SERTWICE"),
+        "{outcome}"
+    );
+    let linked = devices::show_device(&db.pool, &created.to_string())
+        .await
+        .unwrap();
+    assert_eq!(linked.device.serial_number.as_deref(), Some("SERNEW"));
+    assert!(linked.links.iter().any(|l| l.external_id == "mobile:2"));
 }
 
 #[tokio::test]

@@ -117,13 +117,6 @@ pub async fn resolve_review(
             "review item {item_id} is already {status}"
         )));
     }
-    if kind == SERIAL_CONFLICT && matches!(resolution, Resolution::CreateNew) {
-        return Err(CoreError::Invalid(format!(
-            "review item {item_id}: the record's serial number is carried by another device, \
-             so it cannot become a new device; link it to the device it is (--link DEVICE) or \
-             dismiss the item to leave it where it is"
-        )));
-    }
     let mut tx = pool.begin().await?;
     let summary = match resolution {
         Resolution::Dismiss => "dismissed".to_string(),
@@ -167,7 +160,13 @@ pub async fn resolve_review(
                     resolved_by,
                     now,
                 )
-                .await?
+                .await
+                .map_err(|error| match error {
+                    CoreError::Invalid(message) => {
+                        CoreError::Invalid(format!("review item {item_id}: {message}"))
+                    }
+                    other => other,
+                })?
             }
         }
     };
@@ -299,7 +298,7 @@ async fn link_record(
     resolved_by: &str,
     now: DateTime<Utc>,
 ) -> Result<String, CoreError> {
-    let ids = NormalizedIds {
+    let mut ids = NormalizedIds {
         serial_number: normalize::serial_number(record.serial_number.as_deref()),
         udid: normalize::udid(record.udid.as_deref()),
         imei: normalize::imei(record.imei.as_deref()),
@@ -317,6 +316,28 @@ async fn link_record(
         .await?,
         None => None,
     };
+    // A serial the record brings that another device carries would be on two devices (a
+    // `serial_conflict` item, or an ambiguous match by serial): a new device is refused, a
+    // linked one keeps its serial, as in a run.
+    let target = match resolution {
+        Resolution::LinkTo(device_id) => *device_id,
+        _ => Uuid::nil(),
+    };
+    let mut serial_carrier: Option<(String, String)> = match &ids.serial_number {
+        Some(serial) => {
+            sqlx::query_as(
+                "select serial_number, coalesce(asset_tag, serial_number) from device \
+             where authority_id = $1 and serial_number = $2 and device_id <> $3 \
+             order by device_id limit 1",
+            )
+            .bind(authority_id)
+            .bind(serial)
+            .bind(target)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+        None => None,
+    };
     let (device_id, label, kind, mut changes, kept_tag) = match resolution {
         Resolution::LinkTo(device_id) => {
             let mut devices = load_devices_for_update(tx, &[*device_id]).await?;
@@ -330,6 +351,11 @@ async fn link_record(
                 return Err(CoreError::Invalid(
                     "that device belongs to another school authority".into(),
                 ));
+            }
+            if serial_carrier.is_some() && device.serial_number != ids.serial_number {
+                ids.serial_number = None;
+            } else {
+                serial_carrier = None;
             }
             let tag_before = device.asset_tag_before();
             let mut changes = merge::merge_with_priority(
@@ -347,6 +373,13 @@ async fn link_record(
             (*device_id, label, "linked", changes, kept)
         }
         _ => {
+            if let Some((serial, carrier)) = &serial_carrier {
+                return Err(CoreError::Invalid(format!(
+                    "the record's serial number '{serial}' is carried by device {carrier}, so \
+                     it cannot become a new device; link it to the device it is (--link DEVICE) \
+                     or dismiss the item to leave it where it is"
+                )));
+            }
             let device_id = Uuid::now_v7();
             let (mut device, mut changes) = merge::new_device(
                 device_id,
@@ -425,12 +458,18 @@ async fn link_record(
         events.push((old_device, "unlinked", unlinked.to_string()));
     }
     insert_events_by(tx, source, &events, now, "user", Some(resolved_by)).await?;
-    Ok(match kept_tag {
-        None => format!("{kind} device {label}"),
-        Some((tag, holder)) => format!(
-            "{kind} device {label}; asset tag '{tag}' stays with device {holder}, which carries it"
-        ),
-    })
+    let mut outcome = format!("{kind} device {label}");
+    if let Some((serial, carrier)) = serial_carrier {
+        outcome.push_str(&format!(
+            "; serial number '{serial}' stays with device {carrier}, which carries it"
+        ));
+    }
+    if let Some((tag, holder)) = kept_tag {
+        outcome.push_str(&format!(
+            "; asset tag '{tag}' stays with device {holder}, which carries it"
+        ));
+    }
+    Ok(outcome)
 }
 
 /// Asset tags are unique per authority: a tag the record brings that another device carries
