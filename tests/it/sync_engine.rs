@@ -744,6 +744,106 @@ async fn a_held_asset_tag_keeps_the_origin_of_the_tag_the_device_carries() {
 }
 
 #[tokio::test]
+async fn a_record_reporting_a_udid_or_mac_another_device_carries_is_held_for_review() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    let mut records = fleet(3);
+    records[2].wifi_mac = Some("aa:bb:cc:00:00:02".into());
+    sync_records(&db.pool, &clock, source, records.clone()).await;
+
+    records[0].udid = Some("UDID-SER00001".into());
+    records[0].os_version = Some("18.2".into());
+    records[1].wifi_mac = Some("AA-BB-CC-00-00-02".into());
+    clock.advance(Duration::hours(1));
+    let report = sync_records(&db.pool, &clock, source, records).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    assert_eq!((report.counts.updated, report.counts.review_items), (2, 2));
+    assert!(
+        report.warnings.iter().any(|w| w.contains(
+            "UDID 'UDID-SER00001' is already carried by device SER00001; device SER00000 keeps \
+             UDID 'UDID-SER00000'"
+        )),
+        "{:?}",
+        report.warnings
+    );
+    let shared: i64 = sqlx::query_scalar(
+        "select count(*) from (select udid from device group by udid having count(*) > 1 \
+         union all select wifi_mac from device where wifi_mac is not null group by wifi_mac \
+         having count(*) > 1) s",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(shared, 0, "every UDID and MAC on one device only");
+    let first = devices::show_device(&db.pool, "SER00000").await.unwrap();
+    assert_eq!(first.device.udid.as_deref(), Some("UDID-SER00000"));
+    assert_eq!(
+        first.device.os_version.as_deref(),
+        Some("18.2"),
+        "the rest applies"
+    );
+
+    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    let mut raised: Vec<(String, Vec<String>)> = items
+        .iter()
+        .map(|item| (item.kind.clone(), item.candidate_labels.clone()))
+        .collect();
+    raised.sort();
+    assert_eq!(
+        raised,
+        vec![
+            (
+                review::IDENTIFIER_CONFLICT.to_string(),
+                vec!["SER00001".to_string(), "SER00000".to_string()]
+            ),
+            (
+                review::IDENTIFIER_CONFLICT.to_string(),
+                vec!["SER00002".to_string(), "SER00001".to_string()]
+            ),
+        ]
+    );
+    // The record is device 1's UDID but device 0's serial: as device 1, it leaves the serial.
+    let item = items
+        .iter()
+        .find(|item| item.external_id.as_deref() == Some("mobile:0"))
+        .unwrap()
+        .review_item_id;
+    let no_priority = Default::default();
+    let refused = review::resolve_review(
+        &db.pool,
+        item,
+        review::Resolution::CreateNew,
+        &no_priority,
+        "anna",
+        t0(),
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(CoreError::Invalid(message))
+            if message.contains("cannot become a new device")),
+        "{refused:?}"
+    );
+    let second = devices::resolve_device(&db.pool, "SER00001").await.unwrap();
+    let outcome = review::resolve_review(
+        &db.pool,
+        item,
+        review::Resolution::LinkTo(second),
+        &no_priority,
+        "anna",
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        outcome.contains("serial number 'SER00000' stays with device SER00000"),
+        "{outcome}"
+    );
+    let second = devices::show_device(&db.pool, "SER00001").await.unwrap();
+    assert!(second.links.iter().any(|l| l.external_id == "mobile:0"));
+}
+
+#[tokio::test]
 async fn a_serial_claimed_earlier_in_the_same_page_is_held_for_review_too() {
     let db = test_db().await;
     let clock = clock();
@@ -857,7 +957,7 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
     assert!(
         report.warnings.iter().any(|w| w.contains(
             "serial number 'SERX' is already carried by device SERX; device INV-7 keeps \
-                 serial 'SER00000'"
+                 serial number 'SER00000'"
         )),
         "{:?}",
         report.warnings

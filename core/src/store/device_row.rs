@@ -8,6 +8,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::sync::merge::NormalizedIds;
+
 /// All columns of `device`.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct DeviceRow {
@@ -96,6 +98,16 @@ pub fn device_label(
 }
 
 impl DeviceRow {
+    /// The device's identifiers, as a record's are compared with them.
+    pub fn hardware_ids(&self) -> NormalizedIds {
+        NormalizedIds {
+            serial_number: self.serial_number.clone(),
+            udid: self.udid.clone(),
+            imei: self.imei.clone(),
+            wifi_mac: self.wifi_mac.clone(),
+        }
+    }
+
     pub fn label(&self) -> String {
         device_label(
             self.asset_tag.as_deref(),

@@ -17,7 +17,7 @@ use crate::store::device_row::{
 };
 use crate::store::{source_by_id, SourceRef};
 use crate::sync::engine::insert_events_by;
-use crate::sync::merge::{self, NormalizedIds};
+use crate::sync::merge::{self, HardwareId, NormalizedIds};
 
 /// An item as listed.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -197,8 +197,12 @@ pub async fn resolve_review(
 pub const PERSON_AMBIGUOUS: &str = "person_ambiguous";
 
 /// The review kind the device engine raises for a record that reports a serial number another
-/// device carries (`Run::hold_clashing_serials`).
+/// device carries (`Run::hold_clashing_hardware_ids`).
 pub const SERIAL_CONFLICT: &str = "serial_conflict";
+
+/// The review kind the device engine raises for a record that reports a UDID, IMEI or Wi-Fi
+/// MAC (and no serial number) another device carries.
+pub const IDENTIFIER_CONFLICT: &str = "identifier_conflict";
 
 /// The kind of a review item, so a caller knows whether `--link` names a device or a person.
 pub async fn review_kind(pool: &PgPool, item_id: i64) -> Result<String, CoreError> {
@@ -316,28 +320,14 @@ async fn link_record(
         .await?,
         None => None,
     };
-    // A serial the record brings that another device carries would be on two devices (a
-    // `serial_conflict` item, or an ambiguous match by serial): a new device is refused, a
-    // linked one keeps its serial, as in a run.
+    // A hardware id the record brings that another device carries would be on two devices (a
+    // `serial_conflict` or `identifier_conflict` item, or an ambiguous match): a new device is
+    // refused, a linked one keeps its own, as in a run.
     let target = match resolution {
         Resolution::LinkTo(device_id) => *device_id,
         _ => Uuid::nil(),
     };
-    let mut serial_carrier: Option<(String, String)> = match &ids.serial_number {
-        Some(serial) => {
-            sqlx::query_as(
-                "select serial_number, coalesce(asset_tag, serial_number) from device \
-             where authority_id = $1 and serial_number = $2 and device_id <> $3 \
-             order by device_id limit 1",
-            )
-            .bind(authority_id)
-            .bind(serial)
-            .bind(target)
-            .fetch_optional(&mut *tx)
-            .await?
-        }
-        None => None,
-    };
+    let mut carried = carried_elsewhere(tx, authority_id, target, &ids).await?;
     let (device_id, label, kind, mut changes, kept_tag) = match resolution {
         Resolution::LinkTo(device_id) => {
             let mut devices = load_devices_for_update(tx, &[*device_id]).await?;
@@ -352,10 +342,10 @@ async fn link_record(
                     "that device belongs to another school authority".into(),
                 ));
             }
-            if serial_carrier.is_some() && device.serial_number != ids.serial_number {
-                ids.serial_number = None;
-            } else {
-                serial_carrier = None;
+            let own = device.hardware_ids();
+            carried.retain(|(id, value, _)| own.get(*id) != Some(value.as_str()));
+            for (id, ..) in &carried {
+                ids.clear(*id);
             }
             let tag_before = device.asset_tag_before();
             let mut changes = merge::merge_with_priority(
@@ -373,11 +363,12 @@ async fn link_record(
             (*device_id, label, "linked", changes, kept)
         }
         _ => {
-            if let Some((serial, carrier)) = &serial_carrier {
+            if let Some((id, value, carrier)) = carried.first() {
                 return Err(CoreError::Invalid(format!(
-                    "the record's serial number '{serial}' is carried by device {carrier}, so \
-                     it cannot become a new device; link it to the device it is (--link DEVICE) \
-                     or dismiss the item to leave it where it is"
+                    "the record's {} '{value}' is carried by device {carrier}, so it cannot \
+                     become a new device; link it to the device it is (--link DEVICE) or \
+                     dismiss the item to leave it where it is",
+                    id.name()
                 )));
             }
             let device_id = Uuid::now_v7();
@@ -459,9 +450,10 @@ async fn link_record(
     }
     insert_events_by(tx, source, &events, now, "user", Some(resolved_by)).await?;
     let mut outcome = format!("{kind} device {label}");
-    if let Some((serial, carrier)) = serial_carrier {
+    for (id, value, carrier) in carried {
         outcome.push_str(&format!(
-            "; serial number '{serial}' stays with device {carrier}, which carries it"
+            "; {} '{value}' stays with device {carrier}, which carries it",
+            id.name()
         ));
     }
     if let Some((tag, holder)) = kept_tag {
@@ -470,6 +462,57 @@ async fn link_record(
         ));
     }
     Ok(outcome)
+}
+
+/// The hardware ids in `ids` that a device other than `except` carries, each with the value
+/// and the carrier's label (the first carrier by id, if several).
+async fn carried_elsewhere(
+    tx: &mut sqlx::PgConnection,
+    authority_id: Uuid,
+    except: Uuid,
+    ids: &NormalizedIds,
+) -> Result<Vec<(HardwareId, String, String)>, sqlx::Error> {
+    type Row = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "select serial_number, udid, imei, wifi_mac, \
+         coalesce(asset_tag, serial_number, device_id::text) from device \
+         where authority_id = $1 and device_id <> $2 and (serial_number = $3 or udid = $4 \
+         or imei = $5 or wifi_mac = $6) order by device_id",
+    )
+    .bind(authority_id)
+    .bind(except)
+    .bind(&ids.serial_number)
+    .bind(&ids.udid)
+    .bind(&ids.imei)
+    .bind(&ids.wifi_mac)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut carried: Vec<(HardwareId, String, String)> = Vec::new();
+    for (serial_number, udid, imei, wifi_mac, label) in rows {
+        let theirs = NormalizedIds {
+            serial_number,
+            udid,
+            imei,
+            wifi_mac,
+        };
+        for id in HardwareId::ALL {
+            let Some(value) = ids.get(id) else {
+                continue;
+            };
+            if theirs.get(id) == Some(value) && !carried.iter().any(|(known, ..)| *known == id) {
+                carried.push((id, value.to_string(), label.clone()));
+            }
+        }
+    }
+    // In the order of `HardwareId::ALL`: a serial first, as people look for it first.
+    carried.sort_by_key(|(id, ..)| HardwareId::ALL.iter().position(|known| known == id));
+    Ok(carried)
 }
 
 /// Asset tags are unique per authority: a tag the record brings that another device carries

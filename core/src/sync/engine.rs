@@ -21,10 +21,10 @@ use crate::store::device_row::{
     device_label, insert_devices, load_devices_for_update, update_devices, AssetTagBefore,
     DeviceRow,
 };
-use crate::store::review::SERIAL_CONFLICT;
+use crate::store::review::{IDENTIFIER_CONFLICT, SERIAL_CONFLICT};
 use crate::store::SourceRef;
 use crate::sync::guard::DeletionGuard;
-use crate::sync::merge::{self, Changes, NormalizedIds};
+use crate::sync::merge::{self, Changes, HardwareId, NormalizedIds};
 use crate::sync::payloads::{PayloadRow, PayloadWriter};
 use crate::sync::prepare::{spawn_normalizer, NormalizedPage, NormalizedRecord, PreparedItem};
 use crate::sync::protocol::SourceItem;
@@ -894,19 +894,15 @@ impl<'a> Run<'a> {
                     }),
             )
             .collect();
-        let created: Vec<(String, Uuid)> = decisions
+        let created: Vec<(usize, Uuid)> = decisions
             .iter()
             .filter_map(|(index, decision)| match decision {
-                Decision::Create { device_id } => prepared[*index]
-                    .ids
-                    .serial_number
-                    .clone()
-                    .map(|serial| (serial, *device_id)),
+                Decision::Create { device_id } => Some((*index, *device_id)),
                 _ => None,
             })
             .collect();
-        let held_serials = self
-            .hold_clashing_serials(tx, &prepared, &targets, &devices, created, &mut writes)
+        let held_ids = self
+            .hold_clashing_hardware_ids(tx, &prepared, &targets, &devices, created, &mut writes)
             .await?;
 
         for (index, device_id, source_link_id) in changed {
@@ -918,7 +914,7 @@ impl<'a> Run<'a> {
                 let changes = merge::merge_with_priority(
                     device,
                     &item.record,
-                    held_serials.get(&index).unwrap_or(&item.ids),
+                    held_ids.get(&index).unwrap_or(&item.ids),
                     item.school_id,
                     &self.origin,
                     &self.priority,
@@ -965,7 +961,7 @@ impl<'a> Run<'a> {
                         Some(device) => merge::merge_with_priority(
                             device,
                             &item.record,
-                            held_serials.get(&index).unwrap_or(&item.ids),
+                            held_ids.get(&index).unwrap_or(&item.ids),
                             item.school_id,
                             &self.origin,
                             &self.priority,
@@ -1024,82 +1020,155 @@ impl<'a> Run<'a> {
     }
 
     /// A record that reaches a device (through its link, or attached by another identifier) but
-    /// reports a serial number another device of the authority carries says that one record
-    /// is two devices. Writing the serial would give both devices the same serial, and every
-    /// later match by serial would be ambiguous; so the device keeps its serial, the rest of the
-    /// record applies, and a review item names both devices. A serial is also carried by a
-    /// device this page creates with it (`created`), and by a device an earlier record of this
-    /// page gave it. Returns, per record index, the identifiers to merge instead (the serial
-    /// left out, which a merge never clears).
-    async fn hold_clashing_serials(
+    /// reports a serial number, UDID, IMEI or Wi-Fi MAC another device of the authority
+    /// carries says that one record is two devices. Writing it would give both devices the
+    /// identifier, and every later match by it would be ambiguous; so the device keeps its own,
+    /// the rest of the record applies, and a review item names the devices (`serial_conflict`
+    /// when the serial is among them, else `identifier_conflict`). An identifier is also
+    /// carried by a device this page creates with it (`created`), and by a device an earlier
+    /// record of this page gave it. Returns, per record index, the identifiers to merge instead
+    /// (the clashing ones left out, which a merge never clears).
+    async fn hold_clashing_hardware_ids(
         &mut self,
         tx: &mut PgConnection,
         prepared: &[Prepared],
         targets: &[(usize, Uuid)],
         devices: &HashMap<Uuid, DeviceRow>,
-        created: Vec<(String, Uuid)>,
+        created: Vec<(usize, Uuid)>,
         writes: &mut PageWrites,
     ) -> Result<HashMap<usize, NormalizedIds>, sqlx::Error> {
-        let changing: Vec<(usize, Uuid, &str)> = targets
+        // The identifiers each target would change, with the device's own ids.
+        let changing: Vec<(usize, Uuid, &DeviceRow)> = targets
             .iter()
             .filter_map(|&(index, device_id)| {
-                let serial = prepared[index].ids.serial_number.as_deref()?;
                 let device = devices.get(&device_id)?;
-                (device.serial_number.as_deref() != Some(serial))
-                    .then_some((index, device_id, serial))
+                let own = device.hardware_ids();
+                HardwareId::ALL
+                    .iter()
+                    .any(|&id| {
+                        let reported = prepared[index].ids.get(id);
+                        reported.is_some() && reported != own.get(id)
+                    })
+                    .then_some((index, device_id, device))
             })
             .collect();
         let mut held = HashMap::new();
         if changing.is_empty() {
             return Ok(held);
         }
-        let serials: Vec<&str> = changing.iter().map(|(_, _, serial)| *serial).collect();
-        // Each carrier with the label messages name it by (`device_label`).
-        let mut carriers: Vec<(String, Uuid, String)> = sqlx::query_as(
-            "select serial_number, device_id, coalesce(asset_tag, serial_number) from device \
-             where authority_id = $1 and serial_number = any($2) order by device_id",
+        let mut wanted: [Vec<&str>; 4] = Default::default();
+        for (index, _, _) in &changing {
+            for (slot, id) in HardwareId::ALL.iter().enumerate() {
+                wanted[slot].extend(prepared[*index].ids.get(*id));
+            }
+        }
+        type CarrierRow = (
+            Uuid,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            String,
+        );
+        let rows: Vec<CarrierRow> = sqlx::query_as(
+            "select device_id, serial_number, udid, imei, wifi_mac, \
+             coalesce(asset_tag, serial_number, device_id::text) from device \
+             where authority_id = $1 and (serial_number = any($2) or udid = any($3) \
+             or imei = any($4) or wifi_mac = any($5)) order by device_id",
         )
         .bind(self.source.authority_id)
-        .bind(&serials)
+        .bind(&wanted[0])
+        .bind(&wanted[1])
+        .bind(&wanted[2])
+        .bind(&wanted[3])
         .fetch_all(&mut *tx)
         .await?;
-        // A device created here may yet lose its tag to another device: named by its serial.
-        carriers.extend(
-            created
-                .into_iter()
-                .map(|(serial, device_id)| (serial.clone(), device_id, serial)),
-        );
-        for (index, device_id, serial) in changing {
-            let device = &devices[&device_id];
-            let Some((other, other_label)) = carriers
-                .iter()
-                .find(|(carried, other, _)| carried == serial && *other != device_id)
-                .map(|(_, other, label)| (*other, label.clone()))
-            else {
-                carriers.push((serial.to_string(), device_id, device.label()));
-                continue;
+        // Who carries which identifier, with the label messages name the carrier by.
+        let mut carriers: Vec<(HardwareId, String, Uuid, String)> = Vec::new();
+        let mut carry = |ids: &NormalizedIds, device_id: Uuid, label: &str| {
+            for id in HardwareId::ALL {
+                if let Some(value) = ids.get(id) {
+                    carriers.push((id, value.to_string(), device_id, label.to_string()));
+                }
+            }
+        };
+        for (device_id, serial_number, udid, imei, wifi_mac, label) in rows {
+            let ids = NormalizedIds {
+                serial_number,
+                udid,
+                imei,
+                wifi_mac,
             };
+            carry(&ids, device_id, &label);
+        }
+        for (index, device_id) in created {
+            let ids = &prepared[index].ids;
+            // Its asset tag may yet go to another device: named by its serial.
+            carry(
+                ids,
+                device_id,
+                &device_label(None, ids.serial_number.as_deref(), device_id),
+            );
+        }
+
+        for (index, device_id, device) in changing {
             let item = &prepared[index];
-            let external_id = &item.record.external_id;
+            let own = device.hardware_ids();
             let label = device.label();
-            let kept = device.serial_number.as_deref().unwrap_or("none");
-            self.warn(format!(
-                "{external_id}: serial number '{serial}' is already carried by device \
-                 {other_label}; device {label} keeps serial '{kept}' (see `bestand review list`)"
-            ));
+            let mut clashes: Vec<(HardwareId, &str, Uuid, String)> = Vec::new();
+            for id in HardwareId::ALL {
+                let Some(value) = item.ids.get(id) else {
+                    continue;
+                };
+                if own.get(id) == Some(value) {
+                    continue;
+                }
+                match carriers.iter().find(|(carried, by, other, _)| {
+                    *carried == id && by == value && *other != device_id
+                }) {
+                    Some((_, _, other, other_label)) => {
+                        clashes.push((id, value, *other, other_label.clone()))
+                    }
+                    None => carriers.push((id, value.to_string(), device_id, label.clone())),
+                }
+            }
+            if clashes.is_empty() {
+                continue;
+            }
+            let external_id = &item.record.external_id;
+            let mut ids = item.ids.clone();
+            let mut candidates = Vec::new();
+            let mut reports = Vec::new();
+            for (id, value, other, other_label) in &clashes {
+                let name = id.name();
+                let kept = own.get(*id).unwrap_or("none");
+                self.warn(format!(
+                    "{external_id}: {name} '{value}' is already carried by device {other_label}; \
+                     device {label} keeps {name} '{kept}' (see `bestand review list`)"
+                ));
+                reports.push(format!(
+                    "{name} '{value}', which device {other_label} carries"
+                ));
+                push_unique(&mut candidates, *other);
+                ids.clear(*id);
+            }
+            candidates.push(device_id);
+            let kind = if clashes.iter().any(|(id, ..)| *id == HardwareId::Serial) {
+                SERIAL_CONFLICT
+            } else {
+                IDENTIFIER_CONFLICT
+            };
             writes.reviews.push((
                 index,
-                SERIAL_CONFLICT,
+                kind,
                 format!(
-                    "{external_id} of source '{}' belongs to device {label} (serial '{kept}') \
-                     but now reports serial '{serial}', which device {other_label} carries",
-                    self.source.name
+                    "{external_id} of source '{}' belongs to device {label} but now reports {}",
+                    self.source.name,
+                    reports.join(" and ")
                 ),
-                vec![other, device_id],
+                candidates,
             ));
             self.counts.review_items += 1;
-            let mut ids = item.ids.clone();
-            ids.serial_number = None;
             held.insert(index, ids);
         }
         Ok(held)

@@ -53,6 +53,55 @@ pub struct NormalizedIds {
     pub wifi_mac: Option<String>,
 }
 
+/// The hardware identifiers, each of which belongs to one device only: matching relies on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HardwareId {
+    Serial,
+    Udid,
+    Imei,
+    WifiMac,
+}
+
+impl HardwareId {
+    pub const ALL: [HardwareId; 4] = [
+        HardwareId::Serial,
+        HardwareId::Udid,
+        HardwareId::Imei,
+        HardwareId::WifiMac,
+    ];
+
+    /// How messages for people name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HardwareId::Serial => "serial number",
+            HardwareId::Udid => "UDID",
+            HardwareId::Imei => "IMEI",
+            HardwareId::WifiMac => "Wi-Fi MAC",
+        }
+    }
+}
+
+impl NormalizedIds {
+    pub fn get(&self, id: HardwareId) -> Option<&str> {
+        match id {
+            HardwareId::Serial => self.serial_number.as_deref(),
+            HardwareId::Udid => self.udid.as_deref(),
+            HardwareId::Imei => self.imei.as_deref(),
+            HardwareId::WifiMac => self.wifi_mac.as_deref(),
+        }
+    }
+
+    /// Leaves `id` out, so that a merge keeps the device's own (a merge never clears).
+    pub fn clear(&mut self, id: HardwareId) {
+        match id {
+            HardwareId::Serial => self.serial_number = None,
+            HardwareId::Udid => self.udid = None,
+            HardwareId::Imei => self.imei = None,
+            HardwareId::WifiMac => self.wifi_mac = None,
+        }
+    }
+}
+
 /// Which source wins a field that several sources report, per field (configured in
 /// `[sync.field_priority]`): sources earlier in a field's list win over later ones and over
 /// sources not listed. Fields without a list go to whichever source reported last.
