@@ -112,10 +112,16 @@ pub async fn sync_source(
             school_map: source.common.school_map.clone().into_iter().collect(),
         };
         let started = Instant::now();
-        let items = spawn_directory_fetch(directory);
-        let report =
-            sync::run_directory_sync(pool, &SystemClock, source_ref, items, &options, progress)
-                .await?;
+        let fetch = || spawn_directory_fetch(directory.clone());
+        let report = sync::run_directory_sync_retrying(
+            pool,
+            &SystemClock,
+            source_ref,
+            fetch,
+            &options,
+            progress,
+        )
+        .await?;
         reports.push((report, started.elapsed().as_secs_f64()));
     }
     if let Some(devices) = connectors.devices {

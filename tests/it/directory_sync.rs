@@ -639,3 +639,123 @@ async fn a_large_directory_read_refreshes_the_planner_statistics_of_persons() {
         assert_eq!(estimated, 1_100.0, "{table}: the planner knows its size");
     }
 }
+
+#[tokio::test]
+async fn two_directories_deadlocking_on_the_same_persons_both_apply_one_run_started_again() {
+    let db = test_db().await;
+    let clock = clock();
+    let ucs = directory_source(&db.pool, "ucs").await;
+    let iserv = directory_source(&db.pool, "iserv").await;
+    let options = DirectorySyncOptions::default();
+    let from_ucs = vec![
+        pupil("s1", "mia.kaya", "GSL", "1a"),
+        pupil("s2", "emir.kaya", "GSL", "3b"),
+    ];
+    // IServ knows the same pupils under its own ids; their emails match them.
+    let as_iserv = |records: &[PersonRecord]| -> Vec<PersonRecord> {
+        records
+            .iter()
+            .map(|record| PersonRecord {
+                external_id: format!("iserv-{}", record.external_id),
+                ids: PersonIds::default(),
+                ..record.clone()
+            })
+            .collect()
+    };
+    read(&db.pool, &clock, &ucs, from_ucs.clone(), &options).await;
+    let linked = read(&db.pool, &clock, &iserv, as_iserv(&from_ucs), &options).await;
+    assert_eq!(linked.counts.created, 0, "{linked:?}");
+    clock.advance(Duration::hours(1));
+
+    // Both directories report the new first names; each in the other order.
+    let mut renamed = from_ucs;
+    for record in &mut renamed {
+        record.given_name = Some(format!("Neu {}", record.external_id));
+    }
+    let mut iserv_renamed = as_iserv(&renamed);
+    iserv_renamed.reverse();
+    let gated = |records: Vec<PersonRecord>| {
+        let (sender, receiver) = mpsc::channel(sync::PAGE_CHANNEL_CAPACITY);
+        let mut first = Some(receiver);
+        let fetch = move || {
+            first
+                .take()
+                .unwrap_or_else(|| directory(ucs_schools(), records.clone(), End::Complete))
+        };
+        (sender, fetch)
+    };
+    let (to_ucs, ucs_fetch) = gated(renamed.clone());
+    let (to_iserv, iserv_fetch) = gated(iserv_renamed.clone());
+    let ucs_applied = support::PageSignal(tokio::sync::Notify::new());
+    let iserv_applied = support::PageSignal(tokio::sync::Notify::new());
+    let ucs_run = sync::run_directory_sync_retrying(
+        &db.pool,
+        clock.as_ref(),
+        &ucs,
+        ucs_fetch,
+        &options,
+        &ucs_applied,
+    );
+    let iserv_run = sync::run_directory_sync_retrying(
+        &db.pool,
+        clock.as_ref(),
+        &iserv,
+        iserv_fetch,
+        &options,
+        &iserv_applied,
+    );
+    let page = |record: &PersonRecord| {
+        DirectoryItem::Persons(PersonPage {
+            label: format!("users {}", record.external_id),
+            records: vec![record.clone()],
+        })
+    };
+    let driver = async {
+        for sender in [&to_ucs, &to_iserv] {
+            sender
+                .send(DirectoryItem::Schools(ucs_schools()))
+                .await
+                .unwrap();
+        }
+        // Each run holds the person of its first page until it commits, then asks for the
+        // other's.
+        to_ucs.send(page(&renamed[0])).await.unwrap();
+        ucs_applied.0.notified().await;
+        to_iserv.send(page(&iserv_renamed[0])).await.unwrap();
+        iserv_applied.0.notified().await;
+        for (sender, record) in [(&to_ucs, &renamed[1]), (&to_iserv, &iserv_renamed[1])] {
+            sender.send(page(record)).await.unwrap();
+            sender
+                .send(DirectoryItem::Complete { reported_total: 2 })
+                .await
+                .unwrap();
+        }
+    };
+    let (ucs_report, iserv_report, ()) = tokio::join!(ucs_run, iserv_run, driver);
+    let reports = [ucs_report.unwrap(), iserv_report.unwrap()];
+    for report in &reports {
+        assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    }
+    let retried: Vec<i64> = reports
+        .iter()
+        .flat_map(|report| report.retried_runs.clone())
+        .collect();
+    assert_eq!(retried.len(), 1, "one run lost the deadlock: {reports:?}");
+    let error: Option<String> =
+        sqlx::query_scalar("select error from sync_run where sync_run_id = $1")
+            .bind(retried[0])
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|error| error.contains("rolled this run back to end the deadlock")),
+        "{error:?}"
+    );
+    let names: Vec<String> = sqlx::query_scalar("select given_name from person order by username")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(names, ["Neu s2", "Neu s1"]);
+}

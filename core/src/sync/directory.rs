@@ -21,8 +21,8 @@ use crate::person::{DirectorySchool, PersonRecord};
 use crate::store::assignments::refresh_assignments;
 use crate::store::SourceRef;
 use crate::sync::engine::{
-    close_run, open_run, upsert_review_item, ReviewUpsert, RunError, SyncCounts, SyncProgress,
-    SyncReport,
+    close_run, database_failure, lost_deadlock, open_run, retry_lost_deadlocks, upsert_review_item,
+    ReviewUpsert, RunError, SyncCounts, SyncProgress, SyncReport,
 };
 use crate::sync::guard::DeletionGuard;
 use crate::sync::protocol::{DirectoryItem, PersonPage};
@@ -67,15 +67,30 @@ pub async fn run_directory_sync(
             run.report(SyncStatus::Failed, Some(message), None, 0)
         }
         Err(RunError::Database(error)) => {
-            let message = format!(
-                "source '{}': database error while applying: {error}",
-                source.name
-            );
-            run.report(SyncStatus::Failed, Some(message), None, 0)
+            let (message, lost) = database_failure(source, &error);
+            let mut report = run.report(SyncStatus::Failed, Some(message), None, 0);
+            report.lost_deadlock = lost;
+            report
         }
     };
     close_run(conn, clock, source, &report).await?;
     Ok(report)
+}
+
+/// `run_directory_sync`, started again on fresh items from `fetch` while a run loses a
+/// deadlock against a run of another source (`retry_lost_deadlocks`).
+pub async fn run_directory_sync_retrying(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    source: &SourceRef,
+    mut fetch: impl FnMut() -> mpsc::Receiver<DirectoryItem>,
+    options: &DirectorySyncOptions,
+    progress: &dyn SyncProgress,
+) -> Result<SyncReport, CoreError> {
+    retry_lost_deadlocks(source, || {
+        run_directory_sync(pool, clock, source, fetch(), options, progress)
+    })
+    .await
 }
 
 /// A person of the authority as the run knows it, loaded at the start and extended by the run.
@@ -288,9 +303,12 @@ impl<'a> DirectoryRun<'a> {
                     self.apply_page(&mut tx, page)
                         .await
                         .map_err(|error| match error {
-                            RunError::Database(error) => RunError::Source(format!(
-                                "{label}: database error while applying the page: {error}"
-                            )),
+                            // Kept as such: a lost deadlock is told from other errors.
+                            RunError::Database(error) if !lost_deadlock(&error) => {
+                                RunError::Source(format!(
+                                    "{label}: database error while applying the page: {error}"
+                                ))
+                            }
                             other => other,
                         })?;
                     progress.page_applied(&label, n_records, self.seen.len() as u64, None);

@@ -193,39 +193,43 @@ pub async fn run_sync(
             let message = format!("source '{}': {message}", source.name);
             run.report(SyncStatus::Failed, Some(message), None, 0, options.dry_run)
         }
-        Err(RunError::Database(error)) if lost_deadlock(&error) => {
-            let message = format!(
-                "source '{}': a run of another source changed the same devices at the same \
-                 time, and PostgreSQL rolled this run back to end the deadlock; nothing was \
-                 changed ({error})",
-                source.name
-            );
+        Err(RunError::Database(error)) => {
+            let (message, lost) = database_failure(source, &error);
             let mut report =
                 run.report(SyncStatus::Failed, Some(message), None, 0, options.dry_run);
-            report.lost_deadlock = true;
+            report.lost_deadlock = lost;
             report
-        }
-        Err(RunError::Database(error)) => {
-            let message = format!(
-                "source '{}': database error while applying: {error}",
-                source.name
-            );
-            run.report(SyncStatus::Failed, Some(message), None, 0, options.dry_run)
         }
     };
     close_run(conn, clock, source, &report).await?;
     Ok(report)
 }
 
-/// How many runs `run_sync_retrying` starts at most for one sync.
+/// What a run that failed on `error` reports, and whether it lost a deadlock (see
+/// `retry_lost_deadlocks`).
+pub(crate) fn database_failure(source: &SourceRef, error: &sqlx::Error) -> (String, bool) {
+    if lost_deadlock(error) {
+        let message = format!(
+            "source '{}': a run of another source changed the same rows at the same time, and \
+             PostgreSQL rolled this run back to end the deadlock; nothing was changed ({error})",
+            source.name
+        );
+        (message, true)
+    } else {
+        let message = format!(
+            "source '{}': database error while applying: {error}",
+            source.name
+        );
+        (message, false)
+    }
+}
+
+/// How many runs `run_sync_retrying` and `run_directory_sync_retrying` start at most for one
+/// sync.
 pub const RUN_ATTEMPTS: usize = 3;
 
 /// `run_sync`, started again on fresh pages from `fetch` while a run loses a deadlock against
-/// a run of another source (at most `RUN_ATTEMPTS` runs in all). Runs of two sources that
-/// report the same devices, scheduled at the same time, take those devices' row locks in
-/// different orders; PostgreSQL then rolls one of them back, which changes nothing, and the
-/// run started again waits for the other's locks instead. The report is the last run's, with
-/// the rolled-back runs in `retried_runs`.
+/// a run of another source (`retry_lost_deadlocks`).
 pub async fn run_sync_retrying(
     pool: &PgPool,
     clock: &dyn Clock,
@@ -234,9 +238,27 @@ pub async fn run_sync_retrying(
     options: &SyncOptions,
     progress: &dyn SyncProgress,
 ) -> Result<SyncReport, CoreError> {
+    retry_lost_deadlocks(source, || {
+        run_sync(pool, clock, source, fetch(), options, progress)
+    })
+    .await
+}
+
+/// Starts `run` again while it loses a deadlock, at most `RUN_ATTEMPTS` runs in all. Runs of
+/// two sources that report the same devices (or persons), scheduled at the same time, take
+/// those rows' locks in different orders; PostgreSQL then rolls one of them back, which
+/// changes nothing, and the run started again waits for the other's locks instead. The report
+/// is the last run's, with the rolled-back runs in `retried_runs`.
+pub(crate) async fn retry_lost_deadlocks<Run>(
+    source: &SourceRef,
+    mut run: impl FnMut() -> Run,
+) -> Result<SyncReport, CoreError>
+where
+    Run: std::future::Future<Output = Result<SyncReport, CoreError>>,
+{
     let mut retried_runs = Vec::new();
     loop {
-        let mut report = run_sync(pool, clock, source, fetch(), options, progress).await?;
+        let mut report = run().await?;
         if report.lost_deadlock && retried_runs.len() + 1 < RUN_ATTEMPTS {
             tracing::warn!(
                 source = %source.name,
@@ -254,7 +276,7 @@ pub async fn run_sync_retrying(
 
 /// Whether PostgreSQL ended the transaction to break a deadlock or a serialization conflict
 /// (SQLSTATE 40P01, 40001): nothing it did stays, and running it again can succeed.
-fn lost_deadlock(error: &sqlx::Error) -> bool {
+pub(crate) fn lost_deadlock(error: &sqlx::Error) -> bool {
     matches!(
         error.as_database_error().and_then(|e| e.code()).as_deref(),
         Some("40P01" | "40001")

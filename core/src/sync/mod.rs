@@ -11,7 +11,7 @@ pub mod protocol;
 pub(crate) mod references;
 
 pub use self::approve::approve_run;
-pub use self::directory::{run_directory_sync, DirectorySyncOptions};
+pub use self::directory::{run_directory_sync, run_directory_sync_retrying, DirectorySyncOptions};
 pub use self::engine::{
     run_sync, run_sync_retrying, NoProgress, SyncCounts, SyncOptions, SyncProgress, SyncReport,
     RUN_ATTEMPTS,
