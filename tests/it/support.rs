@@ -9,6 +9,7 @@ use bestand_connectors::{spawn_fetch, Connector};
 use bestand_core::model::{DeviceCategory, SchoolType};
 use bestand_core::record::DeviceRecord;
 use bestand_core::store::{self, AuthoritySpec, SchoolSpec, SourceRef, SourceSpec};
+use bestand_core::sync::merge::FieldPriority;
 use bestand_core::sync::{
     self, DeletionGuard, FetchFailure, SourceItem, SourcePage, SyncOptions, SyncReport,
 };
@@ -347,6 +348,25 @@ pub fn failure_at(end: SourceItem, page: &str) -> String {
 /// Every record of `pages`, in order.
 pub fn records(pages: &[SourcePage]) -> Vec<&DeviceRecord> {
     pages.iter().flat_map(|page| &page.records).collect()
+}
+
+/// Settles review item `item` as Anna would at `t0()`, merging with `priority`.
+pub async fn resolve_as_anna(
+    pool: &PgPool,
+    item: i64,
+    resolution: store::review::Resolution,
+    priority: &FieldPriority,
+) -> Result<String, bestand_core::CoreError> {
+    store::review::resolve_review(pool, item, resolution, priority, "anna", t0()).await
+}
+
+/// The id of the review item raised about `external_id`.
+pub fn review_item_for(items: &[store::review::ReviewView], external_id: &str) -> i64 {
+    items
+        .iter()
+        .find(|item| item.external_id.as_deref() == Some(external_id))
+        .unwrap_or_else(|| panic!("no review item about {external_id}"))
+        .review_item_id
 }
 
 /// Tells a test when the engine has applied a page.

@@ -230,13 +230,11 @@ async fn two_candidate_devices_become_a_review_item_never_a_guess() {
     );
 
     let chosen = items[0].candidates[0];
-    review::resolve_review(
+    resolve_as_anna(
         &db.pool,
         items[0].review_item_id,
         review::Resolution::LinkTo(chosen),
         &Default::default(),
-        "anna",
-        t0(),
     )
     .await
     .unwrap();
@@ -804,34 +802,21 @@ async fn a_record_reporting_a_udid_or_mac_another_device_carries_is_held_for_rev
         ]
     );
     // The record is device 1's UDID but device 0's serial: as device 1, it leaves the serial.
-    let item = items
-        .iter()
-        .find(|item| item.external_id.as_deref() == Some("mobile:0"))
-        .unwrap()
-        .review_item_id;
+    let item = review_item_for(&items, "mobile:0");
     let no_priority = Default::default();
-    let refused = review::resolve_review(
-        &db.pool,
-        item,
-        review::Resolution::CreateNew,
-        &no_priority,
-        "anna",
-        t0(),
-    )
-    .await;
+    let refused =
+        resolve_as_anna(&db.pool, item, review::Resolution::CreateNew, &no_priority).await;
     assert!(
         matches!(&refused, Err(CoreError::Invalid(message))
             if message.contains("cannot become a new device")),
         "{refused:?}"
     );
     let second = devices::resolve_device(&db.pool, "SER00001").await.unwrap();
-    let outcome = review::resolve_review(
+    let outcome = resolve_as_anna(
         &db.pool,
         item,
         review::Resolution::LinkTo(second),
         &no_priority,
-        "anna",
-        t0(),
     )
     .await
     .unwrap();
@@ -900,26 +885,24 @@ async fn a_serial_claimed_earlier_in_the_same_page_is_held_for_review_too() {
 
     // Resolving keeps serials unique too: no new device with a carried serial, and a record
     // linked to a third device leaves that device its serial.
-    let item_of = |external_id: &str| {
-        items
-            .iter()
-            .find(|item| item.external_id.as_deref() == Some(external_id))
-            .unwrap()
-            .review_item_id
-    };
     let no_priority = Default::default();
-    let resolve = |item, resolution| {
-        review::resolve_review(&db.pool, item, resolution, &no_priority, "anna", t0())
-    };
-    let refused = resolve(item_of("mobile:0"), review::Resolution::CreateNew).await;
+    let resolve = |item, resolution| resolve_as_anna(&db.pool, item, resolution, &no_priority);
+    let refused = resolve(
+        review_item_for(&items, "mobile:0"),
+        review::Resolution::CreateNew,
+    )
+    .await;
     assert!(
         matches!(&refused, Err(CoreError::Invalid(message))
             if message.contains("serial number 'SERNEW' is carried by device SERNEW")),
         "{refused:?}"
     );
-    let outcome = resolve(item_of("mobile:2"), review::Resolution::LinkTo(created))
-        .await
-        .unwrap();
+    let outcome = resolve(
+        review_item_for(&items, "mobile:2"),
+        review::Resolution::LinkTo(created),
+    )
+    .await
+    .unwrap();
     assert!(
         outcome.contains("serial number 'SERTWICE' stays with device SERTWICE"),
         "{outcome}"
@@ -1016,29 +999,14 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
         )]
         .into(),
     );
-    let refused = review::resolve_review(
-        &db.pool,
-        item,
-        review::Resolution::CreateNew,
-        &priority,
-        "anna",
-        t0(),
-    )
-    .await;
+    let refused = resolve_as_anna(&db.pool, item, review::Resolution::CreateNew, &priority).await;
     assert!(
         matches!(&refused, Err(CoreError::Invalid(message)) if message.contains("--link")),
         "{refused:?}"
     );
-    let outcome = review::resolve_review(
-        &db.pool,
-        item,
-        review::Resolution::LinkTo(other),
-        &priority,
-        "anna",
-        t0(),
-    )
-    .await
-    .unwrap();
+    let outcome = resolve_as_anna(&db.pool, item, review::Resolution::LinkTo(other), &priority)
+        .await
+        .unwrap();
     // The record's asset tag is still on the device it left: it stays there, not a failure.
     assert!(
         outcome.contains("asset tag 'INV-7' stays with device SER00000"),

@@ -41,7 +41,7 @@ pub struct ResolveArgs {
     /// The record is a device (or person) of its own.
     #[arg(long)]
     pub new: bool,
-    /// Leave things as they are (an unmatched record unlinked, a held serial held); later runs
+    /// Leave things as they are (an unmatched record unlinked, a held identifier held); later runs
     /// will not raise the item again.
     #[arg(long)]
     pub dismiss: bool,

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::sync::merge::NormalizedIds;
+use crate::sync::merge::{HardwareId, NormalizedIds};
 
 /// All columns of `device`.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -97,14 +97,74 @@ pub fn device_label(
         .map_or_else(|| device_id.to_string(), str::to_string)
 }
 
+/// A device's identifiers, as matching and the identifier guards compare them.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DeviceKeys {
+    pub device_id: Uuid,
+    #[sqlx(flatten)]
+    pub ids: NormalizedIds,
+    pub asset_tag: Option<String>,
+}
+
+impl DeviceKeys {
+    pub fn label(&self) -> String {
+        device_label(
+            self.asset_tag.as_deref(),
+            self.ids.serial_number.as_deref(),
+            self.device_id,
+        )
+    }
+}
+
+/// Identifier values to look devices up by (`devices_by_keys`), one list per identifier.
+#[derive(Debug, Default)]
+pub struct KeyLookup {
+    pub serials: Vec<String>,
+    pub udids: Vec<String>,
+    pub imeis: Vec<String>,
+    pub macs: Vec<String>,
+    pub asset_tags: Vec<String>,
+}
+
+impl KeyLookup {
+    /// Adds the hardware ids `ids` carries.
+    pub fn add(&mut self, ids: &NormalizedIds) {
+        self.serials.extend(ids.serial_number.clone());
+        self.udids.extend(ids.udid.clone());
+        self.imeis.extend(ids.imei.clone());
+        self.macs.extend(ids.wifi_mac.clone());
+    }
+}
+
+/// The devices of `authority_id` that carry any of the identifiers in `keys`, in id order.
+pub async fn devices_by_keys(
+    conn: &mut sqlx::PgConnection,
+    authority_id: Uuid,
+    keys: &KeyLookup,
+) -> Result<Vec<DeviceKeys>, sqlx::Error> {
+    sqlx::query_as(
+        "select device_id, serial_number, udid, imei, wifi_mac, asset_tag from device \
+         where authority_id = $1 and (serial_number = any($2) or udid = any($3) \
+         or imei = any($4) or wifi_mac = any($5) or asset_tag = any($6)) order by device_id",
+    )
+    .bind(authority_id)
+    .bind(&keys.serials)
+    .bind(&keys.udids)
+    .bind(&keys.imeis)
+    .bind(&keys.macs)
+    .bind(&keys.asset_tags)
+    .fetch_all(&mut *conn)
+    .await
+}
+
 impl DeviceRow {
-    /// The device's identifiers, as a record's are compared with them.
-    pub fn hardware_ids(&self) -> NormalizedIds {
-        NormalizedIds {
-            serial_number: self.serial_number.clone(),
-            udid: self.udid.clone(),
-            imei: self.imei.clone(),
-            wifi_mac: self.wifi_mac.clone(),
+    /// One of the device's hardware identifiers.
+    pub fn hardware_id(&self, id: HardwareId) -> Option<&str> {
+        match id {
+            HardwareId::Serial => self.serial_number.as_deref(),
+            HardwareId::Udid => self.udid.as_deref(),
+            HardwareId::Imei => self.imei.as_deref(),
+            HardwareId::WifiMac => self.wifi_mac.as_deref(),
         }
     }
 

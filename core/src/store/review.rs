@@ -12,8 +12,8 @@ use crate::person::PersonRecord;
 use crate::record::DeviceRecord;
 use crate::store::assignments::refresh_assignments;
 use crate::store::device_row::{
-    device_label, insert_devices, load_devices_for_update, update_devices, AssetTagBefore,
-    DeviceRow,
+    device_label, devices_by_keys, insert_devices, load_devices_for_update, update_devices,
+    AssetTagBefore, DeviceKeys, DeviceRow, KeyLookup,
 };
 use crate::store::{source_by_id, SourceRef};
 use crate::sync::engine::insert_events_by;
@@ -38,7 +38,8 @@ pub struct ReviewView {
     pub record: Value,
 }
 
-/// Lists review items; `status` is `open`, `resolved`, `dismissed` or `None` for all.
+/// Lists review items; `status` is `open`, `resolved`, `dismissed` or `None` for all. The
+/// candidates' labels follow `device_label` (and for persons username, else email) in SQL.
 pub async fn list_review(
     pool: &PgPool,
     status: Option<&str>,
@@ -75,7 +76,7 @@ pub enum Resolution {
     LinkTo(Uuid),
     /// The record is a device of its own: create it.
     CreateNew,
-    /// Leave things as they are (an unmatched record unlinked, a held serial held); later runs
+    /// Leave things as they are (an unmatched record unlinked, a held identifier held); later runs
     /// will not raise the item again.
     Dismiss,
 }
@@ -342,8 +343,7 @@ async fn link_record(
                     "that device belongs to another school authority".into(),
                 ));
             }
-            let own = device.hardware_ids();
-            carried.retain(|(id, value, _)| own.get(*id) != Some(value.as_str()));
+            carried.retain(|(id, value, _)| device.hardware_id(*id) != Some(value.as_str()));
             for (id, ..) in &carried {
                 ids.clear(*id);
             }
@@ -465,54 +465,30 @@ async fn link_record(
 }
 
 /// The hardware ids in `ids` that a device other than `except` carries, each with the value
-/// and the carrier's label (the first carrier by id, if several).
+/// and the carrier's label (the first carrier by id, if several), in `HardwareId::ALL` order.
 async fn carried_elsewhere(
     tx: &mut sqlx::PgConnection,
     authority_id: Uuid,
     except: Uuid,
     ids: &NormalizedIds,
 ) -> Result<Vec<(HardwareId, String, String)>, sqlx::Error> {
-    type Row = (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        String,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
-        "select serial_number, udid, imei, wifi_mac, \
-         coalesce(asset_tag, serial_number, device_id::text) from device \
-         where authority_id = $1 and device_id <> $2 and (serial_number = $3 or udid = $4 \
-         or imei = $5 or wifi_mac = $6) order by device_id",
-    )
-    .bind(authority_id)
-    .bind(except)
-    .bind(&ids.serial_number)
-    .bind(&ids.udid)
-    .bind(&ids.imei)
-    .bind(&ids.wifi_mac)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut carried: Vec<(HardwareId, String, String)> = Vec::new();
-    for (serial_number, udid, imei, wifi_mac, label) in rows {
-        let theirs = NormalizedIds {
-            serial_number,
-            udid,
-            imei,
-            wifi_mac,
-        };
-        for id in HardwareId::ALL {
-            let Some(value) = ids.get(id) else {
-                continue;
-            };
-            if theirs.get(id) == Some(value) && !carried.iter().any(|(known, ..)| *known == id) {
-                carried.push((id, value.to_string(), label.clone()));
-            }
-        }
-    }
-    // In the order of `HardwareId::ALL`: a serial first, as people look for it first.
-    carried.sort_by_key(|(id, ..)| HardwareId::ALL.iter().position(|known| known == id));
-    Ok(carried)
+    let mut keys = KeyLookup::default();
+    keys.add(ids);
+    let others: Vec<DeviceKeys> = devices_by_keys(tx, authority_id, &keys)
+        .await?
+        .into_iter()
+        .filter(|device| device.device_id != except)
+        .collect();
+    Ok(HardwareId::ALL
+        .into_iter()
+        .filter_map(|id| {
+            let value = ids.get(id)?;
+            let carrier = others
+                .iter()
+                .find(|device| device.ids.get(id) == Some(value))?;
+            Some((id, value.to_string(), carrier.label()))
+        })
+        .collect())
 }
 
 /// Asset tags are unique per authority: a tag the record brings that another device carries
@@ -529,19 +505,19 @@ async fn keep_asset_tag_unique(
         return Ok(None);
     }
     let tag = device.asset_tag.clone().unwrap_or_default();
-    let holder: Option<(Uuid, Option<String>)> = sqlx::query_as(
-        "select device_id, serial_number from device where authority_id = $1 and asset_tag = $2 \
-         and device_id <> $3",
-    )
-    .bind(device.authority_id)
-    .bind(&tag)
-    .bind(device.device_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((holder, serial)) = holder else {
+    let keys = KeyLookup {
+        asset_tags: vec![tag.clone()],
+        ..KeyLookup::default()
+    };
+    let holder = devices_by_keys(tx, device.authority_id, &keys)
+        .await?
+        .into_iter()
+        .find(|holder| holder.device_id != device.device_id);
+    let Some(holder) = holder else {
         return Ok(None);
     };
     device.keep_asset_tag(before);
     changes.remove("asset_tag");
-    Ok(Some((tag, device_label(None, serial.as_deref(), holder))))
+    let label = device_label(None, holder.ids.serial_number.as_deref(), holder.device_id);
+    Ok(Some((tag, label)))
 }

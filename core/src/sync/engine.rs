@@ -18,8 +18,8 @@ use crate::model::SyncStatus;
 use crate::record::DeviceRecord;
 use crate::store::assignments::refresh_assignments;
 use crate::store::device_row::{
-    device_label, insert_devices, load_devices_for_update, update_devices, AssetTagBefore,
-    DeviceRow,
+    device_label, devices_by_keys, insert_devices, load_devices_for_update, update_devices,
+    AssetTagBefore, DeviceRow, KeyLookup,
 };
 use crate::store::review::{IDENTIFIER_CONFLICT, SERIAL_CONFLICT};
 use crate::store::SourceRef;
@@ -449,16 +449,6 @@ struct ExistingLink {
     ended: bool,
 }
 
-#[derive(sqlx::FromRow)]
-struct Candidate {
-    device_id: Uuid,
-    serial_number: Option<String>,
-    udid: Option<String>,
-    imei: Option<String>,
-    wifi_mac: Option<String>,
-    asset_tag: Option<String>,
-}
-
 /// What to do with a record that has no live link yet.
 enum Decision {
     Create {
@@ -538,6 +528,36 @@ impl CandidateIndex {
 }
 
 /// An asset tag in the form devices are matched by (trimmed; empty means none).
+/// Who carries which hardware identifier, with the label messages name the carrier by.
+#[derive(Default)]
+struct Carriers(HashMap<(HardwareId, String), Vec<(Uuid, String)>>);
+
+impl Carriers {
+    fn add(&mut self, ids: &NormalizedIds, device_id: Uuid, label: &str) {
+        for id in HardwareId::ALL {
+            if let Some(value) = ids.get(id) {
+                self.add_one(id, value, device_id, label);
+            }
+        }
+    }
+
+    fn add_one(&mut self, id: HardwareId, value: &str, device_id: Uuid, label: &str) {
+        let carriers = self.0.entry((id, value.to_string())).or_default();
+        if !carriers.iter().any(|(known, _)| *known == device_id) {
+            carriers.push((device_id, label.to_string()));
+        }
+    }
+
+    /// A device other than `device_id` that carries `value` as `id`, with its label.
+    fn other_than(&self, id: HardwareId, value: &str, device_id: Uuid) -> Option<(Uuid, String)> {
+        self.0
+            .get(&(id, value.to_string()))?
+            .iter()
+            .find(|(other, _)| *other != device_id)
+            .cloned()
+    }
+}
+
 fn asset_tag_key(asset_tag: Option<&str>) -> Option<String> {
     asset_tag
         .map(str::trim)
@@ -1059,99 +1079,52 @@ impl<'a> Run<'a> {
         created: Vec<(usize, Uuid)>,
         writes: &mut PageWrites,
     ) -> Result<HashMap<usize, NormalizedIds>, sqlx::Error> {
-        // The identifiers each target would change, with the device's own ids.
-        let changing: Vec<(usize, Uuid, &DeviceRow)> = targets
+        // Per target, the identifiers its record would change on the device.
+        let changing: Vec<(usize, &DeviceRow, NormalizedIds)> = targets
             .iter()
             .filter_map(|&(index, device_id)| {
                 let device = devices.get(&device_id)?;
-                let own = device.hardware_ids();
-                HardwareId::ALL
-                    .iter()
-                    .any(|&id| {
-                        let reported = prepared[index].ids.get(id);
-                        reported.is_some() && reported != own.get(id)
-                    })
-                    .then_some((index, device_id, device))
+                let mut new_ids = prepared[index].ids.clone();
+                for id in HardwareId::ALL {
+                    if new_ids.get(id) == device.hardware_id(id) {
+                        new_ids.clear(id);
+                    }
+                }
+                (!new_ids.is_empty()).then_some((index, device, new_ids))
             })
             .collect();
         let mut held = HashMap::new();
         if changing.is_empty() {
             return Ok(held);
         }
-        let mut wanted: [Vec<&str>; 4] = Default::default();
-        for (index, _, _) in &changing {
-            for (slot, id) in HardwareId::ALL.iter().enumerate() {
-                wanted[slot].extend(prepared[*index].ids.get(*id));
-            }
+        let mut keys = KeyLookup::default();
+        for (_, _, new_ids) in &changing {
+            keys.add(new_ids);
         }
-        type CarrierRow = (
-            Uuid,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            String,
-        );
-        let rows: Vec<CarrierRow> = sqlx::query_as(
-            "select device_id, serial_number, udid, imei, wifi_mac, \
-             coalesce(asset_tag, serial_number, device_id::text) from device \
-             where authority_id = $1 and (serial_number = any($2) or udid = any($3) \
-             or imei = any($4) or wifi_mac = any($5)) order by device_id",
-        )
-        .bind(self.source.authority_id)
-        .bind(&wanted[0])
-        .bind(&wanted[1])
-        .bind(&wanted[2])
-        .bind(&wanted[3])
-        .fetch_all(&mut *tx)
-        .await?;
-        // Who carries which identifier, with the label messages name the carrier by.
-        let mut carriers: Vec<(HardwareId, String, Uuid, String)> = Vec::new();
-        let mut carry = |ids: &NormalizedIds, device_id: Uuid, label: &str| {
-            for id in HardwareId::ALL {
-                if let Some(value) = ids.get(id) {
-                    carriers.push((id, value.to_string(), device_id, label.to_string()));
-                }
-            }
-        };
-        for (device_id, serial_number, udid, imei, wifi_mac, label) in rows {
-            let ids = NormalizedIds {
-                serial_number,
-                udid,
-                imei,
-                wifi_mac,
-            };
-            carry(&ids, device_id, &label);
+        let mut carriers = Carriers::default();
+        for device in devices_by_keys(tx, self.source.authority_id, &keys).await? {
+            carriers.add(&device.ids, device.device_id, &device.label());
         }
         for (index, device_id) in created {
             let ids = &prepared[index].ids;
             // Its asset tag may yet go to another device: named by its serial.
-            carry(
-                ids,
-                device_id,
-                &device_label(None, ids.serial_number.as_deref(), device_id),
-            );
+            let label = device_label(None, ids.serial_number.as_deref(), device_id);
+            carriers.add(ids, device_id, &label);
         }
 
-        for (index, device_id, device) in changing {
+        for (index, device, new_ids) in changing {
             let item = &prepared[index];
-            let own = device.hardware_ids();
+            let device_id = device.device_id;
             let label = device.label();
             let mut clashes: Vec<(HardwareId, &str, Uuid, String)> = Vec::new();
             for id in HardwareId::ALL {
-                let Some(value) = item.ids.get(id) else {
+                let Some(value) = new_ids.get(id) else {
                     continue;
                 };
-                if own.get(id) == Some(value) {
-                    continue;
-                }
-                match carriers.iter().find(|(carried, by, other, _)| {
-                    *carried == id && by == value && *other != device_id
-                }) {
-                    Some((_, _, other, other_label)) => {
-                        clashes.push((id, value, *other, other_label.clone()))
-                    }
-                    None => carriers.push((id, value.to_string(), device_id, label.clone())),
+                match carriers.other_than(id, value, device_id) {
+                    Some((other, other_label)) => clashes.push((id, value, other, other_label)),
+                    // Claimed now: a later record of this page reporting it clashes.
+                    None => carriers.add_one(id, value, device_id, &label),
                 }
             }
             if clashes.is_empty() {
@@ -1163,7 +1136,7 @@ impl<'a> Run<'a> {
             let mut reports = Vec::new();
             for (id, value, other, other_label) in &clashes {
                 let name = id.name();
-                let kept = own.get(*id).unwrap_or("none");
+                let kept = device.hardware_id(*id).unwrap_or("none");
                 self.warn(format!(
                     "{external_id}: {name} '{value}' is already carried by device {other_label}; \
                      device {label} keeps {name} '{kept}' (see `bestand review list`)"
@@ -1230,17 +1203,19 @@ impl<'a> Run<'a> {
         // A tag stays with the device that holds it now for the rest of this page, even if that
         // device gives it up here: inserts run before updates, so it is free only next run.
         // With the holder's serial, to name it by: its tag is the one in question.
-        let mut holder: HashMap<String, (Uuid, Option<String>)> = sqlx::query_as(
-            "select asset_tag, device_id, serial_number from device where authority_id = $1 \
-             and asset_tag = any($2)",
-        )
-        .bind(self.source.authority_id)
-        .bind(&tags)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(tag, device_id, serial): (String, Uuid, Option<String>)| (tag, (device_id, serial)))
-        .collect();
+        let keys = KeyLookup {
+            asset_tags: tags.iter().map(|tag| tag.to_string()).collect(),
+            ..KeyLookup::default()
+        };
+        let mut holder: HashMap<String, (Uuid, Option<String>)> =
+            devices_by_keys(tx, self.source.authority_id, &keys)
+                .await?
+                .into_iter()
+                .filter_map(|device| {
+                    let tag = device.asset_tag?;
+                    Some((tag, (device.device_id, device.ids.serial_number)))
+                })
+                .collect();
         for row in writes
             .new_devices
             .iter_mut()
@@ -1341,42 +1316,21 @@ impl<'a> Run<'a> {
         if unlinked.is_empty() {
             return Ok(Vec::new());
         }
-        let mut serials = Vec::new();
-        let mut udids = Vec::new();
-        let mut imeis = Vec::new();
-        let mut macs = Vec::new();
-        let mut tags = Vec::new();
+        let mut keys = KeyLookup::default();
         for &index in unlinked {
-            let ids = &prepared[index].ids;
-            serials.extend(ids.serial_number.clone());
-            udids.extend(ids.udid.clone());
-            imeis.extend(ids.imei.clone());
-            macs.extend(ids.wifi_mac.clone());
-            tags.extend(asset_tag_key(prepared[index].record.asset_tag.as_deref()));
+            keys.add(&prepared[index].ids);
+            keys.asset_tags
+                .extend(asset_tag_key(prepared[index].record.asset_tag.as_deref()));
         }
-        let candidates: Vec<Candidate> = sqlx::query_as(
-            "select device_id, serial_number, udid, imei, wifi_mac, asset_tag from device \
-             where authority_id = $1 and (serial_number = any($2) or udid = any($3) \
-             or imei = any($4) or wifi_mac = any($5) or asset_tag = any($6))",
-        )
-        .bind(self.source.authority_id)
-        .bind(&serials)
-        .bind(&udids)
-        .bind(&imeis)
-        .bind(&macs)
-        .bind(&tags)
-        .fetch_all(&mut *tx)
-        .await?;
+        let candidates = devices_by_keys(tx, self.source.authority_id, &keys).await?;
         let mut index = CandidateIndex::default();
         let candidate_ids: Vec<Uuid> = candidates.iter().map(|c| c.device_id).collect();
-        for candidate in candidates {
-            let ids = NormalizedIds {
-                serial_number: candidate.serial_number,
-                udid: candidate.udid,
-                imei: candidate.imei,
-                wifi_mac: candidate.wifi_mac,
-            };
-            index.add(candidate.device_id, &ids, candidate.asset_tag.as_deref());
+        for candidate in &candidates {
+            index.add(
+                candidate.device_id,
+                &candidate.ids,
+                candidate.asset_tag.as_deref(),
+            );
         }
         // The live links these candidates already have from this source, and whether this run
         // has seen them: that tells a re-enrollment from two records claiming one device.

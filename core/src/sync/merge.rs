@@ -45,7 +45,7 @@ pub fn change<T: Serialize + ?Sized>(old: Option<&T>, new: Option<&T>) -> Box<Ra
 }
 
 /// A device record after identifier normalization, ready to merge.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NormalizedIds {
     pub serial_number: Option<String>,
     pub udid: Option<String>,
@@ -54,7 +54,7 @@ pub struct NormalizedIds {
 }
 
 /// The hardware identifiers, each of which belongs to one device only: matching relies on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HardwareId {
     Serial,
     Udid,
@@ -89,6 +89,11 @@ impl NormalizedIds {
             HardwareId::Imei => self.imei.as_deref(),
             HardwareId::WifiMac => self.wifi_mac.as_deref(),
         }
+    }
+
+    /// Whether it carries no identifier at all.
+    pub fn is_empty(&self) -> bool {
+        HardwareId::ALL.iter().all(|&id| self.get(id).is_none())
     }
 
     /// Leaves `id` out, so that a merge keeps the device's own (a merge never clears).
