@@ -107,6 +107,11 @@ pub async fn apply_config_directory(
         .map(|authority| AuthoritySpec {
             slug: authority.slug.clone(),
             name: authority.name.clone(),
+            shared_macs: authority
+                .shared_macs
+                .iter()
+                .filter_map(|mac| bestand_core::normalize::mac_address(Some(mac)))
+                .collect(),
             schools: authority
                 .schools
                 .iter()

@@ -468,6 +468,10 @@ pub struct AuthorityConfig {
     /// period of the authority's federal state). Unset: the purge refuses to guess.
     #[serde(default)]
     pub retention_months: Option<u32>,
+    /// MAC addresses that many of the authority's devices report (docking stations,
+    /// USB-Ethernet adapters): never used to match a record to a device (docs/sync.md).
+    #[serde(default)]
+    pub shared_macs: Vec<String>,
     #[serde(default, rename = "school")]
     pub schools: Vec<SchoolConfig>,
 }
@@ -863,6 +867,14 @@ fn check_authorities(authorities: &[AuthorityConfig], problems: &mut Vec<String>
         }
         if authority.name.trim().is_empty() {
             problems.push(format!("{table}: key `name`: must not be empty"));
+        }
+        for mac in &authority.shared_macs {
+            if bestand_core::normalize::mac_address(Some(mac)).is_none() {
+                problems.push(format!(
+                    "{table}: key `shared_macs`: \"{mac}\" is not a MAC address \
+                     (12 hex digits, e.g. \"a4:83:e7:12:34:56\")"
+                ));
+            }
         }
         check_schools(authority, problems);
     }

@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod identity;
 pub mod loans;
 pub mod model;
 pub mod normalize;

@@ -42,6 +42,23 @@ pub fn mac_address(raw: Option<&str>) -> Option<String> {
     Some(pairs.join(":"))
 }
 
+/// Whether a MAC address (in the form `mac_address` gives) can belong to one device only.
+/// Addresses with the locally administered bit set are made up by software (the private,
+/// randomised Wi-Fi addresses of phones and tablets, virtual machines, some placeholders such
+/// as iOS's `02:00:00:00:00:00`), and group addresses (the multicast bit, broadcast among
+/// them) name no device at all; both are kept as reported but never used to match.
+pub fn mac_identifies_one_device(mac: &str) -> bool {
+    let Some(first_octet) = mac
+        .get(..2)
+        .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+    else {
+        return false;
+    };
+    const GROUP: u8 = 0b01;
+    const LOCALLY_ADMINISTERED: u8 = 0b10;
+    first_octet & (GROUP | LOCALLY_ADMINISTERED) == 0
+}
+
 /// Trimmed, upper-case UDID; empty becomes `None`.
 pub fn udid(raw: Option<&str>) -> Option<String> {
     let udid = raw?.trim().to_uppercase();
@@ -89,6 +106,20 @@ mod tests {
         );
         assert_eq!(mac_address(Some("00:00:00:00:00:00")), None);
         assert_eq!(mac_address(Some("a4:83")), None);
+    }
+
+    #[test]
+    fn only_universally_administered_unicast_macs_identify_a_device() {
+        assert!(mac_identifies_one_device("a4:83:e7:12:34:56"));
+        assert!(mac_identifies_one_device("00:1b:63:84:45:e6"));
+        // Private Wi-Fi addresses: second-lowest bit of the first octet set.
+        assert!(!mac_identifies_one_device("02:00:00:00:00:00"));
+        assert!(!mac_identifies_one_device("da:a1:19:00:00:01"));
+        assert!(!mac_identifies_one_device("a6:83:e7:12:34:56"));
+        // Broadcast and multicast.
+        assert!(!mac_identifies_one_device("ff:ff:ff:ff:ff:ff"));
+        assert!(!mac_identifies_one_device("01:00:5e:00:00:fb"));
+        assert!(!mac_identifies_one_device(""));
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub async fn musterstadt(pool: &PgPool, source_names: &[&str]) -> Vec<SourceRef>
     let authority = AuthoritySpec {
         slug: "musterstadt".into(),
         name: "Stadt Musterstadt".into(),
+        shared_macs: vec![],
         schools: vec![
             SchoolSpec {
                 number: "100001".into(),

@@ -19,6 +19,9 @@ pub enum ReviewCommand {
     },
     /// Settle one review item.
     Resolve(ResolveArgs),
+    /// Find devices an earlier version merged from two devices (a link whose record reports a
+    /// serial number other than its device's) and open a `serial_changed` item for each.
+    Scan,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -30,7 +33,7 @@ pub enum StatusFilter {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("decision").required(true).args(["link", "new", "dismiss"])))]
+#[command(group(ArgGroup::new("decision").required(true).args(["link", "new", "split", "dismiss"])))]
 pub struct ResolveArgs {
     /// The review item id.
     pub item: i64,
@@ -41,6 +44,10 @@ pub struct ResolveArgs {
     /// The record is a device (or person) of its own.
     #[arg(long)]
     pub new: bool,
+    /// The linked record is a device of its own that was taken for another: move its link to a
+    /// new device, with the history its source wrote.
+    #[arg(long)]
+    pub split: bool,
     /// Leave things as they are (an unmatched record unlinked, a held identifier held); later runs
     /// will not raise the item again.
     #[arg(long)]
@@ -74,6 +81,8 @@ pub async fn run(command: ReviewCommand, config: &Config, format: Format) -> any
                     }
                 } else if args.new {
                     Resolution::CreateNew
+                } else if args.split {
+                    Resolution::Split
                 } else {
                     Resolution::Dismiss
                 };
@@ -89,6 +98,19 @@ pub async fn run(command: ReviewCommand, config: &Config, format: Format) -> any
                 )
                 .await?;
                 println!("Review item {}: {outcome}.", args.item);
+                Ok(())
+            }
+            ReviewCommand::Scan => {
+                let now = bestand_core::Clock::now(&SystemClock);
+                let scan = review::find_merged_devices(&database.pool, now).await?;
+                match format {
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&scan)?),
+                    _ => println!(
+                        "Checked {} live links: {} report a serial number other than their \
+                         device's; {} new review items (see `bestand review list`).",
+                        scan.links, scan.contradicting, scan.opened
+                    ),
+                }
                 Ok(())
             }
         }

@@ -13,6 +13,8 @@ use crate::store::SourceRef;
 pub struct AuthoritySpec {
     pub slug: String,
     pub name: String,
+    /// Normalized MAC addresses never used to match (`identity::MatchingRules`).
+    pub shared_macs: Vec<String>,
     pub schools: Vec<SchoolSpec>,
 }
 
@@ -42,11 +44,13 @@ pub async fn apply_directory(
     let mut tx = pool.begin().await?;
     for authority in authorities {
         let authority_id: Uuid = sqlx::query_scalar(
-            "insert into school_authority (slug, name) values ($1, $2) \
-             on conflict (slug) do update set name = excluded.name returning authority_id",
+            "insert into school_authority (slug, name, shared_macs) values ($1, $2, $3) \
+             on conflict (slug) do update set name = excluded.name, \
+             shared_macs = excluded.shared_macs returning authority_id",
         )
         .bind(&authority.slug)
         .bind(&authority.name)
+        .bind(&authority.shared_macs)
         .fetch_one(&mut *tx)
         .await?;
         for school in &authority.schools {

@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::CoreError;
+use crate::identity::{MatchingRules, IDENTIFIER_SHARED};
 use crate::normalize;
 use crate::person::PersonRecord;
 use crate::record::DeviceRecord;
@@ -79,6 +80,9 @@ pub enum Resolution {
     /// Leave things as they are (an unmatched record unlinked, a held identifier held); later runs
     /// will not raise the item again.
     Dismiss,
+    /// The linked record is a device of its own that was taken for another one: its link moves
+    /// to a new device, with its source's history (`split_link`).
+    Split,
 }
 
 /// Settles a review item and applies the decision at once.
@@ -118,9 +122,41 @@ pub async fn resolve_review(
             "review item {item_id} is already {status}"
         )));
     }
+    if kind == IDENTIFIER_SHARED && !matches!(resolution, Resolution::Dismiss) {
+        return Err(CoreError::Invalid(format!(
+            "review item {item_id} reports an identifier several devices carry, not a record to \
+             place; list a MAC in the authority's shared_macs, or dismiss the item once it is known"
+        )));
+    }
     let mut tx = pool.begin().await?;
     let summary = match resolution {
         Resolution::Dismiss => "dismissed".to_string(),
+        Resolution::Split => {
+            let (Some(source_id), Some(external_id)) = (source_id, external_id) else {
+                return Err(CoreError::Invalid(format!(
+                    "review item {item_id} has no source record to split off"
+                )));
+            };
+            if kind == PERSON_AMBIGUOUS {
+                return Err(CoreError::Invalid(format!(
+                    "review item {item_id} is about a person; --split separates devices"
+                )));
+            }
+            let source = source_by_id(pool, source_id).await?;
+            let record: DeviceRecord = serde_json::from_value(record).map_err(|error| {
+                CoreError::Invalid(format!(
+                    "review item {item_id} holds an unreadable record: {error}"
+                ))
+            })?;
+            split_link(&mut tx, &source, &external_id, &record, resolved_by, now)
+                .await
+                .map_err(|error| match error {
+                    CoreError::Invalid(message) => {
+                        CoreError::Invalid(format!("review item {item_id}: {message}"))
+                    }
+                    other => other,
+                })?
+        }
         Resolution::LinkTo(_) | Resolution::CreateNew => {
             let (Some(source_id), Some(external_id)) = (source_id, external_id) else {
                 return Err(CoreError::Invalid(format!(
@@ -200,6 +236,11 @@ pub const PERSON_AMBIGUOUS: &str = "person_ambiguous";
 /// The review kind the device engine raises for a record that reports a serial number another
 /// device carries (`Run::hold_clashing_hardware_ids`).
 pub const SERIAL_CONFLICT: &str = "serial_conflict";
+
+/// The review kind the device engine raises for a linked record that reports a serial number
+/// other than its device's (a replaced logic board, a reused external id, or two devices that
+/// an earlier version merged into one): the device keeps its serial until a person decides.
+pub const SERIAL_CHANGED: &str = "serial_changed";
 
 /// The review kind the device engine raises for a record that reports a UDID, IMEI or Wi-Fi
 /// MAC (and no serial number) another device carries.
@@ -303,12 +344,7 @@ async fn link_record(
     resolved_by: &str,
     now: DateTime<Utc>,
 ) -> Result<String, CoreError> {
-    let mut ids = NormalizedIds {
-        serial_number: normalize::serial_number(record.serial_number.as_deref()),
-        udid: normalize::udid(record.udid.as_deref()),
-        imei: normalize::imei(record.imei.as_deref()),
-        wifi_mac: normalize::mac_address(record.wifi_mac.as_deref()),
-    };
+    let mut ids = NormalizedIds::of_record(record);
     let origin = format!("source:{}", source.name);
     let school_id: Option<Uuid> = match record.location.school.as_deref() {
         Some(hint) => sqlx::query_scalar(
@@ -450,28 +486,22 @@ async fn link_record(
     }
     insert_events_by(tx, source, &events, now, "user", Some(resolved_by)).await?;
     let mut outcome = format!("{kind} device {label}");
-    for (id, value, carrier) in carried {
-        outcome.push_str(&format!(
-            "; {} '{value}' stays with device {carrier}, which carries it",
-            id.name()
-        ));
-    }
-    if let Some((tag, holder)) = kept_tag {
-        outcome.push_str(&format!(
-            "; asset tag '{tag}' stays with device {holder}, which carries it"
-        ));
-    }
+    tell_what_stayed(&mut outcome, carried, kept_tag);
     Ok(outcome)
 }
 
 /// The hardware ids in `ids` that a device other than `except` carries, each with the value
 /// and the carrier's label (the first carrier by id, if several), in `HardwareId::ALL` order.
+/// A MAC that may not match (`MatchingRules`) is no one's, so it is never carried elsewhere.
 async fn carried_elsewhere(
     tx: &mut sqlx::PgConnection,
     authority_id: Uuid,
     except: Uuid,
     ids: &NormalizedIds,
 ) -> Result<Vec<(HardwareId, String, String)>, sqlx::Error> {
+    let ids = &MatchingRules::load(tx, authority_id)
+        .await?
+        .matching_ids(ids);
     let mut keys = KeyLookup::default();
     keys.add(ids);
     let others: Vec<DeviceKeys> = devices_by_keys(tx, authority_id, &keys)
@@ -520,4 +550,279 @@ async fn keep_asset_tag_unique(
     changes.remove("asset_tag");
     let label = device_label(None, holder.ids.serial_number.as_deref(), holder.device_id);
     Ok(Some((tag, label)))
+}
+
+/// Separates a linked record from the device it was taken for (`review resolve N --split`): a
+/// new device is made from the record, the link moves to it, and it gets a copy of the history
+/// the record's source wrote on the old device (history is append-only, so the old device keeps
+/// its own, plus a `split` event naming the new one). Identifiers the record brings that the old
+/// device carries because this source set them move with it; identifiers another source set stay
+/// where they are, as in a run. The old device's other live links are marked changed, so the
+/// next run of each of their sources writes its record again over what this source had set.
+async fn split_link(
+    tx: &mut sqlx::PgConnection,
+    source: &SourceRef,
+    external_id: &str,
+    record: &DeviceRecord,
+    resolved_by: &str,
+    now: DateTime<Utc>,
+) -> Result<String, CoreError> {
+    let link: Option<(Uuid, Uuid)> = sqlx::query_as(
+        "select source_link_id, device_id from source_link \
+         where source_id = $1 and external_id = $2 and ended_at is null",
+    )
+    .bind(source.source_id)
+    .bind(external_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((link_id, old_id)) = link else {
+        return Err(CoreError::Invalid(format!(
+            "{}:{external_id} is linked to no device, so there is nothing to split; \
+             --new makes the record a device of its own",
+            source.name
+        )));
+    };
+    let mut olds = load_devices_for_update(tx, &[old_id]).await?;
+    let Some(mut old) = olds.pop() else {
+        return Err(CoreError::NotFound {
+            what: "device",
+            key: old_id.to_string(),
+        });
+    };
+    let authority_id = old.authority_id;
+    let origin = format!("source:{}", source.name);
+    let mut ids = NormalizedIds::of_record(record);
+    let mut old_changes = merge::Changes::new();
+    for id in HardwareId::ALL {
+        let Some(value) = ids.get(id).map(str::to_string) else {
+            continue;
+        };
+        if old.hardware_id(id) != Some(value.as_str()) {
+            continue;
+        }
+        let field = hardware_field(id);
+        let set_by_this_source =
+            old.field_origin.get(field).and_then(Value::as_str) == Some(origin.as_str());
+        if set_by_this_source {
+            old.clear_hardware_id(id);
+            old_changes.insert(field.into(), merge::change(Some(value.as_str()), None));
+        } else {
+            ids.clear(id);
+        }
+    }
+    let carried = carried_elsewhere(tx, authority_id, old_id, &ids).await?;
+    for (id, ..) in &carried {
+        ids.clear(*id);
+    }
+    let school_id = old.school_id;
+    let new_id = Uuid::now_v7();
+    let (mut new, mut new_changes) =
+        merge::new_device(new_id, authority_id, record, &ids, school_id, &origin, now);
+    let kept_tag =
+        keep_asset_tag_unique(tx, &mut new, Default::default(), &mut new_changes).await?;
+    let new_label = new.label();
+    let old_label = old.label();
+    insert_devices(tx, vec![new]).await?;
+    update_devices(tx, vec![old]).await?;
+    sqlx::query("update source_link set device_id = $2 where source_link_id = $1")
+        .bind(link_id)
+        .bind(new_id)
+        .execute(&mut *tx)
+        .await?;
+    let copied = sqlx::query(
+        "insert into device_event (authority_id, device_id, occurred_at, kind, cause, \
+         sync_run_id, source_id, actor, changes) \
+         select authority_id, $2, occurred_at, kind, cause, sync_run_id, source_id, actor, changes \
+         from device_event where device_id = $1 and source_id = $3 order by device_event_id",
+    )
+    .bind(old_id)
+    .bind(new_id)
+    .bind(source.source_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let others = sqlx::query(
+        "update source_link set content_hash = '\\x'::bytea \
+         where device_id = $1 and ended_at is null",
+    )
+    .bind(old_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let link_name = format!("{}:{external_id}", source.name);
+    old_changes.insert(
+        "source_link".into(),
+        merge::change(Some(link_name.as_str()), None),
+    );
+    old_changes.insert(
+        "split_to".into(),
+        merge::change(None, Some(new_id.to_string().as_str())),
+    );
+    new_changes.insert(
+        "source_link".into(),
+        merge::change(None, Some(link_name.as_str())),
+    );
+    new_changes.insert(
+        "split_from".into(),
+        merge::change(None, Some(old_id.to_string().as_str())),
+    );
+    let events = [
+        (old_id, "split", changes_text(&old_changes)),
+        (new_id, "split", changes_text(&new_changes)),
+    ];
+    insert_events_by(tx, source, &events, now, "user", Some(resolved_by)).await?;
+    let mut outcome = format!(
+        "split {link_name} off device {old_label} into new device {new_label}, with the {copied} \
+         history events '{}' wrote",
+        source.name
+    );
+    tell_what_stayed(&mut outcome, carried, kept_tag);
+    if others > 0 {
+        outcome.push_str(&format!(
+            "; the next runs of the sources still linked to {old_label} write their records again"
+        ));
+    }
+    Ok(outcome)
+}
+
+/// Adds to a resolution's outcome the identifiers and asset tag that stayed with their carriers.
+fn tell_what_stayed(
+    outcome: &mut String,
+    carried: Vec<(HardwareId, String, String)>,
+    kept_tag: Option<(String, String)>,
+) {
+    for (id, value, carrier) in carried {
+        outcome.push_str(&format!(
+            "; {} '{value}' stays with device {carrier}, which carries it",
+            id.name()
+        ));
+    }
+    if let Some((tag, holder)) = kept_tag {
+        outcome.push_str(&format!(
+            "; asset tag '{tag}' stays with device {holder}, which carries it"
+        ));
+    }
+}
+
+fn changes_text(changes: &merge::Changes) -> String {
+    serde_json::to_string(changes).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// The device column of a hardware id, as `field_origin` and history name it.
+fn hardware_field(id: HardwareId) -> &'static str {
+    match id {
+        HardwareId::Serial => "serial_number",
+        HardwareId::Udid => "udid",
+        HardwareId::Imei => "imei",
+        HardwareId::WifiMac => "wifi_mac",
+    }
+}
+
+/// A live link whose record's serial differs from its device's, as `find_merged_devices` reads it.
+#[derive(sqlx::FromRow)]
+struct LinkSerial {
+    authority_id: Uuid,
+    source_id: Uuid,
+    source_name: String,
+    external_id: String,
+    device_serial: String,
+    device_id: Uuid,
+    asset_tag: Option<String>,
+    record: Value,
+}
+
+/// What `find_merged_devices` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MergedScan {
+    /// Live links checked.
+    pub links: i64,
+    /// Links whose record reports a serial number other than their device's.
+    pub contradicting: usize,
+    /// Of those, items opened now (the rest were open already, or dismissed before).
+    pub opened: usize,
+}
+
+/// Finds devices that earlier versions merged from two physical devices: a live link whose
+/// record reports a usable serial number other than its device's usable one. Each gets a
+/// `serial_changed` item (`review resolve --split` separates it, `--link` the device takes the
+/// serial, `--dismiss` leaves it). Runs again as often as wanted: open items are refreshed,
+/// dismissed ones not raised again.
+pub async fn find_merged_devices(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+) -> Result<MergedScan, CoreError> {
+    let mut tx = pool.begin().await?;
+    let links: i64 = sqlx::query_scalar("select count(*) from source_link where ended_at is null")
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows: Vec<LinkSerial> = sqlx::query_as(
+        "select l.authority_id, l.source_id, s.name as source_name, l.external_id, \
+         d.serial_number as device_serial, d.device_id, d.asset_tag, l.normalized::jsonb as record \
+         from source_link l join device d using (device_id) join source s using (source_id) \
+         where l.ended_at is null and d.serial_number is not null \
+         and l.normalized->>'serial_number' is not null \
+         and l.normalized->>'serial_number' <> d.serial_number \
+         order by l.source_link_id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut scan = MergedScan {
+        links,
+        ..MergedScan::default()
+    };
+    for LinkSerial {
+        authority_id,
+        source_id,
+        source_name,
+        external_id,
+        device_serial,
+        device_id,
+        asset_tag: tag,
+        record,
+    } in rows
+    {
+        let reported = record.get("serial_number").and_then(Value::as_str);
+        let Some(reported) = normalize::serial_number(reported) else {
+            continue;
+        };
+        if normalize::serial_number(Some(&device_serial)).as_deref() == Some(reported.as_str()) {
+            continue;
+        }
+        scan.contradicting += 1;
+        let label = device_label(tag.as_deref(), Some(&device_serial), device_id);
+        let summary = format!(
+            "{external_id} of source '{source_name}' reports serial number '{reported}' but its \
+             device {label} carries '{device_serial}': an earlier version may have merged two \
+             devices; --split makes the record a device of its own, --link {label} takes the \
+             new serial"
+        );
+        let opened = sqlx::query(
+            "insert into review_item (authority_id, source_id, kind, external_id, summary, \
+             record, candidates, created_at, last_seen_at) \
+             select $1, $2, $3, $4, $5, $6, $7, $8, $8 \
+             where not exists (select 1 from review_item d where d.source_id = $2 \
+             and d.external_id = $4 and d.kind = $3 and d.status = 'dismissed') \
+             on conflict (source_id, external_id, kind) where status = 'open' \
+             do update set summary = excluded.summary, record = excluded.record, \
+             candidates = excluded.candidates, last_seen_at = excluded.last_seen_at \
+             returning (xmax = 0)",
+        )
+        .bind(authority_id)
+        .bind(source_id)
+        .bind(SERIAL_CHANGED)
+        .bind(&external_id)
+        .bind(&summary)
+        .bind(&record)
+        .bind(vec![device_id])
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = opened {
+            if sqlx::Row::get::<bool, _>(&row, 0) {
+                scan.opened += 1;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(scan)
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::error::CoreError;
+use crate::identity::{self, MatchingRules, IDENTIFIER_SHARED};
 use crate::model::SyncStatus;
 use crate::record::DeviceRecord;
 use crate::store::assignments::refresh_assignments;
@@ -21,7 +22,7 @@ use crate::store::device_row::{
     device_label, devices_by_keys, insert_devices, load_devices_for_update, update_devices,
     AssetTagBefore, DeviceRow, KeyLookup,
 };
-use crate::store::review::{IDENTIFIER_CONFLICT, SERIAL_CONFLICT};
+use crate::store::review::{IDENTIFIER_CONFLICT, SERIAL_CHANGED, SERIAL_CONFLICT};
 use crate::store::SourceRef;
 use crate::sync::guard::DeletionGuard;
 use crate::sync::merge::{self, Changes, HardwareId, NormalizedIds};
@@ -429,6 +430,10 @@ struct Run<'a> {
     payloads: Option<PayloadWriter>,
     /// How the references of the devices this run creates are checked (`sync::references`).
     row_checks: RowChecks,
+    /// Which identifiers may match (the authority's `shared_macs` and the fixed MAC rules).
+    rules: MatchingRules,
+    /// The shared identifiers this run reported, so that each counts once.
+    shared_reported: HashSet<(HardwareId, String)>,
 }
 
 /// A record with its identifiers normalized (in `record` too), its JSON, its hash and school.
@@ -464,13 +469,26 @@ enum Decision {
     },
 }
 
-/// Indexes of candidate devices by identifier, for one page.
+/// Indexes of candidate devices by identifier, for one page. It holds identifiers in their
+/// matching form (`MatchingRules::matching_ids`): a MAC that identifies no one is not in it.
 #[derive(Default)]
 struct CandidateIndex {
     by_serial: HashMap<String, Vec<Uuid>>,
-    by_other: HashMap<String, Vec<Uuid>>,
+    by_other: HashMap<(HardwareId, String), Vec<Uuid>>,
     /// Devices by asset tag, with their serial number.
     by_asset_tag: HashMap<String, Vec<(Uuid, Option<String>)>>,
+    /// Each indexed device's serial number, which decides whether another identifier it
+    /// carries is its own or shared with devices of other serials.
+    serial_of: HashMap<Uuid, Option<String>>,
+}
+
+/// What matching found for a record.
+struct Matched {
+    found: Vec<Uuid>,
+    matched_by: &'static str,
+    /// Identifiers of the record that devices with different serial numbers carry (the record
+    /// included, if it has a serial): they matched nothing, and are reported once each.
+    shared: Vec<(HardwareId, String, Vec<Uuid>)>,
 }
 
 impl CandidateIndex {
@@ -478,8 +496,13 @@ impl CandidateIndex {
         if let Some(serial) = &ids.serial_number {
             push_unique(self.by_serial.entry(serial.clone()).or_default(), device_id);
         }
-        for key in other_keys(ids) {
-            push_unique(self.by_other.entry(key).or_default(), device_id);
+        for id in OTHER_IDS {
+            if let Some(value) = ids.get(id) {
+                push_unique(
+                    self.by_other.entry((id, value.to_string())).or_default(),
+                    device_id,
+                );
+            }
         }
         if let Some(tag) = asset_tag_key(asset_tag) {
             let devices = self.by_asset_tag.entry(tag).or_default();
@@ -487,26 +510,52 @@ impl CandidateIndex {
                 devices.push((device_id, ids.serial_number.clone()));
             }
         }
+        self.serial_of
+            .entry(device_id)
+            .or_insert_with(|| ids.serial_number.clone());
     }
 
     /// By serial; else by UDID, IMEI or MAC; else by asset tag (Inventarnummer), which is
     /// unique per authority and the only key some sources share with the MDMs (UCS@school
-    /// computer objects carry a MAC and an inventory number, never a serial). Two serials that
-    /// differ outweigh an equal asset tag: that is a sticker on the wrong device, not a match.
-    fn candidates(
-        &self,
-        ids: &NormalizedIds,
-        asset_tag: Option<&str>,
-    ) -> (Vec<Uuid>, &'static str) {
+    /// computer objects carry a MAC and an inventory number, never a serial).
+    ///
+    /// A serial outranks every other identifier: a UDID, IMEI or MAC that devices with
+    /// different serials carry (the record's own serial counted) is no identifier at all, so it
+    /// matches nothing and is reported as shared; two serials that differ outweigh an equal
+    /// asset tag too (a sticker on the wrong device, not a match). `ids` is in matching form.
+    fn candidates(&self, ids: &NormalizedIds, asset_tag: Option<&str>) -> Matched {
         if let Some(serial) = &ids.serial_number {
             if let Some(found) = self.by_serial.get(serial) {
-                return (found.clone(), "serial number");
+                return Matched {
+                    found: found.clone(),
+                    matched_by: "serial number",
+                    shared: Vec::new(),
+                };
             }
         }
         let mut found = Vec::new();
-        for key in other_keys(ids) {
-            for device_id in self.by_other.get(&key).into_iter().flatten() {
-                push_unique(&mut found, *device_id);
+        let mut shared = Vec::new();
+        for id in OTHER_IDS {
+            let Some(value) = ids.get(id) else {
+                continue;
+            };
+            let Some(carriers) = self.by_other.get(&(id, value.to_string())) else {
+                continue;
+            };
+            let serials = carriers
+                .iter()
+                .map(|device_id| {
+                    self.serial_of
+                        .get(device_id)
+                        .and_then(|serial| serial.as_deref())
+                })
+                .chain([ids.serial_number.as_deref()]);
+            if identity::serials_agree(serials) {
+                for device_id in carriers {
+                    push_unique(&mut found, *device_id);
+                }
+            } else {
+                shared.push((id, value.to_string(), carriers.clone()));
             }
         }
         if found.is_empty() {
@@ -520,41 +569,73 @@ impl CandidateIndex {
                 .map(|(device_id, _)| *device_id)
                 .collect();
             if !compatible.is_empty() {
-                return (compatible, "asset tag");
+                return Matched {
+                    found: compatible,
+                    matched_by: "asset tag",
+                    shared,
+                };
             }
         }
-        (found, "UDID, IMEI or Wi-Fi MAC")
+        Matched {
+            found,
+            matched_by: "UDID, IMEI or Wi-Fi MAC",
+            shared,
+        }
     }
 }
 
+/// The hardware identifiers besides the serial number, which match only when no serial does.
+const OTHER_IDS: [HardwareId; 3] = [HardwareId::Udid, HardwareId::Imei, HardwareId::WifiMac];
+
 /// An asset tag in the form devices are matched by (trimmed; empty means none).
-/// Who carries which hardware identifier, with the label messages name the carrier by.
+/// Who carries which hardware identifier, with the label messages name the carrier by and the
+/// carrier's serial number (which tells a shared identifier from a clash).
 #[derive(Default)]
-struct Carriers(HashMap<(HardwareId, String), Vec<(Uuid, String)>>);
+struct Carriers(HashMap<(HardwareId, String), Vec<Carrier>>);
+
+#[derive(Clone)]
+struct Carrier {
+    device_id: Uuid,
+    label: String,
+    serial: Option<String>,
+}
 
 impl Carriers {
     fn add(&mut self, ids: &NormalizedIds, device_id: Uuid, label: &str) {
         for id in HardwareId::ALL {
             if let Some(value) = ids.get(id) {
-                self.add_one(id, value, device_id, label);
+                self.add_one(id, value, device_id, label, ids.serial_number.as_deref());
             }
         }
     }
 
-    fn add_one(&mut self, id: HardwareId, value: &str, device_id: Uuid, label: &str) {
+    fn add_one(
+        &mut self,
+        id: HardwareId,
+        value: &str,
+        device_id: Uuid,
+        label: &str,
+        serial: Option<&str>,
+    ) {
         let carriers = self.0.entry((id, value.to_string())).or_default();
-        if !carriers.iter().any(|(known, _)| *known == device_id) {
-            carriers.push((device_id, label.to_string()));
+        if !carriers.iter().any(|known| known.device_id == device_id) {
+            carriers.push(Carrier {
+                device_id,
+                label: label.to_string(),
+                serial: serial.map(str::to_string),
+            });
         }
     }
 
-    /// A device other than `device_id` that carries `value` as `id`, with its label.
-    fn other_than(&self, id: HardwareId, value: &str, device_id: Uuid) -> Option<(Uuid, String)> {
+    /// The devices other than `device_id` that carry `value` as `id`.
+    fn others(&self, id: HardwareId, value: &str, device_id: Uuid) -> Vec<Carrier> {
         self.0
-            .get(&(id, value.to_string()))?
-            .iter()
-            .find(|(other, _)| *other != device_id)
+            .get(&(id, value.to_string()))
+            .into_iter()
+            .flatten()
+            .filter(|carrier| carrier.device_id != device_id)
             .cloned()
+            .collect()
     }
 }
 
@@ -563,20 +644,6 @@ fn asset_tag_key(asset_tag: Option<&str>) -> Option<String> {
         .map(str::trim)
         .filter(|tag| !tag.is_empty())
         .map(str::to_string)
-}
-
-fn other_keys(ids: &NormalizedIds) -> Vec<String> {
-    let mut keys = Vec::new();
-    if let Some(udid) = &ids.udid {
-        keys.push(format!("udid:{udid}"));
-    }
-    if let Some(imei) = &ids.imei {
-        keys.push(format!("imei:{imei}"));
-    }
-    if let Some(mac) = &ids.wifi_mac {
-        keys.push(format!("mac:{mac}"));
-    }
-    keys
 }
 
 fn push_unique(list: &mut Vec<Uuid>, device_id: Uuid) {
@@ -598,6 +665,18 @@ struct PageWrites {
     ended_links: Vec<(Uuid, String)>,
     events: Vec<(Uuid, &'static str, String)>,
     reviews: Vec<(usize, &'static str, String, Vec<Uuid>)>,
+    /// Identifiers devices with different serial numbers carry, with those devices: one review
+    /// item each (`identifier_shared`), whichever records found them.
+    shared: HashMap<(HardwareId, String), Vec<Uuid>>,
+}
+
+impl PageWrites {
+    fn report_shared(&mut self, id: HardwareId, value: &str, devices: &[Uuid]) {
+        let carriers = self.shared.entry((id, value.to_string())).or_default();
+        for device_id in devices {
+            push_unique(carriers, *device_id);
+        }
+    }
 }
 
 impl<'a> Run<'a> {
@@ -617,6 +696,8 @@ impl<'a> Run<'a> {
             priority: merge::FieldPriority::default(),
             payloads: None,
             row_checks: RowChecks::PerRow,
+            rules: MatchingRules::default(),
+            shared_reported: HashSet::new(),
         }
     }
 
@@ -636,6 +717,7 @@ impl<'a> Run<'a> {
     ) -> Result<Finish, RunError> {
         let mut tx = conn.begin().await?;
         self.load_schools(&mut tx).await?;
+        self.rules = MatchingRules::load(&mut tx, self.source.authority_id).await?;
         let active_before: i64 = sqlx::query_scalar(
             "select count(*) from source_link \
              where source_id = $1 and ended_at is null and missing_since is null",
@@ -905,7 +987,7 @@ impl<'a> Run<'a> {
             }
         }
 
-        let decisions = self.decide(tx, &prepared, &unlinked).await?;
+        let decisions = self.decide(tx, &prepared, &unlinked, &mut writes).await?;
 
         let mut device_ids: Vec<Uuid> =
             changed.iter().map(|(_, device_id, _)| *device_id).collect();
@@ -1068,8 +1150,17 @@ impl<'a> Run<'a> {
     /// the rest of the record applies, and a review item names the devices (`serial_conflict`
     /// when the serial is among them, else `identifier_conflict`). An identifier is also
     /// carried by a device this page creates with it (`created`), and by a device an earlier
-    /// record of this page gave it. Returns, per record index, the identifiers to merge instead
-    /// (the clashing ones left out, which a merge never clears).
+    /// record of this page gave it.
+    ///
+    /// Two exceptions: a UDID, IMEI or MAC whose carriers have serial numbers other than the
+    /// device's is shared (a dock, an adapter, a clone), not a clash: it is written, matches
+    /// nothing, and is reported once as `identifier_shared`; a MAC that may not match at all
+    /// (private, group or listed in `shared_macs`) is written without a check. And a device's
+    /// serial never changes silently: a different serial for a device that has one is held
+    /// (`serial_changed`) until a person decides.
+    ///
+    /// Returns, per record index, the identifiers to merge instead (the held ones left out,
+    /// which a merge never clears).
     async fn hold_clashing_hardware_ids(
         &mut self,
         tx: &mut PgConnection,
@@ -1079,12 +1170,12 @@ impl<'a> Run<'a> {
         created: Vec<(usize, Uuid)>,
         writes: &mut PageWrites,
     ) -> Result<HashMap<usize, NormalizedIds>, sqlx::Error> {
-        // Per target, the identifiers its record would change on the device.
+        // Per target, the identifiers its record would change on the device that may match.
         let changing: Vec<(usize, &DeviceRow, NormalizedIds)> = targets
             .iter()
             .filter_map(|&(index, device_id)| {
                 let device = devices.get(&device_id)?;
-                let mut new_ids = prepared[index].ids.clone();
+                let mut new_ids = self.rules.matching_ids(&prepared[index].ids);
                 for id in HardwareId::ALL {
                     if new_ids.get(id) == device.hardware_id(id) {
                         new_ids.clear(id);
@@ -1116,55 +1207,102 @@ impl<'a> Run<'a> {
             let item = &prepared[index];
             let device_id = device.device_id;
             let label = device.label();
-            let mut clashes: Vec<(HardwareId, &str, Uuid, String)> = Vec::new();
+            let own_serial = device
+                .serial_number
+                .as_deref()
+                .or(item.ids.serial_number.as_deref());
+            let mut clashes: Vec<(HardwareId, &str, Carrier)> = Vec::new();
+            let mut serial_changed = None;
             for id in HardwareId::ALL {
                 let Some(value) = new_ids.get(id) else {
                     continue;
                 };
-                match carriers.other_than(id, value, device_id) {
-                    Some((other, other_label)) => clashes.push((id, value, other, other_label)),
-                    // Claimed now: a later record of this page reporting it clashes.
-                    None => carriers.add_one(id, value, device_id, &label),
+                let others = carriers.others(id, value, device_id);
+                let shared = id != HardwareId::Serial
+                    && !others.is_empty()
+                    && !identity::serials_agree(
+                        others
+                            .iter()
+                            .map(|other| other.serial.as_deref())
+                            .chain([own_serial]),
+                    );
+                if shared {
+                    let mut sharing: Vec<Uuid> = others.iter().map(|o| o.device_id).collect();
+                    sharing.push(device_id);
+                    writes.report_shared(id, value, &sharing);
+                } else if let Some(other) = others.into_iter().next() {
+                    clashes.push((id, value, other));
+                    continue;
+                } else if id == HardwareId::Serial && device.serial_number.is_some() {
+                    serial_changed = Some(value);
+                    continue;
                 }
-            }
-            if clashes.is_empty() {
-                continue;
+                // Claimed now: a later record of this page reporting it clashes.
+                carriers.add_one(id, value, device_id, &label, own_serial);
             }
             let external_id = &item.record.external_id;
             let mut ids = item.ids.clone();
-            let mut candidates = Vec::new();
-            let mut reports = Vec::new();
-            for (id, value, other, other_label) in &clashes {
-                let name = id.name();
-                let kept = device.hardware_id(*id).unwrap_or("none");
+            if let Some(new_serial) = serial_changed {
+                let old_serial = device.serial_number.as_deref().unwrap_or_default();
                 self.warn(format!(
-                    "{external_id}: {name} '{value}' is already carried by device {other_label}; \
-                     device {label} keeps {name} '{kept}' (see `bestand review list`)"
+                    "{external_id}: reports serial number '{new_serial}' for device {label}, \
+                     which has '{old_serial}'; the device keeps it until a person decides (see \
+                     `bestand review list`)"
                 ));
-                reports.push(format!(
-                    "{name} '{value}', which device {other_label} carries"
+                writes.reviews.push((
+                    index,
+                    SERIAL_CHANGED,
+                    format!(
+                        "{external_id} of source '{}' belongs to device {label} (serial number \
+                         '{old_serial}') but now reports serial number '{new_serial}': a replaced \
+                         logic board, a reused id or two devices in one; --link {label} takes the \
+                         new serial, --split makes the record a device of its own",
+                        self.source.name
+                    ),
+                    vec![device_id],
                 ));
-                push_unique(&mut candidates, *other);
-                ids.clear(*id);
+                self.counts.review_items += 1;
+                ids.clear(HardwareId::Serial);
             }
-            candidates.push(device_id);
-            let kind = if clashes.iter().any(|(id, ..)| *id == HardwareId::Serial) {
-                SERIAL_CONFLICT
-            } else {
-                IDENTIFIER_CONFLICT
-            };
-            writes.reviews.push((
-                index,
-                kind,
-                format!(
-                    "{external_id} of source '{}' belongs to device {label} but now reports {}",
-                    self.source.name,
-                    reports.join(" and ")
-                ),
-                candidates,
-            ));
-            self.counts.review_items += 1;
-            held.insert(index, ids);
+            if !clashes.is_empty() {
+                let mut candidates = Vec::new();
+                let mut reports = Vec::new();
+                for (id, value, other) in &clashes {
+                    let name = id.name();
+                    let kept = device.hardware_id(*id).unwrap_or("none");
+                    let other_label = &other.label;
+                    self.warn(format!(
+                        "{external_id}: {name} '{value}' is already carried by device \
+                         {other_label}; device {label} keeps {name} '{kept}' (see `bestand review \
+                         list`)"
+                    ));
+                    reports.push(format!(
+                        "{name} '{value}', which device {other_label} carries"
+                    ));
+                    push_unique(&mut candidates, other.device_id);
+                    ids.clear(*id);
+                }
+                candidates.push(device_id);
+                let kind = if clashes.iter().any(|(id, ..)| *id == HardwareId::Serial) {
+                    SERIAL_CONFLICT
+                } else {
+                    IDENTIFIER_CONFLICT
+                };
+                writes.reviews.push((
+                    index,
+                    kind,
+                    format!(
+                        "{external_id} of source '{}' belongs to device {label} but now reports {}",
+                        self.source.name,
+                        reports.join(" and ")
+                    ),
+                    candidates,
+                ));
+                self.counts.review_items += 1;
+            }
+            if serial_changed.is_some() || !clashes.is_empty() {
+                held.insert(index, ids);
+            }
         }
         Ok(held)
     }
@@ -1306,19 +1444,24 @@ impl<'a> Run<'a> {
     }
 
     /// Matches records without a live link to devices: by serial, else by UDID, IMEI or MAC,
-    /// else by asset tag.
+    /// else by asset tag (`CandidateIndex::candidates`), with the identifiers that may match.
     async fn decide(
         &self,
         tx: &mut PgConnection,
         prepared: &[Prepared],
         unlinked: &[usize],
+        writes: &mut PageWrites,
     ) -> Result<Vec<(usize, Decision)>, sqlx::Error> {
         if unlinked.is_empty() {
             return Ok(Vec::new());
         }
+        let matching: HashMap<usize, NormalizedIds> = unlinked
+            .iter()
+            .map(|&index| (index, self.rules.matching_ids(&prepared[index].ids)))
+            .collect();
         let mut keys = KeyLookup::default();
         for &index in unlinked {
-            keys.add(&prepared[index].ids);
+            keys.add(&matching[&index]);
             keys.asset_tags
                 .extend(asset_tag_key(prepared[index].record.asset_tag.as_deref()));
         }
@@ -1328,7 +1471,7 @@ impl<'a> Run<'a> {
         for candidate in &candidates {
             index.add(
                 candidate.device_id,
-                &candidate.ids,
+                &self.rules.matching_ids(&candidate.ids),
                 candidate.asset_tag.as_deref(),
             );
         }
@@ -1353,7 +1496,12 @@ impl<'a> Run<'a> {
         let mut decisions = Vec::with_capacity(unlinked.len());
         for &record_index in unlinked {
             let item = &prepared[record_index];
-            let (found, matched_by) = index.candidates(&item.ids, item.record.asset_tag.as_deref());
+            let ids = &matching[&record_index];
+            let Matched {
+                found,
+                matched_by,
+                shared,
+            } = index.candidates(ids, item.record.asset_tag.as_deref());
             let decision = match found.as_slice() {
                 [] => Decision::Create {
                     device_id: Uuid::now_v7(),
@@ -1385,11 +1533,22 @@ impl<'a> Run<'a> {
                     candidates: several.to_vec(),
                 },
             };
+            // The device the record becomes or joins carries the shared identifiers too.
+            let carrier = match &decision {
+                Decision::Create { device_id } | Decision::Attach { device_id, .. } => {
+                    Some(*device_id)
+                }
+                Decision::Review { .. } => None,
+            };
+            for (id, value, mut carriers) in shared {
+                carriers.extend(carrier);
+                writes.report_shared(id, &value, &carriers);
+            }
             // Later records of this page must see what this one claimed: a device created
             // here can be matched, and a device attached here counts as seen.
             match &decision {
                 Decision::Create { device_id } => {
-                    index.add(*device_id, &item.ids, item.record.asset_tag.as_deref());
+                    index.add(*device_id, ids, item.record.asset_tag.as_deref());
                     live.insert(
                         *device_id,
                         (Uuid::nil(), item.record.external_id.clone(), true),
@@ -1558,6 +1717,26 @@ impl<'a> Run<'a> {
             };
             upsert_review_item(tx, review).await?;
         }
+        let mut shared: Vec<_> = writes.shared.into_iter().collect();
+        // In one order, so that two runs reporting the same identifiers wait rather than deadlock.
+        shared.sort_by(|((_, a), _), ((_, b), _)| a.cmp(b));
+        for ((id, value), devices) in shared {
+            if self.shared_reported.insert((id, value.clone())) {
+                self.counts.review_items += 1;
+            }
+            let key = identity::shared_identifier_key(id, &value);
+            let summary = identity::shared_identifier_summary(id, &value);
+            upsert_shared_identifier(
+                tx,
+                self.source,
+                self.run_id,
+                self.now,
+                &key,
+                &summary,
+                &devices,
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -1687,6 +1866,41 @@ pub(crate) async fn upsert_review_item(
     .bind(review.candidates)
     .bind(review.now)
     .bind(review.kind)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Opens the `identifier_shared` item of an identifier, or adds `devices` to the open one: one
+/// item per identifier and authority, whichever source found it, so it carries no source. An
+/// identifier whose item a person dismissed is not raised again.
+pub(crate) async fn upsert_shared_identifier(
+    tx: &mut PgConnection,
+    source: &SourceRef,
+    run_id: i64,
+    now: DateTime<Utc>,
+    key: &str,
+    summary: &str,
+    devices: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into review_item (authority_id, source_id, sync_run_id, kind, external_id, \
+         summary, candidates, created_at, last_seen_at) \
+         select $1, null, $2, $3, $4, $5, $6, $7, $7 \
+         where not exists (select 1 from review_item d where d.authority_id = $1 \
+         and d.source_id is null and d.kind = $3 and d.external_id = $4 and d.status = 'dismissed') \
+         on conflict (authority_id, kind, external_id) where status = 'open' and source_id is null \
+         do update set sync_run_id = excluded.sync_run_id, summary = excluded.summary, \
+         candidates = array(select distinct c from unnest(review_item.candidates || \
+         excluded.candidates) c order by c), last_seen_at = excluded.last_seen_at",
+    )
+    .bind(source.authority_id)
+    .bind(run_id)
+    .bind(IDENTIFIER_SHARED)
+    .bind(key)
+    .bind(summary)
+    .bind(devices)
+    .bind(now)
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::model::DeviceCategory;
+use crate::normalize;
 use crate::record::DeviceRecord;
 use crate::store::device_row::{DeviceRow, SOURCE_FIELDS};
 
@@ -82,6 +83,16 @@ impl HardwareId {
 }
 
 impl NormalizedIds {
+    /// The record's identifiers in the form devices are matched and stored by.
+    pub fn of_record(record: &DeviceRecord) -> NormalizedIds {
+        NormalizedIds {
+            serial_number: normalize::serial_number(record.serial_number.as_deref()),
+            udid: normalize::udid(record.udid.as_deref()),
+            imei: normalize::imei(record.imei.as_deref()),
+            wifi_mac: normalize::mac_address(record.wifi_mac.as_deref()),
+        }
+    }
+
     pub fn get(&self, id: HardwareId) -> Option<&str> {
         match id {
             HardwareId::Serial => self.serial_number.as_deref(),

@@ -7,7 +7,6 @@
 
 use tokio::sync::mpsc;
 
-use crate::normalize;
 use crate::record::{hash_json_text, DeviceRecord};
 use crate::sync::merge::NormalizedIds;
 use crate::sync::protocol::{FetchFailure, SourceItem};
@@ -84,12 +83,7 @@ pub(crate) fn spawn_normalizer(
 /// Normalizes the identifiers the engine matches on, in the record too, so a change in how a
 /// source spells an identifier does not count as a change of the device.
 pub(crate) fn normalize_record(mut record: DeviceRecord) -> NormalizedRecord {
-    let ids = NormalizedIds {
-        serial_number: normalize::serial_number(record.serial_number.as_deref()),
-        udid: normalize::udid(record.udid.as_deref()),
-        imei: normalize::imei(record.imei.as_deref()),
-        wifi_mac: normalize::mac_address(record.wifi_mac.as_deref()),
-    };
+    let ids = NormalizedIds::of_record(&record);
     record.serial_number.clone_from(&ids.serial_number);
     record.udid.clone_from(&ids.udid);
     record.imei.clone_from(&ids.imei);
