@@ -4,7 +4,17 @@
 //! with the PostgreSQL server programs installed on the machine (on PATH, or in Debian's
 //! `/usr/lib/postgresql/<version>/bin`). The server listens only on a Unix socket in a folder
 //! that only its own user may enter, and trusts whoever reaches that socket. It is started on
-//! demand and stopped again by the command that started it.
+//! demand and stopped again when the last bestand process using it is done.
+//!
+//! Several bestand processes share one cluster (a scheduled sync, an admin's query and a
+//! counter's hand-out at the same moment). Two lock files keep them from tripping over each
+//! other: `start.lock` is held exclusively while a process starts the server (or decides to stop
+//! it), so a second starter waits until the server accepts connections and its database exists;
+//! `users.lock` is held shared by every process while it uses the server, and the process that
+//! finishes last (it gets `users.lock` exclusively) stops the server, if a command started it on
+//! demand (the marker file `on-demand`). A server that was already running, or that `bestand db
+//! start` keeps running, is left running. The kernel drops the locks of a process that dies, so
+//! a killed command never keeps the server up for good, nor stops it under the others.
 //!
 //! `initdb` and `pg_ctl` refuse to run as root, so when bestand runs as root every server
 //! program runs through `runuser -u <run_as>` (default `postgres`), and the cluster folder
@@ -19,6 +29,9 @@
 //!     data/bestand.conf     written at every start: socket, port, connections, memory, WAL
 //!     socket/               the server's Unix socket, mode 0700
 //!     server.log            the server's log
+//!     start.lock            held while a process starts or stops the server
+//!     users.lock            held shared by every process using the server
+//!     on-demand             present while the server runs because a command started it
 //! ```
 
 use std::ffi::{OsStr, OsString};
@@ -48,6 +61,11 @@ const SOCKET_FILE: &str = ".s.PGSQL.5432";
 
 /// `sun_path` holds 108 bytes including the final NUL.
 const MAX_SOCKET_PATH: usize = 107;
+
+/// The connections bestand's own server admits. Every bestand command holds one or two while it
+/// runs; PostgreSQL's default of 100 ran out when a hundred hand-outs at the counters, a sync
+/// and `serve` met (each connection costs the server a few hundred KB only while it exists).
+const OWN_MAX_CONNECTIONS: u32 = 300;
 
 /// How many lines of the server log a failed start shows.
 const LOG_TAIL_LINES: usize = 30;
@@ -329,7 +347,7 @@ pub struct ClusterOptions {
     /// Trades crash safety for speed (fsync, synchronous_commit and full_page_writes off,
     /// no sync after initdb). Only for clusters whose data may be lost.
     pub throwaway: bool,
-    /// The server's `max_connections`; PostgreSQL's default (100) when unset.
+    /// The server's `max_connections`; `OWN_MAX_CONNECTIONS` when unset.
     pub max_connections: Option<u32>,
 }
 
@@ -562,18 +580,87 @@ impl LocalCluster {
     /// `bestand` database if missing. The returned guard stops the server when dropped, but
     /// only if this call started it.
     pub async fn start(&self) -> Result<StartedCluster> {
+        self.prepare_folders()?;
+        // Whoever starts the server, the others wait here until it accepts connections.
+        let start_lock = self.lock_file(START_LOCK, LockKind::Exclusive).await?;
         self.ensure_initialized().await?;
         let started_here = match self.status().await? {
             ClusterStatus::Running { .. } => false,
             ClusterStatus::Stopped | ClusterStatus::NotInitialized => self.start_server().await?,
         };
+        if started_here {
+            let marker = self.dir.join(ON_DEMAND_MARKER);
+            std::fs::write(&marker, b"").map_err(io_error("write", &marker))?;
+        }
+        let user_lock = self.lock_file(USERS_LOCK, LockKind::Shared).await?;
         let started = StartedCluster {
             cluster: self.clone(),
             started_here,
+            user_lock: Some(user_lock),
         };
-        // On failure `started` is dropped here and stops a server started just now.
-        self.ensure_database().await?;
+        let database = self.ensure_database().await;
+        // Let go first: on failure `started` is dropped next and stops a server started just
+        // now (unless another process uses it already), which takes `start.lock` itself.
+        drop(start_lock);
+        database?;
         Ok(started)
+    }
+
+    /// Opens `name` in the cluster folder and locks it, waiting as long as another process
+    /// holds a conflicting lock.
+    async fn lock_file(&self, name: &str, kind: LockKind) -> Result<std::fs::File> {
+        let path = self.dir.join(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error("open", &path))?;
+        let locked = tokio::task::spawn_blocking(move || {
+            match kind {
+                LockKind::Shared => file.lock_shared(),
+                LockKind::Exclusive => file.lock(),
+            }
+            .map(|()| file)
+        })
+        .await
+        .map_err(|error| io_error("lock", &path)(std::io::Error::other(error)))?;
+        locked.map_err(io_error("lock", &path))
+    }
+
+    /// After this process let go of its `users.lock`: stops the server if no other process uses
+    /// it and a command started it on demand. Runs under `start.lock`, so no process starts to
+    /// use the server while it is being stopped.
+    fn stop_if_last_user(&self) -> Result<bool> {
+        let start_path = self.dir.join(START_LOCK);
+        let start_lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&start_path)
+            .map_err(io_error("open", &start_path))?;
+        start_lock.lock().map_err(io_error("lock", &start_path))?;
+        let users_path = self.dir.join(USERS_LOCK);
+        let users = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&users_path)
+            .map_err(io_error("open", &users_path))?;
+        let last = match users.try_lock() {
+            Ok(()) => true,
+            Err(std::fs::TryLockError::WouldBlock) => false,
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(io_error("lock", &users_path)(error))
+            }
+        };
+        let marker = self.dir.join(ON_DEMAND_MARKER);
+        if !last || !marker.exists() {
+            return Ok(false);
+        }
+        self.stop_blocking()?;
+        std::fs::remove_file(&marker).map_err(io_error("remove", &marker))?;
+        Ok(true)
     }
 
     /// Returns false when another process started the same server at the same moment.
@@ -609,6 +696,7 @@ impl LocalCluster {
     /// Stops the server (fast shutdown: sessions are ended, data is safe). Returns whether it
     /// was running.
     pub async fn stop(&self) -> Result<bool> {
+        let _ = std::fs::remove_file(self.dir.join(ON_DEMAND_MARKER));
         if !matches!(self.status().await?, ClusterStatus::Running { .. }) {
             return Ok(false);
         }
@@ -696,9 +784,8 @@ impl LocalCluster {
              # first; a first sync fills a young cluster's WAL at about 6 KB a device.\n\
              wal_init_zero = off\n"
         );
-        if let Some(max_connections) = self.options.max_connections {
-            text.push_str(&format!("max_connections = {max_connections}\n"));
-        }
+        let max_connections = self.options.max_connections.unwrap_or(OWN_MAX_CONNECTIONS);
+        text.push_str(&format!("max_connections = {max_connections}\n"));
         if self.options.throwaway {
             text.push_str(
                 "# A throwaway cluster: a crash may lose or corrupt data.\n\
@@ -786,12 +873,15 @@ impl LocalCluster {
     }
 }
 
-/// A running server. Dropping it stops the server if, and only if, this guard's `start` started
-/// it, so a command that needed the database for a moment leaves things as it found them.
+/// A running server, in use by this process. Dropping it stops the server if no other bestand
+/// process uses it and a command started it on demand, so commands that needed the database for
+/// a moment leave things as they found them, however many ran at once.
 #[derive(Debug)]
 pub struct StartedCluster {
     cluster: LocalCluster,
     started_here: bool,
+    /// This process's shared hold on `users.lock`; `None` once let go.
+    user_lock: Option<std::fs::File>,
 }
 
 impl StartedCluster {
@@ -812,34 +902,53 @@ impl StartedCluster {
         self.cluster.connection_url()
     }
 
-    /// Stops the server now if this guard started it, reporting failures that `Drop` can only
-    /// log.
-    pub async fn stop(mut self) -> Result<()> {
-        if std::mem::take(&mut self.started_here) {
-            self.cluster.stop().await?;
-        }
-        Ok(())
+    /// Lets go of the server now, stopping it if this process was its last user and a command
+    /// started it; reports failures that `Drop` can only log. Returns whether it stopped it.
+    pub async fn stop(mut self) -> Result<bool> {
+        let Some(user_lock) = self.user_lock.take() else {
+            return Ok(false);
+        };
+        drop(user_lock);
+        let cluster = self.cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.stop_if_last_user())
+            .await
+            .map_err(|error| io_error("lock", &self.cluster.dir)(std::io::Error::other(error)))?
     }
 
-    /// Leaves the server running after the guard is gone (`bestand db start`).
+    /// Leaves the server running after the guard is gone, also after other processes are done
+    /// with it (`bestand db start`).
     pub fn keep_running(mut self) -> LocalCluster {
-        self.started_here = false;
+        let _ = std::fs::remove_file(self.cluster.dir.join(ON_DEMAND_MARKER));
+        self.user_lock = None;
         self.cluster.clone()
     }
 }
 
 impl Drop for StartedCluster {
     fn drop(&mut self) {
-        if self.started_here {
-            if let Err(error) = self.cluster.stop_blocking() {
-                tracing::warn!(
-                    cluster = %self.cluster.data_dir.display(),
-                    error = %error,
-                    "Could not stop the local PostgreSQL server."
-                );
-            }
+        let Some(user_lock) = self.user_lock.take() else {
+            return;
+        };
+        drop(user_lock);
+        if let Err(error) = self.cluster.stop_if_last_user() {
+            tracing::warn!(
+                cluster = %self.cluster.data_dir.display(),
+                error = %error,
+                "Could not stop the local PostgreSQL server."
+            );
         }
     }
+}
+
+/// The lock files and marker in the cluster folder (see the module documentation).
+const START_LOCK: &str = "start.lock";
+const USERS_LOCK: &str = "users.lock";
+const ON_DEMAND_MARKER: &str = "on-demand";
+
+#[derive(Debug, Clone, Copy)]
+enum LockKind {
+    Shared,
+    Exclusive,
 }
 
 /// Adds the search bit for others to every folder above `dir` that the server's user cannot

@@ -889,7 +889,7 @@ fn entry_uuid(seed: u64, number: u32) -> String {
 
 /// Whether `username` is one of the device users left out of the directory on purpose.
 fn is_left_out(seed: u64, username: &str) -> bool {
-    splitmix64(seed ^ fnv1a(username) ^ 0x1ef7_0000) % LEFT_OUT_ONE_IN == 0
+    splitmix64(seed ^ fnv1a(username) ^ 0x1ef7_0000).is_multiple_of(LEFT_OUT_ONE_IN)
 }
 
 /// FNV-1a: deterministic across runs, unlike the std hasher.

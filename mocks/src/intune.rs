@@ -696,7 +696,7 @@ pub fn render(device: &Device, rendering: Rendering) -> Value {
         "enrolledDateTime": device.enrolled_at,
         "lastSyncDateTime": device.last_inventory_at,
         "operatingSystem": operating_system,
-        "complianceState": if device.index % 17 == 0 { "noncompliant" } else { "compliant" },
+        "complianceState": if device.index.is_multiple_of(17) { "noncompliant" } else { "compliant" },
         "osVersion": os_version,
         "azureADDeviceId": if windows { device.udid.to_lowercase() } else { "00000000-0000-0000-0000-000000000000".to_string() },
         "deviceCategoryDisplayName": device.school.name,

@@ -20,6 +20,7 @@ mod loans;
 mod mock_server;
 mod persons_queries;
 mod privacy;
+mod processes;
 mod relution;
 mod school_servers;
 mod serve;

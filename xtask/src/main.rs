@@ -142,6 +142,12 @@ fn test(lint: bool, cargo_test_args: Vec<OsString>) -> anyhow::Result<ExitCode> 
     );
     println!("DATABASE_URL={url}");
 
+    // Tests that run bestand as separate processes (several commands on one embedded cluster)
+    // need the binary itself, which `cargo test` builds for no package's tests.
+    step("cargo build --package bestand-cli --bin bestand");
+    check(cargo(&workspace).args(["build", "--package", "bestand-cli", "--bin", "bestand"]))?;
+    let bestand_bin = target_dir(&workspace).join("debug").join("bestand");
+
     let mut command = cargo(&workspace);
     command.arg("test");
     // `--workspace` and a chosen package contradict each other.
@@ -155,7 +161,8 @@ fn test(lint: bool, cargo_test_args: Vec<OsString>) -> anyhow::Result<ExitCode> 
     command
         .args(&cargo_test_args)
         .env("DATABASE_URL", &url)
-        .env("BESTAND_TEST_DATABASE_URL", &url);
+        .env("BESTAND_TEST_DATABASE_URL", &url)
+        .env("BESTAND_BIN", &bestand_bin);
     step(&format!("cargo {}", render_args(&command)));
     let outcome = runtime.block_on(run_until_interrupted(command));
 
