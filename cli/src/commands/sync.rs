@@ -336,6 +336,7 @@ async fn fetch_only(run: &RunArgs, config: &Config) -> anyhow::Result<i32> {
                         n_records += page.records.len() as u64;
                         n_problems += page.records.iter().map(|r| r.problems.len()).sum::<usize>();
                     }
+                    Some(SourceItem::Schools(_)) => {}
                     Some(SourceItem::Complete { reported_total }) => break Ok(reported_total),
                     Some(SourceItem::Failed(failure)) => break Err(failure.to_string()),
                     None => break Err("the connector stopped without finishing".to_string()),
