@@ -1,17 +1,20 @@
 //! A UCS@school source end to end against the real slapd: the directory read and the school
 //! computers through both engines, computers matched to MDM devices by MAC or inventory number,
 //! and an MDM user hint resolved to a UCS@school pupil; the computers placed at the schools
-//! their OUs resolve to, as persons are.
+//! their OUs resolve to, as persons are; and how `sync runs` and `sync status` tell its
+//! person run from its device run.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use bestand_cli::app::apply_config_directory;
 use bestand_cli::config::Config;
+use bestand_cli::output::Row;
 use bestand_cli::sources::sync_source;
 use bestand_connectors::ucs_ldap::{UcsLdap, UcsLdapConfig};
 use bestand_connectors::{spawn_directory_fetch, spawn_fetch, Connector, DirectoryConnector};
 use bestand_core::model::SyncStatus;
+use bestand_core::store::runs::{self, RunView, SourceStatus};
 use bestand_core::sync::{self, DirectorySyncOptions, NoProgress, SyncOptions};
 use serde_json::json;
 
@@ -339,4 +342,46 @@ async fn migration_11_has_the_next_run_place_computers_an_older_version_left_at_
     // A run after that finds nothing to do.
     let reports = sync_ucs(&db).await;
     assert_eq!(reports[1].counts.unchanged, 3, "{:?}", reports[1]);
+}
+
+#[tokio::test]
+async fn runs_and_status_name_the_person_run_and_the_device_run() {
+    let db = test_db().await;
+    sync_ucs(&db).await;
+
+    let list = runs::list_runs(&db.pool, Some("ucs"), 10).await.unwrap();
+    let kinds: Vec<&str> = list.iter().map(|run| run.run_kind.as_str()).collect();
+    assert_eq!(kinds, ["devices", "directory"], "newest first");
+    // Table and CSV show the kind next to the source; JSON names it `run_kind`.
+    let headers = RunView::headers();
+    let column = headers.iter().position(|h| *h == "kind").unwrap();
+    assert_eq!(list[0].cells()[column], "devices");
+    assert_eq!(list[1].cells()[column], "directory");
+    assert_eq!(
+        serde_json::to_value(&list[1]).unwrap()["run_kind"],
+        "directory"
+    );
+
+    let persons: i64 = sqlx::query_scalar("select count(*) from person")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let status = runs::source_status(&db.pool).await.unwrap();
+    let lines: Vec<(Option<&str>, i64, i64)> = status
+        .iter()
+        .map(|line| (line.run_kind.as_deref(), line.reported, line.missing))
+        .collect();
+    assert_eq!(
+        lines,
+        [(Some("directory"), persons, 0), (Some("devices"), 3, 0)],
+        "one line per run kind, counting persons and devices"
+    );
+    assert!(status.iter().all(|line| line.last_success_at.is_some()));
+    let headers = SourceStatus::headers();
+    let column = headers.iter().position(|h| *h == "run kind").unwrap();
+    assert_eq!(status[0].cells()[column], "directory");
+    assert_eq!(
+        serde_json::to_value(&status[1]).unwrap()["run_kind"],
+        "devices"
+    );
 }

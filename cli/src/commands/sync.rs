@@ -55,7 +55,8 @@ pub enum SyncCommand {
         #[arg(long)]
         by: Option<String>,
     },
-    /// Per source: last success, last failure, pending blocks, devices reported.
+    /// Per source and run kind (directory, devices): last success, last failure, pending
+    /// blocks, persons or devices reported and missing.
     Status,
 }
 
@@ -387,6 +388,7 @@ impl Row for RunView {
         vec![
             "run",
             "source",
+            "kind",
             "started",
             "status",
             "fetched",
@@ -418,6 +420,7 @@ impl Row for RunView {
         vec![
             self.sync_run_id.to_string(),
             self.source_name.clone(),
+            self.run_kind.clone(),
             time(&Some(self.started_at)),
             status,
             self.fetched.to_string(),
@@ -458,12 +461,13 @@ impl Row for SourceStatus {
         vec![
             "source",
             "kind",
+            "run kind",
             "authority",
             "last success",
             "last failure",
             "error",
             "blocked run",
-            "devices",
+            "reported",
             "missing",
         ]
     }
@@ -472,13 +476,14 @@ impl Row for SourceStatus {
         vec![
             self.source_name.clone(),
             self.kind.clone(),
+            opt(&self.run_kind),
             self.authority.clone(),
             time(&self.last_success_at),
             time(&self.last_failure_at),
             opt(&self.last_failure_error),
             opt(&self.blocked_run_id),
-            self.devices_reported.to_string(),
-            self.devices_missing.to_string(),
+            self.reported.to_string(),
+            self.missing.to_string(),
         ]
     }
 }
