@@ -1,19 +1,21 @@
 //! A UCS@school source end to end against the real slapd: the directory read and the school
 //! computers through both engines, computers matched to MDM devices by MAC or inventory number,
 //! and an MDM user hint resolved to a UCS@school pupil; the computers placed at the schools
-//! their OUs resolve to, as persons are; and how `sync runs` and `sync status` tell its
-//! person run from its device run.
+//! their OUs resolve to, as persons are; and what `sync runs`, `sync status` and `devices list`
+//! show of such a source.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use bestand_cli::app::apply_config_directory;
+use bestand_cli::commands::devices::{export_rows, DeviceExport};
 use bestand_cli::config::Config;
 use bestand_cli::output::Row;
 use bestand_cli::sources::sync_source;
 use bestand_connectors::ucs_ldap::{UcsLdap, UcsLdapConfig};
 use bestand_connectors::{spawn_directory_fetch, spawn_fetch, Connector, DirectoryConnector};
 use bestand_core::model::SyncStatus;
+use bestand_core::store::devices::{self, DeviceSummary};
 use bestand_core::store::runs::{self, RunView, SourceStatus};
 use bestand_core::sync::{self, DirectorySyncOptions, NoProgress, SyncOptions};
 use serde_json::json;
@@ -383,5 +385,57 @@ async fn runs_and_status_name_the_person_run_and_the_device_run() {
     assert_eq!(
         serde_json::to_value(&status[1]).unwrap()["run_kind"],
         "devices"
+    );
+}
+
+#[tokio::test]
+async fn the_device_list_carries_mac_and_os_for_scripts() {
+    let db = test_db().await;
+    sync_ucs(&db).await;
+    let filter = devices::DeviceFilter {
+        school: Some("123456".into()),
+        ..devices::DeviceFilter::default()
+    };
+    let list = devices::list_devices(&db.pool, &filter).await.unwrap();
+    let ubuntu = list
+        .iter()
+        .find(|device| device.name.as_deref() == Some("gsl-ubuntu-01"))
+        .expect("the Ubuntu computer is listed at its school");
+
+    let json = serde_json::to_value(ubuntu).unwrap();
+    assert_eq!(json["wifi_mac"], "52:54:00:ab:cd:01", "{json}");
+    assert_eq!(json["os_name"], "Ubuntu", "{json}");
+    assert_eq!(json["os_version"], "22.04", "{json}");
+    assert_eq!(json["authority"], "musterstadt", "{json}");
+    for field in [
+        "udid",
+        "imei",
+        "building",
+        "purchase_price",
+        "first_seen_at",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing from {json}");
+    }
+
+    let headers = DeviceExport::headers();
+    let rows = export_rows(&list);
+    let row = rows
+        .iter()
+        .find(|row| row.0.name.as_deref() == Some("gsl-ubuntu-01"))
+        .unwrap()
+        .cells();
+    assert_eq!(headers.len(), row.len());
+    let cell = |header: &str| {
+        let column = headers.iter().position(|h| *h == header).unwrap();
+        row[column].clone()
+    };
+    assert_eq!(cell("wifi mac"), "52:54:00:ab:cd:01");
+    assert_eq!(cell("os name"), "Ubuntu");
+    assert_eq!(cell("os"), "22.04");
+    assert_eq!(cell("school"), "123456");
+    // The table's columns come first, in the table's order, so older scripts read on.
+    assert_eq!(
+        headers[..DeviceSummary::headers().len()],
+        DeviceSummary::headers()[..]
     );
 }
