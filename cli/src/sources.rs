@@ -105,11 +105,14 @@ pub async fn sync_source(
     let connectors = build_connectors(source)?;
     let guard = app::guard_for(config, source);
     let mut reports = Vec::new();
+    // Both runs resolve the source's school keys through it (`school_map`, docs/sync.md).
+    let school_map: std::collections::HashMap<String, String> =
+        source.common.school_map.clone().into_iter().collect();
     if let Some(directory) = connectors.directory {
         let options = DirectorySyncOptions {
             dry_run,
             guard,
-            school_map: source.common.school_map.clone().into_iter().collect(),
+            school_map: school_map.clone(),
         };
         let started = Instant::now();
         let fetch = || spawn_directory_fetch(directory.clone());
@@ -129,6 +132,7 @@ pub async fn sync_source(
             dry_run,
             guard,
             field_priority: sync::merge::FieldPriority(config.sync.field_priority.clone()),
+            school_map,
         };
         let capacity = config
             .sync

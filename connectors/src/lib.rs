@@ -47,14 +47,27 @@ impl PageSink {
     /// Hands one page to the engine. Fails when the engine has stopped listening.
     pub async fn send(&self, page: SourcePage) -> Result<(), FetchFailure> {
         let label = page.label.clone();
-        self.sender
-            .send(SourceItem::Page(page))
-            .await
-            .map_err(|_| FetchFailure {
-                page: Some(label),
-                cause: "the sync engine stopped receiving pages".to_string(),
-            })
+        self.deliver(SourceItem::Page(page), label).await
     }
+
+    /// Hands the engine the schools the records' school hints name (their keys), so it
+    /// resolves them as the source's directory run does. Send before the pages.
+    pub async fn send_schools(&self, schools: Vec<DirectorySchool>) -> Result<(), FetchFailure> {
+        self.deliver(SourceItem::Schools(schools), "schools".to_string())
+            .await
+    }
+
+    async fn deliver(&self, item: SourceItem, label: String) -> Result<(), FetchFailure> {
+        deliver(&self.sender, item, label).await
+    }
+}
+
+/// Sends `item` to the engine; fails, naming `label`, when the engine stopped listening.
+async fn deliver<T>(sender: &mpsc::Sender<T>, item: T, label: String) -> Result<(), FetchFailure> {
+    sender.send(item).await.map_err(|_| FetchFailure {
+        page: Some(label),
+        cause: "the sync engine stopped receiving pages".to_string(),
+    })
 }
 
 /// Runs `connector.fetch` on its own task and returns the receiving end of the page channel.
@@ -121,10 +134,7 @@ impl DirectorySink {
     }
 
     async fn send(&self, item: DirectoryItem, label: String) -> Result<(), FetchFailure> {
-        self.sender.send(item).await.map_err(|_| FetchFailure {
-            page: Some(label),
-            cause: "the sync engine stopped receiving pages".to_string(),
-        })
+        deliver(&self.sender, item, label).await
     }
 }
 

@@ -104,7 +104,9 @@ async fn scheduled_sources_run_and_a_failing_one_leaves_the_others_unaffected() 
     assert_eq!(devices, 5);
     let text = metrics.render();
     assert!(
-        text.contains("bestand_sync_runs_total{source=\"good\",status=\"succeeded\"}"),
+        text.contains(
+            "bestand_sync_runs_total{source=\"good\",kind=\"devices\",status=\"succeeded\"}"
+        ),
         "{text}"
     );
     assert!(

@@ -10,9 +10,7 @@ use bestand_core::model::{DeviceCategory, SchoolType};
 use bestand_core::record::DeviceRecord;
 use bestand_core::store::{self, AuthoritySpec, SchoolSpec, SourceRef, SourceSpec};
 use bestand_core::sync::merge::FieldPriority;
-use bestand_core::sync::{
-    self, DeletionGuard, FetchFailure, SourceItem, SourcePage, SyncOptions, SyncReport,
-};
+use bestand_core::sync::{self, FetchFailure, SourceItem, SourcePage, SyncOptions, SyncReport};
 use bestand_core::FixedClock;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -211,11 +209,7 @@ pub fn scripted(
 }
 
 pub fn options() -> SyncOptions {
-    SyncOptions {
-        dry_run: false,
-        guard: DeletionGuard::default(),
-        field_priority: Default::default(),
-    }
+    SyncOptions::default()
 }
 
 /// Runs one sync of `source` over `records` with default options.
@@ -313,6 +307,7 @@ pub async fn collect_shared(connector: Arc<dyn Connector>) -> (Vec<SourcePage>, 
                 .expect("channel closed without end marker")
             {
                 SourceItem::Page(page) => pages.push(page),
+                SourceItem::Schools(_) => {}
                 end => return end,
             }
         }

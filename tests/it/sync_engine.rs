@@ -463,8 +463,7 @@ async fn a_dry_run_reports_but_writes_nothing() {
     let before = inventory_fingerprint(&db.pool).await;
     let dry = SyncOptions {
         dry_run: true,
-        guard: DeletionGuard::default(),
-        field_priority: Default::default(),
+        ..SyncOptions::default()
     };
     let report = sync::run_sync(
         &db.pool,
@@ -1135,6 +1134,7 @@ async fn a_field_priority_decides_between_sources_and_disagreements_are_listed()
         dry_run: false,
         guard: DeletionGuard::default(),
         field_priority: priority,
+        ..SyncOptions::default()
     };
     let run =
         |source, records| sync_records_with(&db.pool, &clock, source, records, &with_priority);

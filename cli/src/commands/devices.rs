@@ -92,7 +92,11 @@ pub async fn run(command: DevicesCommand, config: &Config, format: Format) -> an
                 limit: args.limit,
             };
             let list = devices::list_devices(&database.pool, &filter).await?;
-            output::print_list(&list, format)?;
+            match format {
+                // A table keeps to what fits on a screen; a CSV file has every field, as JSON.
+                Format::Csv => output::print_list(&export_rows(&list), format)?,
+                _ => output::print_list(&list, format)?,
+            }
             if format == Format::Table {
                 eprintln!("{} device(s)", list.len());
             }
@@ -397,5 +401,78 @@ impl Row for DeviceSummary {
             opt(&self.missing_from),
             self.lifecycle_state.clone(),
         ]
+    }
+}
+
+/// A line of `devices list --format csv`: the table's columns in the table's order, then every
+/// other field of the device, so a script gets what `devices show` has in one call.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+pub struct DeviceExport<'a>(pub &'a DeviceSummary);
+
+/// The CSV lines of `list`.
+pub fn export_rows(list: &[DeviceSummary]) -> Vec<DeviceExport<'_>> {
+    list.iter().map(DeviceExport).collect()
+}
+
+impl Row for DeviceExport<'_> {
+    fn headers() -> Vec<&'static str> {
+        let mut headers = DeviceSummary::headers();
+        headers.extend([
+            "device id",
+            "authority",
+            "school name",
+            "udid",
+            "imei",
+            "wifi mac",
+            "manufacturer",
+            "model identifier",
+            "os name",
+            "building",
+            "order number",
+            "purchase date",
+            "supplier",
+            "purchase price",
+            "currency",
+            "life expectancy years",
+            "funding programme",
+            "grant reference",
+            "earmark end",
+            "last seen",
+            "first seen",
+            "updated",
+        ]);
+        headers
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let d = self.0;
+        let mut cells = d.cells();
+        cells.extend([
+            d.device_id.to_string(),
+            d.authority.clone(),
+            opt(&d.school_name),
+            opt(&d.udid),
+            opt(&d.imei),
+            opt(&d.wifi_mac),
+            opt(&d.manufacturer),
+            opt(&d.model_identifier),
+            opt(&d.os_name),
+            opt(&d.building),
+            opt(&d.order_number),
+            opt(&d.purchase_date),
+            opt(&d.supplier),
+            opt(&d.purchase_price),
+            opt(&d.currency),
+            opt(&d.life_expectancy_years),
+            opt(&d.funding_programme),
+            opt(&d.grant_reference),
+            opt(&d.earmark_end),
+            // Full timestamps: a script compares them.
+            opt(&d.last_seen_at.map(|t| t.to_rfc3339())),
+            d.first_seen_at.to_rfc3339(),
+            d.updated_at.to_rfc3339(),
+        ]);
+        cells
     }
 }

@@ -66,12 +66,24 @@ pub struct Metrics {
 
 #[derive(Debug, Default, Clone)]
 struct SourceMetrics {
-    runs: BTreeMap<&'static str, u64>,
+    /// Runs by run kind (`directory`, `devices`, or `none` for a sync that could not start a
+    /// run) and outcome.
+    runs: BTreeMap<(&'static str, &'static str), u64>,
     skipped_busy: u64,
     last_duration_secs: f64,
     last_success: Option<DateTime<Utc>>,
     devices: i64,
     next_run: Option<DateTime<Utc>>,
+}
+
+impl SourceMetrics {
+    fn count(&self, status: &str) -> u64 {
+        self.runs
+            .iter()
+            .filter(|((_, run_status), _)| *run_status == status)
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 impl Metrics {
@@ -81,16 +93,12 @@ impl Metrics {
         }
     }
 
-    /// Runs of `source` that ended with `status` so far.
+    /// Runs of `source` of any kind that ended with `status` so far.
     pub fn runs(&self, source: &str, status: &str) -> u64 {
         self.sources
             .lock()
             .ok()
-            .and_then(|sources| {
-                sources
-                    .get(source)
-                    .and_then(|m| m.runs.get(status).copied())
-            })
+            .and_then(|sources| sources.get(source).map(|m| m.count(status)))
             .unwrap_or(0)
     }
 
@@ -107,12 +115,12 @@ impl Metrics {
         family(
             "bestand_sync_runs_total",
             "counter",
-            "Sync runs by source and outcome.",
+            "Sync runs by source, run kind (directory, devices) and outcome.",
             sources
                 .iter()
                 .flat_map(|(source, m)| {
-                    m.runs.iter().map(move |(status, n)| {
-                        format!("{{source=\"{source}\",status=\"{status}\"}} {n}")
+                    m.runs.iter().map(move |((kind, status), n)| {
+                        format!("{{source=\"{source}\",kind=\"{kind}\",status=\"{status}\"}} {n}")
                     })
                 })
                 .collect(),
@@ -123,12 +131,7 @@ impl Metrics {
             "Sync runs that failed.",
             sources
                 .iter()
-                .map(|(s, m)| {
-                    format!(
-                        "{{source=\"{s}\"}} {}",
-                        m.runs.get("failed").copied().unwrap_or(0)
-                    )
-                })
+                .map(|(s, m)| format!("{{source=\"{s}\"}} {}", m.count("failed")))
                 .collect(),
         );
         family(
@@ -379,7 +382,11 @@ async fn source_loop(
                 .await
                 .unwrap_or(0);
                 metrics.update(&name, |m| {
-                    *m.runs.entry(status.as_str()).or_default() += 1;
+                    for report in &reports {
+                        *m.runs
+                            .entry((report.kind, report.status.as_str()))
+                            .or_default() += 1;
+                    }
                     m.last_duration_secs = seconds;
                     m.devices = devices;
                     if status == SyncStatus::Succeeded {
@@ -410,7 +417,9 @@ async fn source_loop(
                     tracing::info!(source = %name, "Skipped: another process is syncing this source.");
                 } else {
                     failures += 1;
-                    metrics.update(&name, |m| *m.runs.entry("failed").or_default() += 1);
+                    metrics.update(&name, |m| {
+                        *m.runs.entry(("none", "failed")).or_default() += 1;
+                    });
                     tracing::error!(source = %name, error = %format!("{error:#}"), failures, "Scheduled sync could not run.");
                 }
             }

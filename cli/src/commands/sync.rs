@@ -55,7 +55,8 @@ pub enum SyncCommand {
         #[arg(long)]
         by: Option<String>,
     },
-    /// Per source: last success, last failure, pending blocks, devices reported.
+    /// Per source and run kind (directory, devices): last success, last failure, pending
+    /// blocks, persons or devices reported and missing.
     Status,
 }
 
@@ -336,6 +337,7 @@ async fn fetch_only(run: &RunArgs, config: &Config) -> anyhow::Result<i32> {
                         n_records += page.records.len() as u64;
                         n_problems += page.records.iter().map(|r| r.problems.len()).sum::<usize>();
                     }
+                    Some(SourceItem::Schools(_)) => {}
                     Some(SourceItem::Complete { reported_total }) => break Ok(reported_total),
                     Some(SourceItem::Failed(failure)) => break Err(failure.to_string()),
                     None => break Err("the connector stopped without finishing".to_string()),
@@ -386,6 +388,7 @@ impl Row for RunView {
         vec![
             "run",
             "source",
+            "kind",
             "started",
             "status",
             "fetched",
@@ -417,6 +420,7 @@ impl Row for RunView {
         vec![
             self.sync_run_id.to_string(),
             self.source_name.clone(),
+            self.run_kind.clone(),
             time(&Some(self.started_at)),
             status,
             self.fetched.to_string(),
@@ -457,12 +461,13 @@ impl Row for SourceStatus {
         vec![
             "source",
             "kind",
+            "run kind",
             "authority",
             "last success",
             "last failure",
             "error",
             "blocked run",
-            "devices",
+            "reported",
             "missing",
         ]
     }
@@ -471,13 +476,14 @@ impl Row for SourceStatus {
         vec![
             self.source_name.clone(),
             self.kind.clone(),
+            opt(&self.run_kind),
             self.authority.clone(),
             time(&self.last_success_at),
             time(&self.last_failure_at),
             opt(&self.last_failure_error),
             opt(&self.blocked_run_id),
-            self.devices_reported.to_string(),
-            self.devices_missing.to_string(),
+            self.reported.to_string(),
+            self.missing.to_string(),
         ]
     }
 }

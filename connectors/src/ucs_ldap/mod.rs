@@ -6,6 +6,9 @@
 //! schools is found twice and kept once; their memberships come from their own entry. Class
 //! groups of every school are read first, so a pupil's classes are known whichever school
 //! finds them.
+//!
+//! Both reads send the school list first: the person run and the device run resolve a school
+//! OU to a configured school through the same `school_map`, number attribute and display name.
 
 mod config;
 mod mapping;
@@ -241,6 +244,10 @@ impl UcsLdap {
         sink: &PageSink,
     ) -> Result<u64, FetchFailure> {
         let schools = self.read_schools(session).await?;
+        // A computer's school hint is its OU; the engine resolves it with this list exactly as
+        // the directory run resolves the OU of a membership.
+        sink.send_schools(schools.iter().map(School::to_directory_school).collect())
+            .await?;
         let mut seen: HashSet<String> = HashSet::new();
         let mut total: u64 = 0;
         for school in &schools {

@@ -1,6 +1,7 @@
 //! Device queries for people: the filtered list and the full record of one device.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgPool, QueryBuilder};
@@ -40,22 +41,41 @@ pub struct DeviceFilter {
     pub limit: Option<i64>,
 }
 
-/// One line of the device list.
+/// One line of the device list: every field of the device that `devices show` has, so a
+/// script needs no call per device; the per-device history, links and loans stay in `show`.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DeviceSummary {
     pub device_id: Uuid,
+    pub authority: String,
     pub asset_tag: Option<String>,
     pub serial_number: Option<String>,
+    pub udid: Option<String>,
+    pub imei: Option<String>,
+    pub wifi_mac: Option<String>,
     pub name: Option<String>,
     pub category: String,
     pub manufacturer: Option<String>,
     pub model: Option<String>,
+    pub model_identifier: Option<String>,
+    pub os_name: Option<String>,
     pub os_version: Option<String>,
     pub lifecycle_state: String,
     pub school_number: Option<String>,
     pub school_name: Option<String>,
+    pub building: Option<String>,
     pub room: Option<String>,
+    pub order_number: Option<String>,
+    pub purchase_date: Option<NaiveDate>,
+    pub supplier: Option<String>,
+    pub purchase_price: Option<Decimal>,
+    pub currency: Option<String>,
     pub warranty_end: Option<NaiveDate>,
+    pub life_expectancy_years: Option<i32>,
+    pub funding_programme: Option<String>,
+    pub grant_reference: Option<String>,
+    pub earmark_end: Option<NaiveDate>,
+    pub first_seen_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     pub sources: Option<String>,
     /// Usernames of the persons sources assign the device to.
     pub assigned_to: Option<String>,
@@ -78,9 +98,12 @@ pub async fn list_devices(
         None => None,
     };
     let mut query = QueryBuilder::new(format!(
-        "select d.device_id, d.asset_tag, d.serial_number, d.name, d.category, d.manufacturer, \
-         d.model, d.os_version, d.lifecycle_state, s.school_number, s.name as school_name, d.room, \
-         d.warranty_end, \
+        "select d.device_id, a.slug as authority, d.asset_tag, d.serial_number, d.udid, d.imei, \
+         d.wifi_mac, d.name, d.category, d.manufacturer, d.model, d.model_identifier, d.os_name, \
+         d.os_version, d.lifecycle_state, s.school_number, s.name as school_name, d.building, \
+         d.room, d.order_number, d.purchase_date, d.supplier, d.purchase_price, d.currency, \
+         d.warranty_end, d.life_expectancy_years, d.funding_programme, d.grant_reference, \
+         d.earmark_end, d.first_seen_at, d.updated_at, \
          (select string_agg(src.name, ', ' order by src.name) from source_link l \
           join source src using (source_id) \
           where l.device_id = d.device_id and l.ended_at is null and l.missing_since is null) as sources, \

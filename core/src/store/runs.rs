@@ -1,4 +1,8 @@
 //! Sync-run queries: what ran when, with what result.
+//!
+//! A directory source that also reports devices (UCS@school) has two kinds of runs, whose
+//! counts mean different things ("missing" is persons who left in a `directory` run, devices
+//! gone in a `devices` run); every view here names the run kind.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -12,6 +16,8 @@ use crate::error::CoreError;
 pub struct RunView {
     pub sync_run_id: i64,
     pub source_name: String,
+    /// `directory` (the source's persons) or `devices`.
+    pub run_kind: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub status: String,
@@ -31,7 +37,8 @@ pub struct RunView {
     pub approved_by: Option<String>,
 }
 
-const RUN_SELECT: &str = "select r.sync_run_id, s.name as source_name, r.started_at, r.finished_at, \
+const RUN_SELECT: &str = "select r.sync_run_id, s.name as source_name, r.kind as run_kind, \
+    r.started_at, r.finished_at, \
     r.status, r.dry_run, r.fetched, r.created, r.updated, r.unchanged, r.marked_missing, r.moved, r.reappeared, \
     r.review_items, r.warnings, r.error, r.blocked_reason, r.approved_at, r.approved_by \
     from sync_run r join source s using (source_id)";
@@ -63,38 +70,56 @@ pub async fn get_run(pool: &PgPool, run_id: i64) -> Result<RunView, CoreError> {
         })
 }
 
-/// Per source: the last success, the last failure, a pending block, and what it reports.
+/// Per source and run kind: the last success, the last failure, a pending block, and what the
+/// source reports.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SourceStatus {
     pub source_name: String,
+    /// The source's kind (`ucs_ldap`, `jamf_pro`, ...).
     pub kind: String,
+    /// `directory` or `devices`; `None` for a source that has not run yet.
+    pub run_kind: Option<String>,
     pub authority: String,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_failure_at: Option<DateTime<Utc>>,
     pub last_failure_error: Option<String>,
     pub blocked_run_id: Option<i64>,
-    pub devices_reported: i64,
-    pub devices_missing: i64,
+    /// Live links: persons for a `directory` line, devices otherwise.
+    pub reported: i64,
+    /// Links the source no longer reports: persons who left for a `directory` line, missing
+    /// devices otherwise.
+    pub missing: i64,
 }
 
-/// The state of every source.
+/// The state of every source: one line per kind of run it has had (a UCS@school source has a
+/// `directory` and a `devices` line), one line without a run kind for a source that never ran.
 pub async fn source_status(pool: &PgPool) -> Result<Vec<SourceStatus>, CoreError> {
     Ok(sqlx::query_as(
-        "select s.name as source_name, s.kind, a.slug as authority, \
+        "select s.name as source_name, s.kind, k.run_kind, a.slug as authority, \
          (select max(r.finished_at) from sync_run r where r.source_id = s.source_id \
-          and r.status = 'succeeded' and not r.dry_run) as last_success_at, \
+          and r.kind = k.run_kind and r.status = 'succeeded' and not r.dry_run) \
+          as last_success_at, \
          f.finished_at as last_failure_at, f.error as last_failure_error, \
          (select max(r.sync_run_id) from sync_run r where r.source_id = s.source_id \
-          and r.status = 'blocked' and not r.dry_run) as blocked_run_id, \
-         (select count(*) from source_link l where l.source_id = s.source_id \
-          and l.ended_at is null and l.missing_since is null) as devices_reported, \
-         (select count(*) from source_link l where l.source_id = s.source_id \
-          and l.ended_at is null and l.missing_since is not null) as devices_missing \
+          and r.kind = k.run_kind and r.status = 'blocked' and not r.dry_run) as blocked_run_id, \
+         case when k.run_kind = 'directory' then \
+          (select count(*) from person_link l where l.source_id = s.source_id \
+           and l.missing_since is null) \
+         else (select count(*) from source_link l where l.source_id = s.source_id \
+          and l.ended_at is null and l.missing_since is null) end as reported, \
+         case when k.run_kind = 'directory' then \
+          (select count(*) from person_link l where l.source_id = s.source_id \
+           and l.missing_since is not null) \
+         else (select count(*) from source_link l where l.source_id = s.source_id \
+          and l.ended_at is null and l.missing_since is not null) end as missing \
          from source s join school_authority a using (authority_id) \
+         left join lateral (select distinct r.kind as run_kind from sync_run r \
+          where r.source_id = s.source_id) k on true \
          left join lateral (select r.finished_at, r.error from sync_run r \
-          where r.source_id = s.source_id and r.status in ('failed', 'aborted') \
+          where r.source_id = s.source_id and r.kind = k.run_kind \
+          and r.status in ('failed', 'aborted') \
           order by r.sync_run_id desc limit 1) f on true \
-         order by s.name",
+         order by s.name, k.run_kind desc",
     )
     .fetch_all(pool)
     .await?)

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::error::CoreError;
 use crate::model::SyncStatus;
-use crate::person::{DirectorySchool, PersonRecord};
+use crate::person::PersonRecord;
 use crate::store::assignments::refresh_assignments;
 use crate::store::SourceRef;
 use crate::sync::engine::{
@@ -26,6 +26,8 @@ use crate::sync::engine::{
 };
 use crate::sync::guard::DeletionGuard;
 use crate::sync::protocol::{DirectoryItem, PersonPage};
+use crate::sync::references::School;
+use crate::sync::schools::{how_to_map, SchoolResolver};
 
 /// How many record problems a run keeps verbatim; the rest are counted.
 const MAX_KEPT_WARNINGS: usize = 200;
@@ -240,11 +242,8 @@ struct DirectoryRun<'a> {
     counts: SyncCounts,
     warnings: Vec<String>,
     n_warnings: usize,
-    /// Lower-cased school number, name and alias → school id.
-    schools: HashMap<String, Uuid>,
-    /// Lower-cased directory school key → school id, from the directory's own school list.
-    directory_schools: HashMap<String, Uuid>,
-    unknown_schools: HashSet<String>,
+    /// The directory's school keys to schools, as the source's device run resolves them too.
+    schools: SchoolResolver,
     persons: PersonIndex,
     links: HashMap<String, KnownLink>,
     /// Persons this source reports (live links), so weak keys do not merge two of its persons.
@@ -267,9 +266,7 @@ impl<'a> DirectoryRun<'a> {
             counts: SyncCounts::default(),
             warnings: Vec::new(),
             n_warnings: 0,
-            schools: HashMap::new(),
-            directory_schools: HashMap::new(),
-            unknown_schools: HashSet::new(),
+            schools: SchoolResolver::default(),
             persons: PersonIndex::default(),
             links: HashMap::new(),
             linked_here: HashSet::new(),
@@ -296,7 +293,7 @@ impl<'a> DirectoryRun<'a> {
 
         let reported_total = loop {
             match items.recv().await {
-                Some(DirectoryItem::Schools(schools)) => self.learn_schools(&schools),
+                Some(DirectoryItem::Schools(schools)) => self.schools.learn(&schools),
                 Some(DirectoryItem::Persons(page)) => {
                     let label = page.label.clone();
                     let n_records = page.records.len();
@@ -393,30 +390,13 @@ impl<'a> DirectoryRun<'a> {
     }
 
     async fn load(&mut self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-        let schools: Vec<(Uuid, String, String, Vec<String>)> = sqlx::query_as(
+        let schools: Vec<School> = sqlx::query_as(
             "select school_id, school_number, name, aliases from school where authority_id = $1",
         )
         .bind(self.source.authority_id)
         .fetch_all(&mut *tx)
         .await?;
-        for (school_id, number, name, aliases) in schools {
-            self.schools.insert(number.trim().to_lowercase(), school_id);
-            self.schools.insert(name.trim().to_lowercase(), school_id);
-            for alias in aliases {
-                self.schools.insert(alias.trim().to_lowercase(), school_id);
-            }
-        }
-        let mapped: Vec<(String, Uuid)> = self
-            .options
-            .school_map
-            .iter()
-            .filter_map(|(directory_key, number)| {
-                self.schools
-                    .get(&number.trim().to_lowercase())
-                    .map(|school_id| (directory_key.trim().to_lowercase(), *school_id))
-            })
-            .collect();
-        self.directory_schools.extend(mapped);
+        self.schools = SchoolResolver::new(schools, &self.options.school_map);
 
         type PersonRow = (
             Uuid,
@@ -471,43 +451,16 @@ impl<'a> DirectoryRun<'a> {
         Ok(())
     }
 
-    fn learn_schools(&mut self, schools: &[DirectorySchool]) {
-        for school in schools {
-            let directory_key = school.key.trim().to_lowercase();
-            if self.directory_schools.contains_key(&directory_key) {
-                continue;
-            }
-            let found = [
-                school.school_number.as_deref(),
-                Some(school.key.as_str()),
-                school.display_name.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-            .find_map(|name| self.schools.get(&name.trim().to_lowercase()).copied());
-            if let Some(school_id) = found {
-                self.directory_schools.insert(directory_key, school_id);
-            }
-        }
-    }
-
     fn school_of(&mut self, directory_key: &str) -> Option<Uuid> {
-        let lowered = directory_key.trim().to_lowercase();
-        if let Some(school_id) = self
-            .directory_schools
-            .get(&lowered)
-            .or_else(|| self.schools.get(&lowered))
-        {
-            return Some(*school_id);
-        }
-        if self.unknown_schools.insert(lowered) {
+        let found = self.schools.resolve(directory_key);
+        if found.is_none() && self.schools.first_unknown(directory_key) {
             self.warn(format!(
                 "school '{directory_key}' of the directory matches no configured school by \
-                 number, name or alias; its memberships are not stored (map it in the source's \
-                 `schools` table)"
+                 number, name or alias; its memberships are not stored ({})",
+                how_to_map(&self.source.name, directory_key)
             ));
         }
-        None
+        found
     }
 
     async fn apply_page(

@@ -30,6 +30,7 @@ use crate::sync::payloads::{PayloadRow, PayloadWriter};
 use crate::sync::prepare::{spawn_normalizer, NormalizedPage, NormalizedRecord, PreparedItem};
 use crate::sync::protocol::SourceItem;
 use crate::sync::references::{lock_run_references, RowChecks};
+use crate::sync::schools::{how_to_map, SchoolResolver};
 
 /// Inserts links from column arrays; an `on conflict` clause may follow.
 const INSERT_LINKS: &str = "insert into source_link (source_link_id, authority_id, source_id, \
@@ -49,13 +50,16 @@ const SYNC_CAUSE: &str = "sync";
 const MAX_KEPT_WARNINGS: usize = 200;
 
 /// What the caller wants from a run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
     /// Fetch and compute everything, then roll back.
     pub dry_run: bool,
     pub guard: DeletionGuard,
     /// Which source wins a field several sources report.
     pub field_priority: merge::FieldPriority,
+    /// The source's `school_map`: its school keys mapped to configured school numbers, as for
+    /// its directory run (`sync::schools`).
+    pub school_map: HashMap<String, String>,
 }
 
 /// Told about every page as it is applied, for progress bars and log lines.
@@ -420,8 +424,8 @@ struct Run<'a> {
     counts: SyncCounts,
     warnings: Vec<String>,
     n_warnings: usize,
-    schools: HashMap<String, Uuid>,
-    unknown_schools: HashSet<String>,
+    /// The source's school keys to schools, as its directory run resolves them too.
+    schools: SchoolResolver,
     received: u64,
     /// External ids received in this run: a few bytes per record, never the records themselves.
     seen: HashSet<String>,
@@ -689,8 +693,7 @@ impl<'a> Run<'a> {
             counts: SyncCounts::default(),
             warnings: Vec::new(),
             n_warnings: 0,
-            schools: HashMap::new(),
-            unknown_schools: HashSet::new(),
+            schools: SchoolResolver::default(),
             received: 0,
             seen: HashSet::new(),
             priority: merge::FieldPriority::default(),
@@ -716,7 +719,7 @@ impl<'a> Run<'a> {
         progress: &dyn SyncProgress,
     ) -> Result<Finish, RunError> {
         let mut tx = conn.begin().await?;
-        self.load_schools(&mut tx).await?;
+        self.load_schools(&mut tx, &options.school_map).await?;
         self.rules = MatchingRules::load(&mut tx, self.source.authority_id).await?;
         let active_before: i64 = sqlx::query_scalar(
             "select count(*) from source_link \
@@ -745,6 +748,7 @@ impl<'a> Run<'a> {
                         })?;
                     progress.page_applied(&label, n_records, self.received, announced_total);
                 }
+                Some(PreparedItem::Schools(schools)) => self.schools.learn(&schools),
                 Some(PreparedItem::Complete { reported_total }) => break reported_total,
                 Some(PreparedItem::Failed(failure)) => {
                     return Err(RunError::Source(format!(
@@ -872,7 +876,11 @@ impl<'a> Run<'a> {
 
     /// Loads the authority's schools, locked with the run's authority and source for the whole
     /// run, so the rows the run creates may skip their per-row reference checks.
-    async fn load_schools(&mut self, tx: &mut PgConnection) -> Result<(), RunError> {
+    async fn load_schools(
+        &mut self,
+        tx: &mut PgConnection,
+        school_map: &HashMap<String, String>,
+    ) -> Result<(), RunError> {
         let rows = lock_run_references(tx, self.source.authority_id, self.source.source_id)
             .await?
             .ok_or_else(|| {
@@ -880,13 +888,7 @@ impl<'a> Run<'a> {
                     "the source or its school authority is no longer in the database".into(),
                 )
             })?;
-        for (school_id, number, name, aliases) in rows {
-            self.schools.insert(number.trim().to_lowercase(), school_id);
-            self.schools.insert(name.trim().to_lowercase(), school_id);
-            for alias in aliases {
-                self.schools.insert(alias.trim().to_lowercase(), school_id);
-            }
-        }
+        self.schools = SchoolResolver::new(rows, school_map);
         Ok(())
     }
 
@@ -900,12 +902,13 @@ impl<'a> Run<'a> {
         let school_id = match record.location.school.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(hint) => {
-                let found = self.schools.get(&hint.to_lowercase()).copied();
-                if found.is_none() && self.unknown_schools.insert(hint.to_string()) {
+                let found = self.schools.resolve(hint);
+                if found.is_none() && self.schools.first_unknown(hint) {
                     self.warn(format!(
                         "{page_label}: school '{hint}' (first seen on {}) matches no school of this \
-                         authority by number, name or alias; add it or an alias to the configuration",
-                        record.external_id
+                         authority by number, name or alias; {}",
+                        record.external_id,
+                        how_to_map(&self.source.name, hint)
                     ));
                 }
                 found

@@ -9,6 +9,7 @@ pub(crate) mod payloads;
 pub(crate) mod prepare;
 pub mod protocol;
 pub(crate) mod references;
+pub(crate) mod schools;
 
 pub use self::approve::approve_run;
 pub use self::directory::{run_directory_sync, run_directory_sync_retrying, DirectorySyncOptions};

@@ -7,6 +7,7 @@
 
 use tokio::sync::mpsc;
 
+use crate::person::DirectorySchool;
 use crate::record::{hash_json_text, DeviceRecord};
 use crate::sync::merge::NormalizedIds;
 use crate::sync::protocol::{FetchFailure, SourceItem};
@@ -29,6 +30,7 @@ pub(crate) struct NormalizedPage {
 
 /// What the engine receives: pages ready to apply, then the connector's end marker.
 pub(crate) enum PreparedItem {
+    Schools(Vec<DirectorySchool>),
     Page(NormalizedPage),
     Complete { reported_total: u64 },
     Failed(FetchFailure),
@@ -66,12 +68,16 @@ pub(crate) fn spawn_normalizer(
                         }),
                     }
                 }
+                SourceItem::Schools(schools) => PreparedItem::Schools(schools),
                 SourceItem::Complete { reported_total } => {
                     PreparedItem::Complete { reported_total }
                 }
                 SourceItem::Failed(failure) => PreparedItem::Failed(failure),
             };
-            let last = !matches!(prepared, PreparedItem::Page(_));
+            let last = matches!(
+                prepared,
+                PreparedItem::Complete { .. } | PreparedItem::Failed(_)
+            );
             if sender.send(prepared).await.is_err() || last {
                 return;
             }

@@ -1,4 +1,5 @@
-//! What flows from a connector to the engine: pages, then exactly one end marker.
+//! What flows from a connector to the engine: pages (and a school list), then exactly one
+//! end marker.
 //!
 //! The channel between them is bounded, so a fast source waits for the database
 //! instead of piling pages up in memory.
@@ -43,6 +44,10 @@ impl std::fmt::Display for FetchFailure {
 /// closes without either is treated as a failed fetch.
 #[derive(Debug, Clone)]
 pub enum SourceItem {
+    /// The schools a source that has its own school list (UCS@school) keys its records'
+    /// school hints by; resolved as for its directory run (`sync::schools`). Comes before the
+    /// pages whose hints it explains.
+    Schools(Vec<DirectorySchool>),
     Page(SourcePage),
     /// Everything was delivered. `reported_total` is the number of records the source said it
     /// holds; the engine fails the run if it received fewer distinct records.
