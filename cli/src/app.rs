@@ -56,6 +56,16 @@ impl Database {
                 (started.connect_options(), Some(started), true)
             }
         };
+        // The server probes each connection's client: when a host running a sync dies without
+        // closing its connections, the server ends its session after about two minutes
+        // (60 s idle, then 6 probes 10 s apart), which frees the source's advisory lock for
+        // another instance instead of holding it for the kernel's default of about two hours
+        // (docs/operations.md). Unix-socket connections ignore these settings.
+        let options = options.options([
+            ("tcp_keepalives_idle", "60"),
+            ("tcp_keepalives_interval", "10"),
+            ("tcp_keepalives_count", "6"),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .connect_with(options)

@@ -22,6 +22,7 @@ mod persons_queries;
 mod privacy;
 mod processes;
 mod relution;
+mod run_liveness;
 mod school_servers;
 mod serve;
 mod slapd;

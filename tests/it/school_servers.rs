@@ -368,7 +368,9 @@ async fn runs_and_status_name_the_person_run_and_the_device_run() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    let status = runs::source_status(&db.pool).await.unwrap();
+    let status = runs::source_status(&db.pool, crate::support::t0())
+        .await
+        .unwrap();
     let lines: Vec<(Option<&str>, i64, i64)> = status
         .iter()
         .map(|line| (line.run_kind.as_deref(), line.reported, line.missing))

@@ -262,13 +262,47 @@ async fn serve_http(
 ) {
     let app = Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(|State((metrics, _)): State<(Arc<Metrics>, PgPool)>| async move { metrics.render() }))
+        .route("/metrics", get(metrics_page))
         .with_state((metrics, pool));
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         })
         .await;
+}
+
+/// The scheduler's own figures, plus what only the database knows: runs of any instance that
+/// are marked running, and whether they stopped sending heartbeats (their process died).
+async fn metrics_page(State((metrics, pool)): State<(Arc<Metrics>, PgPool)>) -> String {
+    let mut page = metrics.render();
+    let now = bestand_core::Clock::now(&SystemClock);
+    if let Ok(running) = bestand_core::store::runs::running_runs(&pool, now).await {
+        page.push_str(&render_running(&running));
+    }
+    page
+}
+
+/// `bestand_sync_running` and `bestand_sync_stale` per source and run kind.
+pub fn render_running(running: &[bestand_core::store::runs::RunningRun]) -> String {
+    let mut out = String::new();
+    for (name, help, stale) in [
+        ("bestand_sync_running", "Runs marked running, alive or not.", None),
+        (
+            "bestand_sync_stale",
+            "Runs marked running that sent no heartbeat for a minute: their process most likely died.",
+            Some(true),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for run in running.iter().filter(|run| stale.is_none_or(|stale| run.stale == stale)) {
+            let _ = writeln!(
+                out,
+                "{name}{{source=\"{}\",kind=\"{}\",run=\"{}\"}} 1",
+                run.source_name, run.run_kind, run.run_id
+            );
+        }
+    }
+    out
 }
 
 async fn health(State((_, pool)): State<(Arc<Metrics>, PgPool)>) -> (StatusCode, &'static str) {

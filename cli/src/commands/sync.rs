@@ -98,7 +98,7 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
         Some(SyncCommand::Status) => {
             let database = Database::open(config, Migrations::RequireCurrent).await?;
             let now = bestand_core::Clock::now(&SystemClock);
-            let status: Vec<StatusLine> = runs::source_status(&database.pool)
+            let status: Vec<StatusLine> = runs::source_status(&database.pool, now)
                 .await?
                 .into_iter()
                 .map(|status| {
@@ -469,6 +469,7 @@ impl Row for SourceStatus {
             "blocked run",
             "reported",
             "missing",
+            "running",
         ]
     }
 
@@ -484,6 +485,16 @@ impl Row for SourceStatus {
             opt(&self.blocked_run_id),
             self.reported.to_string(),
             self.missing.to_string(),
+            match (self.running_run_id, self.running_stale) {
+                (None, _) => String::new(),
+                (Some(run), false) => {
+                    format!("run {run}, alive {}", time(&self.running_last_alive_at))
+                }
+                (Some(run), true) => format!(
+                    "run {run} STALE: no sign of life since {}",
+                    time(&self.running_last_alive_at)
+                ),
+            },
         ]
     }
 }

@@ -89,11 +89,51 @@ pub struct SourceStatus {
     /// Links the source no longer reports: persons who left for a `directory` line, missing
     /// devices otherwise.
     pub missing: i64,
+    /// The run of this kind marked `running`, if any, and when it last said it was alive.
+    pub running_run_id: Option<i64>,
+    pub running_last_alive_at: Option<DateTime<Utc>>,
+    /// Whether that run stopped saying it is alive (`STALE_AFTER`): its process most likely died,
+    /// and the source's next run will record it as aborted.
+    pub running_stale: bool,
+}
+
+/// How long a running run may go without a heartbeat (written every
+/// `sync::engine::HEARTBEAT_INTERVAL`) before it counts as stale.
+pub const STALE_AFTER: chrono::Duration = chrono::Duration::seconds(60);
+
+/// A run marked `running`, as `running_runs` lists it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RunningRun {
+    pub source_name: String,
+    pub run_id: i64,
+    pub run_kind: String,
+    pub started_at: DateTime<Utc>,
+    pub last_alive_at: Option<DateTime<Utc>>,
+    pub stale: bool,
+}
+
+/// Every run marked `running` at `now`, with whether it is stale (no heartbeat for
+/// `STALE_AFTER`), for `/metrics`.
+pub async fn running_runs(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<RunningRun>, CoreError> {
+    Ok(sqlx::query_as(
+        "select s.name as source_name, r.sync_run_id as run_id, r.kind as run_kind, r.started_at, \
+         r.heartbeat_at as last_alive_at, \
+         coalesce(r.heartbeat_at, r.started_at) < $1 - $2 as stale \
+         from sync_run r join source s using (source_id) where r.status = 'running' \
+         order by s.name, r.sync_run_id",
+    )
+    .bind(now)
+    .bind(STALE_AFTER)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// The state of every source: one line per kind of run it has had (a UCS@school source has a
 /// `directory` and a `devices` line), one line without a run kind for a source that never ran.
-pub async fn source_status(pool: &PgPool) -> Result<Vec<SourceStatus>, CoreError> {
+pub async fn source_status(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+) -> Result<Vec<SourceStatus>, CoreError> {
     Ok(sqlx::query_as(
         "select s.name as source_name, s.kind, k.run_kind, a.slug as authority, \
          (select max(r.finished_at) from sync_run r where r.source_id = s.source_id \
@@ -111,7 +151,9 @@ pub async fn source_status(pool: &PgPool) -> Result<Vec<SourceStatus>, CoreError
           (select count(*) from person_link l where l.source_id = s.source_id \
            and l.missing_since is not null) \
          else (select count(*) from source_link l where l.source_id = s.source_id \
-          and l.ended_at is null and l.missing_since is not null) end as missing \
+          and l.ended_at is null and l.missing_since is not null) end as missing, \
+         w.sync_run_id as running_run_id, w.heartbeat_at as running_last_alive_at, \
+         coalesce(coalesce(w.heartbeat_at, w.started_at) < $1 - $2, false) as running_stale \
          from source s join school_authority a using (authority_id) \
          left join lateral (select distinct r.kind as run_kind from sync_run r \
           where r.source_id = s.source_id) k on true \
@@ -119,8 +161,13 @@ pub async fn source_status(pool: &PgPool) -> Result<Vec<SourceStatus>, CoreError
           where r.source_id = s.source_id and r.kind = k.run_kind \
           and r.status in ('failed', 'aborted') \
           order by r.sync_run_id desc limit 1) f on true \
+         left join lateral (select r.sync_run_id, r.heartbeat_at, r.started_at from sync_run r \
+          where r.source_id = s.source_id and r.kind = k.run_kind and r.status = 'running' \
+          order by r.sync_run_id desc limit 1) w on true \
          order by s.name, k.run_kind desc",
     )
+    .bind(now)
+    .bind(STALE_AFTER)
     .fetch_all(pool)
     .await?)
 }

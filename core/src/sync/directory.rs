@@ -22,7 +22,8 @@ use crate::store::assignments::refresh_assignments;
 use crate::store::SourceRef;
 use crate::sync::engine::{
     close_run, database_failure, lost_deadlock, open_run, retry_lost_deadlocks, upsert_review_item,
-    ReviewUpsert, RunError, SyncCounts, SyncProgress, SyncReport,
+    with_heartbeat, OpenedRun, ReviewUpsert, RunError, SyncCounts, SyncProgress, SyncReport,
+    HEARTBEAT_INTERVAL,
 };
 use crate::sync::guard::DeletionGuard;
 use crate::sync::protocol::{DirectoryItem, PersonPage};
@@ -51,14 +52,33 @@ pub async fn run_directory_sync(
     pool: &PgPool,
     clock: &dyn Clock,
     source: &SourceRef,
+    items: mpsc::Receiver<DirectoryItem>,
+    options: &DirectorySyncOptions,
+    progress: &dyn SyncProgress,
+) -> Result<SyncReport, CoreError> {
+    let opened = open_run(pool, clock, source, options.dry_run, "directory").await?;
+    apply_directory_run(pool, clock, source, opened, items, options, progress).await
+}
+
+/// Applies `items` as the run `open_run` opened.
+async fn apply_directory_run(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    source: &SourceRef,
+    (mut conn, run_id, started_at): OpenedRun,
     mut items: mpsc::Receiver<DirectoryItem>,
     options: &DirectorySyncOptions,
     progress: &dyn SyncProgress,
 ) -> Result<SyncReport, CoreError> {
-    let (mut conn, run_id, started_at) =
-        open_run(pool, clock, source, options.dry_run, "directory").await?;
     let mut run = DirectoryRun::new(source, run_id, started_at, options);
-    let outcome = run.execute(&mut conn, &mut items, progress).await;
+    let outcome = with_heartbeat(
+        pool,
+        clock,
+        run_id,
+        HEARTBEAT_INTERVAL,
+        run.execute(&mut conn, &mut items, progress),
+    )
+    .await;
     drop(items);
     let report = match outcome {
         Ok((status, blocked_reason, would_mark)) => {
@@ -85,12 +105,19 @@ pub async fn run_directory_sync_retrying(
     pool: &PgPool,
     clock: &dyn Clock,
     source: &SourceRef,
-    mut fetch: impl FnMut() -> mpsc::Receiver<DirectoryItem>,
+    fetch: impl FnMut() -> mpsc::Receiver<DirectoryItem>,
     options: &DirectorySyncOptions,
     progress: &dyn SyncProgress,
 ) -> Result<SyncReport, CoreError> {
-    retry_lost_deadlocks(source, || {
-        run_directory_sync(pool, clock, source, fetch(), options, progress)
+    // As `run_sync_retrying`: the directory is read only once the run holds the source's lock.
+    let fetch = &std::sync::Mutex::new(fetch);
+    retry_lost_deadlocks(source, || async move {
+        let opened = open_run(pool, clock, source, options.dry_run, "directory").await?;
+        let items = match fetch.lock() {
+            Ok(mut fetch) => fetch(),
+            Err(poisoned) => (poisoned.into_inner())(),
+        };
+        apply_directory_run(pool, clock, source, opened, items, options, progress).await
     })
     .await
 }

@@ -153,8 +153,20 @@ pub async fn run_sync(
     options: &SyncOptions,
     progress: &dyn SyncProgress,
 ) -> Result<SyncReport, CoreError> {
-    let (mut conn, run_id, started_at) =
-        open_run(pool, clock, source, options.dry_run, "devices").await?;
+    let opened = open_run(pool, clock, source, options.dry_run, "devices").await?;
+    apply_run(pool, clock, source, opened, pages, options, progress).await
+}
+
+/// Applies `pages` as the run `open_run` opened.
+async fn apply_run(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    source: &SourceRef,
+    (mut conn, run_id, started_at): OpenedRun,
+    pages: mpsc::Receiver<SourceItem>,
+    options: &SyncOptions,
+    progress: &dyn SyncProgress,
+) -> Result<SyncReport, CoreError> {
     let mut run = Run::new(source, run_id, started_at);
     run.priority = options.field_priority.clone();
     // Asked once for both connections, which log in as the same role. Not knowing only costs
@@ -173,7 +185,14 @@ pub async fn run_sync(
     let outcome = match writer {
         Ok(writer) => {
             run.payloads = writer;
-            run.execute(&mut conn, &mut pages, options, progress).await
+            with_heartbeat(
+                pool,
+                clock,
+                run_id,
+                HEARTBEAT_INTERVAL,
+                run.execute(&mut conn, &mut pages, options, progress),
+            )
+            .await
         }
         Err(error) => Err(payload_error(error)),
     };
@@ -239,14 +258,62 @@ pub async fn run_sync_retrying(
     pool: &PgPool,
     clock: &dyn Clock,
     source: &SourceRef,
-    mut fetch: impl FnMut() -> mpsc::Receiver<SourceItem>,
+    fetch: impl FnMut() -> mpsc::Receiver<SourceItem>,
     options: &SyncOptions,
     progress: &dyn SyncProgress,
 ) -> Result<SyncReport, CoreError> {
-    retry_lost_deadlocks(source, || {
-        run_sync(pool, clock, source, fetch(), options, progress)
+    // The source is asked for pages only once the run holds its lock: a run skipped because
+    // another process syncs the source costs the source nothing.
+    let fetch = &std::sync::Mutex::new(fetch);
+    retry_lost_deadlocks(source, || async move {
+        let opened = open_run(pool, clock, source, options.dry_run, "devices").await?;
+        let pages = match fetch.lock() {
+            Ok(mut fetch) => fetch(),
+            Err(poisoned) => (poisoned.into_inner())(),
+        };
+        apply_run(pool, clock, source, opened, pages, options, progress).await
     })
     .await
+}
+
+/// The lock connection, id and start time of a run `open_run` recorded.
+pub(crate) type OpenedRun = (PgConnection, i64, DateTime<Utc>);
+
+/// How often a running run says it is alive (`sync_run.heartbeat_at`), so that a run whose
+/// process died shows as stale within minutes, and is recorded as ended when it last was alive.
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Drives `work` while writing the run's heartbeat every `interval` (`HEARTBEAT_INTERVAL` in
+/// runs) on a connection of the pool (the run's own is inside its transaction). A heartbeat that
+/// fails is only logged: it must never fail the run.
+pub async fn with_heartbeat<T>(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    run_id: i64,
+    interval: std::time::Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let beat = async {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let written =
+                sqlx::query("update sync_run set heartbeat_at = $2 where sync_run_id = $1")
+                    .bind(run_id)
+                    .bind(clock.now())
+                    .execute(pool)
+                    .await;
+            if let Err(error) = written {
+                tracing::warn!(run = run_id, error = %error, "could not record the run's heartbeat");
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        outcome = work => outcome,
+        never = beat => never,
+    }
 }
 
 /// Starts `run` again while it loses a deadlock, at most `RUN_ATTEMPTS` runs in all. Runs of
@@ -297,23 +364,26 @@ pub(crate) async fn open_run(
     source: &SourceRef,
     dry_run: bool,
     kind: &str,
-) -> Result<(PgConnection, i64, DateTime<Utc>), CoreError> {
+) -> Result<OpenedRun, CoreError> {
     let mut conn = lock_source(pool, source).await?;
-    // We hold the lock, so any run still marked running died with its process.
+    // We hold the lock, so any run still marked running died with its process: it ended when
+    // it last said it was alive.
     sqlx::query(
-        "update sync_run set status = 'aborted', finished_at = $2, \
-         error = 'the process running this sync ended before the run finished' \
+        "update sync_run set status = 'aborted', \
+         finished_at = coalesce(heartbeat_at, started_at), \
+         error = 'the process running this sync ended before the run finished (last alive ' \
+         || to_char(coalesce(heartbeat_at, started_at) at time zone 'UTC', \
+         'YYYY-MM-DD HH24:MI:SS') || ' UTC); nothing it read was applied' \
          where source_id = $1 and status = 'running'",
     )
     .bind(source.source_id)
-    .bind(clock.now())
     .execute(&mut conn)
     .await?;
 
     let started_at = clock.now();
     let run_id: i64 = sqlx::query_scalar(
-        "insert into sync_run (authority_id, source_id, started_at, status, dry_run, kind) \
-         values ($1, $2, $3, 'running', $4, $5) returning sync_run_id",
+        "insert into sync_run (authority_id, source_id, started_at, heartbeat_at, status, \
+         dry_run, kind) values ($1, $2, $3, $3, 'running', $4, $5) returning sync_run_id",
     )
     .bind(source.authority_id)
     .bind(source.source_id)

@@ -14,8 +14,8 @@ pub(crate) mod schools;
 pub use self::approve::approve_run;
 pub use self::directory::{run_directory_sync, run_directory_sync_retrying, DirectorySyncOptions};
 pub use self::engine::{
-    run_sync, run_sync_retrying, NoProgress, SyncCounts, SyncOptions, SyncProgress, SyncReport,
-    RUN_ATTEMPTS,
+    run_sync, run_sync_retrying, with_heartbeat, NoProgress, SyncCounts, SyncOptions, SyncProgress,
+    SyncReport, HEARTBEAT_INTERVAL, RUN_ATTEMPTS,
 };
 pub use self::guard::DeletionGuard;
 pub use self::protocol::{
