@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use bestand_core::tabular;
 use clap::ValueEnum;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
@@ -32,12 +33,8 @@ pub fn print_list<T: Row + Serialize>(items: &[T], format: Format) -> anyhow::Re
             writeln!(out)?;
         }
         Format::Csv => {
-            let mut writer = csv::Writer::from_writer(out);
-            writer.write_record(T::headers())?;
-            for item in items {
-                writer.write_record(item.cells())?;
-            }
-            writer.flush()?;
+            // Cells that would run as formulas in a spreadsheet get a leading `'`.
+            tabular::write_csv(out, &T::headers(), items.iter().map(Row::cells))?;
         }
         Format::Table => {
             writeln!(out, "{}", table(T::headers(), items.iter().map(Row::cells)))?;
