@@ -25,15 +25,22 @@ pub trait Row {
 
 /// Prints a list in the chosen format.
 pub fn print_list<T: Row + Serialize>(items: &[T], format: Format) -> anyhow::Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    write_list(std::io::stdout().lock(), items, format)
+}
+
+/// Writes a list in the chosen format. CSV cells that would run as formulas in a spreadsheet
+/// (starting with `=`, `+`, `-`, `@`, tab or carriage return) get a leading `'`.
+pub fn write_list<T: Row + Serialize, W: Write>(
+    mut out: W,
+    items: &[T],
+    format: Format,
+) -> anyhow::Result<()> {
     match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, items)?;
             writeln!(out)?;
         }
         Format::Csv => {
-            // Cells that would run as formulas in a spreadsheet get a leading `'`.
             tabular::write_csv(out, &T::headers(), items.iter().map(Row::cells))?;
         }
         Format::Table => {
