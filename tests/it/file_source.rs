@@ -170,7 +170,7 @@ async fn prices_in_english_notation_are_not_misread_and_ambiguous_ones_are_kept_
     );
     let config = |notation: Option<&str>| {
         let mut config = serde_json::json!({
-            "path": path, "id_column": "id",
+            "path": path, "id_column": "id", "delimiter": ";",
             "columns": { "asset_tag": "id", "price": "Preis", "currency": "Währung" },
         });
         if let Some(notation) = notation {
