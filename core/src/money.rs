@@ -70,7 +70,7 @@ const MAX_WHOLE_DIGITS: usize = 10;
 /// Reads a price: German (`1.299,00`, `1.299,00 €`, `EUR 1.299,00`, `1299,5`, `1.299,-`),
 /// English (`1,299.00`, `€1,299.00`, `USD 1299.00`) or plain (`1299`), with spaces,
 /// non-breaking or thin spaces as thousands separators and a currency symbol (`€`, `$`, `£`)
-/// or ISO code before or after the number.
+/// or ISO code (or the word "Euro") before or after the number.
 ///
 /// With both `.` and `,` the last is the decimal separator and the other must group the
 /// thousands in threes. A single `.` or `,` followed by exactly three digits is refused as
@@ -131,11 +131,10 @@ fn leading_currency(text: &str) -> Option<(String, &str)> {
     if let Some((symbol, code)) = SYMBOLS.iter().find(|(symbol, _)| *symbol == first) {
         return Some(((*code).to_string(), &text[symbol.len_utf8()..]));
     }
-    let code = text.get(..3)?;
-    let after = &text[3..];
-    let boundary = after.chars().next().is_none_or(|c| !c.is_alphabetic());
-    (code.chars().all(|c| c.is_ascii_alphabetic()) && boundary)
-        .then(|| (code.to_ascii_uppercase(), after))
+    let end = text
+        .find(|c: char| !c.is_alphabetic())
+        .unwrap_or(text.len());
+    currency_word(&text[..end]).map(|code| (code, &text[end..]))
 }
 
 fn trailing_currency(text: &str) -> Option<(String, &str)> {
@@ -143,15 +142,21 @@ fn trailing_currency(text: &str) -> Option<(String, &str)> {
     if let Some((symbol, code)) = SYMBOLS.iter().find(|(symbol, _)| *symbol == last) {
         return Some(((*code).to_string(), &text[..text.len() - symbol.len_utf8()]));
     }
-    let start = text.len().checked_sub(3)?;
-    let code = text.get(start..)?;
-    let before = &text[..start];
-    let boundary = before
-        .chars()
-        .next_back()
-        .is_none_or(|c| !c.is_alphabetic());
-    (code.chars().all(|c| c.is_ascii_alphabetic()) && boundary)
-        .then(|| (code.to_ascii_uppercase(), before))
+    let start = text.rfind(|c: char| !c.is_alphabetic()).map_or(0, |at| {
+        at + text[at..].chars().next().map_or(1, char::len_utf8)
+    });
+    currency_word(&text[start..]).map(|code| (code, &text[..start]))
+}
+
+/// A three-letter ISO code in any case, or "Euro".
+fn currency_word(word: &str) -> Option<String> {
+    if word.eq_ignore_ascii_case("euro") {
+        Some("EUR".to_string())
+    } else if word.len() == 3 && word.chars().all(|c| c.is_ascii_alphabetic()) {
+        Some(word.to_ascii_uppercase())
+    } else {
+        None
+    }
 }
 
 /// For German `1.299,-` (also `,--` and `.-`), a whole amount: the number before the ending
@@ -339,6 +344,8 @@ mod tests {
             ("1299", plain("1299.00")),
             ("329.00", plain("329.00")),
             ("0,99 eur", eur("0.99")),
+            ("1.299,00 Euro", eur("1299.00")),
+            ("EURO 5", eur("5.00")),
             ("1\u{a0}299,00\u{a0}€", eur("1299.00")),
             ("1\u{2009}299.00", plain("1299.00")),
             ("1 299 000", plain("1299000.00")),
@@ -416,6 +423,7 @@ mod tests {
             ("5-", Negative),
             ("soon", NotANumber("soon".into())),
             ("12a", NotANumber("12a".into())),
+            ("5 Euros", NotANumber("5 Euros".into())),
             ("EUR 5 €", TwoCurrencies),
             ("1.2,50", Grouping),
             ("1.29.000", Grouping),
