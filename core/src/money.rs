@@ -201,12 +201,14 @@ fn split_number(number: &str, notation: Option<Notation>) -> Result<(String, Str
         (_, 0) | (0, _) => {
             let separator = if dots > 0 { '.' } else { ',' };
             let count = dots + commas;
+            let before = number.split(separator).next().unwrap_or_default();
             let after = number.rsplit(separator).next().unwrap_or_default();
             if count > 1 {
                 // Only thousands can repeat.
                 None
-            } else if spaced {
-                // Spaces already group the thousands.
+            } else if spaced || before.len() > 3 || before.starts_with('0') {
+                // Spaces already group the thousands; `12345.678` and `0.299` cannot be
+                // thousands at all.
                 Some(separator)
             } else if after.len() == 3 && after.chars().all(|c| c.is_ascii_digit()) {
                 match notation {
@@ -433,6 +435,8 @@ mod tests {
             (",50", NoWholePart),
             ("1299,", NoDecimals),
             ("1,2345", TooManyDecimals),
+            ("12345.678", TooManyDecimals),
+            ("0,299", TooManyDecimals),
             ("1.299,001", TooManyDecimals),
             ("10000000000", TooLarge),
             ("99999999999999999999999999999999", TooLarge),
