@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use bestand_core::tabular;
 use clap::ValueEnum;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
@@ -24,20 +25,23 @@ pub trait Row {
 
 /// Prints a list in the chosen format.
 pub fn print_list<T: Row + Serialize>(items: &[T], format: Format) -> anyhow::Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    write_list(std::io::stdout().lock(), items, format)
+}
+
+/// Writes a list in the chosen format. CSV cells that would run as formulas in a spreadsheet
+/// (starting with `=`, `+`, `-`, `@`, tab or carriage return) get a leading `'`.
+pub fn write_list<T: Row + Serialize, W: Write>(
+    mut out: W,
+    items: &[T],
+    format: Format,
+) -> anyhow::Result<()> {
     match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, items)?;
             writeln!(out)?;
         }
         Format::Csv => {
-            let mut writer = csv::Writer::from_writer(out);
-            writer.write_record(T::headers())?;
-            for item in items {
-                writer.write_record(item.cells())?;
-            }
-            writer.flush()?;
+            tabular::write_csv(out, &T::headers(), items.iter().map(Row::cells))?;
         }
         Format::Table => {
             writeln!(out, "{}", table(T::headers(), items.iter().map(Row::cells)))?;

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bestand_core::model::DeviceCategory;
+use bestand_core::money::{self, Notation};
+use bestand_core::normalize::{self, DateError};
 use bestand_core::record::DeviceRecord;
 use bestand_core::sync::{FetchFailure, SourcePage};
+use bestand_core::tabular::{self, Encoding};
 use chrono::NaiveDate;
-use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::http::{display_url_without_query, HttpClient, HttpSettings};
@@ -67,9 +69,17 @@ pub struct FileConfig {
     /// `csv` or `json`; default from the file name's extension.
     #[serde(default)]
     pub format: Option<FileFormat>,
-    /// CSV field separator; German spreadsheet exports often use `;`. Default `,`.
-    #[serde(default = "default_delimiter")]
-    pub delimiter: char,
+    /// CSV field separator; default: what the header line uses (`;`, tab or `,`).
+    #[serde(default)]
+    pub delimiter: Option<char>,
+    /// CSV text encoding, `utf-8` or `windows-1252`; default: UTF-8 when the file is valid
+    /// UTF-8, else Windows-1252 (German Excel's "CSV (Trennzeichen-getrennt)").
+    #[serde(default)]
+    pub encoding: Option<Encoding>,
+    /// Which separator is the decimal one in a price like `1.299` that could be read either
+    /// way (`german` or `english`); default: such prices are refused.
+    #[serde(default)]
+    pub price_notation: Option<Notation>,
     /// The column (CSV header or JSON key) that identifies a record across runs; required.
     pub id_column: String,
     /// JSON only: where the array of devices is, as a JSON pointer (`/devices`); default: the
@@ -101,10 +111,6 @@ pub struct FileConfig {
 pub enum FileFormat {
     Csv,
     Json,
-}
-
-fn default_delimiter() -> char {
-    ','
 }
 
 fn default_date_formats() -> Vec<String> {
@@ -170,7 +176,10 @@ impl FileSource {
         {
             return Err(FileConfigError::UnknownField(field.clone()));
         }
-        if !config.delimiter.is_ascii() {
+        if config
+            .delimiter
+            .is_some_and(|delimiter| !delimiter.is_ascii())
+        {
             return Err(FileConfigError::Delimiter);
         }
         let lower = written.to_lowercase();
@@ -296,11 +305,21 @@ fn page(location: &str, number: usize, records: Vec<DeviceRecord>, total: u64) -
 }
 
 fn csv_rows(body: &[u8], config: &FileConfig) -> Result<Vec<Row>, String> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(config.delimiter as u8)
+    let text = tabular::decode(
+        body,
+        config.encoding,
+        config.delimiter.map(|delimiter| delimiter as u8),
+    )
+    .map_err(|error| error.to_string())?;
+    tracing::debug!(
+        encoding = text.encoding.name(),
+        delimiter = %char::from(text.delimiter).escape_default(),
+        "file source CSV decoded"
+    );
+    let mut reader = text
+        .reader_builder()
         .trim(csv::Trim::All)
-        .from_reader(body);
+        .from_reader(text.text.as_bytes());
     let headers = reader
         .headers()
         .map_err(|error| format!("line 1: cannot read the header: {error}"))?
@@ -324,7 +343,7 @@ fn csv_rows(body: &[u8], config: &FileConfig) -> Result<Vec<Row>, String> {
         let values: BTreeMap<String, String> = headers
             .iter()
             .zip(record.iter())
-            .map(|(h, v)| (h.to_string(), v.to_string()))
+            .map(|(h, v)| (h.to_string(), tabular::unneutralise(v).to_string()))
             .collect();
         let payload = serde_json::to_string(&values).unwrap_or_else(|_| "{}".to_string());
         rows.push(Row {
@@ -447,20 +466,20 @@ fn map_row(
             .map(str::to_string)
     };
     let mut problems = Vec::new();
+    let formats: Vec<&str> = config.date_formats.iter().map(String::as_str).collect();
     let date = |field: &str, problems: &mut Vec<String>| -> Option<NaiveDate> {
         let value = text(field)?;
-        let parsed = NaiveDate::parse_from_str(&value, "%Y-%m-%d")
-            .ok()
-            .or_else(|| {
-                config
-                    .date_formats
-                    .iter()
-                    .find_map(|format| NaiveDate::parse_from_str(&value, format).ok())
-            });
-        if parsed.is_none() {
-            problems.push(format!("{place}: {field} '{value}' is not a date"));
+        match normalize::date(&value, &formats) {
+            Ok(date) => Some(date),
+            Err(DateError::NotADate) => {
+                problems.push(format!("{place}: {field} '{value}' is not a date"));
+                None
+            }
+            Err(error) => {
+                problems.push(format!("{place}: {field} '{value}': {error}"));
+                None
+            }
         }
-        parsed
     };
     let mut record = DeviceRecord {
         external_id: id.to_string(),
@@ -490,23 +509,31 @@ fn map_row(
     record.purchase.purchase_date = date("purchase_date", &mut problems);
     record.purchase.supplier = text("supplier");
     record.purchase.warranty_end = date("warranty_end", &mut problems);
+    record.purchase.currency = text("currency").map(|c| c.to_uppercase());
     if let Some(price) = text("price") {
-        // German exports write 1.099,00; plain ones 1099.00.
-        let normalized = if price.contains(',') {
-            price.replace('.', "").replace(',', ".")
-        } else {
-            price.clone()
-        };
-        match normalized
-            .trim_end_matches(['€', ' '])
-            .trim()
-            .parse::<Decimal>()
-        {
-            Ok(value) => record.purchase.price = Some(value),
-            Err(_) => problems.push(format!("{place}: price '{price}' is not a number")),
+        match money::parse_price(&price, config.price_notation) {
+            Ok(read) => match (&read.currency, &record.purchase.currency) {
+                (Some(named), Some(column)) if named != column => problems.push(format!(
+                    "{place}: price '{price}' is in {named} but the currency column says {column}"
+                )),
+                _ => {
+                    record.purchase.price = Some(read.amount);
+                    if record.purchase.currency.is_none() {
+                        record.purchase.currency = read.currency;
+                    }
+                }
+            },
+            Err(error) => {
+                let hint = match error {
+                    money::PriceError::Ambiguous { .. } => " or set `price_notation`",
+                    _ => "",
+                };
+                problems.push(format!(
+                    "{place}: price '{price}' cannot be read: {error}{hint}"
+                ));
+            }
         }
     }
-    record.purchase.currency = text("currency").map(|c| c.to_uppercase());
     if let Some(years) = text("life_expectancy_years") {
         match years.parse::<i32>() {
             Ok(years) => record.purchase.life_expectancy_years = Some(years),

@@ -8,12 +8,14 @@ pub mod error;
 pub mod identity;
 pub mod loans;
 pub mod model;
+pub mod money;
 pub mod normalize;
 pub mod person;
 pub mod privacy;
 pub mod record;
 pub mod store;
 pub mod sync;
+pub mod tabular;
 
 pub use crate::clock::{Clock, FixedClock};
 pub use crate::error::{CoreError, Result};

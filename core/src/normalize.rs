@@ -1,4 +1,7 @@
-//! Identifier normalization, so that the same device matches across sources.
+//! Identifier normalization, so that the same device matches across sources, and the reading
+//! of the dates people type, so that every import refuses the same impossible ones.
+
+use chrono::{Datelike, NaiveDate};
 
 /// Serial numbers that sources send when they do not know the real one.
 const PLACEHOLDER_SERIALS: &[&str] = &[
@@ -28,9 +31,17 @@ pub fn serial_number(raw: Option<&str>) -> Option<String> {
 }
 
 /// Lower-case, colon-separated MAC address; `None` for anything that is not 12 hex digits
-/// or is all zeros.
+/// (separated by `:`, `-`, `.` or spaces, or not at all) or is all zeros. Other characters
+/// make it `None` too: "WLAN a4:83:e7:12:34:5" would otherwise lend its `A` to a wrong MAC.
 pub fn mac_address(raw: Option<&str>) -> Option<String> {
-    let hex: String = raw?
+    let raw = raw?;
+    if !raw
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '-' | '.') || c.is_whitespace())
+    {
+        return None;
+    }
+    let hex: String = raw
         .chars()
         .filter(|c| c.is_ascii_hexdigit())
         .map(|c| c.to_ascii_lowercase())
@@ -77,8 +88,41 @@ pub fn text(raw: Option<&str>) -> Option<String> {
     (!text.is_empty()).then(|| text.to_string())
 }
 
+/// The years a date bestand reads may fall in. chrono's `%Y` takes `23` as the year 23, so
+/// `31.08.23` would otherwise be read as a date two thousand years ago.
+pub const DATE_YEARS: std::ops::RangeInclusive<i32> = 1900..=2199;
+
+/// Reads a date as ISO 8601 (`2024-08-15`) or in one of `formats` (chrono's syntax, such as
+/// `%d.%m.%Y`), refusing years outside `DATE_YEARS`.
+pub fn date(text: &str, formats: &[&str]) -> Result<NaiveDate, DateError> {
+    let text = text.trim();
+    let parsed = std::iter::once("%Y-%m-%d")
+        .chain(formats.iter().copied())
+        .find_map(|format| NaiveDate::parse_from_str(text, format).ok())
+        .ok_or(DateError::NotADate)?;
+    if !DATE_YEARS.contains(&parsed.year()) {
+        return Err(DateError::Year(parsed.year()));
+    }
+    Ok(parsed)
+}
+
+/// Why a text is not a date.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DateError {
+    #[error("it is not a date")]
+    NotADate,
+    #[error(
+        "its year {0} is not between {min} and {max} (write the year with four digits)",
+        min = DATE_YEARS.start(),
+        max = DATE_YEARS.end()
+    )]
+    Year(i32),
+}
+
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -106,6 +150,64 @@ mod tests {
         );
         assert_eq!(mac_address(Some("00:00:00:00:00:00")), None);
         assert_eq!(mac_address(Some("a4:83")), None);
+        assert_eq!(mac_address(Some("WLAN a4:83:e7:12:34:5")), None);
+        assert_eq!(mac_address(Some("a4:83:e7:12:34:5g")), None);
+    }
+
+    #[test]
+    fn dates_with_four_digit_years_in_range() {
+        let day = NaiveDate::from_ymd_opt(2023, 8, 31).unwrap();
+        assert_eq!(date("2023-08-31", &[]), Ok(day));
+        assert_eq!(date(" 31.08.2023 ", &["%d.%m.%Y"]), Ok(day));
+        assert_eq!(date("31.08.2023", &[]), Err(DateError::NotADate));
+        assert_eq!(date("31.08.23", &["%d.%m.%Y"]), Err(DateError::Year(23)));
+        assert_eq!(date("2023-02-30", &[]), Err(DateError::NotADate));
+    }
+
+    proptest! {
+        #[test]
+        fn serials_normalise_idempotently(raw in "\\PC{0,20}") {
+            let once = serial_number(Some(&raw));
+            prop_assert_eq!(serial_number(once.as_deref()), once.clone());
+        }
+
+        #[test]
+        fn macs_read_in_every_spelling_and_normalise_idempotently(
+            bytes in proptest::array::uniform6(any::<u8>()),
+            separator in prop_oneof![Just(":"), Just("-"), Just(""), Just(" ")],
+            upper in any::<bool>(),
+        ) {
+            let hex: Vec<String> = bytes.iter().map(|b| if upper { format!("{b:02X}") } else { format!("{b:02x}") }).collect();
+            let canonical = bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+            let read = mac_address(Some(&hex.join(separator)));
+            let expected = (bytes != [0; 6]).then_some(canonical);
+            prop_assert_eq!(&read, &expected);
+            prop_assert_eq!(mac_address(read.as_deref()), read.clone());
+        }
+
+        #[test]
+        fn any_text_gives_a_mac_of_its_own_digits_or_none(raw in "\\PC{0,24}|[0-9a-fA-F:. -]{0,20}") {
+            if let Some(mac) = mac_address(Some(&raw)) {
+                let digits: String = raw.chars().filter(char::is_ascii_hexdigit).collect();
+                prop_assert_eq!(mac.replace(':', ""), digits.to_lowercase());
+            }
+            let _ = imei(Some(&raw));
+            let _ = udid(Some(&raw));
+        }
+
+        #[test]
+        fn dates_read_back_the_same_in_both_spellings(days in 0u64..(300 * 366)) {
+            let day = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap() + chrono::Days::new(days);
+            prop_assume!(DATE_YEARS.contains(&day.year()));
+            for format in ["%Y-%m-%d", "%d.%m.%Y"] {
+                prop_assert_eq!(date(&day.format(format).to_string(), &["%d.%m.%Y"]), Ok(day));
+            }
+        }
+
+        #[test]
+        fn any_text_gives_a_date_or_a_refusal(raw in "\\PC{0,16}|[0-9.-]{0,12}") {
+            let _ = date(&raw, &["%d.%m.%Y", "%d.%m.%y", "%m/%d/%Y"]);
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use bestand_core::sync;
 
 use crate::support::*;
 
-fn write(name: &str, content: &str) -> PathBuf {
+fn write(name: &str, content: impl AsRef<[u8]>) -> PathBuf {
     let path =
         std::env::temp_dir().join(format!("bestand-{}-{name}", uuid::Uuid::new_v4().simple()));
     std::fs::write(&path, content).unwrap();
@@ -52,17 +52,7 @@ async fn a_german_csv_export_becomes_devices_with_bad_values_reported_not_droppe
     let db = test_db().await;
     let source_ref = &musterstadt(&db.pool, &["inventar"]).await[0];
     let path = write("export.csv", EXPORT);
-    let clock = clock();
-    let report = sync::run_sync(
-        &db.pool,
-        clock.as_ref(),
-        source_ref,
-        spawn_fetch(source(csv_config(&path))),
-        &options(),
-        &sync::NoProgress,
-    )
-    .await
-    .unwrap();
+    let report = run_file(&db.pool, source_ref, csv_config(&path)).await;
     assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
     assert_eq!(report.counts.created, 2);
     assert!(
@@ -99,22 +89,152 @@ async fn a_german_csv_export_becomes_devices_with_bad_values_reported_not_droppe
     assert_eq!(desktop.links[0].reported["purchase"]["price"], "649.50");
 }
 
-#[tokio::test]
-async fn a_broken_row_fails_the_run_with_its_line_and_changes_nothing() {
-    let db = test_db().await;
-    let source_ref = &musterstadt(&db.pool, &["inventar"]).await[0];
-    let clock = clock();
-    let good = write("good.csv", EXPORT);
+/// Runs the file source once over `config`.
+async fn run_file(
+    pool: &sqlx::PgPool,
+    source_ref: &bestand_core::store::SourceRef,
+    config: serde_json::Value,
+) -> bestand_core::sync::SyncReport {
     sync::run_sync(
-        &db.pool,
-        clock.as_ref(),
+        pool,
+        clock().as_ref(),
         source_ref,
-        spawn_fetch(source(csv_config(&good))),
+        spawn_fetch(source(config)),
         &options(),
         &sync::NoProgress,
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// What German Excel saves as "CSV (Trennzeichen-getrennt)": Windows-1252 (`ä` is 0xE4, `ü`
+/// 0xFC, `€` 0x80), `;` between fields, CRLF.
+const EXCEL_EXPORT: &[u8] = b"Inventarnummer;Ger\xE4t;Raum;Preis\r\n\
+INV-0001;Tablet f\xFCr Sch\xFCler;Gro\xDFer Saal;1.299,00 \x80\r\n";
+
+#[tokio::test]
+async fn an_excel_export_in_windows_1252_with_semicolons_is_read_with_euro_and_umlauts() {
+    let db = test_db().await;
+    let source_ref = &musterstadt(&db.pool, &["inventar"]).await[0];
+    let path = write("excel.csv", EXCEL_EXPORT);
+    // No delimiter and no encoding set: both are told from the file.
+    let config = serde_json::json!({
+        "path": path, "id_column": "Inventarnummer",
+        "columns": { "asset_tag": "Inventarnummer", "model": "Gerät", "room": "Raum", "price": "Preis" },
+    });
+    let report = run_file(&db.pool, source_ref, config).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let tablet = devices::show_device(&db.pool, "INV-0001").await.unwrap();
+    assert_eq!(tablet.device.model.as_deref(), Some("Tablet für Schüler"));
+    assert_eq!(tablet.device.room.as_deref(), Some("Großer Saal"));
+    assert_eq!(
+        tablet.device.purchase_price,
+        Some("1299.00".parse().unwrap())
+    );
+    assert_eq!(tablet.device.currency.as_deref(), Some("EUR"));
+}
+
+#[tokio::test]
+async fn with_utf8_set_an_unreadable_byte_fails_the_run_naming_line_and_column() {
+    let db = test_db().await;
+    let source_ref = &musterstadt(&db.pool, &["inventar"]).await[0];
+    let path = write("excel.csv", EXCEL_EXPORT);
+    let config = serde_json::json!({
+        "path": path, "id_column": "Inventarnummer", "encoding": "utf-8",
+        "columns": { "model": "Gerät" },
+    });
+    let report = run_file(&db.pool, source_ref, config).await;
+    assert_eq!(report.status, SyncStatus::Failed);
+    let error = report.error.unwrap();
+    assert!(
+        error.contains("line 1, column 19: byte 0xE4 is not UTF-8") && error.contains("excel.csv"),
+        "{error}"
+    );
+    assert_eq!(table_counts(&db.pool).await[0], ("device".to_string(), 0));
+}
+
+#[tokio::test]
+async fn prices_in_english_notation_are_not_misread_and_ambiguous_ones_are_kept_as_problems() {
+    let db = test_db().await;
+    let source_ref = &musterstadt(&db.pool, &["inventar"]).await[0];
+    // UTF-8 with a byte order mark, as "CSV UTF-8" saves it.
+    let path = write(
+        "prices.csv",
+        "\u{feff}id;Preis;Währung\n\
+         INV-1;1,299.00;\n\
+         INV-2;1.299;\n\
+         INV-3;USD 1,299.00;\n\
+         INV-4;1.299,00 €;USD\n\
+         INV-5;-5,00;\n",
+    );
+    let config = |notation: Option<&str>| {
+        let mut config = serde_json::json!({
+            "path": path, "id_column": "id", "delimiter": ";",
+            "columns": { "asset_tag": "id", "price": "Preis", "currency": "Währung" },
+        });
+        if let Some(notation) = notation {
+            config["price_notation"] = notation.into();
+        }
+        config
+    };
+    let report = run_file(&db.pool, source_ref, config(None)).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(
+        report.counts.created, 5,
+        "a bad price never drops the device"
+    );
+    let price = |tag: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            let device = devices::show_device(&pool, tag).await.unwrap().device;
+            (
+                device.purchase_price.map(|p| p.to_string()),
+                device.currency,
+            )
+        }
+    };
+    assert_eq!(
+        price("INV-1").await,
+        (Some("1299.00".into()), Some("EUR".into())),
+        "not 1.30"
+    );
+    assert_eq!(price("INV-2").await, (None, None));
+    assert_eq!(
+        price("INV-3").await,
+        (Some("1299.00".into()), Some("USD".into()))
+    );
+    assert_eq!(price("INV-4").await, (None, None));
+    assert_eq!(price("INV-5").await, (None, None));
+    let warnings = report.warnings.join("\n");
+    for expected in [
+        "line 3: price '1.299' cannot be read: it is ambiguous: 1299 if '.' groups thousands, \
+         1.299 if it is the decimal separator; write the cents (such as 1299,00 or 1299.00) \
+         or set `price_notation`",
+        "line 5: price '1.299,00 €' is in EUR but the currency column says USD",
+        "line 6: price '-5,00' cannot be read: a price cannot be negative",
+    ] {
+        assert!(
+            warnings.contains(expected),
+            "{expected}\nnot in\n{warnings}"
+        );
+    }
+
+    // With the notation set, the ambiguous price is read the German way.
+    let report = run_file(&db.pool, source_ref, config(Some("german"))).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(
+        price("INV-2").await,
+        (Some("1299.00".into()), Some("EUR".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_broken_row_fails_the_run_with_its_line_and_changes_nothing() {
+    let db = test_db().await;
+    let source_ref = &musterstadt(&db.pool, &["inventar"]).await[0];
+    let good = write("good.csv", EXPORT);
+    run_file(&db.pool, source_ref, csv_config(&good)).await;
     let before = inventory_fingerprint(&db.pool).await;
 
     for (content, expected) in [
@@ -129,16 +249,7 @@ async fn a_broken_row_fails_the_run_with_its_line_and_changes_nothing() {
         ),
     ] {
         let path = write("broken.csv", &content);
-        let report = sync::run_sync(
-            &db.pool,
-            clock.as_ref(),
-            source_ref,
-            spawn_fetch(source(csv_config(&path))),
-            &options(),
-            &sync::NoProgress,
-        )
-        .await
-        .unwrap();
+        let report = run_file(&db.pool, source_ref, csv_config(&path)).await;
         assert_eq!(report.status, SyncStatus::Failed);
         let error = report.error.unwrap();
         assert!(
@@ -163,17 +274,7 @@ async fn a_json_export_is_read_from_its_pointer() {
         "path": path, "id_column": "id", "json_pointer": "/hosts",
         "columns": { "name": "name", "wifi_mac": "mac", "room": "room" },
     });
-    let clock = clock();
-    let report = sync::run_sync(
-        &db.pool,
-        clock.as_ref(),
-        source_ref,
-        spawn_fetch(source(config)),
-        &options(),
-        &sync::NoProgress,
-    )
-    .await
-    .unwrap();
+    let report = run_file(&db.pool, source_ref, config).await;
     assert_eq!(
         (report.status, report.counts.created),
         (SyncStatus::Succeeded, 2),

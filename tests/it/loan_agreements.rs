@@ -325,16 +325,9 @@ async fn the_loans_of_a_hand_out_file_get_their_agreements() {
                lea.schulz,INV-0001,31.07.2027,Ladegerät\n\
                ben.wolf,INV-0002,,\n";
     let rows = read_loan_csv(Cursor::new(csv)).unwrap();
-    let report = loans::import_loans(
-        world.pool(),
-        &*world.clock,
-        &world.policy,
-        &rows,
-        BulkOptions::default(),
-        "Frau Kaya",
-    )
-    .await
-    .unwrap();
+    let report = world
+        .import(&rows, BulkOptions::default(), "Frau Kaya")
+        .await;
     assert!(report.applied && report.errors.is_empty(), "{report:?}");
 
     let path = dir.join("ausgabe-4a.pdf");
@@ -355,16 +348,9 @@ async fn the_loans_of_a_hand_out_file_get_their_agreements() {
         "borrower,device\nmia.kern,INV-0003\nnobody,INV-0001\n",
     ))
     .unwrap();
-    let report = loans::import_loans(
-        world.pool(),
-        &*world.clock,
-        &world.policy,
-        &rows,
-        BulkOptions::default(),
-        "Frau Kaya",
-    )
-    .await
-    .unwrap();
+    let report = world
+        .import(&rows, BulkOptions::default(), "Frau Kaya")
+        .await;
     assert!(!report.applied);
     let path = dir.join("nichts.pdf");
     let none = import_agreements(world.pool(), &template, &report, &path, false)

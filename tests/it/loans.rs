@@ -7,7 +7,9 @@ use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
-use bestand_cli::commands::loans::{print_import, read_loan_csv, scan_issue, scan_return};
+use bestand_cli::commands::loans::{
+    print_import, read_loan_csv, read_loan_csv_in, scan_issue, scan_return,
+};
 use bestand_cli::config::Config;
 use bestand_core::loans::{
     self, BulkOptions, ClassSetRequest, DevicePool, IssueRequest, LoanFilter, LoanPolicy, Loss,
@@ -18,6 +20,7 @@ use bestand_core::person::{DirectorySchool, Membership, PersonIds, PersonRecord}
 use bestand_core::record::DeviceRecord;
 use bestand_core::store::{self, SourceRef};
 use bestand_core::sync::{self, DirectoryItem, DirectorySyncOptions, PersonPage};
+use bestand_core::tabular::Encoding;
 use bestand_core::{CoreError, FixedClock};
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use sqlx::postgres::PgPoolOptions;
@@ -203,6 +206,18 @@ impl World {
             ..IssueRequest::default()
         };
         loans::issue_loan(self.pool(), &*self.clock, &self.policy, &request, "counter").await
+    }
+
+    /// `loans::import_loans` of `rows`, by `by`.
+    pub(crate) async fn import(
+        &self,
+        rows: &[loans::BulkRow],
+        options: BulkOptions,
+        by: &str,
+    ) -> loans::BulkReport {
+        loans::import_loans(self.pool(), &*self.clock, &self.policy, rows, options, by)
+            .await
+            .unwrap()
     }
 
     async fn lifecycle(&self, asset_tag: &str) -> String {
@@ -871,16 +886,9 @@ async fn a_hand_out_file_is_checked_completely_and_applied_all_or_nothing() {
     let rows = read_loan_csv(Cursor::new(csv)).unwrap();
     assert_eq!(rows.len(), 10, "the blank line is skipped");
     assert_eq!(rows[0].accessories, vec!["Ladegerät", "Schutzhülle"]);
-    let report = loans::import_loans(
-        world.pool(),
-        &*world.clock,
-        &world.policy,
-        &rows,
-        BulkOptions::default(),
-        "sekretariat",
-    )
-    .await
-    .unwrap();
+    let report = world
+        .import(&rows, BulkOptions::default(), "sekretariat")
+        .await;
     assert!(!report.applied);
     let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -917,9 +925,7 @@ async fn a_hand_out_file_is_checked_completely_and_applied_all_or_nothing() {
         dry_run: true,
         ..BulkOptions::default()
     };
-    let report = loans::import_loans(world.pool(), &*world.clock, &world.policy, &good, dry, "s")
-        .await
-        .unwrap();
+    let report = world.import(&good, dry, "s").await;
     assert!(report.errors.is_empty() && !report.applied);
     assert_eq!(report.accepted.len(), 3);
     assert!(report.accepted.iter().all(|row| row.loan_id.is_none()));
@@ -930,16 +936,7 @@ async fn a_hand_out_file_is_checked_completely_and_applied_all_or_nothing() {
         partial: true,
         ..BulkOptions::default()
     };
-    let report = loans::import_loans(
-        world.pool(),
-        &*world.clock,
-        &world.policy,
-        &rows,
-        partial,
-        "s",
-    )
-    .await
-    .unwrap();
+    let report = world.import(&rows, partial, "s").await;
     assert!(report.applied);
     assert_eq!(report.errors.len(), 9);
     assert_eq!(report.accepted.len(), 1);
@@ -954,16 +951,7 @@ async fn a_hand_out_file_is_checked_completely_and_applied_all_or_nothing() {
     // And a file that is all good is written whole, in one go.
     let good = "borrower,device,due\nben.wolf,SER00002,31.07.2027\nmia.kern,INV-0003,2027-06-30\n";
     let rows = read_loan_csv(Cursor::new(good)).unwrap();
-    let report = loans::import_loans(
-        world.pool(),
-        &*world.clock,
-        &world.policy,
-        &rows,
-        BulkOptions::default(),
-        "s",
-    )
-    .await
-    .unwrap();
+    let report = world.import(&rows, BulkOptions::default(), "s").await;
     assert!(report.applied && report.errors.is_empty());
     assert_eq!(world.loan_count().await, before + 3);
 
@@ -971,6 +959,51 @@ async fn a_hand_out_file_is_checked_completely_and_applied_all_or_nothing() {
         .unwrap_err()
         .to_string()
         .contains("unknown column \"person\""));
+}
+
+#[tokio::test]
+async fn a_hand_out_file_german_excel_saved_in_windows_1252_is_imported() {
+    let world = world(8, 0).await;
+    let before = world.loan_count().await;
+    // "CSV (Trennzeichen-getrennt)": Windows-1252 (`ä` is 0xE4, `ü` 0xFC), `;`, CRLF.
+    let excel: &[u8] = b"Borrower;Device;Due;Accessories\r\n\
+        lea.schulz;INV-0001;31.07.2027;\"Ladeger\xE4t;Schutzh\xFClle\"\r\n";
+    let rows = read_loan_csv(Cursor::new(excel)).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].line, 2);
+    assert_eq!(rows[0].accessories, vec!["Ladegerät", "Schutzhülle"]);
+    let report = world
+        .import(&rows, BulkOptions::default(), "sekretariat")
+        .await;
+    assert!(
+        report.applied && report.errors.is_empty(),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(world.loan_count().await, before + 1);
+    let written = loans::get_loan(world.pool(), report.accepted[0].loan_id.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(written.accessories, vec!["Ladegerät", "Schutzhülle"]);
+
+    // The same bytes with --encoding utf-8: refused, naming line and column.
+    let error = read_loan_csv_in(Cursor::new(excel), Some(Encoding::Utf8))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "line 2, column 40: byte 0xE4 is not UTF-8 (set the encoding to windows-1252 if the \
+         file was saved by Excel as \"CSV (Trennzeichen-getrennt)\")"
+    );
+    // Said to be Windows-1252, a UTF-8 file with a byte order mark is refused too.
+    let utf8 = "\u{feff}borrower;device\nben.wolf;SER00002\n";
+    assert!(read_loan_csv_in(Cursor::new(utf8), Some(Encoding::Windows1252)).is_err());
+    // Detected, it is read as UTF-8 with the mark dropped.
+    let rows = read_loan_csv(Cursor::new(utf8)).unwrap();
+    assert_eq!(
+        (rows[0].borrower.as_str(), rows[0].device.as_str()),
+        ("ben.wolf", "SER00002")
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 
 mod agreement;
 mod cli_config;
+mod csv_output;
 mod device_identity;
 mod directory_sync;
 mod end_to_end;

@@ -15,6 +15,7 @@ use bestand_core::loans::{
 };
 use bestand_core::model::{LifecycleState, LoanState};
 use bestand_core::store::persons::resolve_person;
+use bestand_core::tabular::{self, Encoding};
 use bestand_core::{Clock, CoreError};
 use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Subcommand};
@@ -239,6 +240,10 @@ pub struct ImportArgs {
     /// Overwrite the --agreements file if it exists.
     #[arg(long, requires = "agreements")]
     pub force: bool,
+    /// The file's encoding, `utf-8` or `windows-1252` (default: UTF-8 when the file is valid
+    /// UTF-8, else Windows-1252, as German Excel saves "CSV (Trennzeichen-getrennt)").
+    #[arg(long, value_name = "ENCODING")]
+    pub encoding: Option<Encoding>,
 }
 
 #[derive(Debug, Args)]
@@ -505,7 +510,7 @@ async fn run_with(
             };
             let file = std::fs::File::open(&args.file)
                 .with_context(|| format!("cannot open {}", args.file.display()))?;
-            let rows = read_loan_csv(file)
+            let rows = read_loan_csv_in(file, args.encoding)
                 .with_context(|| format!("cannot read {}", args.file.display()))?;
             let options = BulkOptions {
                 partial: args.partial,
@@ -835,24 +840,28 @@ fn write_summary<W: Write>(out: &mut W, summary: &ScanSummary, verb: &str) -> an
 /// The columns a hand-out file may have (header names, any case).
 const CSV_COLUMNS: &[&str] = &["borrower", "device", "due", "accessories"];
 
+/// Reads a hand-out file whose encoding is detected; see `read_loan_csv_in`.
+pub fn read_loan_csv<R: Read>(reader: R) -> anyhow::Result<Vec<BulkRow>> {
+    read_loan_csv_in(reader, None)
+}
+
 /// Reads a hand-out file: a header row naming `borrower` and `device` (and optionally `due`
-/// and `accessories`, separated by `;`), in any order. The delimiter is `,`, or `;` when the
-/// header has semicolons but no commas (as spreadsheet programs in German locales write it).
-/// Blank rows are skipped; each row keeps its line number for the report.
-pub fn read_loan_csv<R: Read>(mut reader: R) -> anyhow::Result<Vec<BulkRow>> {
-    let mut text = String::new();
+/// and `accessories`, separated by `;`), in any order. Encoding and delimiter are read as
+/// every import reads them (`tabular::decode`): UTF-8 or Windows-1252, `,`, `;` or tab as
+/// the header row shows. Blank rows are skipped; each row keeps its line number for the
+/// report.
+pub fn read_loan_csv_in<R: Read>(
+    mut reader: R,
+    encoding: Option<Encoding>,
+) -> anyhow::Result<Vec<BulkRow>> {
+    let mut bytes = Vec::new();
     reader
-        .read_to_string(&mut text)
-        .context("the file is not UTF-8 text")?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let header_line = text.lines().next().unwrap_or_default();
-    let delimiter = if !header_line.contains(',') && header_line.contains(';') {
-        b';'
-    } else {
-        b','
-    };
-    let mut csv = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
+        .read_to_end(&mut bytes)
+        .context("cannot read the file")?;
+    let decoded = tabular::decode(&bytes, encoding, None)?;
+    let text = decoded.text.as_str();
+    let mut csv = decoded
+        .reader_builder()
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
@@ -883,7 +892,7 @@ pub fn read_loan_csv<R: Read>(mut reader: R) -> anyhow::Result<Vec<BulkRow>> {
         }
         let field = |at: Option<usize>| {
             at.and_then(|at| record.get(at))
-                .map(str::to_string)
+                .map(|cell| tabular::unneutralise(cell).to_string())
                 .unwrap_or_default()
         };
         rows.push(BulkRow {

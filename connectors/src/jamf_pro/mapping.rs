@@ -6,12 +6,11 @@
 //! device and value goes into `record.problems`.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
 use bestand_core::model::DeviceCategory;
+use bestand_core::money::{parse_price, Price};
 use bestand_core::record::{DeviceRecord, LocationHint, PurchaseInfo, UserHint};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 
 use super::config::SchoolFrom;
@@ -94,8 +93,12 @@ impl Problems<'_> {
         self.parsed(value, path, parse_date, "a date")
     }
 
-    fn price(&mut self, value: &Text<'_>, path: &str) -> Option<Decimal> {
-        self.parsed(value, path, parse_price, "a price")
+    /// `purchasePrice` is free text: whatever an admin typed, `EUR 1.299,00` included.
+    fn price(&mut self, value: &Text<'_>, path: &str) -> Option<Price> {
+        let value = value.get()?;
+        parse_price(value, None)
+            .map_err(|error| self.push(path, value, &format!("a price ({error})")))
+            .ok()
     }
 
     fn years(&mut self, value: &Text<'_>, path: &str) -> Option<i32> {
@@ -122,17 +125,6 @@ pub(crate) fn parse_date(text: &str) -> Option<NaiveDate> {
         .iter()
         .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
         .map(|stamp| stamp.date())
-}
-
-/// Reads `purchasePrice`, a free-text field in Jamf: "329.00", or "329,00" as German admins
-/// type it.
-pub(crate) fn parse_price(text: &str) -> Option<Decimal> {
-    let text = text.trim();
-    Decimal::from_str(text).ok().or_else(|| {
-        (text.contains(',') && !text.contains('.'))
-            .then(|| Decimal::from_str(&text.replace(',', ".")).ok())
-            .flatten()
-    })
 }
 
 /// The category of a mobile device: iPads are tablets; Apple TVs, iPhones and anything
@@ -278,12 +270,15 @@ fn common<'r>(
         list: Vec::new(),
     };
     let purchasing = &json.purchasing;
+    // Read in this order so that the problems come in the order of the fields.
+    let purchase_date = problems.date(&purchasing.po_date, "purchasing.poDate");
+    let price = problems.price(&purchasing.purchase_price, "purchasing.purchasePrice");
     let purchase = PurchaseInfo {
         order_number: purchasing.po_number.owned(),
-        purchase_date: problems.date(&purchasing.po_date, "purchasing.poDate"),
+        purchase_date,
         supplier: purchasing.vendor.owned(),
-        price: problems.price(&purchasing.purchase_price, "purchasing.purchasePrice"),
-        currency: None,
+        price: price.as_ref().map(|price| price.amount),
+        currency: price.and_then(|price| price.currency),
         warranty_end: problems.date(own.warranty, kind.warranty),
         life_expectancy_years: problems
             .years(&purchasing.life_expectancy, "purchasing.lifeExpectancy"),
@@ -398,6 +393,7 @@ pub(crate) fn map_computer(
 
 #[cfg(test)]
 mod tests {
+    use rust_decimal::Decimal;
     use serde_json::{json, Value};
 
     use super::*;
@@ -424,12 +420,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn prices() {
-        assert_eq!(parse_price("329.00"), Some(Decimal::new(32900, 2)));
-        assert_eq!(parse_price("1099,50"), Some(Decimal::new(109950, 2)));
-        assert_eq!(parse_price("1.099,50"), None);
-        assert_eq!(parse_price("EUR 5"), None);
+    proptest::proptest! {
+        #[test]
+        fn any_date_text_gives_a_date_or_none(text in "\\PC{0,32}|[0-9T:.+Z -]{0,30}") {
+            let _ = parse_date(&text);
+        }
     }
 
     #[test]
@@ -522,7 +517,7 @@ mod tests {
 
     #[test]
     fn the_payload_is_the_record_text_and_bad_values_are_problems_in_order() {
-        let text = r#"{ "id": 7,  "purchasing": {"poDate": "soon", "purchasePrice": "EUR 5",
+        let text = r#"{ "id": 7,  "purchasing": {"poDate": "soon", "purchasePrice": "1.299",
             "warrantyDate": "2026-02-30", "lifeExpectancy": 2.5} }"#;
         let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
         let record = map_computer(&raw, &Names::default(), SchoolFrom::Site).unwrap();
@@ -532,11 +527,29 @@ mod tests {
             record.problems,
             [
                 r#"computer 7: purchasing.poDate "soon" is not a date"#,
-                r#"computer 7: purchasing.purchasePrice "EUR 5" is not a price"#,
+                "computer 7: purchasing.purchasePrice \"1.299\" is not a price (it is ambiguous: \
+                 1299 if '.' groups thousands, 1.299 if it is the decimal separator; write the \
+                 cents (such as 1299,00 or 1299.00))",
                 r#"computer 7: purchasing.warrantyDate "2026-02-30" is not a date"#,
                 r#"computer 7: purchasing.lifeExpectancy "2.5" is not a number of years"#,
             ]
         );
+    }
+
+    #[test]
+    fn prices_as_admins_type_them_keep_their_currency() {
+        for (text, amount, currency) in [
+            ("EUR 1.299,00", Decimal::new(129900, 2), Some("EUR")),
+            ("1,299.00 USD", Decimal::new(129900, 2), Some("USD")),
+            ("329.00", Decimal::new(32900, 2), None),
+            ("1099,50", Decimal::new(109950, 2), None),
+        ] {
+            let json = json!({"id": "7", "purchasing": {"purchasePrice": text}});
+            let record = map_computer(&raw(&json), &Names::default(), SchoolFrom::Site).unwrap();
+            assert_eq!(record.purchase.price, Some(amount), "{text}");
+            assert_eq!(record.purchase.currency.as_deref(), currency, "{text}");
+            assert!(record.problems.is_empty(), "{:?}", record.problems);
+        }
     }
 
     #[test]

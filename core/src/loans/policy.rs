@@ -9,6 +9,7 @@ use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
 use crate::error::CoreError;
+use crate::normalize::DateError;
 
 /// The accessories lent with a device when the configuration names none (German: the labels
 /// are printed on agreements and read by school staff).
@@ -161,10 +162,15 @@ impl LoanPolicy {
 
 /// Reads a date as school staff write it: `2027-07-31` or `31.07.2027` (also `31.7.2027`).
 pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
-    let text = text.trim();
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(text, "%d.%m.%Y"))
-        .map_err(|_| format!("\"{text}\" is not a date (write YYYY-MM-DD or DD.MM.YYYY)"))
+    crate::normalize::date(text, &["%d.%m.%Y"]).map_err(|error| {
+        let text = text.trim();
+        match error {
+            DateError::NotADate => {
+                format!("\"{text}\" is not a date (write YYYY-MM-DD or DD.MM.YYYY)")
+            }
+            DateError::Year(_) => format!("\"{text}\": {error}"),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -198,6 +204,10 @@ mod tests {
         assert_eq!(day("31.07.2027"), day("2027-07-31"));
         assert_eq!(day("1.8.2027"), day("2027-08-01"));
         assert!(parse_date("2027-13-01").is_err());
+        assert_eq!(
+            parse_date("31.07.27").unwrap_err(),
+            "\"31.07.27\": its year 27 is not between 1900 and 2199 (write the year with four digits)"
+        );
         assert!(parse_date("morgen").is_err());
     }
 
