@@ -61,6 +61,7 @@ fn person(
         },
         memberships,
         problems: Vec::new(),
+        left: false,
     }
 }
 

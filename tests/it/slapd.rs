@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bestand_connectors::{spawn_directory_fetch, DirectoryConnector};
-use bestand_core::person::{DirectorySchool, PersonRecord};
+use bestand_core::person::{DirectorySchool, NotPersonCounts, PersonRecord};
 use bestand_core::sync::{DirectoryItem, FetchFailure, PersonPage};
 
 pub const UCS_BASE: &str = "dc=ucs,dc=test";
@@ -355,6 +355,7 @@ fn slapd_conf(dir: &Path, certificates: &Certificates) -> String {
 pub struct DirectoryRead {
     pub schools: Vec<DirectorySchool>,
     pub pages: Vec<PersonPage>,
+    pub not_persons: NotPersonCounts,
     pub end: Result<u64, FetchFailure>,
 }
 
@@ -400,6 +401,7 @@ pub async fn read_directory(connector: Arc<dyn DirectoryConnector>) -> Directory
     let mut read = DirectoryRead {
         schools: Vec::new(),
         pages: Vec::new(),
+        not_persons: NotPersonCounts::new(),
         end: Ok(0),
     };
     let run = async {
@@ -411,6 +413,7 @@ pub async fn read_directory(connector: Arc<dyn DirectoryConnector>) -> Directory
             {
                 DirectoryItem::Schools(schools) => read.schools.extend(schools),
                 DirectoryItem::Persons(page) => read.pages.push(page),
+                DirectoryItem::NotPersons(counts) => read.not_persons.extend(counts),
                 DirectoryItem::Complete { reported_total } => return Ok(reported_total),
                 DirectoryItem::Failed(failure) => return Err(failure),
             }

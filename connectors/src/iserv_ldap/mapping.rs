@@ -182,6 +182,7 @@ pub(crate) fn map_user(
         },
         memberships,
         problems,
+        left: false,
     })
 }
 
