@@ -673,8 +673,9 @@ pub enum SourceSettings {
     Kelvin(KelvinConfig),
     /// UCS@school over LDAP: persons, and the school computers as devices.
     UcsLdap(UcsLdapConfig),
-    /// IServ over LDAP: persons of one school.
-    IservLdap(IservLdapConfig),
+    /// IServ over LDAP: persons of one school. Boxed: its many group rules make it the largest
+    /// settings by far.
+    IservLdap(Box<IservLdapConfig>),
 }
 
 impl SourceSettings {
@@ -697,7 +698,7 @@ impl SourceSettings {
                 .map(SourceSettings::UcsLdap)
                 .map_err(|message| format!("keys of kind \"ucs_ldap\": {message}")),
             "iserv_ldap" => deserialize_table(table)
-                .map(SourceSettings::IservLdap)
+                .map(|settings| SourceSettings::IservLdap(Box::new(settings)))
                 .map_err(|message| format!("keys of kind \"iserv_ldap\": {message}")),
             "kelvin" => deserialize_table(table)
                 .map(SourceSettings::Kelvin)

@@ -71,7 +71,7 @@ pub fn build_connectors(source: &SourceConfig) -> anyhow::Result<SourceConnector
         SourceSettings::IservLdap(settings) => SourceConnectors {
             devices: None,
             directory: Some(Arc::new(
-                IservLdap::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
+                IservLdap::new(settings.as_ref().clone(), source.name()).map_err(|e| named(&e))?,
             )),
         },
         SourceSettings::File(settings) => devices_only(Arc::new(

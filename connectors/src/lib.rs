@@ -19,7 +19,7 @@ pub mod url_keys;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bestand_core::person::{DirectorySchool, PersonRecord};
+use bestand_core::person::{DirectorySchool, NotPersonCounts, PersonRecord};
 use bestand_core::sync::{
     DirectoryItem, FetchFailure, PersonPage, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY,
 };
@@ -116,6 +116,15 @@ impl DirectorySink {
 
     pub async fn send_schools(&self, schools: Vec<DirectorySchool>) -> Result<(), FetchFailure> {
         self.send(DirectoryItem::Schools(schools), "schools".to_string())
+            .await
+    }
+
+    /// Tells the engine how many listed accounts were left out as no persons, by kind.
+    pub async fn send_not_persons(&self, counts: NotPersonCounts) -> Result<(), FetchFailure> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        self.send(DirectoryItem::NotPersons(counts), "accounts".to_string())
             .await
     }
 

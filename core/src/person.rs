@@ -4,6 +4,8 @@
 //! Only what a feature needs is carried: names, login, email, role, school, class and the
 //! directory's ids. No birthdays, addresses or photos, even where the directory has them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::PersonRole;
@@ -26,6 +28,11 @@ pub struct PersonRecord {
     /// the problem reported with the sync run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// The directory still lists the person but says they have left the school (IServ: moved
+    /// into a former pupils' group). The engine marks this source's link as gone and keeps the
+    /// memberships it had, instead of taking the record's (now empty) ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub left: bool,
 }
 
 /// The immutable ids a directory gives a person; the engine matches on them before anything
@@ -63,6 +70,37 @@ pub struct DirectorySchool {
     /// The official school number (Schulnummer), where the directory carries it.
     pub school_number: Option<String>,
 }
+
+/// What an account a directory lists is, when it is no person bestand keeps: an account in no
+/// configured role group. Such accounts are counted per kind in the run's report, never named
+/// and never stored (parents are adults whose data bestand has no use for; the rest are no
+/// people at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    Parent,
+    Guest,
+    Exam,
+    Projector,
+    Mailbox,
+    Other,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Parent => "parent",
+            AccountKind::Guest => "guest",
+            AccountKind::Exam => "exam",
+            AccountKind::Projector => "projector",
+            AccountKind::Mailbox => "mailbox",
+            AccountKind::Other => "other",
+        }
+    }
+}
+
+/// How many accounts of each kind a directory read left out as no persons.
+pub type NotPersonCounts = BTreeMap<AccountKind, u64>;
 
 impl PersonRecord {
     /// A stable hash of everything the engine reads from this record; equal hashes mean the

@@ -33,6 +33,7 @@ fn pupil(external_id: &str, username: &str, school: &str, class: &str) -> Person
             class: Some(class.into()),
         }],
         problems: Vec::new(),
+        left: false,
     }
 }
 
@@ -57,6 +58,7 @@ fn teacher(external_id: &str, username: &str, schools: &[&str]) -> PersonRecord 
             })
             .collect(),
         problems: Vec::new(),
+        left: false,
     }
 }
 
@@ -231,7 +233,7 @@ async fn a_moved_pupil_changes_class_and_school_in_place() {
 }
 
 #[tokio::test]
-async fn a_second_directory_matches_by_id_email_or_username_but_never_by_name() {
+async fn a_second_directory_matches_by_id_or_email_never_by_name_and_a_login_alone_is_reviewed() {
     let db = test_db().await;
     let clock = clock();
     let ucs = directory_source(&db.pool, "ucs").await;
@@ -241,8 +243,10 @@ async fn a_second_directory_matches_by_id_email_or_username_but_never_by_name() 
     persons.push(teacher("t1", "j.becker", &["GYS"]));
     read(&db.pool, &clock, &ucs, persons, &options).await;
 
-    // IServ knows pupil.0 by email, pupil.1 by username only, the teacher by the record id,
-    // and someone with the same name as pupil.0 but another login and email: a new person.
+    // IServ knows pupil.0 by email, the teacher by the record id, and someone with the same
+    // name as pupil.0 but another login and email: a new person. pupil.1 shares only the login
+    // with UCS's pupil.1, which two servers' different pupils may do: a new person and a
+    // review item naming UCS's.
     let mut by_email = pupil("i0", "lea.s", "GSL", "1a");
     by_email.email = Some("pupil.0@schule.example".into());
     let mut by_username = pupil("i1", "pupil.1", "GSL", "2b");
@@ -259,13 +263,31 @@ async fn a_second_directory_matches_by_id_email_or_username_but_never_by_name() 
         &options,
     )
     .await;
-    assert_eq!(report.counts.created, 1, "{report:?}");
-    assert_eq!(report.counts.updated, 3);
+    assert_eq!(report.counts.created, 2, "{report:?}");
+    assert_eq!(report.counts.updated, 2);
+    assert_eq!(report.counts.review_items, 1);
     let persons: i64 = sqlx::query_scalar("select count(*) from person")
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(persons, 4);
+    assert_eq!(persons, 5);
+    let (kind, external_id, candidates): (String, String, Vec<uuid::Uuid>) = sqlx::query_as(
+        "select kind, external_id, candidates from review_item where status = 'open'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let ucs_pupil1: uuid::Uuid = sqlx::query_scalar(
+        "select person_id from person_link where source_id = $1 and external_id = 'p1'",
+    )
+    .bind(ucs.source_id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (kind.as_str(), external_id.as_str(), candidates),
+        ("person_ambiguous", "i1", vec![ucs_pupil1])
+    );
     let links_of_pupil0: i64 = sqlx::query_scalar(
         "select count(*) from person_link l join person p using (person_id) \
          where p.email = 'pupil.0@schule.example'",
@@ -274,6 +296,40 @@ async fn a_second_directory_matches_by_id_email_or_username_but_never_by_name() 
     .await
     .unwrap();
     assert_eq!(links_of_pupil0, 2);
+}
+
+#[tokio::test]
+async fn within_one_directory_a_recreated_account_is_found_by_its_login() {
+    let db = test_db().await;
+    let clock = clock();
+    let iserv = directory_source(&db.pool, "iserv").await;
+    let options = DirectorySyncOptions::default();
+    let mut first = pupil("x1", "lea.schulz", "GSL", "1a");
+    first.email = None;
+    read(&db.pool, &clock, &iserv, vec![first], &options).await;
+    clock.advance(Duration::days(1));
+    let gone = read(&db.pool, &clock, &iserv, Vec::new(), &options).await;
+    assert_eq!(gone.counts.marked_missing, 1, "{gone:?}");
+
+    // The admin deleted and re-created the account: new uuid, same login, same server.
+    clock.advance(Duration::days(1));
+    let mut again = pupil("x2", "lea.schulz", "GSL", "2a");
+    again.email = None;
+    let report = read(&db.pool, &clock, &iserv, vec![again], &options).await;
+    assert_eq!(
+        (
+            report.counts.created,
+            report.counts.updated,
+            report.counts.review_items
+        ),
+        (0, 1, 0),
+        "{report:?}"
+    );
+    let persons: i64 = sqlx::query_scalar("select count(*) from person")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(persons, 1);
 }
 
 #[tokio::test]

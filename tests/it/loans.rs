@@ -64,6 +64,7 @@ fn person(
         },
         memberships,
         problems: Vec::new(),
+        left: false,
     }
 }
 

@@ -37,6 +37,7 @@ fn person(
             })
             .collect(),
         problems: Vec::new(),
+        left: false,
     }
 }
 

@@ -3,10 +3,10 @@
 //!
 //! One server per test process, started on first use: its own config (`slapd.conf` via `-f`),
 //! schema and mdb databases in a fresh folder under `target/tmp`, on free localhost ports,
-//! never touching a system slapd or `/etc/ldap` beyond reading the stock schema files. Three
+//! never touching a system slapd or `/etc/ldap` beyond reading the stock schema files. Four
 //! databases are loaded with `slapadd` before it starts: `dc=ucs,dc=test` (UCS@school),
-//! `dc=gsl-iserv,dc=test` (IServ) and `dc=edge,dc=test` (edge cases); tests only read, so they
-//! share them. A throwaway CA and server certificate (rcgen) serve `ldaps://` and StartTLS.
+//! `dc=gsl-iserv,dc=test` and `dc=gym-iserv,dc=test` (two schools' IServs) and
+//! `dc=edge,dc=test` (edge cases); tests only read, so they share them. A throwaway CA and server certificate (rcgen) serve `ldaps://` and StartTLS.
 //!
 //! A static is never dropped, so slapd cannot be stopped from a destructor. Instead it runs
 //! under a small `sh` wrapper whose standard input is a pipe from this process: when the test
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bestand_connectors::{spawn_directory_fetch, DirectoryConnector};
-use bestand_core::person::{DirectorySchool, PersonRecord};
+use bestand_core::person::{DirectorySchool, NotPersonCounts, PersonRecord};
 use bestand_core::sync::{DirectoryItem, FetchFailure, PersonPage};
 
 pub const UCS_BASE: &str = "dc=ucs,dc=test";
@@ -30,6 +30,10 @@ pub const UCS_PASSWORD: &str = "Ucs-Lese-Passwort*1";
 pub const ISERV_BASE: &str = "dc=gsl-iserv,dc=test";
 pub const ISERV_BIND_DN: &str = "cn=bestand,ou=ldap,dc=gsl-iserv,dc=test";
 pub const ISERV_PASSWORD: &str = "Iserv-Lese-Passwort(2)";
+
+/// A second IServ, of another school of the same authority (same bind password).
+pub const ISERV_GYM_BASE: &str = "dc=gym-iserv,dc=test";
+pub const ISERV_GYM_BIND_DN: &str = "cn=bestand,ou=ldap,dc=gym-iserv,dc=test";
 
 pub const EDGE_BASE: &str = "dc=edge,dc=test";
 pub const EDGE_BIND_DN: &str = "uid=reader,dc=edge,dc=test";
@@ -42,6 +46,7 @@ pub const EDGE_PASSWORD: &str = "Edge-Lese-Passwort";
 const DATABASES: &[(&str, &str)] = &[
     (UCS_BASE, "ucs.ldif"),
     (ISERV_BASE, "iserv.ldif"),
+    (ISERV_GYM_BASE, "iserv-gym.ldif"),
     (EDGE_BASE, "edge.ldif"),
 ];
 
@@ -355,6 +360,7 @@ fn slapd_conf(dir: &Path, certificates: &Certificates) -> String {
 pub struct DirectoryRead {
     pub schools: Vec<DirectorySchool>,
     pub pages: Vec<PersonPage>,
+    pub not_persons: NotPersonCounts,
     pub end: Result<u64, FetchFailure>,
 }
 
@@ -400,6 +406,7 @@ pub async fn read_directory(connector: Arc<dyn DirectoryConnector>) -> Directory
     let mut read = DirectoryRead {
         schools: Vec::new(),
         pages: Vec::new(),
+        not_persons: NotPersonCounts::new(),
         end: Ok(0),
     };
     let run = async {
@@ -411,6 +418,7 @@ pub async fn read_directory(connector: Arc<dyn DirectoryConnector>) -> Directory
             {
                 DirectoryItem::Schools(schools) => read.schools.extend(schools),
                 DirectoryItem::Persons(page) => read.pages.push(page),
+                DirectoryItem::NotPersons(counts) => read.not_persons.extend(counts),
                 DirectoryItem::Complete { reported_total } => return Ok(reported_total),
                 DirectoryItem::Failed(failure) => return Err(failure),
             }
@@ -423,7 +431,7 @@ pub async fn read_directory(connector: Arc<dyn DirectoryConnector>) -> Directory
 }
 
 #[test]
-fn slapd_serves_all_three_trees_over_ldap_and_ldaps() {
+fn slapd_serves_all_trees_over_ldap_and_ldaps() {
     let server = slapd();
     assert!(server.ldap_url.starts_with("ldap://127.0.0.1:"));
     assert!(server.ldaps_url.starts_with("ldaps://127.0.0.1:"));

@@ -307,6 +307,7 @@ async fn fetch_only(run: &RunArgs, config: &Config) -> anyhow::Result<i32> {
             let outcome = loop {
                 match items.recv().await {
                     Some(DirectoryItem::Schools(schools)) => n_schools += schools.len(),
+                    Some(DirectoryItem::NotPersons(_)) => {}
                     Some(DirectoryItem::Persons(page)) => {
                         n_persons += page.records.len() as u64;
                         n_problems += page.records.iter().map(|r| r.problems.len()).sum::<usize>();

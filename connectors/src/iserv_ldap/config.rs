@@ -14,9 +14,20 @@ use crate::ldap::{check_filter, ConnectionSpec, LdapSetupError};
 /// IServ serves LDAPS on 10636, because Samba AD holds 636 (vendor-apis.md §6.3).
 pub const DEFAULT_LDAPS_PORT: u16 = 10636;
 
-/// The class-group naming convention assumed unless configured: `klasse-5a`, `Klasse 5a`,
-/// `klasse_5a` and `klasse5a` all name class `5a` (matched without regard to case).
-pub const DEFAULT_CLASS_GROUP_PATTERN: &str = "^klasse[-_ ]?(.+)$";
+/// The class-group naming convention assumed unless configured. IServ's import module names
+/// class groups `Klasse 9a` (and year groups `Jahrgang 9`, which are no classes); their `cn`
+/// is spelled `klasse-9a`, `klasse.9a`, `klasse_9a`, `Klasse 9a` or `klasse9a` depending on
+/// who made them. The class must look like one: a grade number with an optional suffix (`5a`,
+/// `10b`, `11`, `5.1`), an upper-school stage (`Q1`, `E2`) or `EF`. So words that merely start
+/// with `klasse` (`klassensprecher`, `klassenrat`, `klassenfahrt`, `klassenlehrer`) never match.
+/// Matched without regard to case.
+pub const DEFAULT_CLASS_GROUP_PATTERN: &str =
+    r"^klasse[-_. ]?(\d{1,2}(?:[-_. ]?[a-z0-9]{1,3})?|[a-z]{1,2}\d{1,2}[a-z]?|ef)$";
+
+/// The former pupils' groups assumed unless configured. IServ's import module can move leavers
+/// into "Ehemaligen-Gruppen" instead of deleting them; the school names them, typically
+/// `Ehemalige`, `Ehemalige 2024` or `ehemalige-schueler`. Matched without regard to case.
+pub const DEFAULT_FORMER_GROUP_PATTERN: &str = r"^ehemalige[nr]?($|[-_. ])";
 
 /// Configuration of one IServ (one school) read over LDAP (vendor-apis.md §6.3). The bind
 /// account comes from an entry in the IServ's `/etc/iserv/ldapusers`.
@@ -78,7 +89,8 @@ pub struct IservLdapConfig {
     pub groups_filter: String,
     /// Group `cn` to role (`student`, `teacher`, `staff`, `school_admin`), compared without
     /// regard to case. Setting it replaces the default map as a whole. A user in none of these
-    /// groups is kept with a problem and no membership.
+    /// groups (a parent, guest, exam, projector or shared mailbox account) is no person: it is
+    /// not stored, only counted by kind in the run's report.
     #[serde(default = "default_role_groups")]
     pub role_groups: BTreeMap<String, PersonRole>,
     /// A regular expression (matched without regard to case) for class group names; the
@@ -89,6 +101,21 @@ pub struct IservLdapConfig {
     /// pattern's capture where it matches, else the whole name.
     #[serde(default)]
     pub class_groups: Vec<String>,
+    /// A regular expression (matched without regard to case) for the groups of former pupils;
+    /// a user in one of them has left the school (marked as left, last school and class kept).
+    /// `""` turns it off.
+    #[serde(default = "default_former_group_pattern")]
+    pub former_group_pattern: String,
+    /// An LDAP attribute of the user entries that carries an id shared with other directories
+    /// (the school administration software's pupil id, say). Two directory records with the
+    /// same value are one person, even across servers where logins mean nothing.
+    #[serde(default)]
+    pub shared_id_attribute: Option<String>,
+    /// Which system the shared ids come from; records match only within one. Default: the
+    /// attribute name in lower case, so IServs with the same attribute match each other. Set
+    /// it to a UCS `ucsschoolSourceUID` to match that directory's record ids.
+    #[serde(default)]
+    pub shared_id_source: Option<String>,
 }
 
 fn default_page_size() -> u32 {
@@ -124,6 +151,10 @@ fn default_class_group_pattern() -> String {
     DEFAULT_CLASS_GROUP_PATTERN.to_string()
 }
 
+fn default_former_group_pattern() -> String {
+    DEFAULT_FORMER_GROUP_PATTERN.to_string()
+}
+
 /// Why an IServ LDAP source cannot be set up. Names config keys, never the password.
 #[derive(Debug, thiserror::Error)]
 pub enum IservLdapConfigError {
@@ -139,8 +170,10 @@ pub enum IservLdapConfigError {
     NoRoleGroups,
     #[error("`{0}` has an empty group name")]
     EmptyGroup(&'static str),
-    #[error("`class_group_pattern` is not a valid regular expression: {0}")]
-    Pattern(String),
+    #[error("`{key}` is not a valid regular expression: {cause}")]
+    Pattern { key: &'static str, cause: String },
+    #[error("`shared_id_attribute` `{0}` is not an LDAP attribute name")]
+    SharedIdAttribute(String),
 }
 
 /// The checked group settings the mapping works with.
@@ -151,6 +184,24 @@ pub(crate) struct GroupRules {
     pub class_pattern: Option<Regex>,
     /// Lower-case names of listed class groups.
     pub class_groups: Vec<String>,
+    pub former_pattern: Option<Regex>,
+    /// The LDAP attribute of the shared id and the system it names, if configured.
+    pub shared_id: Option<(String, String)>,
+}
+
+/// A case-insensitive pattern from `key`, or `None` when it is empty.
+fn pattern(key: &'static str, text: &str) -> Result<Option<Regex>, IservLdapConfigError> {
+    match text.trim() {
+        "" => Ok(None),
+        pattern => RegexBuilder::new(pattern)
+            .case_insensitive(true)
+            .build()
+            .map(Some)
+            .map_err(|error| IservLdapConfigError::Pattern {
+                key,
+                cause: error.to_string(),
+            }),
+    }
 }
 
 impl IservLdapConfig {
@@ -177,14 +228,28 @@ impl IservLdapConfig {
         if self.class_groups.iter().any(|name| name.trim().is_empty()) {
             return Err(IservLdapConfigError::EmptyGroup("class_groups"));
         }
-        let class_pattern = match self.class_group_pattern.trim() {
-            "" => None,
-            pattern => Some(
-                RegexBuilder::new(pattern)
-                    .case_insensitive(true)
-                    .build()
-                    .map_err(|error| IservLdapConfigError::Pattern(error.to_string()))?,
-            ),
+        let class_pattern = pattern("class_group_pattern", &self.class_group_pattern)?;
+        let former_pattern = pattern("former_group_pattern", &self.former_group_pattern)?;
+        let shared_id = match self.shared_id_attribute.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(attribute) => {
+                let valid = attribute.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && attribute
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-');
+                if !valid {
+                    return Err(IservLdapConfigError::SharedIdAttribute(
+                        attribute.to_string(),
+                    ));
+                }
+                let source = self
+                    .shared_id_source
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|source| !source.is_empty())
+                    .map_or_else(|| attribute.to_lowercase(), str::to_string);
+                Some((attribute.to_string(), source))
+            }
         };
         Ok(GroupRules {
             roles: self
@@ -198,6 +263,8 @@ impl IservLdapConfig {
                 .iter()
                 .map(|name| name.trim().to_lowercase())
                 .collect(),
+            former_pattern,
+            shared_id,
         })
     }
 
@@ -277,6 +344,17 @@ mod tests {
             assert_eq!(&pattern.captures(name).unwrap()[1], class);
         }
         assert!(!pattern.is_match("ag-robotik"));
+        let former = rules.former_pattern.unwrap();
+        for name in [
+            "ehemalige",
+            "Ehemalige 2024",
+            "ehemalige-schueler",
+            "Ehemaligen",
+        ] {
+            assert!(former.is_match(name), "{name}");
+        }
+        assert!(!former.is_match("ehemaligenverein"));
+        assert_eq!(rules.shared_id, None);
     }
 
     #[test]
@@ -301,6 +379,14 @@ mod tests {
             (
                 serde_json::json!({ "class_groups": [" "] }),
                 "`class_groups`",
+            ),
+            (
+                serde_json::json!({ "former_group_pattern": "(ehemalige" }),
+                "`former_group_pattern`",
+            ),
+            (
+                serde_json::json!({ "shared_id_attribute": "employee number" }),
+                "`shared_id_attribute`",
             ),
         ] {
             let error = config(extra).unwrap().validate().unwrap_err().to_string();

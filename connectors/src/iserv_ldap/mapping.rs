@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bestand_core::model::PersonRole;
-use bestand_core::person::{Membership, PersonIds, PersonRecord};
+use bestand_core::person::{AccountKind, Membership, PersonIds, PersonRecord};
 
 use super::config::GroupRules;
 use crate::ldap::{first_rdn, normalize_dn, Entry};
@@ -108,13 +108,89 @@ impl GroupRules {
     }
 }
 
-/// One IServ user as a person at `school`.
+/// What one user entry is.
+#[derive(Debug)]
+pub(crate) enum Mapped {
+    Person(Box<PersonRecord>),
+    /// In no role group and no former pupils' group: no person (see [`AccountKind`]).
+    NotPerson(AccountKind),
+}
+
+/// Words in an account's login or group names that tell what kind of non-person it is, tried
+/// in this order. IServ has no account type in LDAP, so this is a guess for the report only:
+/// it never decides whether an account is kept.
+const KIND_WORDS: &[(AccountKind, &[&str])] = &[
+    (
+        AccountKind::Parent,
+        &["eltern", "erziehungsberechtigt", "parent"],
+    ),
+    (
+        AccountKind::Exam,
+        &["pruefung", "prüfung", "klausur", "exam"],
+    ),
+    (AccountKind::Guest, &["gast", "gaeste", "gäste", "guest"]),
+    (
+        AccountKind::Projector,
+        &["beamer", "projektor", "projector", "display", "tafel"],
+    ),
+    (
+        AccountKind::Mailbox,
+        &["postfach", "postfaech", "postfäch", "mailbox", "funktion"],
+    ),
+];
+
+fn account_kind(uid: Option<&str>, groups: &BTreeMap<String, String>) -> AccountKind {
+    let names: Vec<String> = uid
+        .map(str::to_lowercase)
+        .into_iter()
+        .chain(groups.keys().cloned())
+        .collect();
+    KIND_WORDS
+        .iter()
+        .find(|(_, words)| {
+            names
+                .iter()
+                .any(|name| words.iter().any(|word| name.contains(word)))
+        })
+        .map_or(AccountKind::Other, |(kind, _)| *kind)
+}
+
+/// One IServ user as a person at `school`, or as the kind of account it is when it is none.
+///
+/// A user in a former pupils' group has left: the record says so and carries no membership
+/// problem, since the groups that gave the role are gone by design.
 pub(crate) fn map_user(
     entry: &Entry,
     school: &str,
     rules: &GroupRules,
     groups: &GroupIndex,
-) -> Result<PersonRecord, MappingError> {
+) -> Result<Mapped, MappingError> {
+    let group_names = groups.groups_of(entry);
+    let mut roles = BTreeSet::new();
+    let mut classes = BTreeSet::new();
+    let mut left = false;
+    for name in group_names.values() {
+        if let Some(role) = rules.roles.get(&name.to_lowercase()) {
+            roles.insert(*role);
+        }
+        if let Some(class) = rules.class_of(name) {
+            classes.insert(class);
+        }
+        if rules
+            .former_pattern
+            .as_ref()
+            .is_some_and(|pattern| pattern.is_match(name))
+        {
+            left = true;
+        }
+    }
+    if roles.is_empty() && !left {
+        return Ok(Mapped::NotPerson(account_kind(
+            entry.first("uid"),
+            &group_names,
+        )));
+    }
+
     let mut problems = Vec::new();
     let uuid = entry.first("uuid").map(str::to_string);
     let external_id = match (&uuid, entry.first("entryUUID")) {
@@ -132,16 +208,6 @@ pub(crate) fn map_user(
         }
     };
 
-    let mut roles = BTreeSet::new();
-    let mut classes = BTreeSet::new();
-    for name in groups.groups_of(entry).values() {
-        if let Some(role) = rules.roles.get(&name.to_lowercase()) {
-            roles.insert(*role);
-        }
-        if let Some(class) = rules.class_of(name) {
-            classes.insert(class);
-        }
-    }
     let mut memberships = Vec::new();
     for role in &roles {
         if *role == PersonRole::Student && !classes.is_empty() {
@@ -158,31 +224,28 @@ pub(crate) fn map_user(
             });
         }
     }
-    if roles.is_empty() {
-        problems.push(format!(
-            "in no role group ({}); no membership",
-            rules
-                .roles
-                .keys()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+    let mut ids = PersonIds {
+        directory_uuid: uuid,
+        ..PersonIds::default()
+    };
+    if let Some((attribute, source)) = &rules.shared_id {
+        if let Some(value) = entry.first(attribute) {
+            ids.record_uid = Some(value.to_string());
+            ids.source_uid = Some(source.clone());
+        }
     }
 
-    Ok(PersonRecord {
+    Ok(Mapped::Person(Box::new(PersonRecord {
         external_id,
         username: entry.first("uid").map(str::to_string),
         email: entry.first("mail").map(str::to_string),
         given_name: entry.first("givenName").map(str::to_string),
         family_name: entry.first("sn").map(str::to_string),
-        ids: PersonIds {
-            directory_uuid: uuid,
-            ..PersonIds::default()
-        },
+        ids,
         memberships,
         problems,
-    })
+        left,
+    })))
 }
 
 #[cfg(test)]
@@ -208,12 +271,35 @@ mod tests {
     #[test]
     fn class_groups_by_pattern_or_list() {
         let default = rules(serde_json::json!({}));
-        assert_eq!(default.class_of("klasse-5a").as_deref(), Some("5a"));
-        assert_eq!(default.class_of("Klasse 7c").as_deref(), Some("7c"));
-        // The default pattern is greedy about its prefix: a `klassenrat` group (a council)
-        // reads as class `nrat`. Where such groups exist, set `class_group_pattern`.
-        assert_eq!(default.class_of("klassenrat"), Some("nrat".to_string()));
-        assert_eq!(default.class_of("ag-robotik"), None);
+        for (name, class) in [
+            ("klasse-5a", "5a"),
+            ("Klasse 7c", "7c"),
+            ("klasse.9a", "9a"),
+            ("KLASSE_6b", "6b"),
+            ("klasse10b", "10b"),
+            ("klasse-11", "11"),
+            ("Klasse 5.1", "5.1"),
+            ("klasse-q1", "q1"),
+            ("Klasse EF", "EF"),
+        ] {
+            assert_eq!(default.class_of(name).as_deref(), Some(class), "{name}");
+        }
+        // Near misses: words that start with `klasse` but name no class, and groups of a
+        // class that are not the class itself.
+        for name in [
+            "klassensprecher",
+            "klassenrat",
+            "klassenfahrt",
+            "klassenlehrer",
+            "Klassenlehrer 5a",
+            "klassen",
+            "klasse",
+            "klasse-5a-eltern",
+            "jahrgang-9",
+            "ag-robotik",
+        ] {
+            assert_eq!(default.class_of(name), None, "{name}");
+        }
         let listed = rules(serde_json::json!({
             "class_group_pattern": "",
             "class_groups": ["5A"],
@@ -240,7 +326,9 @@ mod tests {
                 "memberOf",
                 &["cn=Schueler,ou=groups,dc=x", "cn=admins,ou=groups,dc=x"],
             );
-        let person = map_user(&ben, "GSL", &rules, &groups).unwrap();
+        let Mapped::Person(person) = map_user(&ben, "GSL", &rules, &groups).unwrap() else {
+            panic!("ben is a person");
+        };
         assert_eq!(person.external_id, "u-ben");
         assert_eq!(person.ids.directory_uuid.as_deref(), Some("u-ben"));
         let pairs: Vec<(PersonRole, Option<&str>)> = person
@@ -259,19 +347,64 @@ mod tests {
     }
 
     #[test]
-    fn no_role_group_and_no_uuid_are_problems() {
+    fn a_user_in_no_role_group_is_no_person_and_says_what_kind() {
         let rules = rules(serde_json::json!({}));
-        let otto = Entry::new("cn=otto")
-            .with("entryUUID", &["e-otto"])
-            .with("memberOf", &["cn=ag-robotik,ou=groups,dc=x"]);
-        let person = map_user(&otto, "GSL", &rules, &GroupIndex::default()).unwrap();
-        assert_eq!(person.external_id, "e-otto");
-        assert_eq!(person.ids.directory_uuid, None);
+        let kind = |uid: &str, groups: &[&str]| {
+            let member_of: Vec<String> = groups
+                .iter()
+                .map(|group| format!("cn={group},ou=groups,dc=x"))
+                .collect();
+            let member_of: Vec<&str> = member_of.iter().map(String::as_str).collect();
+            let entry = Entry::new(format!("cn={uid}"))
+                .with("uuid", &["u-1"])
+                .with("uid", &[uid])
+                .with("memberOf", &member_of);
+            match map_user(&entry, "GSL", &rules, &GroupIndex::default()).unwrap() {
+                Mapped::NotPerson(kind) => kind,
+                Mapped::Person(person) => panic!("{uid} became a person: {person:?}"),
+            }
+        };
+        assert_eq!(
+            kind("m.yilmaz", &["eltern", "klasse-5a"]),
+            AccountKind::Parent
+        );
+        assert_eq!(kind("gast01", &[]), AccountKind::Guest);
+        assert_eq!(kind("pruefung.3", &["pruefungen"]), AccountKind::Exam);
+        assert_eq!(kind("beamer.r101", &["raeume"]), AccountKind::Projector);
+        assert_eq!(
+            kind("foerderverein", &["postfaecher"]),
+            AccountKind::Mailbox
+        );
+        assert_eq!(kind("otto.brandt", &["ag-robotik"]), AccountKind::Other);
+        // No key is needed for an account that is no person.
+        let keyless = Entry::new("cn=gast02").with("uid", &["gast02"]);
+        assert!(matches!(
+            map_user(&keyless, "GSL", &rules, &GroupIndex::default()).unwrap(),
+            Mapped::NotPerson(AccountKind::Guest)
+        ));
+    }
+
+    #[test]
+    fn a_former_pupil_has_left_and_a_shared_id_is_a_record_id() {
+        let rules = rules(serde_json::json!({ "shared_id_attribute": "employeeNumber" }));
+        let lea = Entry::new("cn=lea")
+            .with("entryUUID", &["e-lea"])
+            .with("uid", &["lea.schulz"])
+            .with("employeeNumber", &[" 4711 "])
+            .with("memberOf", &["cn=Ehemalige 2024,ou=groups,dc=x"]);
+        let Mapped::Person(person) = map_user(&lea, "GSL", &rules, &GroupIndex::default()).unwrap()
+        else {
+            panic!("a former pupil is a person");
+        };
+        assert!(person.left);
         assert!(person.memberships.is_empty());
-        assert_eq!(person.problems.len(), 2, "{:?}", person.problems);
-        assert!(person.problems[1].contains("in no role group"));
+        assert_eq!(person.external_id, "e-lea");
+        assert_eq!(person.ids.directory_uuid, None);
+        assert_eq!(person.problems.len(), 1, "{:?}", person.problems);
+        assert_eq!(person.ids.record_uid.as_deref(), Some("4711"));
+        assert_eq!(person.ids.source_uid.as_deref(), Some("employeenumber"));
         let error = map_user(
-            &Entry::new("cn=nobody"),
+            &Entry::new("cn=nobody").with("memberOf", &["cn=schueler,ou=groups,dc=x"]),
             "GSL",
             &rules,
             &GroupIndex::default(),

@@ -2,8 +2,9 @@
 //! with roles and classes taken from group membership. IServ has no REST API for this; LDAP
 //! (LDAPS on port 10636) is the path IServ documents for external readers.
 //!
-//! Groups are read first (all of them when classes are recognised by pattern, else only the
-//! configured role and class groups), then users page by page.
+//! Groups are read first (all of them when classes or former pupils' groups are recognised by
+//! pattern, else only the configured role and class groups), then users page by page. Users in
+//! no role group are no persons: they are counted by kind, never sent (docs/persons.md).
 
 mod config;
 mod mapping;
@@ -11,15 +12,16 @@ mod mapping;
 use std::fmt;
 
 use async_trait::async_trait;
-use bestand_core::person::{DirectorySchool, PersonRecord};
+use bestand_core::person::{DirectorySchool, NotPersonCounts, PersonRecord};
 use bestand_core::sync::FetchFailure;
 use ldap3::Scope;
 
 use self::config::GroupRules;
 pub use self::config::{
-    IservLdapConfig, IservLdapConfigError, DEFAULT_CLASS_GROUP_PATTERN, DEFAULT_LDAPS_PORT,
+    IservLdapConfig, IservLdapConfigError, DEFAULT_CLASS_GROUP_PATTERN,
+    DEFAULT_FORMER_GROUP_PATTERN, DEFAULT_LDAPS_PORT,
 };
-use self::mapping::{map_user, GroupIndex, GROUP_ATTRIBUTES, USER_ATTRIBUTES};
+use self::mapping::{map_user, GroupIndex, Mapped, GROUP_ATTRIBUTES, USER_ATTRIBUTES};
 use crate::ldap::{ldap_escape, LdapClient, LdapSession, SearchRequest};
 use crate::{DirectoryConnector, DirectorySink};
 
@@ -85,7 +87,7 @@ impl IservLdap {
     /// The group search filter: every group when classes are recognised by pattern (a regular
     /// expression cannot be put into a filter), else only the named groups.
     fn group_filter(&self) -> String {
-        if self.rules.class_pattern.is_some() {
+        if self.rules.class_pattern.is_some() || self.rules.former_pattern.is_some() {
             return self.groups_filter.clone();
         }
         let names: String = self
@@ -121,25 +123,33 @@ impl IservLdap {
 
         let label = |page_number: usize| format!("{} users page {page_number}", self.school.key);
         let mut page_number = 1;
+        let mut users = SearchRequest::new(
+            &self.users_base,
+            Scope::Subtree,
+            &self.users_filter,
+            USER_ATTRIBUTES,
+        );
+        if let Some((attribute, _)) = &self.rules.shared_id {
+            users.attributes.push(attribute.clone());
+        }
         let mut cursor = session
-            .search(SearchRequest::new(
-                &self.users_base,
-                Scope::Subtree,
-                &self.users_filter,
-                USER_ATTRIBUTES,
-            ))
+            .search(users)
             .await
             .map_err(|error| failure(label(page_number), error))?;
         let mut total: u64 = 0;
         let mut page: Vec<PersonRecord> = Vec::new();
+        let mut not_persons = NotPersonCounts::new();
         while let Some(entry) = cursor
             .next()
             .await
             .map_err(|error| failure(label(page_number), error))?
         {
-            let person = map_user(&entry, &self.school.key, &self.rules, &groups)
-                .map_err(|error| failure(label(page_number), error))?;
-            page.push(person);
+            match map_user(&entry, &self.school.key, &self.rules, &groups)
+                .map_err(|error| failure(label(page_number), error))?
+            {
+                Mapped::Person(person) => page.push(*person),
+                Mapped::NotPerson(kind) => *not_persons.entry(kind).or_default() += 1,
+            }
             if page.len() >= self.page_size {
                 total += page.len() as u64;
                 sink.send_persons(label(page_number), std::mem::take(&mut page))
@@ -151,10 +161,13 @@ impl IservLdap {
             total += page.len() as u64;
             sink.send_persons(label(page_number), page).await?;
         }
+        let n_not_persons: u64 = not_persons.values().sum();
+        sink.send_not_persons(not_persons).await?;
         tracing::info!(
             source = %self.source_name,
             groups = group_entries.len(),
             persons = total,
+            not_persons = n_not_persons,
             "IServ directory read complete"
         );
         Ok(total)

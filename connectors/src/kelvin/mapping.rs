@@ -211,6 +211,7 @@ pub(crate) fn map_user(
         },
         memberships,
         problems,
+        left: false,
     }))
 }
 

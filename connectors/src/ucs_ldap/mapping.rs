@@ -331,6 +331,7 @@ pub(crate) fn map_user(
         },
         memberships: memberships.into_iter().collect(),
         problems,
+        left: false,
     }))
 }
 

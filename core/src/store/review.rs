@@ -269,27 +269,22 @@ async fn link_person_record(
     resolution: &Resolution,
     now: DateTime<Utc>,
 ) -> Result<String, CoreError> {
+    // A record that shared only its login with persons of other directories was applied as a
+    // new person of its own; the decision is whether that person is one of them.
+    let applied_as: Option<Uuid> = sqlx::query_scalar(
+        "select person_id from person_link where source_id = $1 and external_id = $2",
+    )
+    .bind(source.source_id)
+    .bind(external_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(new_person) = applied_as {
+        return settle_namesake(tx, authority_id, new_person, resolution, now).await;
+    }
     let (person_id, kind) = match resolution {
         Resolution::LinkTo(person_id) => {
-            let found: Option<Uuid> =
-                sqlx::query_scalar("select authority_id from person where person_id = $1")
-                    .bind(person_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            match found {
-                None => {
-                    return Err(CoreError::NotFound {
-                        what: "person",
-                        key: person_id.to_string(),
-                    })
-                }
-                Some(other) if other != authority_id => {
-                    return Err(CoreError::Invalid(
-                        "that person belongs to another school authority".into(),
-                    ))
-                }
-                Some(_) => (*person_id, "linked"),
-            }
+            person_of_authority(tx, authority_id, *person_id).await?;
+            (*person_id, "linked")
         }
         _ => {
             let person_id: Uuid = sqlx::query_scalar(
@@ -329,6 +324,102 @@ async fn link_person_record(
     Ok(format!(
         "{kind} person {person_id}; the next run of '{}' applies the record",
         source.name
+    ))
+}
+
+/// Checks that `person_id` exists and belongs to `authority_id`.
+async fn person_of_authority(
+    tx: &mut sqlx::PgConnection,
+    authority_id: Uuid,
+    person_id: Uuid,
+) -> Result<(), CoreError> {
+    let found: Option<Uuid> =
+        sqlx::query_scalar("select authority_id from person where person_id = $1")
+            .bind(person_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match found {
+        None => Err(CoreError::NotFound {
+            what: "person",
+            key: person_id.to_string(),
+        }),
+        Some(other) if other != authority_id => Err(CoreError::Invalid(
+            "that person belongs to another school authority".into(),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Settles a record that a run applied as the new person `new_person`: `--new` keeps it,
+/// `--link PERSON` merges it into that person. The merge moves every directory link,
+/// membership and loan of the new person, points open review items at the person kept, and
+/// deletes the new person; its id stays only in device history, which is append-only.
+async fn settle_namesake(
+    tx: &mut sqlx::PgConnection,
+    authority_id: Uuid,
+    new_person: Uuid,
+    resolution: &Resolution,
+    now: DateTime<Utc>,
+) -> Result<String, CoreError> {
+    let Resolution::LinkTo(person_id) = resolution else {
+        return Ok(format!("kept person {new_person} as a person of its own"));
+    };
+    if *person_id == new_person {
+        return Ok(format!("person {new_person} is already linked"));
+    }
+    person_of_authority(tx, authority_id, *person_id).await?;
+    sqlx::query(
+        "update person_link set person_id = $2, content_hash = '\\x'::bytea \
+         where person_id = $1",
+    )
+    .bind(new_person)
+    .bind(person_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "insert into person_membership (authority_id, person_id, source_id, school_id, role, \
+         class_name) select authority_id, $2, source_id, school_id, role, class_name \
+         from person_membership where person_id = $1 on conflict do nothing",
+    )
+    .bind(new_person)
+    .bind(person_id)
+    .execute(&mut *tx)
+    .await?;
+    let n_loans = sqlx::query("update loan set person_id = $2 where person_id = $1")
+        .bind(new_person)
+        .bind(person_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query(
+        "update review_item set candidates = array_replace(candidates, $1, $2) \
+         where status = 'open' and $1 = any(candidates)",
+    )
+    .bind(new_person)
+    .bind(person_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from person where person_id = $1")
+        .bind(new_person)
+        .execute(&mut *tx)
+        .await?;
+    // The person kept is at a school again if a link it now has is live.
+    sqlx::query(
+        "update person p set left_at = null, updated_at = $2 where p.person_id = $1 \
+         and p.left_at is not null and exists (select 1 from person_link l \
+         where l.person_id = p.person_id and l.missing_since is null)",
+    )
+    .bind(person_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let loans = match n_loans {
+        0 => String::new(),
+        n => format!(" with its {n} loan(s)"),
+    };
+    Ok(format!(
+        "merged person {new_person} into person {person_id}{loans}; the next run of each of \
+         its sources applies its record there"
     ))
 }
 

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::error::CoreError;
 use crate::model::SyncStatus;
-use crate::person::PersonRecord;
+use crate::person::{NotPersonCounts, PersonRecord};
 use crate::store::assignments::refresh_assignments;
 use crate::store::SourceRef;
 use crate::sync::engine::{
@@ -133,6 +133,19 @@ struct KnownPerson {
     directory_uuid: Option<String>,
     entra_object_id: Option<String>,
     left: bool,
+    /// Linked to a directory source other than the one running.
+    linked_elsewhere: bool,
+    /// Linked to the source running, live or missing.
+    linked_by_this_source: bool,
+}
+
+/// The persons a record may be, as `PersonIndex::candidates` finds them.
+struct Candidates {
+    found: Vec<usize>,
+    how: &'static str,
+    /// Persons that share only the login with the record and are linked to other directories
+    /// alone: logins are unique on one server only, so that is no evidence of one person.
+    held: Vec<usize>,
 }
 
 /// Lookup tables over the known persons, each mapping a normalized key to person indexes.
@@ -190,12 +203,10 @@ impl PersonIndex {
     /// The persons `record` may be, by the first key that finds anyone, and which key that was.
     /// Immutable ids come first; a name is never a key. By email and username, persons this
     /// source already reports under another id are no candidates: the directory itself says
-    /// they are someone else (siblings sharing a parent's email address, say).
-    fn candidates(
-        &self,
-        record: &PersonRecord,
-        linked_here: &HashSet<Uuid>,
-    ) -> (Vec<usize>, &'static str) {
+    /// they are someone else (siblings sharing a parent's email address, say). By username,
+    /// persons linked only to other directories are held back, not candidates: two servers
+    /// may each have a different `vorname.nachname`.
+    fn candidates(&self, record: &PersonRecord, linked_here: &HashSet<Uuid>) -> Candidates {
         let ids = &record.ids;
         let levels: [(Option<&Vec<usize>>, &'static str); 5] = [
             (
@@ -223,17 +234,24 @@ impl PersonIndex {
         ];
         for (level, (found, how)) in levels.into_iter().enumerate() {
             let weak = level >= 3;
-            let found: Vec<usize> = found
+            let (found, held): (Vec<usize>, Vec<usize>) = found
                 .into_iter()
                 .flatten()
                 .copied()
                 .filter(|index| !weak || !linked_here.contains(&self.persons[*index].person_id))
-                .collect();
-            if !found.is_empty() {
-                return (found, how);
+                .partition(|index| {
+                    let person = &self.persons[*index];
+                    level < 4 || person.linked_by_this_source || !person.linked_elsewhere
+                });
+            if !found.is_empty() || !held.is_empty() {
+                return Candidates { found, how, held };
             }
         }
-        (Vec::new(), "")
+        Candidates {
+            found: Vec::new(),
+            how: "",
+            held: Vec::new(),
+        }
     }
 }
 
@@ -276,6 +294,13 @@ struct DirectoryRun<'a> {
     /// Persons this source reports (live links), so weak keys do not merge two of its persons.
     linked_here: HashSet<Uuid>,
     seen: HashSet<String>,
+    /// Links whose record says the person has left (a former pupils' group), marked like links
+    /// the directory no longer lists.
+    leaving: Vec<Uuid>,
+    /// Records of persons who had left before this source ever reported them; not stored.
+    n_left_unknown: u64,
+    /// Accounts the directory left out as no persons, by kind.
+    not_persons: NotPersonCounts,
 }
 
 impl<'a> DirectoryRun<'a> {
@@ -298,6 +323,9 @@ impl<'a> DirectoryRun<'a> {
             links: HashMap::new(),
             linked_here: HashSet::new(),
             seen: HashSet::new(),
+            leaving: Vec::new(),
+            n_left_unknown: 0,
+            not_persons: NotPersonCounts::new(),
         }
     }
 
@@ -321,6 +349,11 @@ impl<'a> DirectoryRun<'a> {
         let reported_total = loop {
             match items.recv().await {
                 Some(DirectoryItem::Schools(schools)) => self.schools.learn(&schools),
+                Some(DirectoryItem::NotPersons(counts)) => {
+                    for (kind, n) in counts {
+                        *self.not_persons.entry(kind).or_default() += n;
+                    }
+                }
                 Some(DirectoryItem::Persons(page)) => {
                     let label = page.label.clone();
                     let n_records = page.records.len();
@@ -363,6 +396,7 @@ impl<'a> DirectoryRun<'a> {
             .iter()
             .filter(|(external_id, link)| !link.missing && !self.seen.contains(*external_id))
             .map(|(_, link)| link.link_id)
+            .chain(self.leaving.iter().copied())
             .collect();
         let would_mark = gone.len() as i32;
         if let Some(reason) =
@@ -434,15 +468,25 @@ impl<'a> DirectoryRun<'a> {
             Option<String>,
             Option<String>,
             bool,
+            bool,
+            bool,
         );
         let rows: Vec<PersonRow> = sqlx::query_as(
             "select person_id, username, email, record_uid, record_source_uid, directory_uuid, \
-             entra_object_id, left_at is not null from person where authority_id = $1",
+             entra_object_id, left_at is not null, \
+             exists (select 1 from person_link l where l.person_id = p.person_id \
+                     and l.source_id <> $2), \
+             exists (select 1 from person_link l where l.person_id = p.person_id \
+                     and l.source_id = $2) \
+             from person p where authority_id = $1",
         )
         .bind(self.source.authority_id)
+        .bind(self.source.source_id)
         .fetch_all(&mut *tx)
         .await?;
-        for (person_id, username, email, record_uid, record_source_uid, uuid, entra, left) in rows {
+        for row in rows {
+            let (person_id, username, email, record_uid, record_source_uid, uuid, entra, left) =
+                (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
             self.persons.add(KnownPerson {
                 person_id,
                 username,
@@ -452,6 +496,8 @@ impl<'a> DirectoryRun<'a> {
                 directory_uuid: uuid,
                 entra_object_id: entra,
                 left,
+                linked_elsewhere: row.8,
+                linked_by_this_source: row.9,
             });
         }
         let links: Vec<(Uuid, Uuid, String, Vec<u8>, bool)> = sqlx::query_as(
@@ -522,23 +568,38 @@ impl<'a> DirectoryRun<'a> {
             if let Some(link) = self.links.get(external_id) {
                 let person_id = link.person_id;
                 let link_id = link.link_id;
-                if link.content_hash == hash && !link.missing {
+                // A leaver's link is meant to be missing; anyone else's to be live.
+                if link.content_hash == hash && link.missing == record.left {
                     self.counts.unchanged += 1;
                     continue;
+                }
+                if record.left && !link.missing {
+                    self.leaving.push(link_id);
                 }
                 // A returning link counts as an update; the person's return is counted when
                 // the run recomputes who has left.
                 self.counts.updated += 1;
                 writes.changed_links.push((link_id, index));
                 writes.changed_persons.push((person_id, index));
-                writes.memberships_of.push((person_id, index));
+                // A leaver's record has lost the groups that gave school and class; the
+                // memberships this source reported before are what the inventory must keep.
+                if !record.left {
+                    writes.memberships_of.push((person_id, index));
+                }
                 if let Some(known) = self.persons.by_id.get(&person_id).copied() {
                     self.refresh_known(known, record);
                 }
                 continue;
             }
-            let (candidates, how) = self.persons.candidates(record, &self.linked_here);
-            let person_id = match candidates.as_slice() {
+            if record.left {
+                // Someone who had left before this source first reported them: nothing of
+                // theirs is in the inventory, so nothing is kept (pupils are minors).
+                self.n_left_unknown += 1;
+                continue;
+            }
+            let Candidates { found, how, held } =
+                self.persons.candidates(record, &self.linked_here);
+            let person_id = match found.as_slice() {
                 [] => {
                     let person_id = Uuid::new_v4();
                     self.persons.add(KnownPerson {
@@ -549,10 +610,13 @@ impl<'a> DirectoryRun<'a> {
                         record_source_uid: record.ids.source_uid.clone(),
                         directory_uuid: record.ids.directory_uuid.clone(),
                         entra_object_id: record.ids.entra_object_id.clone(),
-                        left: false,
+                        ..KnownPerson::default()
                     });
                     writes.new_persons.push((person_id, index));
                     self.counts.created += 1;
+                    if !held.is_empty() {
+                        self.review_namesake(tx, record, person_id, &held).await?;
+                    }
                     person_id
                 }
                 [one] => {
@@ -573,22 +637,7 @@ impl<'a> DirectoryRun<'a> {
                         record.username.as_deref().unwrap_or("without username"),
                         ids.len()
                     );
-                    let record_json = serde_json::to_string(record).unwrap_or_default();
-                    upsert_review_item(
-                        tx,
-                        ReviewUpsert {
-                            source: self.source,
-                            run_id: self.run_id,
-                            now: self.now,
-                            kind: crate::store::review::PERSON_AMBIGUOUS,
-                            external_id,
-                            summary: &summary,
-                            record_json,
-                            candidates: &ids,
-                        },
-                    )
-                    .await?;
-                    self.counts.review_items += 1;
+                    self.open_person_review(tx, record, &summary, &ids).await?;
                     continue;
                 }
             };
@@ -608,6 +657,59 @@ impl<'a> DirectoryRun<'a> {
         }
         self.write(tx, &records, &hashes, writes).await?;
         Ok(())
+    }
+
+    /// Opens (or refreshes) the `person_ambiguous` review item of `record`, naming `candidates`.
+    async fn open_person_review(
+        &mut self,
+        tx: &mut PgConnection,
+        record: &PersonRecord,
+        summary: &str,
+        candidates: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
+        let record_json = serde_json::to_string(record).unwrap_or_default();
+        upsert_review_item(
+            tx,
+            ReviewUpsert {
+                source: self.source,
+                run_id: self.run_id,
+                now: self.now,
+                kind: crate::store::review::PERSON_AMBIGUOUS,
+                external_id: record.external_id.trim(),
+                summary,
+                record_json,
+                candidates,
+            },
+        )
+        .await?;
+        self.counts.review_items += 1;
+        Ok(())
+    }
+
+    /// `record` became the new person `person_id` although persons of other directories have
+    /// its login: an admin decides whether it is one of them (`review resolve --link`, which
+    /// merges the new person into that one) or someone else (`--new`).
+    async fn review_namesake(
+        &mut self,
+        tx: &mut PgConnection,
+        record: &PersonRecord,
+        person_id: Uuid,
+        held: &[usize],
+    ) -> Result<(), sqlx::Error> {
+        let ids: Vec<Uuid> = held
+            .iter()
+            .map(|index| self.persons.persons[*index].person_id)
+            .collect();
+        let summary = format!(
+            "person {} ({}) has the login of {} person(s) of other directories, and nothing \
+             else says it is the same person; kept as the new person {person_id}. If it is \
+             one of them, merge it with `bestand review resolve ITEM --link PERSON`; if not, \
+             settle it with `--new`",
+            record.external_id.trim(),
+            record.username.as_deref().unwrap_or("without username"),
+            ids.len()
+        );
+        self.open_person_review(tx, record, &summary, &ids).await
     }
 
     /// Keeps the in-memory index in step with what this run writes, so a later page of the
@@ -739,20 +841,27 @@ impl<'a> DirectoryRun<'a> {
                 .iter()
                 .map(|(_, index)| hashes[*index].to_vec())
                 .collect();
+            let left: Vec<bool> = writes
+                .changed_links
+                .iter()
+                .map(|(_, index)| records[*index].left)
+                .collect();
+            // A leaver's link stays missing, or is marked so at the end of the run.
             sqlx::query(
                 "update person_link l set content_hash = u.hash, last_seen_at = $1, \
-                 missing_since = null \
-                 from unnest($2::uuid[], $3::bytea[]) as u(id, hash) \
+                 missing_since = case when u.has_left then l.missing_since end \
+                 from unnest($2::uuid[], $3::bytea[], $4::bool[]) as u(id, hash, has_left) \
                  where l.person_link_id = u.id",
             )
             .bind(self.now)
             .bind(&link_ids)
             .bind(&hashes)
+            .bind(&left)
             .execute(&mut *tx)
             .await?;
             for (link_id, index) in &writes.changed_links {
                 if let Some(link) = self.links.get_mut(records[*index].external_id.trim()) {
-                    if link.link_id == *link_id {
+                    if link.link_id == *link_id && !records[*index].left {
                         link.missing = false;
                     }
                 }
@@ -811,6 +920,32 @@ impl<'a> DirectoryRun<'a> {
         Ok(())
     }
 
+    /// What the run left out on purpose, counted without names, ahead of the warnings so the
+    /// cap on kept warnings never drops it.
+    fn summaries(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let n_not_persons: u64 = self.not_persons.values().sum();
+        if n_not_persons > 0 {
+            let kinds: Vec<String> = self
+                .not_persons
+                .iter()
+                .map(|(kind, n)| format!("{n} {}", kind.as_str()))
+                .collect();
+            lines.push(format!(
+                "{n_not_persons} accounts in no role group are no persons and were not stored: {}",
+                kinds.join(", ")
+            ));
+        }
+        if self.n_left_unknown > 0 {
+            lines.push(format!(
+                "{} persons in a former pupils' group were never reported before and were not \
+                 stored",
+                self.n_left_unknown
+            ));
+        }
+        lines
+    }
+
     fn report(
         &self,
         status: SyncStatus,
@@ -818,6 +953,8 @@ impl<'a> DirectoryRun<'a> {
         blocked_reason: Option<String>,
         would_mark_missing: i32,
     ) -> SyncReport {
+        let summaries = self.summaries();
+        let n_summaries = summaries.len();
         SyncReport {
             run_id: self.run_id,
             source_name: self.source.name.clone(),
@@ -826,8 +963,8 @@ impl<'a> DirectoryRun<'a> {
             dry_run: self.options.dry_run,
             counts: self.counts.clone(),
             would_mark_missing,
-            warnings: self.warnings.clone(),
-            n_warnings: self.n_warnings,
+            warnings: summaries.into_iter().chain(self.warnings.clone()).collect(),
+            n_warnings: self.n_warnings + n_summaries,
             error,
             blocked_reason,
             retried_runs: Vec::new(),

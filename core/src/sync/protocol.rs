@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::person::{DirectorySchool, PersonRecord};
+use crate::person::{DirectorySchool, NotPersonCounts, PersonRecord};
 use crate::record::DeviceRecord;
 
 /// How many pages may wait between a connector and the engine.
@@ -64,6 +64,9 @@ pub enum DirectoryItem {
     /// Schools the directory lists; may come before, between or after person pages.
     Schools(Vec<DirectorySchool>),
     Persons(PersonPage),
+    /// Accounts the directory lists that are no persons, counted by kind (no names): they are
+    /// not sent as persons and not part of `reported_total`. May come more than once; counts add.
+    NotPersons(NotPersonCounts),
     /// Everything was delivered; `reported_total` counts persons.
     Complete {
         reported_total: u64,
