@@ -10,6 +10,7 @@ mod csv_output;
 mod device_identity;
 mod directory_sync;
 mod end_to_end;
+mod fault_matrix;
 mod file_source;
 mod intune;
 mod iserv_ldap;

@@ -197,3 +197,64 @@ async fn a_hundred_hand_outs_of_one_device_in_separate_processes_make_one_loan()
         ClusterStatus::Stopped
     );
 }
+
+#[tokio::test]
+async fn a_sync_killed_mid_run_changes_nothing_and_the_next_run_records_it_and_applies() {
+    let dir = prepared("killed").await;
+    let csv = dir.join("inventar.csv");
+    let export = std::fs::read_to_string(&csv).unwrap();
+    // A source that never finishes: the file is a pipe nobody writes to.
+    std::fs::remove_file(&csv).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&csv)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut stuck = command(&dir, &["sync"]).spawn().unwrap();
+    let mut running = 0;
+    for _ in 0..300 {
+        if let Ok(mut connection) =
+            sqlx::PgConnection::connect(&cluster(&dir).connection_url()).await
+        {
+            running = sqlx::query_scalar::<_, i64>(
+                "select count(*) from sync_run where status = 'running'",
+            )
+            .fetch_one(&mut connection)
+            .await
+            .unwrap_or(0);
+            connection.close().await.unwrap();
+            if running == 1 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(running, 1, "the sync is under way");
+    stuck.start_kill().unwrap();
+    stuck.wait().await.unwrap();
+
+    std::fs::remove_file(&csv).unwrap();
+    std::fs::write(&csv, export.replace("SN00000000", "SN00000099")).unwrap();
+    let next = run(&dir, &["sync"]).await;
+    assert!(next.status.success(), "{}", text(&next));
+    let runs = run(&dir, &["sync", "runs", "--format", "json"]).await;
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|run| run["status"].as_str())
+        .collect();
+    assert!(statuses.contains(&"aborted"), "{statuses:?}");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == "running")
+            .count(),
+        0
+    );
+    assert_eq!(
+        cluster(&dir).status().await.unwrap(),
+        ClusterStatus::Stopped
+    );
+}
