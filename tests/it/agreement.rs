@@ -1,5 +1,6 @@
 //! Loan agreement PDFs, read back the way a person or an archive would: `pdftotext` for the
-//! text (so umlauts must be real WinAnsi text, not shapes) and `pdfinfo` for the page count.
+//! text (so names must be real text, not shapes), `pdfinfo` for the page count and `pdffonts`
+//! for the embedded font.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,6 +93,27 @@ impl PdfFile {
         )
     }
 
+    /// The words of one page with the left edge of each, in the order poppler finds them on
+    /// the page (left to right within a line); a right-to-left word comes with its letters in
+    /// drawing order, i.e. reversed.
+    fn page_words(&self, page: usize) -> Vec<(f32, String)> {
+        let page = page.to_string();
+        let html = run_poppler(
+            Command::new("pdftotext")
+                .args(["-bbox", "-f", &page, "-l", &page])
+                .arg(&self.0)
+                .arg("-"),
+        );
+        html.lines()
+            .filter_map(|line| {
+                let attributes = line.trim().strip_prefix("<word ")?;
+                let x_min = attributes.split("xMin=\"").nth(1)?.split('"').next()?;
+                let text = attributes.split_once('>')?.1.strip_suffix("</word>")?;
+                Some((x_min.parse().ok()?, text.to_owned()))
+            })
+            .collect()
+    }
+
     fn page_text(&self, page: usize) -> String {
         let page = page.to_string();
         run_poppler(
@@ -100,6 +122,12 @@ impl PdfFile {
                 .arg(&self.0)
                 .arg("-"),
         )
+    }
+
+    /// `pdffonts`' table: one line per font with its name, type and whether it is embedded
+    /// and subset.
+    fn fonts(&self) -> String {
+        run_poppler(Command::new("pdffonts").arg(&self.0))
     }
 
     fn pages(&self) -> usize {
@@ -220,8 +248,7 @@ fn a_class_prints_one_page_per_agreement_with_the_guardian_line_only_for_minors(
             data.borrower.minor
         );
     }
-    // Letters outside the PDF's built-in encoding fall back to their base letter.
-    assert_contains(&pdf.page_text(1), "Ayse Yilmaz");
+    assert_contains(&pdf.page_text(1), "Ayşe Yılmaz");
     assert_contains(&pdf.page_text(2), "Lukas Weiß");
     assert_contains(&pdf.page_text(4), "Björn Größer");
 
@@ -303,7 +330,7 @@ fn an_authority_template_changes_title_letterhead_and_clauses() {
     assert_contains(&text, "Der Oberbürgermeister – Schulverwaltungsamt");
     assert_contains(&text, "§ 1 Überlassung");
     // The sentence may wrap; compare it with the line breaks taken out.
-    let flowing = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flowing = flowing(&text);
     assert_contains(
         &flowing,
         "Die Gesamtschule Am Weißen Tor überlässt Jörg Müller das Gerät Tablet Apple iPad \
@@ -403,19 +430,145 @@ fn unknown_keys_are_rejected() {
 
 #[test]
 fn template_text_the_font_cannot_print_is_rejected() {
-    let error = AgreementTemplate::from_toml_str("title = \"Umowa użyczenia\"").unwrap_err();
+    // Polish and Turkish are printable now; the embedded font has no Chinese.
+    AgreementTemplate::from_toml_str("title = \"Umowa użyczenia – Ödünç sözleşmesi\"").unwrap();
+    let error = AgreementTemplate::from_toml_str("title = \"借用契约\"").unwrap_err();
     assert!(
         matches!(
             error,
             AgreementError::Template {
                 problem: TemplateProblem::Unprintable {
-                    character: 'ż', ..
+                    character: '借',
+                    ..
                 },
                 ..
             }
         ),
         "{error}"
     );
+    assert!(error.to_string().contains("title"), "{error}");
+}
+
+/// Names as a directory delivers them, in the scripts of pupils in German schools.
+const NAMES_IN_EVERY_SCRIPT: [&str; 10] = [
+    "Şükrü Yılmaz",
+    "Ayşe Güneş",
+    "Łukasz Wójcik",
+    "Małgorzata Żółć",
+    "Nguyễn Thị Phương",
+    "Trần Văn Đức",
+    "Анна Иванова",
+    "Γιώργος Παπαδόπουλος",
+    "Ștefan Ionuț",
+    "محمد العلي",
+];
+
+#[test]
+fn names_in_every_script_print_as_written_in_an_embedded_subset_font() {
+    let template = AgreementTemplate::default_german().unwrap();
+    let agreements: Vec<AgreementData> = NAMES_IN_EVERY_SCRIPT
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let loan_id = index as i64 + 1;
+            pupil(loan_id, name, "5a", &format!("SERIAL{loan_id:04}"), true)
+        })
+        .collect();
+    let pdf = render(&template, &agreements);
+    assert_eq!(pdf.pages(), agreements.len(), "one page per agreement");
+
+    for (index, name) in NAMES_IN_EVERY_SCRIPT.iter().enumerate() {
+        let page = flowing(&pdf.page_text(index + 1));
+        assert_contains(&page, &format!("Name: {name}"));
+        assert_no_presentation_forms(&page);
+    }
+
+    let fonts = pdf.fonts();
+    for face in ["DejaVuSansCondensed", "DejaVuSansCondensed-Bold"] {
+        let line = fonts
+            .lines()
+            .find(|line| {
+                line.split_whitespace()
+                    .next()
+                    .and_then(|name| name.split_once('+'))
+                    .is_some_and(|(_, name)| name == face)
+            })
+            .unwrap_or_else(|| panic!("{face} not among the PDF's fonts:\n{fonts}"));
+        // name type encoding emb sub uni object ID: embedded, subset, with a ToUnicode map.
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        let flags = &columns[columns.len() - 5..columns.len() - 2];
+        assert_eq!(flags, ["yes", "yes", "yes"], "{face} in:\n{fonts}");
+    }
+}
+
+/// Text as a reader follows it: without the line layout, and without the embedding marks
+/// (U+202A to U+202E) pdftotext puts around a right-to-left span.
+fn flowing(text: &str) -> String {
+    text.replace(|ch| ('\u{202a}'..='\u{202e}').contains(&ch), "")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn an_arabic_name_reads_right_to_left_within_a_german_sentence() {
+    let clause = "Die Schule überlässt {borrower} (Klasse {class}) das Gerät {device}.";
+    let template = AgreementTemplate::from_toml_str(&format!(
+        "[[clauses]]\nheading = \"Überlassung\"\ntext = \"{clause}\""
+    ))
+    .unwrap();
+    let pdf = render(
+        &template,
+        &[pupil(9, "محمد العلي", "5a", "SERIAL0009", true)],
+    );
+    let words = pdf.page_words(1);
+    let sentence_line = words
+        .iter()
+        .rposition(|(_, word)| word == "überlässt")
+        .unwrap_or_else(|| panic!("no \"überlässt\" among {words:?}"));
+    let line: Vec<&str> = words[sentence_line..]
+        .iter()
+        .take(4)
+        .map(|(_, word)| word.as_str())
+        .collect();
+    let reversed = |word: &str| word.chars().rev().collect::<String>();
+    // From left to right on the page: the German words, then the name's second word, then its
+    // first (Arabic reads right to left), then the German sentence goes on.
+    assert_eq!(
+        line,
+        [
+            "überlässt",
+            reversed("العلي").as_str(),
+            reversed("محمد").as_str(),
+            "(Klasse"
+        ],
+        "{words:?}"
+    );
+    let x: Vec<f32> = words[sentence_line..sentence_line + 4]
+        .iter()
+        .map(|(x, _)| *x)
+        .collect();
+    assert!(x.windows(2).all(|pair| pair[0] < pair[1]), "{x:?}");
+
+    // pdftotext's reading order gives the name as typed; it draws the "(" into the
+    // right-to-left span, which is its own guess, not what the page shows.
+    let text = flowing(&pdf.text());
+    assert_contains(&text, "überlässt");
+    assert_contains(&text, "محمد العلي");
+    assert_contains(&text, "Klasse 5a) das Gerät Tablet Apple");
+    assert_no_presentation_forms(&text);
+}
+
+/// The page draws Arabic letters in their joined forms; its text must still give the letters
+/// themselves (the font's ToUnicode map carries them), not presentation forms.
+fn assert_no_presentation_forms(page: &str) {
+    let presentation_forms = page
+        .chars()
+        .filter(|ch| {
+            ('\u{fb50}'..='\u{fdff}').contains(ch) || ('\u{fe70}'..='\u{feff}').contains(ch)
+        })
+        .count();
+    assert_eq!(presentation_forms, 0, "{page}");
 }
 
 #[test]

@@ -2,14 +2,14 @@
 //! loan device, and at the start of a school year it prints one for each pupil of a class.
 //! This module renders them from plain data and a template; it reads no database.
 //!
-//! The PDF is written with `pdf-writer` (the typst project's low-level writer: maintained,
-//! small, pure Rust, no font loading). The text uses the base-14 fonts Helvetica and
-//! Helvetica-Bold with WinAnsiEncoding, which every PDF reader has built in, so umlauts and ß
-//! print without shipping a font file and the text stays real, extractable text. The
-//! higher-level crates did not fit: krilla and genpdf need a TrueType font to embed (and
-//! genpdf has seen no release in years), printpdf 0.12 needs a newer Rust than ours and pulls
-//! in an HTML layout engine. One A4 page of text and lines is little layout to do here
-//! (`pdf.rs`).
+//! The PDF is written with `krilla` (the typst project's PDF layer over `pdf-writer`:
+//! maintained, pure Rust), which embeds each font as a subset of the glyphs a document uses.
+//! The text is DejaVu Sans, compiled into the binary (`text.rs`), so every name the directory
+//! delivers prints as written and stays real, extractable text; the base-14 fonts of earlier
+//! versions only had Latin-1. We shape with rustybuzz ourselves rather than through krilla's
+//! one-direction text call, because a line must be measured before it is wrapped and a name in
+//! Arabic sits right to left inside a left-to-right line. One A4 page of text and lines is
+//! little layout to do here (`pdf.rs`).
 
 mod pdf;
 mod template;
@@ -149,6 +149,9 @@ pub enum AgreementError {
     NoAgreements,
     #[error("unknown borrower role {0:?}; expected pupil, teacher or staff")]
     UnknownRole(String),
+    /// krilla could not write the document, e.g. embedding the font failed.
+    #[error("cannot write the agreement PDF: {0}")]
+    Pdf(String),
 }
 
 /// What is wrong inside a template.

@@ -3,10 +3,17 @@
 //! a block that does not fit any more starts the next page, so a long custom template still
 //! prints completely while the default one fits on one A4 page.
 
-use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
+use krilla::color::luma;
+use krilla::geom::{PathBuilder, Point, Size};
+use krilla::metadata::Metadata;
+use krilla::page::PageSettings;
+use krilla::paint::Stroke;
+use krilla::text::KrillaGlyph;
+use krilla::{Document, SerializeSettings};
+use unicode_bidi::{BidiInfo, Level};
 
 use super::template::{expand, placeholder_value};
-use super::text::{encode, Font};
+use super::text::{first_unprintable, normalize, Font};
 use super::{german_date, AgreementData, AgreementError, AgreementTemplate};
 
 const PAGE_WIDTH: f32 = 595.28;
@@ -31,87 +38,119 @@ const ASCENT: f32 = 0.8;
 /// Room for a handwritten signature above each line.
 const SIGNING_SPACE: f32 = 26.0;
 
-/// Writes the whole document: a page tree over the pages of every agreement in order.
+/// Writes the whole document: the pages of every agreement in order.
 /// Returns the PDF and its number of pages.
 pub(super) fn render(
     template: &AgreementTemplate,
     agreements: &[AgreementData],
 ) -> Result<(Vec<u8>, usize), AgreementError> {
-    let mut pages: Vec<Vec<u8>> = Vec::new();
+    let mut pages: Vec<Vec<Op>> = Vec::new();
     for data in agreements {
-        for content in layout_agreement(template, data)? {
-            // Compressed, a page is about 6 instead of 15 kB; a whole year group stays mailable.
-            pages.push(miniz_oxide::deflate::compress_to_vec_zlib(
-                &content.finish(),
-                6,
-            ));
+        warn_unprintable(data);
+        pages.extend(layout_agreement(template, data)?);
+    }
+
+    // No tag tree and no XMP: the text is in reading order already, and the document
+    // information below is what readers show. krilla compresses the content streams.
+    let settings = SerializeSettings {
+        enable_tagging: false,
+        xmp_metadata: false,
+        ..SerializeSettings::default()
+    };
+    let mut document = Document::new_with(settings);
+    let size = Size::from_wh(PAGE_WIDTH, PAGE_HEIGHT).ok_or_else(|| pdf_error("page size"))?;
+    for ops in &pages {
+        let mut page = document.start_page_with(PageSettings::new(size));
+        let mut surface = page.surface();
+        for op in ops {
+            op.draw(&mut surface);
         }
-    }
-
-    let mut pdf = Pdf::new();
-    let catalog_id = Ref::new(1);
-    let page_tree_id = Ref::new(2);
-    let info_id = Ref::new(3);
-    let regular_id = Ref::new(4);
-    let bold_id = Ref::new(5);
-    let first_page_ref = 6;
-    let page_ids: Vec<Ref> = (0..pages.len())
-        .map(|index| Ref::new(first_page_ref + 2 * index as i32))
-        .collect();
-
-    pdf.catalog(catalog_id)
-        .pages(page_tree_id)
-        .lang(TextStr("de-DE"));
-    pdf.pages(page_tree_id)
-        .kids(page_ids.iter().copied())
-        .count(pages.len() as i32);
-    // Readers that substitute a look-alike font (no Helvetica on the system) still place the
-    // glyphs with the widths the lines were wrapped for.
-    for (font, id) in [(Font::Regular, regular_id), (Font::Bold, bold_id)] {
-        pdf.type1_font(id)
-            .base_font(Name(font.base_font()))
-            .encoding_predefined(Name(b"WinAnsiEncoding"))
-            .first_char(32)
-            .last_char(255)
-            .widths(font.width_table());
-    }
-    for (page_id, stream) in page_ids.iter().zip(&pages) {
-        let content_id = Ref::new(page_id.get() + 1);
-        let mut page = pdf.page(*page_id);
-        page.media_box(Rect::new(0.0, 0.0, PAGE_WIDTH, PAGE_HEIGHT));
-        page.parent(page_tree_id);
-        page.contents(content_id);
-        let mut resources = page.resources();
-        let mut fonts = resources.fonts();
-        fonts.pair(Name(Font::Regular.resource_name()), regular_id);
-        fonts.pair(Name(Font::Bold.resource_name()), bold_id);
-        fonts.finish();
-        resources.finish();
+        surface.finish();
         page.finish();
-        pdf.stream(content_id, stream).filter(Filter::FlateDecode);
     }
     // No creation date: the same loans give the same bytes, and the renderer reads no clock.
-    pdf.document_info(info_id)
-        .title(TextStr(template.title()))
-        .producer(TextStr("bestand"));
-    Ok((pdf.finish(), pages.len()))
+    document.set_metadata(
+        Metadata::new()
+            .title(template.title().to_owned())
+            .producer("bestand".to_owned())
+            .language("de-DE".to_owned()),
+    );
+    let bytes = document.finish().map_err(|error| match error {
+        krilla::error::KrillaError::Font(_, message) => pdf_error(&message),
+        other => pdf_error(&format!("{other:?}")),
+    })?;
+    Ok((bytes, pages.len()))
+}
+
+/// A value with a letter the font lacks (a name in Chinese script) still prints, with a box
+/// for that letter, so that the pupil gets an agreement; the school is told, by field and loan
+/// but without the value, so that it can write the name in by hand.
+fn warn_unprintable(data: &AgreementData) {
+    let borrower = &data.borrower;
+    let device = &data.device;
+    let fields: [(&str, Option<&str>); 12] = [
+        ("authority", Some(&data.authority.name)),
+        ("school", Some(&data.school.name)),
+        ("borrower name", Some(&borrower.display_name)),
+        ("user name", borrower.username.as_deref()),
+        ("class", borrower.class_name.as_deref()),
+        ("device category", Some(&device.category)),
+        ("manufacturer", device.manufacturer.as_deref()),
+        ("model", device.model.as_deref()),
+        ("serial number", device.serial_number.as_deref()),
+        ("Inventarnummer", device.asset_tag.as_deref()),
+        ("handed out by", Some(&data.handed_out_by)),
+        ("condition", data.condition.as_deref()),
+    ];
+    let accessories = data
+        .accessories
+        .iter()
+        .map(|accessory| ("accessories", Some(accessory.as_str())));
+    for (field, value) in fields.into_iter().chain(accessories) {
+        if let Some(character) = value.and_then(first_unprintable) {
+            tracing::warn!(
+                loan_id = data.loan_id,
+                "the {field} on the agreement of loan {} has a character the agreement's font \
+                 lacks (U+{:04X}); it prints as a box",
+                data.loan_id,
+                u32::from(character)
+            );
+        }
+    }
+}
+
+fn pdf_error(message: &str) -> AgreementError {
+    AgreementError::Pdf(message.to_owned())
 }
 
 /// One word in one face; lines are sequences of words separated by a space.
 #[derive(Debug, Clone)]
 struct Word {
     font: Font,
-    bytes: Vec<u8>,
+    text: String,
+    /// The shaped width at 1 pt, so that wrapping shapes each word once.
+    width: f32,
+}
+
+impl Word {
+    fn new(font: Font, text: &str) -> Self {
+        Self {
+            font,
+            text: text.to_owned(),
+            width: font.width(1.0, text),
+        }
+    }
+
+    fn width(&self, size: f32) -> f32 {
+        self.width * size
+    }
 }
 
 fn words(font: Font, text: &str) -> Vec<Word> {
-    encode(text)
-        .split(|&byte| byte == b' ')
+    normalize(text)
+        .split(' ')
         .filter(|word| !word.is_empty())
-        .map(|word| Word {
-            font,
-            bytes: word.to_vec(),
-        })
+        .map(|word| Word::new(font, word))
         .collect()
 }
 
@@ -119,9 +158,9 @@ fn line_width(line: &[Word], size: f32) -> f32 {
     let mut width = 0.0;
     for (index, word) in line.iter().enumerate() {
         if index > 0 {
-            width += word.font.width(size, b" ");
+            width += word.font.space(size);
         }
-        width += word.font.width(size, &word.bytes);
+        width += word.width(size);
     }
     width
 }
@@ -132,8 +171,8 @@ fn wrap(words: &[Word], size: f32, width: f32) -> Vec<Vec<Word>> {
     let mut line: Vec<Word> = Vec::new();
     let mut line_width = 0.0;
     for word in words {
-        let word_width = word.font.width(size, &word.bytes);
-        let space = word.font.width(size, b" ");
+        let word_width = word.width(size);
+        let space = word.font.space(size);
         if !line.is_empty() && line_width + space + word_width <= width {
             line_width += space + word_width;
             line.push(word.clone());
@@ -148,29 +187,36 @@ fn wrap(words: &[Word], size: f32, width: f32) -> Vec<Vec<Word>> {
             continue;
         }
         // Cut after a hyphen, slash, dot or @ where possible, so that a double-barrelled name
-        // or an e-mail address breaks where a reader expects it.
-        let mut rest: &[u8] = &word.bytes;
-        while rest.len() > 1 && word.font.width(size, rest) > width {
-            let mut fit = 1;
-            while fit < rest.len() && word.font.width(size, &rest[..=fit]) <= width {
-                fit += 1;
-            }
-            let cut = rest[..fit]
+        // or an e-mail address breaks where a reader expects it; never between a letter and
+        // its combining accent.
+        let mut rest: &str = &word.text;
+        while rest.chars().nth(1).is_some() && word.font.width(size, rest) > width {
+            let cuts: Vec<usize> = rest
+                .char_indices()
+                .skip(1)
+                .filter(|&(_, ch)| !is_combining(ch))
+                .map(|(index, _)| index)
+                .collect();
+            let fit = cuts
                 .iter()
-                .rposition(|byte| matches!(byte, b'-' | b'/' | b'.' | b'@' | b'_'))
-                .filter(|&position| position > 0)
-                .map_or(fit, |position| position + 1);
-            lines.push(vec![Word {
-                font: word.font,
-                bytes: rest[..cut].to_vec(),
-            }]);
+                .copied()
+                .take_while(|&cut| word.font.width(size, &rest[..cut]) <= width)
+                .last()
+                .or_else(|| cuts.first().copied())
+                .unwrap_or(rest.len());
+            let cut = rest[..fit]
+                .char_indices()
+                .rev()
+                .filter(|&(_, ch)| matches!(ch, '-' | '/' | '.' | '@' | '_'))
+                .map(|(index, ch)| index + ch.len_utf8())
+                .find(|&position| position > 1 && position < fit)
+                .unwrap_or(fit);
+            lines.push(vec![Word::new(word.font, &rest[..cut])]);
             rest = &rest[cut..];
         }
-        line_width = word.font.width(size, rest);
-        line.push(Word {
-            font: word.font,
-            bytes: rest.to_vec(),
-        });
+        let last = Word::new(word.font, rest);
+        line_width = last.width(size);
+        line.push(last);
     }
     if !line.is_empty() {
         lines.push(line);
@@ -178,15 +224,102 @@ fn wrap(words: &[Word], size: f32, width: f32) -> Vec<Vec<Word>> {
     lines
 }
 
-/// A drawing instruction, positioned relative to the top of its block.
+/// Combining marks stay with the letter before them when a word is cut.
+fn is_combining(ch: char) -> bool {
+    matches!(
+        ch,
+        '\u{300}'..='\u{36f}'
+            | '\u{483}'..='\u{489}'
+            | '\u{64b}'..='\u{65f}'
+            | '\u{670}'
+            | '\u{1ab0}'..='\u{1aff}'
+            | '\u{1dc0}'..='\u{1dff}'
+            | '\u{20d0}'..='\u{20ff}'
+            | '\u{fe20}'..='\u{fe2f}'
+    )
+}
+
+/// A piece of a line in one face and one direction, shaped and ready to draw.
+#[derive(Debug, Clone)]
+struct Run {
+    font: Font,
+    text: String,
+    glyphs: Vec<KrillaGlyph>,
+}
+
+impl Run {
+    fn width(&self, size: f32) -> f32 {
+        self.glyphs.iter().map(|glyph| glyph.x_advance).sum::<f32>() * size
+    }
+}
+
+/// The runs of a line from left to right. The document is German, so a line reads left to
+/// right; Arabic or Hebrew words in it (a name) are shaped right to left and ordered by the
+/// Unicode bidirectional algorithm, so that a mixed line keeps its reading order.
+fn visual_runs(line: &[Word]) -> Vec<Run> {
+    let mut text = String::new();
+    // Which face each byte of the line is in; a space takes the face of the word before it.
+    let mut faces: Vec<(usize, Font)> = Vec::new();
+    for (index, word) in line.iter().enumerate() {
+        if index > 0 {
+            text.push(' ');
+        }
+        if faces.last().is_none_or(|&(_, font)| font != word.font) {
+            faces.push((text.len(), word.font));
+        }
+        text.push_str(&word.text);
+    }
+    // Face boundaries within `range`, as ranges in text order.
+    let split = |range: std::ops::Range<usize>| -> Vec<(std::ops::Range<usize>, Font)> {
+        let mut pieces = Vec::new();
+        for (index, &(start, font)) in faces.iter().enumerate() {
+            let end = faces.get(index + 1).map_or(text.len(), |&(next, _)| next);
+            let (from, to) = (start.max(range.start), end.min(range.end));
+            if from < to {
+                pieces.push((from..to, font));
+            }
+        }
+        pieces
+    };
+    let shaped = |range: std::ops::Range<usize>, font: Font, rtl: bool| Run {
+        font,
+        text: text[range.clone()].to_owned(),
+        glyphs: font.shape(&text[range], rtl),
+    };
+
+    let bidi = BidiInfo::new(&text, Some(Level::ltr()));
+    let Some(paragraph) = bidi.paragraphs.first().filter(|_| bidi.has_rtl()) else {
+        return split(0..text.len())
+            .into_iter()
+            .map(|(range, font)| shaped(range, font, false))
+            .collect();
+    };
+    let (levels, ranges) = bidi.visual_runs(paragraph, paragraph.range.clone());
+    let mut runs = Vec::new();
+    for range in ranges {
+        let rtl = levels[range.start].is_rtl();
+        let mut pieces = split(range);
+        if rtl {
+            pieces.reverse();
+        }
+        runs.extend(
+            pieces
+                .into_iter()
+                .map(|(range, font)| shaped(range, font, rtl)),
+        );
+    }
+    runs
+}
+
+/// A drawing instruction, positioned relative to the top of its block (in points downwards;
+/// on a page, from the top of the page).
 #[derive(Debug, Clone)]
 enum Op {
     Text {
-        font: Font,
         size: f32,
         x: f32,
         baseline_below_top: f32,
-        bytes: Vec<u8>,
+        run: Run,
     },
     Rule {
         from_x: f32,
@@ -195,6 +328,64 @@ enum Op {
         thickness: f32,
         gray: f32,
     },
+}
+
+impl Op {
+    /// The same instruction `offset` points further down.
+    fn lowered(&self, offset: f32) -> Op {
+        let mut op = self.clone();
+        match &mut op {
+            Op::Text {
+                baseline_below_top, ..
+            } => *baseline_below_top += offset,
+            Op::Rule { below_top, .. } => *below_top += offset,
+        }
+        op
+    }
+
+    /// Draws an instruction of a page, whose positions are below the top of the page.
+    fn draw(&self, surface: &mut krilla::surface::Surface<'_>) {
+        match self {
+            Op::Text {
+                size,
+                x,
+                baseline_below_top,
+                run,
+            } => {
+                surface.draw_glyphs(
+                    Point::from_xy(*x, *baseline_below_top),
+                    &run.glyphs,
+                    run.font.pdf_font(),
+                    &run.text,
+                    *size,
+                    false,
+                );
+            }
+            Op::Rule {
+                from_x,
+                to_x,
+                below_top,
+                thickness,
+                gray,
+            } => {
+                let mut path = PathBuilder::new();
+                path.move_to(*from_x, *below_top);
+                path.line_to(*to_x, *below_top);
+                let Some(path) = path.finish() else {
+                    return;
+                };
+                let lightness = (gray.clamp(0.0, 1.0) * 255.0).round() as u8;
+                surface.set_stroke(Some(Stroke {
+                    paint: luma::Color::new(lightness).into(),
+                    width: *thickness,
+                    ..Stroke::default()
+                }));
+                surface.draw_path(&path);
+                // Text after the rule is filled only, not outlined as well.
+                surface.set_stroke(None);
+            }
+        }
+    }
 }
 
 /// Something that is placed as a whole: never split across pages.
@@ -213,33 +404,22 @@ enum Align {
 
 impl Block {
     fn line(&mut self, line: &[Word], size: f32, x: f32, width: f32, align: Align, top: f32) {
-        let used = line_width(line, size);
+        let runs = visual_runs(line);
+        let used: f32 = runs.iter().map(|run| run.width(size)).sum();
         let mut cursor_x = match align {
             Align::Left => x,
             Align::Right => x + width - used,
             Align::Center => x + (width - used) / 2.0,
         };
-        // Consecutive words of one face become one text run.
-        let mut index = 0;
-        while let Some(first) = line.get(index) {
-            let font = first.font;
-            let mut run: Vec<u8> = Vec::new();
-            while let Some(word) = line.get(index).filter(|word| word.font == font) {
-                if !run.is_empty() {
-                    run.push(b' ');
-                }
-                run.extend_from_slice(&word.bytes);
-                index += 1;
-            }
-            let run_width = font.width(size, &run);
+        for run in runs {
+            let run_width = run.width(size);
             self.ops.push(Op::Text {
-                font,
                 size,
                 x: cursor_x,
                 baseline_below_top: top + size * ASCENT,
-                bytes: run,
+                run,
             });
-            cursor_x += run_width + font.width(size, b" ");
+            cursor_x += run_width;
         }
     }
 
@@ -273,46 +453,16 @@ impl Block {
         self.height = self.height.max(below_top);
     }
 
-    fn draw(&self, content: &mut Content, top: f32) {
-        for op in &self.ops {
-            match op {
-                Op::Text {
-                    font,
-                    size,
-                    x,
-                    baseline_below_top,
-                    bytes,
-                } => {
-                    content.begin_text();
-                    content.set_font(Name(font.resource_name()), *size);
-                    content.next_line(*x, top - baseline_below_top);
-                    content.show(Str(bytes));
-                    content.end_text();
-                }
-                Op::Rule {
-                    from_x,
-                    to_x,
-                    below_top,
-                    thickness,
-                    gray,
-                } => {
-                    content.save_state();
-                    content.set_line_width(*thickness);
-                    content.set_stroke_gray(*gray);
-                    content.move_to(*from_x, top - below_top);
-                    content.line_to(*to_x, top - below_top);
-                    content.stroke();
-                    content.restore_state();
-                }
-            }
-        }
+    /// Puts the block on a page with its top at `top` (points above the bottom of the page).
+    fn draw(&self, page: &mut Vec<Op>, top: f32) {
+        page.extend(self.ops.iter().map(|op| op.lowered(PAGE_HEIGHT - top)));
     }
 }
 
 /// Places blocks top-down and opens a new page when the next one does not fit.
 struct Pages {
-    done: Vec<Content>,
-    current: Content,
+    done: Vec<Vec<Op>>,
+    current: Vec<Op>,
     top: f32,
     continuation: Block,
 }
@@ -321,7 +471,7 @@ impl Pages {
     fn new(continuation: Block) -> Self {
         Self {
             done: Vec::new(),
-            current: Content::new(),
+            current: Vec::new(),
             top: CONTENT_TOP,
             continuation,
         }
@@ -329,7 +479,7 @@ impl Pages {
 
     fn place(&mut self, block: &Block) {
         if self.top - block.height < CONTENT_BOTTOM && self.top < CONTENT_TOP {
-            let full = std::mem::replace(&mut self.current, Content::new());
+            let full = std::mem::take(&mut self.current);
             self.done.push(full);
             self.top = CONTENT_TOP;
             self.continuation.draw(&mut self.current, self.top);
@@ -346,7 +496,7 @@ impl Pages {
         }
     }
 
-    fn finish(mut self) -> Vec<Content> {
+    fn finish(mut self) -> Vec<Vec<Op>> {
         self.done.push(self.current);
         self.done
     }
@@ -365,7 +515,7 @@ fn fill(text: &str, location: &str, data: &AgreementData) -> Result<String, Agre
 fn layout_agreement(
     template: &AgreementTemplate,
     data: &AgreementData,
-) -> Result<Vec<Content>, AgreementError> {
+) -> Result<Vec<Vec<Op>>, AgreementError> {
     let title = fill(template.title(), "title", data)?;
     let mut continuation = Block::default();
     continuation.text(
@@ -595,7 +745,7 @@ fn fields(
 fn label_width(rows: &[&[Field]]) -> f32 {
     rows.iter()
         .flat_map(|rows| rows.iter())
-        .map(|(label, _)| Font::Regular.width(BODY_SIZE, &encode(&format!("{label}:"))))
+        .map(|(label, _)| Font::Regular.width(BODY_SIZE, &format!("{label}:")))
         .fold(0.0, f32::max)
         + 6.0
 }
@@ -800,7 +950,7 @@ fn signatures(template: &AgreementTemplate, data: &AgreementData) -> Result<Bloc
     Ok(block)
 }
 
-fn draw_footer(content: &mut Content, footer: &str, loan_id: i64, page: usize, pages: usize) {
+fn draw_footer(ops: &mut Vec<Op>, footer: &str, loan_id: i64, page: usize, pages: usize) {
     let mut block = Block::default();
     let top = FOOTER_RULE_Y;
     block.rule(MARGIN_X, MARGIN_X + CONTENT_WIDTH, 0.0, 0.4, 0.6);
@@ -832,7 +982,7 @@ fn draw_footer(content: &mut Content, footer: &str, loan_id: i64, page: usize, p
             baseline_top + index as f32 * SMALL_SIZE * 1.25,
         );
     }
-    block.draw(content, top);
+    block.draw(ops, top);
 }
 
 #[cfg(test)]
@@ -860,8 +1010,61 @@ mod tests {
         assert!(lines
             .iter()
             .all(|line| line_width(line, BODY_SIZE) <= 100.0));
-        let total: usize = lines.iter().flatten().map(|word| word.bytes.len()).sum();
+        let total: usize = lines.iter().flatten().map(|word| word.text.len()).sum();
         assert_eq!(total, 200);
+    }
+
+    #[test]
+    fn a_long_word_is_never_cut_between_a_letter_and_its_accent() {
+        // "é" as e and a combining acute, as some systems store names.
+        let text = words(Font::Regular, &"e\u{301}".repeat(60));
+        let lines = wrap(&text, BODY_SIZE, 40.0);
+        assert!(lines.len() > 1);
+        for word in lines.iter().flatten() {
+            assert!(word.text.starts_with('e'), "{:?}", word.text);
+        }
+        let total: usize = lines.iter().flatten().map(|word| word.text.len()).sum();
+        assert_eq!(total, "e\u{301}".len() * 60);
+    }
+
+    #[test]
+    fn an_arabic_name_reads_right_to_left_inside_a_german_line() {
+        let line = words(Font::Regular, "überlässt محمد العلي (Klasse 5a) das Gerät");
+        let runs = visual_runs(&line);
+        let texts: Vec<&str> = runs.iter().map(|run| run.text.as_str()).collect();
+        // Left to right on the page: the German start, the name, the rest of the sentence.
+        assert_eq!(
+            texts,
+            ["überlässt ", "محمد العلي", " (Klasse 5a) das Gerät"]
+        );
+        // The name's glyphs are drawn from its last letter (left) to its first (right), so
+        // محمد stands to the right of العلي.
+        let name = &runs[1];
+        let first_drawn = name.glyphs.first().map(|glyph| glyph.text_range.start);
+        let last_drawn = name.glyphs.last().map(|glyph| glyph.text_range.start);
+        assert_eq!(last_drawn, Some(0));
+        assert!(first_drawn > Some("محمد ".len()));
+        // The line is as wide as its words and spaces, so wrapping measured what is drawn.
+        let drawn: f32 = runs.iter().map(|run| run.width(BODY_SIZE)).sum();
+        assert!(
+            (drawn - line_width(&line, BODY_SIZE)).abs() < 0.5,
+            "{drawn}"
+        );
+    }
+
+    #[test]
+    fn a_line_of_two_faces_keeps_both() {
+        let mut line = words(Font::Bold, "§ 1 Zweck");
+        line.extend(words(Font::Regular, "Das Gerät"));
+        let runs = visual_runs(&line);
+        let faces: Vec<(Font, &str)> = runs
+            .iter()
+            .map(|run| (run.font, run.text.as_str()))
+            .collect();
+        assert_eq!(
+            faces,
+            [(Font::Bold, "§ 1 Zweck "), (Font::Regular, "Das Gerät")]
+        );
     }
 
     #[test]
