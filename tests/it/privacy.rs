@@ -441,6 +441,21 @@ async fn a_purged_person_is_found_in_no_table() {
     }
 
     // What stays: Mia and her iPad untouched, the iPads' records whole but for Ottilie.
+    let warnings: serde_json::Value =
+        sqlx::query_scalar("select warnings from sync_run where kind = 'devices'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        warnings,
+        serde_json::json!([
+            "mobile-devices page 0: mobile:0: userAndLocation.email `[removed]` is not the \
+             login's address; kept as a hint",
+            "mobile-devices page 0: mobile:1: userAndLocation.email \
+             `pupil.2@gs-lindenweg.example` is not the login's address; kept as a hint",
+        ]),
+        "only her warning is scrubbed"
+    );
     for needle in ["pupil.2", "Mia Muster2"] {
         let places = places_holding(&db.pool, needle).await;
         for table in ["source_payload.payload", "source_link.normalized"] {
