@@ -196,7 +196,8 @@ pub async fn purge(
         record.insert(&mut conn).await?;
     } else {
         record.insert(&mut tx).await?;
-        // Devices of removed persons keep their MDM user hints, now resolving to nobody.
+        // The removed persons' assignments went with them, and the hints that named them
+        // are gone: rebuilt, no assignment names them, not even as a stray hint.
         refresh_assignments(&mut tx, authority_id, now).await?;
         tx.commit().await?;
     }
@@ -214,15 +215,14 @@ pub async fn purge(
     })
 }
 
-/// The logins, emails and full names of the authority's persons who stay.
+/// The logins and emails of the authority's persons who stay.
 async fn kept_strings(
     conn: &mut PgConnection,
     authority_id: Uuid,
     purged: &[Uuid],
 ) -> Result<Kept, sqlx::Error> {
     let strings: Vec<String> = sqlx::query_scalar(
-        "select v.s from person p, lateral (values (p.username), (p.email), \
-         (p.given_name || ' ' || p.family_name)) as v(s) \
+        "select v.s from person p, lateral (values (p.username), (p.email)) as v(s) \
          where p.authority_id = $1 and p.person_id <> all($2) and v.s is not null",
     )
     .bind(authority_id)
