@@ -1,14 +1,22 @@
 //! The privacy purge: an authority's retention period, counted in months after a person left,
 //! governs how long the inventory may name them. Past it, closed loans keep the device's story
-//! under a pseudonym and the person is removed.
+//! under a pseudonym, the person is removed, and the text that still names them elsewhere
+//! (review items, run warnings, the MDMs' records of their devices) is scrubbed.
+//! `docs/privacy.md` lists every place personal data is held and how this removes it.
 //!
 //! Nothing here touches device history: loan events carry only loan and person ids, never
 //! names, so the append-only history stays whole while the person disappears.
 
+mod terms;
+
+use std::collections::HashSet;
+
 use chrono::{DateTime, Months, Utc};
 use serde::Serialize;
-use sqlx::{Connection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
+
+use self::terms::{Identity, Kept, Terms, REMOVED, TOKENS};
 
 use crate::error::CoreError;
 use crate::store::assignments::refresh_assignments;
@@ -25,6 +33,25 @@ pub struct PurgeReport {
     pub persons: Vec<PurgedPerson>,
     /// Persons past retention kept because a loan of theirs is still open.
     pub kept_with_open_loans: Vec<PurgedPerson>,
+    /// What else named the removed persons, and was removed or scrubbed with them.
+    pub scrubbed: Scrubbed,
+}
+
+/// Rows outside the person tables that named a removed person (`docs/privacy.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Scrubbed {
+    /// `person_ambiguous` review items whose directory record was a removed person's, or that
+    /// offered one as a candidate: deleted (a next run raises the record again if it is still
+    /// reported and still ambiguous).
+    pub review_items_deleted: usize,
+    /// Other review items (device kinds) whose record, summary or resolution named one.
+    pub review_items_scrubbed: usize,
+    /// Sync runs whose warnings, error or blocked reason named one.
+    pub sync_runs: usize,
+    /// Device links whose normalized record or user hint named one.
+    pub device_links: usize,
+    /// Raw source payloads (every stored version) that named one.
+    pub raw_payloads: usize,
 }
 
 /// A closed loan whose borrower was replaced by a pseudonym.
@@ -83,23 +110,58 @@ pub async fn purge(
 
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    let loans: Vec<PurgedLoan> = sqlx::query_as(&format!(
-        "update loan l set borrower_pseudonym = {PSEUDONYM}, person_id = null, \
-         pseudonymised_at = $3, updated_at = $3 \
-         from person p, device d \
-         where p.person_id = l.person_id and d.device_id = l.device_id \
-         and l.authority_id = $1 and l.state <> 'active' \
-         and p.left_at is not null and p.left_at < $2 \
-         and not exists (select 1 from loan open where open.person_id = p.person_id \
-                         and open.state = 'active') \
-         returning l.loan_id, l.state, d.asset_tag, d.serial_number, \
-         l.borrower_pseudonym as pseudonym"
-    ))
+    // Locked, so a directory run cannot bring one of them back while they are being removed.
+    let purged: Vec<Identity> = sqlx::query_as(
+        "select p.person_id, p.username, p.email, p.given_name, p.family_name, \
+         p.directory_uuid, p.entra_object_id, \
+         array(select k.external_id from person_link k where k.person_id = p.person_id \
+               order by k.external_id) as link_ids \
+         from person p where p.authority_id = $1 and p.left_at < $2 \
+         and not exists (select 1 from loan l where l.person_id = p.person_id \
+                         and l.state = 'active') \
+         order by p.person_id for update of p",
+    )
     .bind(authority_id)
     .bind(cutoff)
-    .bind(now)
     .fetch_all(&mut *tx)
     .await?;
+    let purged_ids: Vec<Uuid> = purged.iter().map(|person| person.person_id).collect();
+    let kept = kept_strings(&mut tx, authority_id, &purged_ids).await?;
+    let terms: Vec<Terms> = purged
+        .iter()
+        .map(|person| terms::terms(person, &kept))
+        .collect();
+    let loan_scrubs: Vec<Option<&str>> = terms.iter().map(|t| t.scrub.as_deref()).collect();
+    // The free text of a loan (conditions, damage, notes) may name the borrower ("Lea dropped
+    // it"); the loan is theirs, so their names go from it with the person.
+    let scrub_text = |column: &str| {
+        format!(
+            "{column} = case when t.scrub is null then l.{column} \
+             else regexp_replace(l.{column}, t.scrub, '{REMOVED}', 'gi') end"
+        )
+    };
+    let loans: Vec<PurgedLoan> = sqlx::query_as(&format!(
+        "update loan l set borrower_pseudonym = {PSEUDONYM}, person_id = null, \
+         pseudonymised_at = $3, updated_at = $3, {}, {}, {}, {}, {} \
+         from device d, unnest($2::uuid[], $4::text[]) as t(person_id, scrub) \
+         where l.person_id = t.person_id and d.device_id = l.device_id \
+         and l.authority_id = $1 and l.state <> 'active' \
+         returning l.loan_id, l.state, d.asset_tag, d.serial_number, \
+         l.borrower_pseudonym as pseudonym",
+        scrub_text("condition_out"),
+        scrub_text("condition_in"),
+        scrub_text("damage_notes"),
+        scrub_text("close_note"),
+        scrub_text("school_override_reason"),
+    ))
+    .bind(authority_id)
+    .bind(&purged_ids)
+    .bind(now)
+    .bind(&loan_scrubs)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut loans = loans;
+    loans.sort_by_key(|loan| loan.loan_id);
     let kept_with_open_loans: Vec<PurgedPerson> = sqlx::query_as(
         "select p.person_id, p.username, p.left_at from person p \
          where p.authority_id = $1 and p.left_at < $2 \
@@ -110,13 +172,12 @@ pub async fn purge(
     .bind(cutoff)
     .fetch_all(&mut *tx)
     .await?;
+    let scrubbed = scrub(&mut tx, authority_id, &purged_ids, &terms).await?;
     let persons: Vec<PurgedPerson> = sqlx::query_as(
-        "delete from person p where p.authority_id = $1 and p.left_at < $2 \
-         and not exists (select 1 from loan l where l.person_id = p.person_id) \
+        "delete from person p where p.person_id = any($1) \
          returning p.person_id, p.username, p.left_at",
     )
-    .bind(authority_id)
-    .bind(cutoff)
+    .bind(&purged_ids)
     .fetch_all(&mut *tx)
     .await?;
     let record = PurgeRecord {
@@ -135,7 +196,8 @@ pub async fn purge(
         record.insert(&mut conn).await?;
     } else {
         record.insert(&mut tx).await?;
-        // Devices of removed persons keep their MDM user hints, now resolving to nobody.
+        // The removed persons' assignments went with them, and the hints that named them
+        // are gone: rebuilt, no assignment names them, not even as a stray hint.
         refresh_assignments(&mut tx, authority_id, now).await?;
         tx.commit().await?;
     }
@@ -149,7 +211,247 @@ pub async fn purge(
         loans,
         persons,
         kept_with_open_loans,
+        scrubbed,
     })
+}
+
+/// The logins and emails of the authority's persons who stay.
+async fn kept_strings(
+    conn: &mut PgConnection,
+    authority_id: Uuid,
+    purged: &[Uuid],
+) -> Result<Kept, sqlx::Error> {
+    let strings: Vec<String> = sqlx::query_scalar(
+        "select v.s from person p, lateral (values (p.username), (p.email)) as v(s) \
+         where p.authority_id = $1 and p.person_id <> all($2) and v.s is not null",
+    )
+    .bind(authority_id)
+    .bind(purged)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Kept::new(strings))
+}
+
+/// Removes or scrubs every row outside the person tables that names a purged person: one
+/// statement per table, whose `hit` step reads the authority's rows once, picks those with a
+/// key of a purged person among their words, and gives each the scrub expressions of the
+/// persons it names (`$2`/`$3`: person and key, `$4`/`$5`: person and expression).
+async fn scrub(
+    conn: &mut PgConnection,
+    authority_id: Uuid,
+    purged: &[Uuid],
+    terms: &[Terms],
+) -> Result<Scrubbed, sqlx::Error> {
+    let mut key_owners = Vec::new();
+    let mut keys = Vec::new();
+    let mut scrub_owners = Vec::new();
+    let mut scrubs = Vec::new();
+    for (person, terms) in (0i32..).zip(terms) {
+        if let Some(scrub) = &terms.scrub {
+            key_owners.extend(std::iter::repeat_n(person, terms.keys.len()));
+            keys.extend(terms.keys.iter().map(String::as_str));
+            scrub_owners.push(person);
+            scrubs.push(scrub.as_str());
+        }
+    }
+    let bound = Bound {
+        authority_id,
+        key_owners: &key_owners,
+        keys: &keys,
+        scrub_owners: &scrub_owners,
+        scrubs: &scrubs,
+    };
+    let replaced =
+        |column: &str| format!("regexp_replace({column}, hit.pattern, '{REMOVED}', 'gi')");
+
+    // An ambiguous directory record is not applied until a person picks a candidate: with a
+    // candidate gone its question is moot (a next run raises the record again if it is still
+    // reported and still ambiguous), and a record that was the purged person's is theirs.
+    let ambiguous = crate::store::review::PERSON_AMBIGUOUS;
+    let mut deleted: HashSet<String> = sqlx::query_scalar(&format!(
+        "delete from review_item where authority_id = $1 and kind = '{ambiguous}' \
+         and candidates && $2 returning review_item_id::text"
+    ))
+    .bind(authority_id)
+    .bind(purged)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let review_text = "x.record::text || ' ' || x.summary || ' ' || coalesce(x.resolution, '')";
+    deleted.extend(
+        bound
+            .rows(
+                conn,
+                &format!(
+                    "{} delete from review_item x using hit where x.ctid = hit.rid \
+                     returning x.review_item_id::text",
+                    hits(
+                        "review_item",
+                        review_text,
+                        &format!("t.kind = '{ambiguous}'")
+                    )
+                ),
+            )
+            .await?,
+    );
+    // Device items stay, scrubbed: a dismissed one keeps its record from being raised again.
+    let items =
+        bound
+            .rows(
+                conn,
+                &format!(
+                "{} update review_item x set record = {}::jsonb, summary = {}, resolution = {} \
+                 from hit where x.ctid = hit.rid returning x.review_item_id::text",
+                hits("review_item", review_text, &format!("t.kind <> '{ambiguous}'")),
+                replaced("x.record::text"),
+                replaced("x.summary"),
+                replaced("x.resolution"),
+            ),
+            )
+            .await?;
+    // Warnings one by one: a run's list names many persons, and only those of the purged go.
+    let mut runs: HashSet<String> = bound
+        .rows(
+            conn,
+            &format!(
+                "{TERMS}, {}, \
+                 rebuilt as (select e.rid, jsonb_agg(case when hit.pattern is null then e.value \
+                 else to_jsonb({}) end order by e.n) as warnings \
+                 from elements e left join hit using (rid, n) \
+                 where e.rid in (select rid from hit) group by e.rid) \
+                 update sync_run x set warnings = rebuilt.warnings from rebuilt \
+                 where x.ctid = rebuilt.rid returning x.sync_run_id::text",
+                "elements as (select x.ctid as rid, w.value, w.n from sync_run x, \
+                 jsonb_array_elements(x.warnings) with ordinality as w(value, n) \
+                 where x.authority_id = $1 and jsonb_typeof(x.warnings) = 'array'), "
+                    .to_string()
+                    + &picked_hits("select * from elements", "x.value #>> '{}'", "x.rid, x.n"),
+                replaced("e.value #>> '{}'"),
+            ),
+        )
+        .await?
+        .into_iter()
+        .collect();
+    runs.extend(
+        bound
+            .rows(
+                conn,
+                &format!(
+                    "{} update sync_run x set error = {}, blocked_reason = {} \
+                     from hit where x.ctid = hit.rid returning x.sync_run_id::text",
+                    hits(
+                        "sync_run",
+                        "coalesce(x.error, '') || ' ' || coalesce(x.blocked_reason, '')",
+                        "true"
+                    ),
+                    replaced("x.error"),
+                    replaced("x.blocked_reason"),
+                ),
+            )
+            .await?,
+    );
+    // A hint naming a purged person names nobody now: it goes, so the device is no longer
+    // assigned to (or listed as a stray hint for) someone the inventory may not know.
+    let links = bound
+        .rows(
+            conn,
+            &format!(
+                "{} update source_link x set normalized = {}::json, \
+                 hint_username = case when x.hint_username ~* hit.pattern then null \
+                 else x.hint_username end, \
+                 hint_email = case when x.hint_email ~* hit.pattern then null \
+                 else x.hint_email end \
+                 from hit where x.ctid = hit.rid returning x.source_link_id::text",
+                hits(
+                    "source_link",
+                    "x.normalized::text || ' ' || coalesce(x.hint_username, '') || ' ' || \
+                     coalesce(x.hint_email, '')",
+                    "true"
+                ),
+                replaced("x.normalized::text"),
+            ),
+        )
+        .await?;
+    // The raw payload is the device's forensic record: only the person's strings go.
+    let payloads = bound
+        .rows(
+            conn,
+            &format!(
+                "{} update source_payload x set payload = {}::jsonb \
+                 from hit where x.ctid = hit.rid returning x.external_id",
+                hits("source_payload", "x.payload::text", "true"),
+                replaced("x.payload::text"),
+            ),
+        )
+        .await?;
+    Ok(Scrubbed {
+        review_items_deleted: deleted.len(),
+        review_items_scrubbed: items.len(),
+        sync_runs: runs.len(),
+        device_links: links.len(),
+        raw_payloads: payloads.len(),
+    })
+}
+
+/// The purged persons' keys and scrub expressions, as the statements of `scrub` read them.
+const TERMS: &str = "with keys(person, key) as (select * from unnest($2::int[], $3::text[])), \
+     scrubs(person, pattern) as (select * from unnest($4::int[], $5::text[]))";
+
+/// The scrub expression of a row: those of every purged person it names, as alternatives.
+const PATTERNS: &str = "string_agg(distinct scrubs.pattern, '|') as pattern";
+
+/// `with ... hit(rid, pattern)`: the rows of `table` of the authority that match `filter`
+/// (`t`) and whose `text` (`x`) names a purged person by a key.
+fn hits(table: &str, text: &str, filter: &str) -> String {
+    format!(
+        "{TERMS}, {}",
+        picked_hits(
+            &format!(
+                "select t.ctid as rid, t.* from {table} t where t.authority_id = $1 and {filter}"
+            ),
+            text,
+            "x.rid"
+        )
+    )
+}
+
+/// `picked` and `hit` over the rows of the query `rows` (as `x`): first the rows whose `text`
+/// has a key among its words (`= any` of a bound array, which PostgreSQL hashes, so the words
+/// of each row are read once whatever the number of keys), then, for those few only, which
+/// persons' scrub expressions apply, per `group`.
+fn picked_hits(rows: &str, text: &str, group: &str) -> String {
+    let tokens = TOKENS.replace("{text}", text);
+    format!(
+        "picked as (select x.* from ({rows}) x \
+         where exists (select 1 from {tokens} as k where k.key = any($3))), \
+         hit as (select {group}, {PATTERNS} from picked x \
+         cross join lateral {tokens} as k join keys using (key) join scrubs using (person) \
+         group by {group})"
+    )
+}
+
+/// The binds every statement of `scrub` shares.
+struct Bound<'a> {
+    authority_id: Uuid,
+    key_owners: &'a [i32],
+    keys: &'a [&'a str],
+    scrub_owners: &'a [i32],
+    scrubs: &'a [&'a str],
+}
+
+impl Bound<'_> {
+    /// Runs one statement and returns the keys of the rows it changed, as text.
+    async fn rows(&self, conn: &mut PgConnection, sql: &str) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(sql)
+            .bind(self.authority_id)
+            .bind(self.key_owners)
+            .bind(self.keys)
+            .bind(self.scrub_owners)
+            .bind(self.scrubs)
+            .fetch_all(conn)
+            .await
+    }
 }
 
 /// One line of `privacy_purge`, the record of who purged what and when.

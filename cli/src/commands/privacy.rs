@@ -11,7 +11,9 @@ use crate::output::{self, opt, time, Format};
 #[derive(Debug, Subcommand)]
 pub enum PrivacyCommand {
     /// Pseudonymise the borrower on closed loans and remove persons who left longer ago than the
-    /// authority's `retention_months`. Shows what it would change unless --apply is given.
+    /// authority's `retention_months`, with what still names them (review items, sync run
+    /// warnings, MDM records; docs/privacy.md). Shows what it would change unless --apply is
+    /// given.
     Purge {
         /// Only this authority (slug); default: every configured authority.
         #[arg(long)]
@@ -93,6 +95,16 @@ fn print_report(report: &PurgeReport) {
         report.loans.len(),
         report.persons.len(),
         report.kept_with_open_loans.len()
+    );
+    let scrubbed = &report.scrubbed;
+    println!(
+        "  naming them elsewhere: review items deleted {} · scrubbed {} · sync runs {} · \
+         device links {} · raw payloads {}",
+        scrubbed.review_items_deleted,
+        scrubbed.review_items_scrubbed,
+        scrubbed.sync_runs,
+        scrubbed.device_links,
+        scrubbed.raw_payloads
     );
     if !report.loans.is_empty() {
         println!(
