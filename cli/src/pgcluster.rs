@@ -609,13 +609,7 @@ impl LocalCluster {
     /// Opens `name` in the cluster folder and locks it, waiting as long as another process
     /// holds a conflicting lock.
     async fn lock_file(&self, name: &str, kind: LockKind) -> Result<std::fs::File> {
-        let path = self.dir.join(name);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_error("open", &path))?;
+        let (path, file) = self.open_lock_file(name)?;
         let locked = tokio::task::spawn_blocking(move || {
             match kind {
                 LockKind::Shared => file.lock_shared(),
@@ -628,25 +622,25 @@ impl LocalCluster {
         locked.map_err(io_error("lock", &path))
     }
 
+    /// Opens (making it if need be) the lock file `name` in the cluster folder.
+    fn open_lock_file(&self, name: &str) -> Result<(PathBuf, std::fs::File)> {
+        let path = self.dir.join(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error("open", &path))?;
+        Ok((path, file))
+    }
+
     /// After this process let go of its `users.lock`: stops the server if no other process uses
     /// it and a command started it on demand. Runs under `start.lock`, so no process starts to
     /// use the server while it is being stopped.
     fn stop_if_last_user(&self) -> Result<bool> {
-        let start_path = self.dir.join(START_LOCK);
-        let start_lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&start_path)
-            .map_err(io_error("open", &start_path))?;
+        let (start_path, start_lock) = self.open_lock_file(START_LOCK)?;
         start_lock.lock().map_err(io_error("lock", &start_path))?;
-        let users_path = self.dir.join(USERS_LOCK);
-        let users = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&users_path)
-            .map_err(io_error("open", &users_path))?;
+        let (users_path, users) = self.open_lock_file(USERS_LOCK)?;
         let last = match users.try_lock() {
             Ok(()) => true,
             Err(std::fs::TryLockError::WouldBlock) => false,

@@ -1,7 +1,6 @@
 //! The whole path from a (mock) Jamf Pro server through the real connector and the engine into
 //! PostgreSQL, including the faults a real server shows.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,15 +14,6 @@ use bestand_mocks::{EpochChanges, Fleet, JamfProMock, MockConfig};
 use sqlx::PgPool;
 
 use crate::support::*;
-
-fn secret_file(secret: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "bestand-e2e-secret-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::write(&path, format!("{secret}\n")).unwrap();
-    path
-}
 
 fn connector(mock: &JamfProMock) -> Arc<JamfPro> {
     let config: JamfProConfig = serde_json::from_value(serde_json::json!({

@@ -3,7 +3,6 @@
 //! Each failure either leaves the inventory exactly as it was, with the run recorded as failed
 //! and its message naming the source and the cause, or ends in exactly what a complete run gives.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,15 +82,6 @@ const CASES: &[Case] = &[
         outcome: Outcome::ChangesNothing(&["nothing was changed"]),
     },
 ];
-
-fn secret_file(secret: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "bestand-faults-secret-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::write(&path, format!("{secret}\n")).unwrap();
-    path
-}
 
 fn connector(mock: &JamfProMock) -> Arc<JamfPro> {
     let config: JamfProConfig = serde_json::from_value(serde_json::json!({

@@ -373,3 +373,13 @@ impl sync::SyncProgress for PageSignal {
         self.0.notify_one();
     }
 }
+
+/// A file holding `secret`, as a `*_file` setting names it.
+pub fn secret_file(secret: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "bestand-test-secret-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    path
+}
