@@ -170,26 +170,14 @@ impl DeviceRow {
 
     /// Removes one of the device's hardware identifiers and its origin (a split takes it along).
     pub fn clear_hardware_id(&mut self, id: HardwareId) {
-        let field = match id {
-            HardwareId::Serial => {
-                self.serial_number = None;
-                "serial_number"
-            }
-            HardwareId::Udid => {
-                self.udid = None;
-                "udid"
-            }
-            HardwareId::Imei => {
-                self.imei = None;
-                "imei"
-            }
-            HardwareId::WifiMac => {
-                self.wifi_mac = None;
-                "wifi_mac"
-            }
-        };
+        match id {
+            HardwareId::Serial => self.serial_number = None,
+            HardwareId::Udid => self.udid = None,
+            HardwareId::Imei => self.imei = None,
+            HardwareId::WifiMac => self.wifi_mac = None,
+        }
         if let Some(origins) = self.field_origin.as_object_mut() {
-            origins.remove(field);
+            origins.remove(id.field());
         }
     }
 

@@ -143,19 +143,10 @@ pub async fn resolve_review(
                 )));
             }
             let source = source_by_id(pool, source_id).await?;
-            let record: DeviceRecord = serde_json::from_value(record).map_err(|error| {
-                CoreError::Invalid(format!(
-                    "review item {item_id} holds an unreadable record: {error}"
-                ))
-            })?;
+            let record = device_record(item_id, record)?;
             split_link(&mut tx, &source, &external_id, &record, resolved_by, now)
                 .await
-                .map_err(|error| match error {
-                    CoreError::Invalid(message) => {
-                        CoreError::Invalid(format!("review item {item_id}: {message}"))
-                    }
-                    other => other,
-                })?
+                .map_err(about_item(item_id))?
         }
         Resolution::LinkTo(_) | Resolution::CreateNew => {
             let (Some(source_id), Some(external_id)) = (source_id, external_id) else {
@@ -181,11 +172,7 @@ pub async fn resolve_review(
                 )
                 .await?
             } else {
-                let record: DeviceRecord = serde_json::from_value(record).map_err(|error| {
-                    CoreError::Invalid(format!(
-                        "review item {item_id} holds an unreadable record: {error}"
-                    ))
-                })?;
+                let record = device_record(item_id, record)?;
                 link_record(
                     &mut tx,
                     &source,
@@ -198,12 +185,7 @@ pub async fn resolve_review(
                     now,
                 )
                 .await
-                .map_err(|error| match error {
-                    CoreError::Invalid(message) => {
-                        CoreError::Invalid(format!("review item {item_id}: {message}"))
-                    }
-                    other => other,
-                })?
+                .map_err(about_item(item_id))?
             }
         }
     };
@@ -228,6 +210,25 @@ pub async fn resolve_review(
     }
     tx.commit().await?;
     Ok(summary)
+}
+
+/// The device record a review item kept.
+fn device_record(item_id: i64, record: Value) -> Result<DeviceRecord, CoreError> {
+    serde_json::from_value(record).map_err(|error| {
+        CoreError::Invalid(format!(
+            "review item {item_id} holds an unreadable record: {error}"
+        ))
+    })
+}
+
+/// Names the item in a refusal that applying its decision gave.
+fn about_item(item_id: i64) -> impl FnOnce(CoreError) -> CoreError {
+    move |error| match error {
+        CoreError::Invalid(message) => {
+            CoreError::Invalid(format!("review item {item_id}: {message}"))
+        }
+        other => other,
+    }
 }
 
 /// The review kind the directory engine raises for a person matching several persons.
@@ -691,7 +692,7 @@ async fn split_link(
         if old.hardware_id(id) != Some(value.as_str()) {
             continue;
         }
-        let field = hardware_field(id);
+        let field = id.field();
         let set_by_this_source =
             old.field_origin.get(field).and_then(Value::as_str) == Some(origin.as_str());
         if set_by_this_source {
@@ -797,16 +798,6 @@ fn tell_what_stayed(
 
 fn changes_text(changes: &merge::Changes) -> String {
     serde_json::to_string(changes).unwrap_or_else(|_| "{}".to_string())
-}
-
-/// The device column of a hardware id, as `field_origin` and history name it.
-fn hardware_field(id: HardwareId) -> &'static str {
-    match id {
-        HardwareId::Serial => "serial_number",
-        HardwareId::Udid => "udid",
-        HardwareId::Imei => "imei",
-        HardwareId::WifiMac => "wifi_mac",
-    }
 }
 
 /// A live link whose record's serial differs from its device's, as `find_merged_devices` reads it.

@@ -21,9 +21,9 @@ use crate::person::{NotPersonCounts, PersonRecord};
 use crate::store::assignments::refresh_assignments;
 use crate::store::SourceRef;
 use crate::sync::engine::{
-    close_run, database_failure, lost_deadlock, open_run, retry_lost_deadlocks, upsert_review_item,
-    with_heartbeat, OpenedRun, ReviewUpsert, RunError, SyncCounts, SyncProgress, SyncReport,
-    HEARTBEAT_INTERVAL,
+    close_run, database_failure, fetch_next, lost_deadlock, open_run, retry_lost_deadlocks,
+    upsert_review_item, with_heartbeat, OpenedRun, ReviewUpsert, RunError, SyncCounts,
+    SyncProgress, SyncReport, HEARTBEAT_INTERVAL,
 };
 use crate::sync::guard::DeletionGuard;
 use crate::sync::protocol::{DirectoryItem, PersonPage};
@@ -113,10 +113,7 @@ pub async fn run_directory_sync_retrying(
     let fetch = &std::sync::Mutex::new(fetch);
     retry_lost_deadlocks(source, || async move {
         let opened = open_run(pool, clock, source, options.dry_run, "directory").await?;
-        let items = match fetch.lock() {
-            Ok(mut fetch) => fetch(),
-            Err(poisoned) => (poisoned.into_inner())(),
-        };
+        let items = fetch_next(fetch);
         apply_directory_run(pool, clock, source, opened, items, options, progress).await
     })
     .await

@@ -267,13 +267,19 @@ pub async fn run_sync_retrying(
     let fetch = &std::sync::Mutex::new(fetch);
     retry_lost_deadlocks(source, || async move {
         let opened = open_run(pool, clock, source, options.dry_run, "devices").await?;
-        let pages = match fetch.lock() {
-            Ok(mut fetch) => fetch(),
-            Err(poisoned) => (poisoned.into_inner())(),
-        };
+        let pages = fetch_next(fetch);
         apply_run(pool, clock, source, opened, pages, options, progress).await
     })
     .await
+}
+
+/// Asks the source for a fresh stream of pages, once the run holds the source's lock. The
+/// `Mutex` only lets the retry loop's futures share the caller's `FnMut`; nothing contends.
+pub(crate) fn fetch_next<T>(fetch: &std::sync::Mutex<impl FnMut() -> T>) -> T {
+    match fetch.lock() {
+        Ok(mut fetch) => fetch(),
+        Err(poisoned) => (poisoned.into_inner())(),
+    }
 }
 
 /// The lock connection, id and start time of a run `open_run` recorded.

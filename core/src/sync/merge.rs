@@ -71,6 +71,16 @@ impl HardwareId {
         HardwareId::WifiMac,
     ];
 
+    /// The device column that holds it, as `field_origin` and history name it.
+    pub fn field(self) -> &'static str {
+        match self {
+            HardwareId::Serial => "serial_number",
+            HardwareId::Udid => "udid",
+            HardwareId::Imei => "imei",
+            HardwareId::WifiMac => "wifi_mac",
+        }
+    }
+
     /// How messages for people name it.
     pub fn name(self) -> &'static str {
         match self {
