@@ -3,6 +3,7 @@
 //! This crate makes no network calls: connectors hand it pages of normalized records
 //! through a channel, and it decides what changes in the inventory.
 
+pub mod access;
 pub mod clock;
 pub mod error;
 pub mod identity;
@@ -17,6 +18,7 @@ pub mod store;
 pub mod sync;
 pub mod tabular;
 
+pub use crate::access::{Actor, Scope};
 pub use crate::clock::{Clock, FixedClock};
 pub use crate::error::{CoreError, Result};
 
