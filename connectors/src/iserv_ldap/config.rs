@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use bestand_core::model::PersonRole;
+use bestand_model::model::PersonRole;
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
