@@ -403,7 +403,7 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
     rows.push(total_row);
     println!("{}", output::table(headers, rows));
 
-    let today = SystemClock.now().date_naive();
+    let today = bestand_core::clock::school_date(SystemClock.now());
     let in_a_year = today.checked_add_months(Months::new(12)).unwrap_or(today);
     let ending = devices::list_devices(
         &database.pool,
