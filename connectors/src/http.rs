@@ -1,5 +1,5 @@
 //! The HTTP layer every connector shares, so that timeouts, retries, backoff, concurrency
-//! limits and error texts behave the same against every vendor API (see vendor-apis.md §7).
+//! limits and error texts behave the same against every vendor API (see docs/vendors/README.md).
 //!
 //! Errors name the request and the HTTP status with a short excerpt of the body; credentials
 //! registered with the client's `Redactor` are cut out of those excerpts, and URLs lose any

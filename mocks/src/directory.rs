@@ -69,7 +69,7 @@ impl Role {
         }
     }
 
-    /// The LDAP container below `cn=users,ou=SCHOOL` (vendor-apis.md §5.1).
+    /// The LDAP container below `cn=users,ou=SCHOOL` (docs/vendors/ucs-kelvin-ldap.md#ldap-layout).
     pub fn container(self) -> &'static str {
         match self {
             Role::Student => "schueler",

@@ -11,7 +11,7 @@
 //! assert_eq!(mock.request_counts().devices, 3);
 //! ```
 //!
-//! Wire format per `docs/vendor-apis.md` §3. Where Graph's behaviour is not documented the
+//! Wire format per docs/vendors/intune.md. Where Graph's behaviour is not documented the
 //! mock picks something and says so: `$top` defaults to 100 and is clamped to 1000, `$filter`
 //! and `$orderby` are refused (400), the skip token is `e<epoch>o<offset>`.
 
@@ -28,6 +28,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
+use crate::error::MockError;
 use crate::generator::{Device, DeviceKind, Family, Fleet, FleetSnapshot};
 use crate::plumbing::{
     json_response, lock, server_error_status, take_burst, with_retry_after, Burst, IssuedTokens,
@@ -305,7 +306,7 @@ impl std::fmt::Debug for IntuneMock {
 
 impl IntuneMock {
     /// Binds `config.bind` and serves in a background task of the current Tokio runtime.
-    pub async fn start(config: IntuneMockConfig) -> anyhow::Result<IntuneMock> {
+    pub async fn start(config: IntuneMockConfig) -> Result<IntuneMock, MockError> {
         let listener = Listener::bind(config.bind, "Intune").await?;
         let faults = IntuneFaults::default();
         faults.update(|plan| *plan = config.faults.clone());
@@ -363,7 +364,7 @@ impl IntuneMock {
     }
 
     /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(self) -> Result<(), MockError> {
         self.server.shutdown().await
     }
 }
@@ -410,7 +411,7 @@ impl App {
     }
 }
 
-/// Graph's error body (vendor-apis.md §3.6).
+/// Graph's error body (docs/vendors/intune.md#errors).
 fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({ "error": { "code": code, "message": message,
         "innerError": { "request-id": "00000000-0000-4000-8000-000000000000", "date": "2026-11-23T06:00:00" } } });

@@ -15,7 +15,7 @@
 //! `POST /api/v1/auth/invalidate-token`, `GET /api/v2/mobile-devices/detail`,
 //! `GET /api/v{1,2,3,4}/computers-inventory`, `GET /api/v1/sites`, `GET /api/v1/buildings`,
 //! `GET /api/v1/jamf-pro-version`. Paging, sections and errors follow
-//! `docs/vendor-apis.md` section 1; where the mock differs it says so below.
+//! docs/vendors/jamf-pro.md; where the mock differs it says so below.
 //!
 //! Inventory pages are rendered once per epoch and then served from a cache (see
 //! [`MockConfig::page_cache_bytes`] and [`JamfProMock::warm_page_cache`]); faults are applied on
@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -46,6 +45,7 @@ use page_cache::{PageCache, PageKey};
 pub use page_cache::{PageCacheStats, DEFAULT_PAGE_CACHE_BYTES};
 use wire::Sections;
 
+use crate::error::MockError;
 use crate::generator::{page_range, DeviceKind, Fleet, FleetSnapshot};
 use crate::musterstadt;
 use crate::plumbing::{
@@ -270,7 +270,7 @@ impl std::fmt::Debug for JamfProMock {
 
 impl JamfProMock {
     /// Binds `config.bind` and serves in a background task of the current Tokio runtime.
-    pub async fn start(config: MockConfig) -> anyhow::Result<JamfProMock> {
+    pub async fn start(config: MockConfig) -> Result<JamfProMock, MockError> {
         let listener = Listener::bind(config.bind, "Jamf Pro").await?;
         let faults = Faults::new(config.faults.clone());
         let pages = PageCache::new(config.page_cache_bytes);
@@ -336,7 +336,7 @@ impl JamfProMock {
         kind: DeviceKind,
         page_size: usize,
         sections: Sections,
-    ) -> anyhow::Result<usize> {
+    ) -> Result<usize, MockError> {
         let app = self.app.clone();
         let warm = move || {
             let epoch = app.faults.epoch();
@@ -354,11 +354,14 @@ impl JamfProMock {
         };
         tokio::task::spawn_blocking(warm)
             .await
-            .context("warming the page cache panicked")
+            .map_err(|source| MockError::Panicked {
+                what: "warming the page cache".to_string(),
+                source,
+            })
     }
 
     /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(self) -> Result<(), MockError> {
         self.server.shutdown().await
     }
 }

@@ -1,5 +1,5 @@
 //! A fake Jamf School server: `GET /api/devices`, `/api/users` and `/api/locations` as
-//! vendor-apis.md section 2 describes them (HTTP Basic `networkId:apiKey`, the
+//! docs/vendors/jamf-school.md describes them (HTTP Basic `networkId:apiKey`, the
 //! `X-Server-Protocol-Version` header, the whole collection in one body with `count`), serving
 //! the iPads of a generated [`Fleet`] — the same serials and UDIDs as the Jamf Pro mock — with
 //! faults that can be switched while it runs.
@@ -27,6 +27,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
+use crate::error::MockError;
 use crate::generator::{Device, DeviceKind, Fleet, FleetSnapshot};
 use crate::musterstadt;
 use crate::plumbing::{
@@ -224,7 +225,7 @@ impl std::fmt::Debug for JamfSchoolMock {
 
 impl JamfSchoolMock {
     /// Binds `config.bind` and serves in a background task of the current Tokio runtime.
-    pub async fn start(config: MockConfig) -> anyhow::Result<JamfSchoolMock> {
+    pub async fn start(config: MockConfig) -> Result<JamfSchoolMock, MockError> {
         let listener = Listener::bind(config.bind, "Jamf School").await?;
         let app = Arc::new(App {
             faults: Faults(Arc::new(Mutex::new(config.faults.clone()))),
@@ -284,7 +285,7 @@ impl JamfSchoolMock {
     }
 
     /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(self) -> Result<(), MockError> {
         self.server.shutdown().await
     }
 }
@@ -372,7 +373,7 @@ fn user_id(username: &str) -> u64 {
     1000 + hash % 1_000_000
 }
 
-/// One device in the protocol-3 shape of vendor-apis.md §2.3.
+/// One device in the protocol-3 shape of docs/vendors/jamf-school.md#devices.
 fn device(d: &Device) -> Value {
     // "2025-03-04T07:55:12.000Z" -> "2025-03-04 07:55:12", the format Jamf School shows.
     let stamp: String = d

@@ -1,6 +1,6 @@
-//! A fake UCS@school Kelvin REST API (vendor-apis.md §5.5): the token endpoint, schools, users
-//! filtered by `school` and `roles`, and classes, serving a generated [`Directory`] — the
-//! persons whose usernames the MDM mocks' devices carry — with faults that can be switched
+//! A fake UCS@school Kelvin REST API (docs/vendors/ucs-kelvin-ldap.md#kelvin): the token endpoint,
+//! schools, users filtered by `school` and `roles`, and classes, serving a generated [`Directory`]
+//! — the persons whose usernames the MDM mocks' devices carry — with faults that can be switched
 //! while it runs.
 //!
 //! ```ignore
@@ -31,6 +31,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::directory::{ou, Directory, Person, Role};
+use crate::error::MockError;
 use crate::musterstadt::School;
 use crate::plumbing::{
     bearer_token, json_response, lock, pause, server_error_status, take_burst, with_retry_after,
@@ -263,7 +264,7 @@ impl std::fmt::Debug for KelvinMock {
 
 impl KelvinMock {
     /// Binds `config.bind` and serves in a background task of the current Tokio runtime.
-    pub async fn start(config: KelvinMockConfig) -> anyhow::Result<KelvinMock> {
+    pub async fn start(config: KelvinMockConfig) -> Result<KelvinMock, MockError> {
         let listener = Listener::bind(config.bind, "Kelvin").await?;
         let key = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -334,7 +335,7 @@ impl KelvinMock {
     }
 
     /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(self) -> Result<(), MockError> {
         self.server.shutdown().await
     }
 }

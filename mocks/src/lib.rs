@@ -3,6 +3,7 @@
 //! `bestand-core` and `bestand-connectors`, so it checks the connectors from the outside.
 
 pub mod directory;
+mod error;
 pub mod generator;
 pub mod intune;
 pub mod jamf_pro;
@@ -13,6 +14,7 @@ mod plumbing;
 pub mod relution;
 
 pub use directory::Directory;
+pub use error::MockError;
 pub use generator::{Device, DeviceKind, EpochChanges, Fleet, FleetSnapshot};
 pub use jamf_pro::{
     Fault, FaultPlan, Faults, JamfProMock, MockConfig, PageFault, RequestCounts, ShortPage,

@@ -261,7 +261,7 @@ async fn kelvin(args: KelvinArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     wait_for_ctrl_c().await?;
-    mock.shutdown().await
+    Ok(mock.shutdown().await?)
 }
 
 async fn jamf_pro(args: JamfProArgs) -> anyhow::Result<()> {
@@ -318,7 +318,7 @@ async fn jamf_pro(args: JamfProArgs) -> anyhow::Result<()> {
         .await
         .context("waiting for Ctrl-C")?;
     tracing::info!("stopping");
-    mock.shutdown().await
+    Ok(mock.shutdown().await?)
 }
 
 /// Fills the page cache for bestand's requests and says so, for scripts to wait on.

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +18,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use crate::error::MockError;
 
 /// How long [`Server::shutdown`] waits for open requests before it cuts them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -46,11 +47,14 @@ pub(crate) struct Listener {
 
 impl Listener {
     /// Binds `bind`; port 0 picks a free one.
-    pub(crate) async fn bind(bind: SocketAddr, name: &'static str) -> anyhow::Result<Listener> {
-        let listener = TcpListener::bind(bind)
-            .await
-            .with_context(|| format!("binding the {name} mock to {bind}"))?;
-        let addr = listener.local_addr()?;
+    pub(crate) async fn bind(bind: SocketAddr, name: &'static str) -> Result<Listener, MockError> {
+        let failed = |source| MockError::Bind {
+            name,
+            addr: bind,
+            source,
+        };
+        let listener = TcpListener::bind(bind).await.map_err(failed)?;
+        let addr = listener.local_addr().map_err(failed)?;
         Ok(Listener {
             listener,
             addr,
@@ -114,15 +118,21 @@ impl Server {
     }
 
     /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
-    pub(crate) async fn shutdown(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn shutdown(mut self) -> Result<(), MockError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(mut task) = self.task.take() {
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
-                Ok(joined) => {
-                    joined.with_context(|| format!("the {} mock task panicked", self.name))??
-                }
+                Ok(joined) => joined
+                    .map_err(|source| MockError::Panicked {
+                        what: format!("the {} mock task", self.name),
+                        source,
+                    })?
+                    .map_err(|source| MockError::Serve {
+                        name: self.name,
+                        source,
+                    })?,
                 // Clients holding connections open must not block a test's teardown.
                 Err(_) => task.abort(),
             }

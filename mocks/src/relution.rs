@@ -14,7 +14,7 @@
 //! notebooks (`platform: WINDOWS`, a Windows model), both with the serial numbers the Jamf Pro
 //! mock serves for the same seed, so a test can move a device from Jamf Pro to Relution.
 //! Page faults count pages as `offset / limit` and are set with `PageFault::mobile(page)`
-//! (Relution has one device list). The field names are those of vendor-apis.md §4.2;
+//! (Relution has one device list). The field names are those of docs/vendors/relution.md#devices;
 //! `model`, `manufacturer`, `osVersion`, `wifiMacAddress` and `userName` are not confirmed
 //! there, the mock sends them the way the connector reads them.
 
@@ -31,6 +31,7 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 
+use crate::error::MockError;
 use crate::generator::{DeviceKind, Family, Fleet, FleetSnapshot};
 use crate::jamf_pro::{FaultPlan, Faults, PageOutcome};
 use crate::plumbing::{
@@ -41,7 +42,8 @@ use crate::Device;
 
 /// The access token the mock accepts unless configured otherwise.
 pub const DEFAULT_TOKEN: &str = "bestand-relution-mock-token";
-/// The organisation UUID the mock serves unless configured otherwise (vendor-apis.md §4.2).
+/// The organisation UUID the mock serves unless configured otherwise
+/// (docs/vendors/relution.md#devices).
 pub const DEFAULT_ORGANIZATION: &str = "C7A1F3E2-0B4D-4E6F-8A9B-1C2D3E4F5A6B";
 /// `limit` when the body has none; an assumption, Relution documents none.
 pub const DEFAULT_LIMIT: usize = 25;
@@ -234,7 +236,7 @@ impl std::fmt::Debug for RelutionMock {
 
 impl RelutionMock {
     /// Binds `config.bind` and serves in a background task of the current Tokio runtime.
-    pub async fn start(config: RelutionMockConfig) -> anyhow::Result<RelutionMock> {
+    pub async fn start(config: RelutionMockConfig) -> Result<RelutionMock, MockError> {
         let listener = Listener::bind(config.bind, "Relution").await?;
         let app = Arc::new(App {
             faults: Faults::new(config.faults.clone()),
@@ -301,7 +303,7 @@ impl RelutionMock {
     }
 
     /// Stops accepting requests and waits (up to 5 s) for open ones to finish.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(self) -> Result<(), MockError> {
         self.server.shutdown().await
     }
 }
@@ -443,7 +445,8 @@ async fn query(
     }
     if let Some(organization) = &app.config.organization {
         if params.get("tenantOrganizationUuid") != Some(organization) {
-            // One client reads a 404 here as "organisation UUID invalid" (§4.4).
+            // One client reads a 404 here as "organisation UUID invalid"
+            // (docs/vendors/relution.md#failures).
             bump(&app.counters.not_found);
             return error(StatusCode::NOT_FOUND, "organization not found");
         }

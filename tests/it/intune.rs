@@ -1,6 +1,7 @@
 //! The Intune connector against a wiremock Graph (token form, token renewal, nextLink paging,
-//! throttling, failure texts, the documented example devices of vendor-apis.md §3.2) and
-//! against the Intune mock server (whole fleets, faults, epochs, serials shared with Jamf).
+//! throttling, failure texts, the documented example devices of
+//! docs/vendors/intune.md#managed-devices) and against the Intune mock server (whole fleets,
+//! faults, epochs, serials shared with Jamf).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -500,7 +501,7 @@ async fn a_stale_next_link_restarts_the_listing_once_without_duplicates() {
     assert!(cause.contains("HTTP 400"), "{cause}");
 }
 
-/// The example page of vendor-apis.md §3.2, verbatim but for the next link.
+/// The example page of docs/vendors/intune.md#managed-devices, verbatim but for the next link.
 fn documented_devices() -> Vec<Value> {
     vec![
         json!({

@@ -1,9 +1,9 @@
 //! The IServ LDAP connector against a real slapd (tests/it/slapd.rs) loaded with
 //! tests/fixtures/ldap/iserv.ldif and iserv-gym.ldif: roles and classes from `memberOf` and
 //! `memberUid`, groups that only look like classes, accounts that are no persons, a leaver in a
-//! former pupils' group, paging, escaped group names, bad passwords and TLS (vendor-apis.md
-//! §6.3); and two IServs of one authority through the directory engine: namesakes kept apart,
-//! a teacher at both linked once.
+//! former pupils' group, paging, escaped group names, bad passwords and TLS
+//! (docs/vendors/iserv.md#ldap); and two IServs of one authority through the directory engine:
+//! namesakes kept apart, a teacher at both linked once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

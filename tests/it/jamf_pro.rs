@@ -1,5 +1,5 @@
 //! The Jamf Pro connector against a wiremock Jamf: auth and token renewal, paging, retries,
-//! failure texts and the mapping of the documented example payloads (vendor-apis.md §1).
+//! failure texts and the mapping of the documented example payloads (docs/vendors/jamf-pro.md).
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -698,7 +698,7 @@ async fn computers_inventory_falls_back_from_v4_to_v3_on_404() {
     server.verify().await;
 }
 
-/// The mobile device of vendor-apis.md §1.5, verbatim.
+/// The mobile device of docs/vendors/jamf-pro.md#example-mobile-device, verbatim.
 fn example_mobile_device() -> Value {
     json!({
       "mobileDeviceId": "17",
@@ -764,7 +764,7 @@ fn example_mobile_device() -> Value {
     })
 }
 
-/// The computer of vendor-apis.md §1.6, verbatim.
+/// The computer of docs/vendors/jamf-pro.md#example-computer, verbatim.
 fn example_computer() -> Value {
     json!({
       "id": "42",

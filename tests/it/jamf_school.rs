@@ -1,6 +1,6 @@
 //! The Jamf School connector against wiremock (auth headers, the whole-array body handed on in
 //! pages, count checks, the size guard, retries, failure texts, the documented example device)
-//! and against the Jamf School mock (vendor-apis.md §2).
+//! and against the Jamf School mock (docs/vendors/jamf-school.md).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -261,7 +261,7 @@ async fn malformed_json_fails_naming_the_request() {
     );
 }
 
-/// The example of vendor-apis.md §2.3, verbatim.
+/// The example of docs/vendors/jamf-school.md#example-device, verbatim.
 const EXAMPLE: &str = r#"{
   "code": 200,
   "count": 1,

@@ -1,6 +1,7 @@
-//! The UCS@school Kelvin connector against wiremock (protocol edges of vendor-apis.md §5.5 and
-//! §7: the token form, renewal, errors, mapping) and against the Kelvin mock server serving
-//! the Musterstadt directory (whole reads, consistency with the device fleet, faults).
+//! The UCS@school Kelvin connector against wiremock (protocol edges of
+//! docs/vendors/ucs-kelvin-ldap.md#kelvin and docs/vendors/README.md: the token form, renewal,
+//! errors, mapping) and against the Kelvin mock server serving the Musterstadt directory (whole
+//! reads, consistency with the device fleet, faults).
 
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -286,7 +286,8 @@ async fn paging_returns_every_device_once_in_stable_id_order() {
     let (again, _) = pull_all(&client, &mock, &token, MOBILE, ALL_MOBILE_SECTIONS, 2000).await;
     assert_eq!(again, mobiles);
 
-    // Field names and formats as vendor-apis.md 1.5 and 1.6 spell them.
+    // Field names and formats as docs/vendors/jamf-pro.md spells them (examples of a
+    // mobile device and a computer).
     let ipad = &mobiles[0];
     assert_eq!(ipad["deviceType"], "iOS");
     assert!(ipad["general"]["displayName"]

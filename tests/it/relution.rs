@@ -1,5 +1,6 @@
-//! The Relution connector against wiremock (protocol edge cases of vendor-apis.md §4 and §7)
-//! and against the Relution mock server (whole fetches, both path styles, faults).
+//! The Relution connector against wiremock (protocol edge cases of docs/vendors/relution.md and
+//! docs/vendors/README.md) and against the Relution mock server (whole fetches, both path styles,
+//! faults).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -255,7 +256,8 @@ async fn malformed_json_names_the_page() {
 
 #[tokio::test]
 async fn maps_the_documented_example_device_field_by_field() {
-    // vendor-apis.md §4.2, "Illustrative page", plus the unconfirmed fields the connector reads.
+    // docs/vendors/relution.md#devices, "Illustrative page", plus the unconfirmed fields the
+    // connector reads.
     let example = r#"{
       "uuid": "5F0C2B7E-9A41-4C3E-8D21-7B6A1E0F9C33",
       "deviceId": "a1b2c3d4e5",

@@ -1713,3 +1713,113 @@ async fn two_sources_deadlocking_on_the_same_devices_both_apply_one_run_started_
         );
     }
 }
+
+/// The reference columns that carry no declared foreign key, as `table.column`, computed from
+/// the catalog: a column named like the one-column primary key of another table, which no
+/// foreign key covers.
+async fn undeclared_references(pool: &sqlx::PgPool) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "with pk as ( \
+             select c.relname as parent, a.attname as col from pg_constraint k \
+             join pg_class c on c.oid = k.conrelid \
+             join pg_attribute a on a.attrelid = c.oid and a.attnum = k.conkey[1] \
+             where k.contype = 'p' and cardinality(k.conkey) = 1 \
+               and c.relnamespace = 'public'::regnamespace) \
+         select t.relname::text, a.attname::text, pk.parent::text from pg_attribute a \
+         join pg_class t on t.oid = a.attrelid \
+         join pk on pk.col = a.attname and pk.parent <> t.relname \
+         where t.relkind = 'r' and t.relnamespace = 'public'::regnamespace \
+           and a.attnum > 0 and not a.attisdropped \
+           and not exists (select 1 from pg_constraint f where f.contype = 'f' \
+                           and f.conrelid = t.oid and a.attnum = any(f.conkey)) \
+         order by 1, 2",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_undeclared_foreign_keys_are_the_documented_ones_and_hold() {
+    // ARCHITECTURE.md names the reference columns that skip a declared foreign key, and why;
+    // this keeps that list and the schema in step, and shows that the engine keeps them true.
+    let architecture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/ARCHITECTURE.md"
+    ))
+    .unwrap();
+    let invariant = architecture
+        .lines()
+        .find(|line| line.contains("Architecture Invariant:") && line.contains("foreign key"))
+        .expect("ARCHITECTURE.md states the foreign-key invariant");
+    let documented: Vec<String> = invariant
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| {
+            span.split_once('.').is_some_and(|(table, column)| {
+                !table.is_empty() && column.ends_with("_id") && !column.contains('.')
+            })
+        })
+        .map(str::to_string)
+        .collect();
+
+    let db = test_db().await;
+    let undeclared = undeclared_references(&db.pool).await;
+    let mut found: Vec<String> = undeclared
+        .iter()
+        .map(|(table, column, _)| format!("{table}.{column}"))
+        .collect();
+    let mut documented_sorted = documented.clone();
+    documented_sorted.sort();
+    found.sort();
+    assert_eq!(
+        found, documented_sorted,
+        "the undeclared foreign keys differ from those docs/ARCHITECTURE.md names"
+    );
+
+    // A first sync (rows created with per-row checks skipped), a changed one (events of
+    // existing devices) and user hints (assignments) write every one of those columns.
+    let clock = clock();
+    let source = &musterstadt(&db.pool, &["jamf"]).await[0];
+    let with_users = |os: &str| {
+        let mut records = fleet(30);
+        for (i, record) in records.iter_mut().enumerate() {
+            record.user.username = Some(format!("user{i}"));
+            record.os_version = Some(os.into());
+        }
+        records
+    };
+    let first = sync_records(&db.pool, &clock, source, with_users("17.6.1")).await;
+    assert_eq!(first.status, SyncStatus::Succeeded, "{:?}", first.error);
+    clock.advance(Duration::hours(1));
+    let second = sync_records(&db.pool, &clock, source, with_users("18.1")).await;
+    assert_eq!(second.counts.updated, 30, "{:?}", second.error);
+
+    for (table, column, parent) in &undeclared {
+        let (rows, dangling, other_authority): (i64, i64, i64) = sqlx::query_as(&format!(
+            "select count(*), \
+                 count(*) filter (where t.{column} is not null and not exists \
+                     (select 1 from {parent} p where p.{column} = t.{column})), \
+                 count(*) filter (where t.authority_id <> coalesce( \
+                     (select d.authority_id from device d where d.device_id = \
+                         (to_jsonb(t) ->> 'device_id')::uuid), \
+                     (select s.authority_id from source s where s.source_id = \
+                         (to_jsonb(t) ->> 'source_id')::uuid), \
+                     t.authority_id)) \
+             from {table} t"
+        ))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert!(
+            rows > 0,
+            "{table} has no rows; the check would prove nothing"
+        );
+        assert_eq!(dangling, 0, "{table}.{column} points at a missing {parent}");
+        assert_eq!(
+            other_authority, 0,
+            "{table}.authority_id differs from its owner's"
+        );
+    }
+}

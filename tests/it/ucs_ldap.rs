@@ -1,7 +1,7 @@
 //! The UCS@school LDAP connector against a real slapd (tests/it/slapd.rs) loaded with
 //! tests/fixtures/ldap/ucs.ldif and edge.ldif: schools, every role, a teacher at two schools,
 //! classes, exam users, paging, escaping, referrals, size limits, TLS, bad passwords, and
-//! computers as devices (vendor-apis.md §5).
+//! computers as devices (docs/vendors/ucs-kelvin-ldap.md).
 
 use std::sync::Arc;
 

@@ -6,6 +6,8 @@
 
 mod bench;
 mod storage_floor;
+#[cfg(test)]
+mod tidy;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! App-only Graph tokens from the Entra ID client-credentials grant (vendor-apis.md §3.1):
+//! App-only Graph tokens from the Entra ID client-credentials grant (docs/vendors/intune.md#token):
 //! one token shared by the fetch, renewed before it expires and once after a 401.
 //!
 //! The grant is made with the `oauth2` crate, but its one HTTP request goes through the shared
@@ -20,7 +20,8 @@ use crate::http::{HttpClient, HttpError};
 
 /// Lifetime assumed when the response has no `expires_in`; Entra says 3599 s in practice.
 const ASSUMED_LIFETIME: Duration = Duration::from_secs(300);
-/// Renew when less than this much of the lifetime is left, or 10 % if that is more (§7.1).
+/// Renew when less than this much of the lifetime is left, or 10 % if that is more
+/// (docs/vendors/README.md#retries).
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
 
 /// Why no usable token could be had.
@@ -123,7 +124,7 @@ impl TokenSource {
                 self.client_secret.expose_secret().to_string(),
             ))
             .set_token_uri(TokenUrl::from_url(self.url.clone()))
-            // Entra documents the secret in the form body (vendor-apis.md §3.1).
+            // Entra documents the secret in the form body (docs/vendors/intune.md#token).
             .set_auth_type(AuthType::RequestBody);
         let http = self.http.clone();
         let send = move |request: oauth2::HttpRequest| {

@@ -12,12 +12,12 @@ use crate::secret::SecretError;
 use crate::url_keys::{self, UrlKeyError};
 
 /// The largest `$top` the connector sends. Microsoft does not document the maximum for
-/// `managedDevices` (vendor-apis.md §3.2); 1000 is what community reports see honoured.
-/// Graph may clamp or ignore `$top` anyway, so paging never relies on it.
+/// `managedDevices` (docs/vendors/intune.md#managed-devices); 1000 is what community reports see
+/// honoured. Graph may clamp or ignore `$top` anyway, so paging never relies on it.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// The managed-device properties always asked for with `$select` (all in the v1.0 property
-/// table, vendor-apis.md §3.2). `extra_fields` adds to them.
+/// table, docs/vendors/intune.md#managed-devices). `extra_fields` adds to them.
 pub const SELECT_FIELDS: &[&str] = &[
     "id",
     "deviceName",
@@ -80,7 +80,7 @@ pub struct IntuneConfig {
     #[serde(default)]
     pub extra_fields: Vec<String>,
     /// An OData `$filter`, e.g. `operatingSystem eq 'Windows'`. Graph supports only a few
-    /// filters on this collection (vendor-apis.md §3.2); keep it simple.
+    /// filters on this collection (docs/vendors/intune.md#managed-devices); keep it simple.
     #[serde(default)]
     pub filter: Option<String>,
     /// Time limit for one request including its response body, in seconds.

@@ -137,8 +137,8 @@ impl<'de> Visitor<'de> for TextVisitor {
     }
 }
 
-/// The managed-device properties the mapping reads (v1.0 names, vendor-apis.md §3.2;
-/// `chassisType` is beta-only and read when selected).
+/// The managed-device properties the mapping reads (v1.0 names,
+/// docs/vendors/intune.md#managed-devices; `chassisType` is beta-only and read when selected).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct ManagedDevice<'a> {

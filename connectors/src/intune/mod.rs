@@ -1,7 +1,7 @@
 //! The Microsoft Intune connector: reads `GET /v1.0/deviceManagement/managedDevices` from
 //! Microsoft Graph page by page, following `@odata.nextLink`, and streams the devices to the
-//! sync engine as `DeviceRecord`s. See vendor-apis.md section 3 for the API facts it relies on
-//! and section 7 for the retry rules (which the shared `HttpClient` applies).
+//! sync engine as `DeviceRecord`s. See docs/vendors/intune.md for the API facts it relies on
+//! and docs/vendors/README.md#retries for the retry rules (which the shared `HttpClient` applies).
 
 mod auth;
 mod config;
@@ -23,10 +23,10 @@ use crate::http::{display_url, HttpClient, HttpError};
 use crate::secret::resolve_secret;
 use crate::{Connector, PageSink};
 
-/// The Graph permission a 403 most likely means is missing (vendor-apis.md §3.1).
+/// The Graph permission a 403 most likely means is missing (docs/vendors/intune.md#token).
 const PERMISSION: &str = "DeviceManagementManagedDevices.Read.All";
 /// How often a listing starts over after Graph rejected a stale `@odata.nextLink` (400/410,
-/// vendor-apis.md §7.3). Records already delivered are not sent twice.
+/// docs/vendors/README.md#paging). Records already delivered are not sent twice.
 const MAX_RESTARTS: u32 = 1;
 /// Label prefix of the pages: `managed-devices page 0`, `managed-devices page 1`, ...
 const LISTING: &str = "managed-devices";

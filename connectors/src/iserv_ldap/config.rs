@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::ldap::{check_filter, ConnectionSpec, LdapSetupError};
 
-/// IServ serves LDAPS on 10636, because Samba AD holds 636 (vendor-apis.md §6.3).
+/// IServ serves LDAPS on 10636, because Samba AD holds 636 (docs/vendors/iserv.md#ldap).
 pub const DEFAULT_LDAPS_PORT: u16 = 10636;
 
 /// The class-group naming convention assumed unless configured. IServ's import module names
@@ -29,7 +29,7 @@ pub const DEFAULT_CLASS_GROUP_PATTERN: &str =
 /// `Ehemalige`, `Ehemalige 2024` or `ehemalige-schueler`. Matched without regard to case.
 pub const DEFAULT_FORMER_GROUP_PATTERN: &str = r"^ehemalige[nr]?($|[-_. ])";
 
-/// Configuration of one IServ (one school) read over LDAP (vendor-apis.md §6.3). The bind
+/// Configuration of one IServ (one school) read over LDAP (docs/vendors/iserv.md#ldap). The bind
 /// account comes from an entry in the IServ's `/etc/iserv/ldapusers`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

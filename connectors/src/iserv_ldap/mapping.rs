@@ -1,5 +1,5 @@
 //! IServ LDAP entries to persons: pure functions over [`Entry`] that read roles and classes
-//! from group membership (vendor-apis.md §6.3), testable without a server.
+//! from group membership (docs/vendors/iserv.md#ldap), testable without a server.
 //!
 //! IServ records membership twice: `memberOf` on the user (maintained by the server) and
 //! `memberUid` (or `member`) on the group. Either may be missing depending on the IServ

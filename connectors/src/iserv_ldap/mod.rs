@@ -1,4 +1,4 @@
-//! The IServ connector over LDAP (vendor-apis.md §6.3): the persons of one school's IServ,
+//! The IServ connector over LDAP (docs/vendors/iserv.md#ldap): the persons of one school's IServ,
 //! with roles and classes taken from group membership. IServ has no REST API for this; LDAP
 //! (LDAPS on port 10636) is the path IServ documents for external readers.
 //!

@@ -1,6 +1,6 @@
 //! The Jamf Pro connector: reads mobile devices (`/api/v2/mobile-devices/detail`) and
 //! computers (`/api/v{4,3,1}/computers-inventory`) page by page and streams them to the sync
-//! engine as `DeviceRecord`s. See vendor-apis.md section 1 for the API facts it relies on.
+//! engine as `DeviceRecord`s. See docs/vendors/jamf-pro.md for the API facts it relies on.
 
 mod auth;
 mod config;

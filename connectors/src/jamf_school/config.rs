@@ -10,7 +10,7 @@ use crate::request_keys::{RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
 use crate::url_keys::{self, UrlKeyError};
 
-/// The schema version public clients pin (vendor-apis.md §2.1).
+/// The schema version public clients pin (docs/vendors/jamf-school.md#authentication).
 pub const DEFAULT_PROTOCOL_VERSION: u32 = 3;
 
 /// Configuration of one Jamf School source.

@@ -1,5 +1,5 @@
 //! Turns one device of `GET /api/devices` (protocol version 3) into a `DeviceRecord`. Field
-//! names are those of vendor-apis.md §2.3, e.g. the upper-case `UDID`.
+//! names are those of docs/vendors/jamf-school.md#devices, e.g. the upper-case `UDID`.
 //!
 //! Reading is lenient so that one odd value never costs a device: every field is sliced out of
 //! the record text as raw JSON and read on its own; a value of an unexpected type reads as

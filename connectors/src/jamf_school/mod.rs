@@ -1,6 +1,6 @@
 //! The Jamf School connector: reads every device with one `GET /api/devices` (the API does not
 //! page; it returns the whole array and its `count`) and hands them to the sync engine in pages
-//! of `page_size` records. See vendor-apis.md section 2 for the API facts it relies on.
+//! of `page_size` records. See docs/vendors/jamf-school.md for the API facts it relies on.
 //!
 //! The body of a large tenant is one big buffer, so it is read chunk by chunk against
 //! `max_response_mb` instead of trusting the server; the array is then decoded into borrowed

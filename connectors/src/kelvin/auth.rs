@@ -1,6 +1,6 @@
-//! Kelvin access tokens (vendor-apis.md §5.5): `POST /ucsschool/kelvin/token` with the
-//! account's username and password as a form, answered by a JWT. One token serves the whole
-//! read; it is renewed when less than 30 s of its `exp` remain (as the official client does)
+//! Kelvin access tokens (docs/vendors/ucs-kelvin-ldap.md#kelvin): `POST /ucsschool/kelvin/token`
+//! with the account's username and password as a form, answered by a JWT. One token serves the
+//! whole read; it is renewed when less than 30 s of its `exp` remain (as the official client does)
 //! and once after a 401.
 //!
 //! The JWT's payload is decoded without checking the signature: only the server needs to

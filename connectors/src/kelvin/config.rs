@@ -12,7 +12,8 @@ use crate::request_keys::{MaxConcurrency, RequestKeyError, RequestKeys};
 use crate::secret::SecretError;
 use crate::url_keys::{self, UrlKeyError};
 
-/// vendor-apis.md §7.2: Kelvin runs on the school server; a few requests at a time at most.
+/// docs/vendors/README.md#concurrency: Kelvin runs on the school server; a few requests at a time
+/// at most.
 pub const MAX_CONCURRENCY: usize = 4;
 /// Persons per page handed to the engine, at most.
 pub const MAX_PAGE_SIZE: usize = 10_000;

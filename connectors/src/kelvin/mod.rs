@@ -1,6 +1,6 @@
-//! The UCS@school Kelvin REST API connector: reads the schools and, per school and role, the
-//! users of a UCS@school directory (vendor-apis.md §5.5) and hands them to the sync engine as
-//! `PersonRecord`s.
+//! The UCS@school Kelvin REST API connector: reads the schools and, per school and role, the users
+//! of a UCS@school directory (docs/vendors/ucs-kelvin-ldap.md#kelvin) and hands them to the sync
+//! engine as `PersonRecord`s.
 //!
 //! Kelvin does not page: every `GET /v1/users/?school=&roles=` answers one JSON array. Asking
 //! per school and per role keeps each response to one school's pupils (or teachers, ...), and
@@ -9,9 +9,10 @@
 //! the read collects each person's memberships across all responses and sends every person
 //! once, at the end, in pages.
 //!
-//! The person key is `source_uid/record_uid` (the school administration's id, vendor-apis.md
-//! §7.5). Kelvin v1 exposes no `entryUUID`, so a user without those two ids is keyed as
-//! `name:<username>` with a problem on the record: a rename then looks like a new person.
+//! The person key is `source_uid/record_uid` (the school administration's id,
+//! docs/vendors/README.md#identity-joins). Kelvin v1 exposes no `entryUUID`, so a user without
+//! those two ids is keyed as `name:<username>` with a problem on the record: a rename then looks
+//! like a new person.
 
 mod auth;
 mod config;

@@ -1,5 +1,5 @@
 //! The kind-specific keys of a `kind = "relution"` `[[source]]` table, and their checks.
-//! Relution publishes no stable API reference (vendor-apis.md §4), so every assumption the
+//! Relution publishes no stable API reference (docs/vendors/relution.md), so every assumption the
 //! connector makes about the wire is a key here with the observed value as its default.
 
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use crate::url_keys::{self, UrlKeyError};
 
 /// No page limit is documented; larger pages than this only make one slow request slower.
 pub const MAX_PAGE_SIZE: u32 = 5000;
-/// vendor-apis.md §7.2: Relution servers are small; one or two requests at a time.
+/// docs/vendors/README.md#concurrency: Relution servers are small; one or two requests at a time.
 pub const MAX_CONCURRENCY: usize = 2;
 
 /// Configuration of one Relution source (one Relution organisation).
@@ -62,8 +62,8 @@ pub struct RelutionConfig {
     #[serde(default = "default_retry_cap_ms")]
     pub retry_cap_ms: u64,
     /// The device field sorted on (ascending) so that offset paging is stable. `uuid` is an
-    /// inference (vendor-apis.md §4.2 only shows `lastConnectionDate` sorting); set it to ""
-    /// to send no sort order if a server rejects it.
+    /// inference (docs/vendors/relution.md#devices only shows `lastConnectionDate` sorting); set it
+    /// to "" to send no sort order if a server rejects it.
     #[serde(default = "default_sort_field")]
     pub sort_field: String,
     /// The top-level device field whose text names the school (matched against official

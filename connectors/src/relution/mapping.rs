@@ -1,6 +1,6 @@
-//! Turns one Relution device (an item of `devices/baseInfo/query` `results`) into a
-//! `DeviceRecord`. Pure functions over the record's JSON text, so the field names the
-//! connector relies on (vendor-apis.md §4.2; several are guesses there) are pinned by tests.
+//! Turns one Relution device (an item of `devices/baseInfo/query` `results`) into a `DeviceRecord`.
+//! Pure functions over the record's JSON text, so the field names the connector relies on
+//! (docs/vendors/relution.md#devices; several are guesses there) are pinned by tests.
 //!
 //! Reading is lenient: a field of an unexpected type reads as absent, and a bad value never
 //! drops the device; it lands in `record.problems` instead.
@@ -248,8 +248,8 @@ pub(crate) fn map_device(raw: &RawValue, rule: &SchoolRule) -> Result<DeviceReco
             school: school(raw, rule),
             ..LocationHint::default()
         },
-        // `userUuid` is Relution-internal and joins nothing outside Relution (§4.3); it
-        // stays in the payload.
+        // `userUuid` is Relution-internal and joins nothing outside Relution
+        // (docs/vendors/relution.md#users); it stays in the payload.
         user: UserHint {
             username: json.user_name.owned(),
             real_name: json.user_full_name.owned(),

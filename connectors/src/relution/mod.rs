@@ -1,6 +1,6 @@
 //! The Relution connector: pages through `POST .../devices/baseInfo/query` of one
 //! organisation by `offset` and streams the devices to the sync engine as `DeviceRecord`s.
-//! Relution has no public API reference; the facts used are those of vendor-apis.md §4,
+//! Relution has no public API reference; the facts used are those of docs/vendors/relution.md,
 //! and every unverified one is a config key (see `RelutionConfig`).
 
 mod config;
@@ -65,8 +65,9 @@ fn page_label(page: u64) -> String {
     format!("devices page {page}")
 }
 
-/// The envelope of a v2 query answer: `{ "results": [...], "nonpagedCount": n }`; some
-/// decoders read `total`, and v1 lists say `items` (§4.2/§4.3), so those are accepted too.
+/// The envelope of a v2 query answer: `{ "results": [...], "nonpagedCount": n }`; some decoders
+/// read `total`, and v1 lists say `items` (docs/vendors/relution.md#paging), so those are accepted
+/// too.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow, default)]

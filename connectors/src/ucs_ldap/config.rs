@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use crate::ldap::{is_attribute_name, ConnectionSpec, LdapSetupError};
 
-/// Configuration of one UCS@school directory read over LDAP (vendor-apis.md §5). Point it at
-/// the Primary Directory Node or a Backup: school replicas may hold only their own school and
-/// answer with referrals, which are not followed.
+/// Configuration of one UCS@school directory read over LDAP (docs/vendors/ucs-kelvin-ldap.md).
+/// Point it at the Primary Directory Node or a Backup: school replicas may hold only their own
+/// school and answer with referrals, which are not followed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UcsLdapConfig {

@@ -1,5 +1,6 @@
-//! UCS@school LDAP entries to schools, persons and devices: pure functions over
-//! [`Entry`], so the rules of vendor-apis.md §5.2 and §5.3 are testable without a server.
+//! UCS@school LDAP entries to schools, persons and devices: pure functions over [`Entry`], so the
+//! rules of docs/vendors/ucs-kelvin-ldap.md#users and docs/vendors/ucs-kelvin-ldap.md#computers are
+//! testable without a server.
 //!
 //! The attribute lists here are the only attributes the connector ever asks for. Personal data
 //! a directory also holds (`univentionBirthday`, addresses, phone numbers) is never requested,
@@ -47,7 +48,8 @@ pub(crate) const COMPUTER_ATTRIBUTES: &[&str] = &[
     "ucsschoolRole",
 ];
 
-/// Any school user, minus exam accounts (vendor-apis.md §5.2, `models/user.py` filters).
+/// Any school user, minus exam accounts (docs/vendors/ucs-kelvin-ldap.md#users, `models/user.py`
+/// filters).
 pub(crate) const USER_TYPES_FILTER: &str = "(&(|(objectClass=ucsschoolStudent)\
 (objectClass=ucsschoolTeacher)(objectClass=ucsschoolStaff)(objectClass=ucsschoolAdministrator))\
 (!(objectClass=ucsschoolExam)))";
@@ -199,7 +201,8 @@ pub(crate) fn class_name(school: &str, cn: &str) -> String {
     }
 }
 
-/// The roles the object classes give (vendor-apis.md §5.2); teacher and staff give both.
+/// The roles the object classes give (docs/vendors/ucs-kelvin-ldap.md#users); teacher and staff
+/// give both.
 fn roles_from_object_classes(entry: &Entry) -> Vec<PersonRole> {
     [
         ("ucsschoolStudent", PersonRole::Student),
@@ -335,7 +338,8 @@ pub(crate) fn map_user(
     }))
 }
 
-/// The operating system a computer's object class stands for (vendor-apis.md §5.3).
+/// The operating system a computer's object class stands for
+/// (docs/vendors/ucs-kelvin-ldap.md#computers).
 fn os_from_object_class(entry: &Entry) -> Option<&'static str> {
     [
         ("univentionWindows", "Windows"),

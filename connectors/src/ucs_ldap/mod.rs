@@ -1,6 +1,6 @@
-//! The UCS@school connector over LDAP (vendor-apis.md §5): schools, persons with their roles
-//! and classes for the directory side, and school computers for the device side, both read
-//! from one Primary Directory Node with paged searches on one bound connection per fetch.
+//! The UCS@school connector over LDAP (docs/vendors/ucs-kelvin-ldap.md): schools, persons with
+//! their roles and classes for the directory side, and school computers for the device side, both
+//! read from one Primary Directory Node with paged searches on one bound connection per fetch.
 //!
 //! Users are searched per school by `ucsschoolSchool` below the whole base, so a teacher at two
 //! schools is found twice and kept once; their memberships come from their own entry. Class

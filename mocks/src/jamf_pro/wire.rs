@@ -1,6 +1,7 @@
-//! Jamf Pro's JSON, field for field: the inventory records of vendor-apis.md sections 1.4 to
-//! 1.6, the paging envelope and the `ApiError` body. Kept apart from the server so the naming
-//! traps (`realName` vs `realname`, `warrantyExpiresDate` vs `warrantyDate`) live in one place.
+//! Jamf Pro's JSON, field for field: the inventory records of
+//! docs/vendors/jamf-pro.md#mobile-devices to 1.6, the paging envelope and the `ApiError` body.
+//! Kept apart from the server so the naming traps (`realName` vs `realname`, `warrantyExpiresDate`
+//! vs `warrantyDate`) live in one place.
 
 use serde::Serialize;
 
