@@ -13,6 +13,7 @@ pub mod ldap;
 pub mod relution;
 pub mod request_keys;
 pub mod secret;
+mod token;
 pub mod ucs_ldap;
 pub mod url_keys;
 
