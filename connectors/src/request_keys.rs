@@ -191,15 +191,6 @@ impl RequestSettings {
 /// The one test helper for the request keys of every HTTP source's config.
 #[cfg(test)]
 pub(crate) mod testing {
-    /// `base` (a source's minimal table) with the keys of `extra` added or replaced.
-    pub(crate) fn table(base: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
-        let mut value = base;
-        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
-            object.extend(extra.clone());
-        }
-        value
-    }
-
     /// The request-key mistakes every HTTP source refuses, each with the key its error names.
     pub(crate) fn bad_keys() -> Vec<(serde_json::Value, &'static str)> {
         use serde_json::json;

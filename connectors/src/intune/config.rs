@@ -237,14 +237,21 @@ impl IntuneConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request_keys::testing::bad_keys;
+    use crate::testing::table;
 
     fn config(extra: serde_json::Value) -> Result<IntuneConfig, serde_json::Error> {
-        let mut value =
+        let base =
             serde_json::json!({ "tenant_id": "contoso.onmicrosoft.com", "client_id": "app" });
-        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
-            object.extend(extra.clone());
+        serde_json::from_value(table(base, extra))
+    }
+
+    #[test]
+    fn request_keys_are_checked() {
+        for (extra, key) in bad_keys() {
+            let error = config(extra).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
         }
-        serde_json::from_value(value)
     }
 
     #[test]

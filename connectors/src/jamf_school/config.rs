@@ -150,7 +150,8 @@ fn instance_root(base_url: &str) -> Result<url::Url, UrlKeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request_keys::testing::{bad_keys, table};
+    use crate::request_keys::testing::bad_keys;
+    use crate::testing::table;
 
     fn config(extra: serde_json::Value) -> Result<JamfSchoolConfig, serde_json::Error> {
         serde_json::from_value(table(

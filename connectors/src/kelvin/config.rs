@@ -172,7 +172,8 @@ fn kelvin_root(base_url: &str) -> Result<url::Url, UrlKeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request_keys::testing::{bad_keys, table};
+    use crate::request_keys::testing::bad_keys;
+    use crate::testing::table;
 
     fn config(extra: serde_json::Value) -> Result<KelvinConfig, serde_json::Error> {
         serde_json::from_value(table(

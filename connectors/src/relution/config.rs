@@ -167,7 +167,8 @@ impl RelutionConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request_keys::testing::{bad_keys, table};
+    use crate::request_keys::testing::bad_keys;
+    use crate::testing::table;
 
     fn config(extra: serde_json::Value) -> Result<RelutionConfig, serde_json::Error> {
         serde_json::from_value(table(
