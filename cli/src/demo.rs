@@ -22,10 +22,11 @@ use bestand_mocks::{Fleet, JamfProMock, MockConfig};
 use chrono::Months;
 use clap::Args;
 
-use crate::app::{self, Database, Migrations, SystemClock};
-use crate::config::{Config, ConfigOrigin};
 use crate::output;
-use crate::sources::sync_source;
+use bestand_app::config::{Config, ConfigOrigin};
+use bestand_app::database::{self as app, Database, Migrations};
+use bestand_app::sources::sync_source;
+use bestand_app::SystemClock;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {

@@ -1,12 +1,8 @@
-//! The library half of the `bestand` command: what the binary, the test runner and the
-//! integration tests share: configuration, the self-managed PostgreSQL cluster, opening the
-//! database, building connectors, output formats and the commands themselves.
+//! The library half of the `bestand` command: the commands themselves and their output
+//! formats, shared by the binary and the integration tests. The application wiring they use
+//! (configuration, sources, database, scheduler) is `bestand-app`.
 
-pub mod agreement;
-pub mod app;
 pub mod commands;
-pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod output;
-pub mod pgcluster;
-pub mod sources;

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bestand_cli::commands::{db, devices, loans, persons, privacy, review, serve, sync};
+#[cfg(feature = "demo")]
+use bestand_cli::demo;
 use bestand_cli::output::Format;
-use bestand_cli::{app, demo};
 use clap::{Parser, Subcommand};
 
 // A sync allocates and frees many short strings per device on several threads; mimalloc
@@ -32,6 +33,7 @@ struct Cli {
 enum Command {
     /// Start mock MDMs and a mock UCS@school for the fictional authority Musterstadt, sync them,
     /// and show around.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
     /// Database schema and the local PostgreSQL cluster.
     Db {
@@ -93,7 +95,7 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!(
                 "error: {}",
-                bestand_cli::config::redact_url_passwords(&format!("{error:#}"))
+                bestand_app::config::redact_url_passwords(&format!("{error:#}"))
             );
             ExitCode::FAILURE
         }
@@ -101,12 +103,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
+    #[cfg(feature = "demo")]
     if let Command::Demo(args) = cli.command {
         demo::run(args).await?;
         return Ok(0);
     }
-    let config = app::load_config(cli.config.as_deref())?;
+    let config = bestand_app::database::load_config(cli.config.as_deref())?;
     match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo(_) => Ok(0),
         Command::Db { command } => db::run(command, &config).await.map(|()| 0),
         Command::Sync(args) => sync::run(args, &config, cli.format).await,

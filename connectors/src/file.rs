@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bestand_core::model::DeviceCategory;
-use bestand_core::money::{self, Notation};
-use bestand_core::normalize::{self, DateError};
-use bestand_core::record::DeviceRecord;
-use bestand_core::sync::{FetchFailure, SourcePage};
-use bestand_core::tabular::{self, Encoding};
+use bestand_model::model::DeviceCategory;
+use bestand_model::money::{self, Notation};
+use bestand_model::normalize::{self, DateError};
+use bestand_model::protocol::{FetchFailure, SourcePage};
+use bestand_model::record::DeviceRecord;
+use bestand_model::tabular::{self, Encoding};
 use chrono::NaiveDate;
 use serde::Deserialize;
 

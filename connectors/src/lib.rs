@@ -33,8 +33,8 @@ pub(crate) mod testing {
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bestand_core::person::{DirectorySchool, NotPersonCounts, PersonRecord};
-use bestand_core::sync::{
+use bestand_model::person::{DirectorySchool, NotPersonCounts, PersonRecord};
+use bestand_model::protocol::{
     DirectoryItem, FetchFailure, PersonPage, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY,
 };
 use tokio::sync::mpsc;

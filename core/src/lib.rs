@@ -8,15 +8,13 @@ pub mod clock;
 pub mod error;
 pub mod identity;
 pub mod loans;
-pub mod model;
-pub mod money;
-pub mod normalize;
-pub mod person;
 pub mod privacy;
-pub mod record;
 pub mod store;
 pub mod sync;
-pub mod tabular;
+
+// What connectors and the core exchange lives in bestand-model (no SQL there); the core
+// names it as its own so `bestand_core::record::DeviceRecord` and the like stay one path.
+pub use bestand_model::{model, money, normalize, person, record, tabular};
 
 pub use crate::access::{Actor, Scope};
 pub use crate::clock::{Clock, FixedClock};

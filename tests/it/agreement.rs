@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bestand_cli::agreement::{
+use bestand_documents::agreement::{
     render_agreements, AgreementData, AgreementError, AgreementTemplate, AuthorityInfo,
     BorrowerInfo, BorrowerRole, DeviceInfo, SchoolInfo, TemplateProblem,
 };

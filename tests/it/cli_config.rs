@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bestand_cli::config::{
+use bestand_app::config::{
     locate_with, redact_url_passwords, Config, ConfigError, ConfigOrigin, DatabaseTarget,
     DatabaseUrl, SourceSettings, UrlOrigin, EXAMPLE_CONFIG,
 };
-use bestand_cli::pgcluster::{
+use bestand_core::model::SchoolType;
+use bestand_pgcluster::{
     machine_memory, ClusterOptions, ClusterStatus, LocalCluster, ServerMemory,
 };
-use bestand_core::model::SchoolType;
 use sqlx::{ConnectOptions, Connection};
 
 const MINIMAL: &str = r#"
@@ -91,7 +91,7 @@ fn configuration_docs_show_the_example_unchanged() {
     let docs = std::fs::read_to_string(&docs).unwrap();
     assert!(
         docs.contains(&format!("```toml\n{EXAMPLE_CONFIG}```")),
-        "docs/configuration.md must show cli/src/config.example.toml unchanged"
+        "docs/configuration.md must show app/src/config.example.toml unchanged"
     );
 }
 

@@ -314,7 +314,7 @@ name = "Name"
 wifi_mac = "MAC"
 "#;
     let config =
-        bestand_cli::config::Config::parse(text, std::path::Path::new("test.toml")).unwrap();
+        bestand_app::config::Config::parse(text, std::path::Path::new("test.toml")).unwrap();
     assert_eq!(
         config.source("iserv-hosts").unwrap().settings().kind(),
         "file"

@@ -10,16 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bestand_cli::agreement::AgreementTemplate;
+use bestand_app::config::{Config, ConfigOrigin};
 use bestand_cli::commands::loans::agreements::{
     agreements_of_class, agreements_of_loan_ids, agreements_of_loans, default_class_output,
     default_output, import_agreements, load_template, refuse_existing, template_from,
     write_agreements, WrittenAgreements,
 };
 use bestand_cli::commands::loans::read_loan_csv;
-use bestand_cli::config::{Config, ConfigOrigin};
 use bestand_core::loans::{self, BulkOptions, IssueRequest, LoanView, ReturnRequest};
 use bestand_core::privacy;
+use bestand_documents::agreement::AgreementTemplate;
 use chrono::{Duration, NaiveDate};
 
 use crate::loans::{world, World};

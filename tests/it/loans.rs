@@ -7,10 +7,10 @@ use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
+use bestand_app::config::Config;
 use bestand_cli::commands::loans::{
     print_import, read_loan_csv, read_loan_csv_in, scan_issue, scan_return,
 };
-use bestand_cli::config::Config;
 use bestand_core::loans::{
     self, BulkOptions, ClassSetRequest, DevicePool, IssueRequest, LoanFilter, LoanPolicy, Loss,
     ReturnRequest,

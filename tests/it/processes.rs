@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use bestand_cli::pgcluster::{ClusterStatus, LocalCluster};
+use bestand_pgcluster::{ClusterStatus, LocalCluster};
 use sqlx::Connection;
 
 /// The `bestand` binary `cargo xtask test` builds for these tests.

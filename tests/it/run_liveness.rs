@@ -137,7 +137,7 @@ async fn a_run_whose_process_died_shows_as_stale_and_ends_when_it_was_last_alive
         .await
         .unwrap();
     assert!(!fresh[0].stale);
-    let page = bestand_cli::commands::serve::render_running(&running);
+    let page = bestand_app::schedule::render_running(&running);
     assert!(
         page.contains(&format!(
             "bestand_sync_stale{{source=\"jamf\",kind=\"devices\",run=\"{dead}\"}} 1"

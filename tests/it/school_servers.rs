@@ -7,11 +7,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bestand_cli::app::apply_config_directory;
+use bestand_app::config::Config;
+use bestand_app::database::apply_config_directory;
+use bestand_app::sources::sync_source;
 use bestand_cli::commands::devices::{export_rows, DeviceExport};
-use bestand_cli::config::Config;
 use bestand_cli::output::Row;
-use bestand_cli::sources::sync_source;
 use bestand_connectors::ucs_ldap::{UcsLdap, UcsLdapConfig};
 use bestand_connectors::{spawn_directory_fetch, spawn_fetch, Connector, DirectoryConnector};
 use bestand_core::model::SyncStatus;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bestand_cli::commands::serve::{parse_schedule, run_scheduler, Metrics};
-use bestand_cli::config::Config;
+use bestand_app::config::Config;
+use bestand_app::schedule::{parse_schedule, run_scheduler, Metrics};
 use bestand_mocks::{Fleet, JamfProMock, MockConfig};
 use tokio::sync::watch;
 

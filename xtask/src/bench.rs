@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bestand_cli::pgcluster::LocalCluster;
+use bestand_pgcluster::LocalCluster;
 
 use crate::storage_floor;
 

@@ -13,7 +13,7 @@ use std::process::{Command, ExitCode, ExitStatus};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use bestand_cli::pgcluster::{ClusterOptions, LocalCluster};
+use bestand_pgcluster::{ClusterOptions, LocalCluster};
 
 const USAGE: &str = "\
 usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]

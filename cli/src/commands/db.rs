@@ -2,9 +2,9 @@
 
 use clap::Subcommand;
 
-use crate::app::{self, Database, Migrations};
-use crate::config::{Config, DatabaseTarget};
-use crate::pgcluster::{ClusterStatus, LocalCluster};
+use bestand_app::config::{Config, DatabaseTarget};
+use bestand_app::database::{self as app, Database, Migrations};
+use bestand_pgcluster::{ClusterStatus, LocalCluster};
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
@@ -30,7 +30,7 @@ pub async fn run(command: DbCommand, config: &Config) -> anyhow::Result<()> {
                 "Schema is current ({applied} migrations applied); {} source(s) registered.",
                 sources.len()
             );
-            database.close().await
+            Ok(database.close().await?)
         }
         DbCommand::Start => {
             let cluster = local_cluster(config)?;

@@ -6,9 +6,9 @@ use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::app::{Database, Migrations};
-use crate::config::Config;
 use crate::output::{self, opt, time, Format, Row};
+use bestand_app::config::Config;
+use bestand_app::{Database, Migrations};
 
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {

@@ -22,9 +22,9 @@ use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::app::{Database, Migrations, SystemClock};
-use crate::config::Config;
 use crate::output::{self, opt, time, Format, Row};
+use bestand_app::config::Config;
+use bestand_app::{Database, Migrations, SystemClock};
 
 #[derive(Debug, Subcommand)]
 pub enum LoansCommand {

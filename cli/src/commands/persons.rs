@@ -7,9 +7,9 @@ use bestand_core::store::persons::{
 };
 use clap::{Args, Subcommand};
 
-use crate::app::{Database, Migrations};
-use crate::config::Config;
 use crate::output::{self, opt, time, Format, Row};
+use bestand_app::config::Config;
+use bestand_app::{Database, Migrations};
 
 #[derive(Debug, Subcommand)]
 pub enum SchoolsCommand {

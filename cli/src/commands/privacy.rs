@@ -4,9 +4,9 @@
 use bestand_core::privacy::{self, PurgeReport};
 use clap::Subcommand;
 
-use crate::app::{Database, Migrations, SystemClock};
-use crate::config::Config;
 use crate::output::{self, opt, time, Format};
+use bestand_app::config::Config;
+use bestand_app::{Database, Migrations, SystemClock};
 
 #[derive(Debug, Subcommand)]
 pub enum PrivacyCommand {

@@ -6,9 +6,9 @@ use bestand_core::store::review::{self, Resolution, ReviewView};
 use bestand_core::sync::merge::FieldPriority;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
-use crate::app::{Database, Migrations, SystemClock};
-use crate::config::Config;
 use crate::output::{self, opt, time, Format, Row};
+use bestand_app::config::Config;
+use bestand_app::{Database, Migrations, SystemClock};
 
 #[derive(Debug, Subcommand)]
 pub enum ReviewCommand {

@@ -10,10 +10,11 @@ use bestand_core::sync::{self, DirectoryItem, SourceItem, SyncProgress, SyncRepo
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::app::{self, Database, Migrations, SystemClock};
-use crate::config::Config;
 use crate::output::{self, opt, time, Format, Row};
-use crate::sources::{build_connectors, sync_source};
+use bestand_app::config::Config;
+use bestand_app::database::{self as app, Database, Migrations};
+use bestand_app::sources::{build_connectors, sync_source};
+use bestand_app::SystemClock;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -106,7 +107,7 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
                         .source(&status.source_name)
                         .filter(|source| source.common.enabled)
                         .and_then(|source| source.common.schedule.as_deref())
-                        .and_then(|schedule| super::serve::parse_schedule(schedule).ok())
+                        .and_then(|schedule| bestand_app::schedule::parse_schedule(schedule).ok())
                         .and_then(|schedule| schedule.after(&now).next());
                     StatusLine { status, next_run }
                 })
@@ -121,7 +122,7 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
 fn selected<'a>(
     run: &RunArgs,
     config: &'a Config,
-) -> anyhow::Result<Vec<&'a crate::config::SourceConfig>> {
+) -> anyhow::Result<Vec<&'a bestand_app::config::SourceConfig>> {
     if run.sources.is_empty() {
         let enabled: Vec<_> = config.sources.iter().filter(|s| s.common.enabled).collect();
         if enabled.is_empty() {

@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use bestand_core::model::DeviceCategory;
-use bestand_core::record::{DeviceRecord, LocationHint, UserHint};
+use bestand_model::model::DeviceCategory;
+use bestand_model::record::{DeviceRecord, LocationHint, UserHint};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;

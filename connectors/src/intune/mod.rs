@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use async_trait::async_trait;
-use bestand_core::sync::{FetchFailure, SourcePage};
+use bestand_model::protocol::{FetchFailure, SourcePage};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
 

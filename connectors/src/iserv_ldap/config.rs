@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use bestand_core::model::PersonRole;
+use bestand_model::model::PersonRole;
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 

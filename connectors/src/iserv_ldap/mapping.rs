@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use bestand_core::model::PersonRole;
-use bestand_core::person::{AccountKind, Membership, PersonIds, PersonRecord};
+use bestand_model::model::PersonRole;
+use bestand_model::person::{AccountKind, Membership, PersonIds, PersonRecord};
 
 use super::config::GroupRules;
 use crate::ldap::{first_rdn, normalize_dn, Entry};

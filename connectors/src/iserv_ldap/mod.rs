@@ -12,8 +12,8 @@ mod mapping;
 use std::fmt;
 
 use async_trait::async_trait;
-use bestand_core::person::{DirectorySchool, NotPersonCounts, PersonRecord};
-use bestand_core::sync::FetchFailure;
+use bestand_model::person::{DirectorySchool, NotPersonCounts, PersonRecord};
+use bestand_model::protocol::FetchFailure;
 use ldap3::Scope;
 
 use self::config::GroupRules;

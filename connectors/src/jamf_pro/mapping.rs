@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
-use bestand_core::model::DeviceCategory;
-use bestand_core::money::{parse_price, Price};
-use bestand_core::record::{DeviceRecord, LocationHint, PurchaseInfo, UserHint};
+use bestand_model::model::DeviceCategory;
+use bestand_model::money::{parse_price, Price};
+use bestand_model::record::{DeviceRecord, LocationHint, PurchaseInfo, UserHint};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde_json::value::RawValue;
 

@@ -8,9 +8,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use bestand_core::model::DeviceCategory;
-use bestand_core::normalize;
-use bestand_core::record::{DeviceRecord, LocationHint, UserHint};
+use bestand_model::model::DeviceCategory;
+use bestand_model::normalize;
+use bestand_model::record::{DeviceRecord, LocationHint, UserHint};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 

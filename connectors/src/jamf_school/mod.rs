@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use bestand_core::sync::{FetchFailure, SourcePage};
+use bestand_model::protocol::{FetchFailure, SourcePage};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;

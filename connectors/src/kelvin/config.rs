@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use bestand_core::model::PersonRole;
+use bestand_model::model::PersonRole;
 use serde::Deserialize;
 
 use crate::http::HttpError;

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bestand_core::model::PersonRole;
-use bestand_core::person::{DirectorySchool, Membership, PersonIds, PersonRecord};
+use bestand_model::model::PersonRole;
+use bestand_model::person::{DirectorySchool, Membership, PersonIds, PersonRecord};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 

@@ -22,9 +22,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bestand_core::model::PersonRole;
-use bestand_core::person::{DirectorySchool, PersonRecord};
-use bestand_core::sync::FetchFailure;
+use bestand_model::model::PersonRole;
+use bestand_model::person::{DirectorySchool, PersonRecord};
+use bestand_model::protocol::FetchFailure;
 use futures::stream::{self, StreamExt};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;

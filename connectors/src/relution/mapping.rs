@@ -5,8 +5,8 @@
 //! Reading is lenient: a field of an unexpected type reads as absent, and a bad value never
 //! drops the device; it lands in `record.problems` instead.
 
-use bestand_core::model::DeviceCategory;
-use bestand_core::record::{DeviceRecord, LocationHint, UserHint};
+use bestand_model::model::DeviceCategory;
+use bestand_model::record::{DeviceRecord, LocationHint, UserHint};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;

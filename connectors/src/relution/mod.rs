@@ -11,8 +11,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bestand_core::record::DeviceRecord;
-use bestand_core::sync::{FetchFailure, SourcePage};
+use bestand_model::protocol::{FetchFailure, SourcePage};
+use bestand_model::record::DeviceRecord;
 use futures::stream::{self, StreamExt};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;

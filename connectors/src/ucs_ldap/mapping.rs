@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use bestand_core::model::{DeviceCategory, PersonRole};
-use bestand_core::person::{DirectorySchool, Membership, PersonIds, PersonRecord};
-use bestand_core::record::{DeviceRecord, LocationHint};
+use bestand_model::model::{DeviceCategory, PersonRole};
+use bestand_model::person::{DirectorySchool, Membership, PersonIds, PersonRecord};
+use bestand_model::record::{DeviceRecord, LocationHint};
 
 use crate::ldap::{normalize_dn, Entry};
 

@@ -17,8 +17,8 @@ use std::collections::HashSet;
 use std::fmt;
 
 use async_trait::async_trait;
-use bestand_core::person::PersonRecord;
-use bestand_core::sync::{FetchFailure, SourcePage};
+use bestand_model::person::PersonRecord;
+use bestand_model::protocol::{FetchFailure, SourcePage};
 use ldap3::Scope;
 
 pub use self::config::{UcsLdapConfig, UcsLdapConfigError};

@@ -7,7 +7,6 @@ pub mod guard;
 pub mod merge;
 pub(crate) mod payloads;
 pub(crate) mod prepare;
-pub mod protocol;
 pub(crate) mod references;
 pub(crate) mod schools;
 
@@ -21,3 +20,4 @@ pub use self::guard::DeletionGuard;
 pub use self::protocol::{
     DirectoryItem, FetchFailure, PersonPage, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY,
 };
+pub use bestand_model::protocol;

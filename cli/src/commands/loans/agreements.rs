@@ -15,11 +15,11 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::agreement::{
+use bestand_app::config::Config;
+use bestand_documents::agreement::{
     render_agreement_pdf, AgreementData, AgreementTemplate, AuthorityInfo, BorrowerInfo,
     BorrowerRole, DeviceInfo, SchoolInfo,
 };
-use crate::config::Config;
 
 /// The template agreements are printed with: `[loans] agreement_template` of `config` (read
 /// and checked now), else the built-in German one.

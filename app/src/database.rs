@@ -4,22 +4,13 @@ use std::path::Path;
 
 use bestand_core::store::{self, AuthoritySpec, SchoolSpec, SourceRef, SourceSpec};
 use bestand_core::sync::DeletionGuard;
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+use bestand_pgcluster::{LocalCluster, StartedCluster};
+
 use crate::config::{Config, DatabaseTarget, SourceConfig};
-use crate::pgcluster::{LocalCluster, StartedCluster};
-
-/// The wall clock, for the commands; the core only ever sees it through `Clock`.
-pub struct SystemClock;
-
-impl bestand_core::Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
+use crate::error::AppError;
 
 /// An open database: a pool, plus the local cluster if this process started it.
 pub struct Database {
@@ -38,13 +29,17 @@ pub enum Migrations {
 
 impl Database {
     /// Opens the configured database. A local cluster is started on demand and migrated.
-    pub async fn open(config: &Config, migrations: Migrations) -> anyhow::Result<Database> {
+    pub async fn open(config: &Config, migrations: Migrations) -> Result<Database, AppError> {
         let max_connections = config.database.max_connections.unwrap_or(8);
         let (options, cluster, local) = match config.database_target()? {
             DatabaseTarget::Url { url, .. } => {
-                let options: PgConnectOptions = url.expose().parse().map_err(|error| {
-                    anyhow::anyhow!("database URL {} is not valid: {error}", url.redacted())
-                })?;
+                let options: PgConnectOptions =
+                    url.expose()
+                        .parse()
+                        .map_err(|error: sqlx::Error| AppError::DatabaseUrl {
+                            url: url.redacted(),
+                            message: error.to_string(),
+                        })?;
                 (options, None, false)
             }
             DatabaseTarget::LocalCluster {
@@ -70,7 +65,7 @@ impl Database {
             .max_connections(max_connections)
             .connect_with(options)
             .await
-            .map_err(|error| anyhow::anyhow!("cannot connect to the database: {error}"))?;
+            .map_err(AppError::Connect)?;
         let database = Database { pool, cluster };
         if local || migrations == Migrations::Apply {
             store::migrate(&database.pool).await?;
@@ -80,7 +75,7 @@ impl Database {
         Ok(database)
     }
 
-    async fn require_current_schema(&self) -> anyhow::Result<()> {
+    async fn require_current_schema(&self) -> Result<(), AppError> {
         let applied: Vec<i64> =
             sqlx::query_scalar("select version from _sqlx_migrations where success")
                 .fetch_all(&self.pool)
@@ -91,13 +86,13 @@ impl Database {
             .filter(|m| !applied.contains(&m.version))
             .count();
         if pending > 0 {
-            anyhow::bail!("the database schema is {pending} migration(s) behind; run `bestand db migrate` first");
+            return Err(AppError::SchemaBehind { pending });
         }
         Ok(())
     }
 
     /// Closes the pool and stops the local server if this process started it.
-    pub async fn close(self) -> anyhow::Result<()> {
+    pub async fn close(self) -> Result<(), AppError> {
         self.pool.close().await;
         if let Some(cluster) = self.cluster {
             cluster.stop().await?;
@@ -110,7 +105,7 @@ impl Database {
 pub async fn apply_config_directory(
     pool: &PgPool,
     config: &Config,
-) -> anyhow::Result<Vec<SourceRef>> {
+) -> Result<Vec<SourceRef>, AppError> {
     let authorities: Vec<AuthoritySpec> = config
         .authorities
         .iter()
@@ -152,6 +147,6 @@ pub fn guard_for(config: &Config, source: &SourceConfig) -> DeletionGuard {
 }
 
 /// Loads the configuration named by `--config`, `BESTAND_CONFIG` or the default location.
-pub fn load_config(flag: Option<&Path>) -> anyhow::Result<Config> {
+pub fn load_config(flag: Option<&Path>) -> Result<Config, AppError> {
     Ok(Config::load(flag)?)
 }

@@ -219,7 +219,7 @@ impl Config {
         check_field_priority(&raw.sync, &sources, &mut problems);
         for source in &sources {
             if let Some(schedule) = &source.common.schedule {
-                if let Err(error) = crate::commands::serve::parse_schedule(schedule) {
+                if let Err(error) = crate::schedule::parse_schedule(schedule) {
                     problems.push(format!(
                         "[[source]] \"{}\": key `schedule`: {error}",
                         source.name()

@@ -101,7 +101,7 @@ pub(crate) fn stable_hash<T: Serialize + std::fmt::Debug>(value: &T) -> [u8; 16]
 
 /// The hash [`stable_hash`] gives a value whose JSON form is `json`, for callers that need the
 /// text anyway.
-pub(crate) fn hash_json_text(json: &str) -> [u8; 16] {
+pub fn hash_json_text(json: &str) -> [u8; 16] {
     truncate(blake3::hash(json.as_bytes()))
 }
 

@@ -19,8 +19,10 @@ use bestand_core::store::SourceRef;
 use bestand_core::sync::{self, DirectorySyncOptions, SyncOptions, SyncProgress, SyncReport};
 use sqlx::PgPool;
 
-use crate::app::{self, SystemClock};
+use crate::clock::SystemClock;
 use crate::config::{Config, SourceConfig, SourceSettings};
+use crate::database;
+use crate::error::AppError;
 
 /// What a source can deliver: devices, persons, or both.
 #[derive(Clone, Default)]
@@ -37,9 +39,11 @@ fn devices_only(connector: Arc<dyn Connector>) -> SourceConnectors {
 }
 
 /// Builds the connectors of `source`: checks settings and reads secrets, makes no request.
-pub fn build_connectors(source: &SourceConfig) -> anyhow::Result<SourceConnectors> {
-    let named =
-        |error: &dyn std::fmt::Display| anyhow::anyhow!("source '{}': {error}", source.name());
+pub fn build_connectors(source: &SourceConfig) -> Result<SourceConnectors, AppError> {
+    let named = |error: &dyn std::fmt::Display| AppError::Source {
+        source_name: source.name().to_string(),
+        message: error.to_string(),
+    };
     Ok(match source.settings() {
         SourceSettings::JamfPro(settings) => devices_only(Arc::new(
             JamfPro::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
@@ -81,14 +85,13 @@ pub fn build_connectors(source: &SourceConfig) -> anyhow::Result<SourceConnector
 }
 
 /// The device connector of `source`; an error for sources that deliver no devices.
-pub fn build_connector(source: &SourceConfig) -> anyhow::Result<Arc<dyn Connector>> {
-    build_connectors(source)?.devices.ok_or_else(|| {
-        anyhow::anyhow!(
-            "source '{}' (kind {}) delivers no devices",
-            source.name(),
-            source.common.kind
-        )
-    })
+pub fn build_connector(source: &SourceConfig) -> Result<Arc<dyn Connector>, AppError> {
+    build_connectors(source)?
+        .devices
+        .ok_or_else(|| AppError::DeliversNoDevices {
+            source_name: source.name().to_string(),
+            kind: source.common.kind.clone(),
+        })
 }
 
 /// Runs one sync of `source`: first the directory read (so that the device sync's assignments
@@ -101,9 +104,9 @@ pub async fn sync_source(
     source_ref: &SourceRef,
     dry_run: bool,
     progress: &dyn SyncProgress,
-) -> anyhow::Result<Vec<(SyncReport, f64)>> {
+) -> Result<Vec<(SyncReport, f64)>, AppError> {
     let connectors = build_connectors(source)?;
-    let guard = app::guard_for(config, source);
+    let guard = database::guard_for(config, source);
     let mut reports = Vec::new();
     // Both runs resolve the source's school keys through it (`school_map`, docs/sync.md).
     let school_map: std::collections::HashMap<String, String> =
