@@ -503,25 +503,25 @@ async fn read_body(
 }
 
 /// An error and its causes as one line, e.g. `timed out: error trying to connect: …`, so
-/// that every connector words a failed request the same. A reqwest error starts with what
-/// kind of failure it was; a cause that repeats the text before it is left out. URLs are
-/// not added (the caller names the request).
+/// that every connector (and the application's logs, `AppError::chain`) words a failure the
+/// same. A reqwest error starts with what kind of failure it was; a cause whose text the line
+/// already ends with is left out. URLs are not added (the caller names the request).
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = Vec::new();
-    if let Some(error) = error.downcast_ref::<reqwest::Error>() {
-        parts.push(reqwest_kind(error).to_string());
-    } else {
-        parts.push(error.to_string());
-    }
+    let mut text = match error.downcast_ref::<reqwest::Error>() {
+        Some(error) => reqwest_kind(error).to_string(),
+        None => error.to_string(),
+    };
     let mut source = error.source();
     while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
+        let next = cause.to_string();
+        // A wrapper that shows its cause's text (`#[error(transparent)]`, `{0}`) adds nothing.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
         }
         source = cause.source();
     }
-    parts.join(": ")
+    text
 }
 
 /// What kind of failure a reqwest error is, in the words of `error_chain`.
