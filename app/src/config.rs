@@ -11,14 +11,6 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use bestand_connectors::file::FileConfig;
-use bestand_connectors::intune::IntuneConfig;
-use bestand_connectors::iserv_ldap::IservLdapConfig;
-use bestand_connectors::jamf_pro::JamfProConfig;
-use bestand_connectors::jamf_school::JamfSchoolConfig;
-use bestand_connectors::kelvin::KelvinConfig;
-use bestand_connectors::relution::RelutionConfig;
-use bestand_connectors::ucs_ldap::UcsLdapConfig;
 use bestand_core::model::SchoolType;
 use bestand_core::sync::DeletionGuard;
 use serde::de::DeserializeOwned;
@@ -33,17 +25,8 @@ pub const CONFIG_ENV: &str = "BESTAND_CONFIG";
 /// The environment variable read for the database URL when the file has none.
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 
-/// The values `kind` may take in a `[[source]]` table.
-pub const KNOWN_SOURCE_KINDS: &[&str] = &[
-    "jamf_pro",
-    "file",
-    "intune",
-    "relution",
-    "jamf_school",
-    "kelvin",
-    "ucs_ldap",
-    "iserv_ldap",
-];
+// The kinds of source and their settings come from the one registry of source kinds.
+pub use crate::kinds::{SourceSettings, KNOWN_SOURCE_KINDS};
 
 /// The keys every `[[source]]` table shares; all other keys belong to the source's kind.
 const SOURCE_COMMON_KEYS: &[&str] = &[
@@ -658,72 +641,6 @@ impl fmt::Debug for SourceConfig {
             .field("common", &self.common)
             .field("settings", &self.settings)
             .finish()
-    }
-}
-
-/// The kind-specific settings of a source, one variant per kind in `KNOWN_SOURCE_KINDS`.
-#[derive(Debug, Clone)]
-pub enum SourceSettings {
-    JamfPro(JamfProConfig),
-    JamfSchool(JamfSchoolConfig),
-    File(FileConfig),
-    Intune(IntuneConfig),
-    Relution(RelutionConfig),
-    /// UCS@school over the Kelvin REST API: persons only.
-    Kelvin(KelvinConfig),
-    /// UCS@school over LDAP: persons, and the school computers as devices.
-    UcsLdap(UcsLdapConfig),
-    /// IServ over LDAP: persons of one school. Boxed: its many group rules make it the largest
-    /// settings by far.
-    IservLdap(Box<IservLdapConfig>),
-}
-
-impl SourceSettings {
-    /// Checks `table` (the source's keys minus the common ones) against `kind`'s settings.
-    fn from_kind(kind: &str, table: &toml::Table) -> Result<SourceSettings, String> {
-        match kind {
-            "jamf_pro" => deserialize_table(table)
-                .map(SourceSettings::JamfPro)
-                .map_err(|message| format!("keys of kind \"jamf_pro\": {message}")),
-            "intune" => deserialize_table(table)
-                .map(SourceSettings::Intune)
-                .map_err(|message| format!("keys of kind \"intune\": {message}")),
-            "relution" => deserialize_table(table)
-                .map(SourceSettings::Relution)
-                .map_err(|message| format!("keys of kind \"relution\": {message}")),
-            "jamf_school" => deserialize_table(table)
-                .map(SourceSettings::JamfSchool)
-                .map_err(|message| format!("keys of kind \"jamf_school\": {message}")),
-            "ucs_ldap" => deserialize_table(table)
-                .map(SourceSettings::UcsLdap)
-                .map_err(|message| format!("keys of kind \"ucs_ldap\": {message}")),
-            "iserv_ldap" => deserialize_table(table)
-                .map(|settings| SourceSettings::IservLdap(Box::new(settings)))
-                .map_err(|message| format!("keys of kind \"iserv_ldap\": {message}")),
-            "kelvin" => deserialize_table(table)
-                .map(SourceSettings::Kelvin)
-                .map_err(|message| format!("keys of kind \"kelvin\": {message}")),
-            "file" => deserialize_table(table)
-                .map(SourceSettings::File)
-                .map_err(|message| format!("keys of kind \"file\": {message}")),
-            other => Err(format!(
-                "key `kind`: unknown kind \"{other}\"; known kinds: {}",
-                KNOWN_SOURCE_KINDS.join(", ")
-            )),
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceSettings::JamfPro(_) => "jamf_pro",
-            SourceSettings::File(_) => "file",
-            SourceSettings::JamfSchool(_) => "jamf_school",
-            SourceSettings::Relution(_) => "relution",
-            SourceSettings::Intune(_) => "intune",
-            SourceSettings::Kelvin(_) => "kelvin",
-            SourceSettings::UcsLdap(_) => "ucs_ldap",
-            SourceSettings::IservLdap(_) => "iserv_ldap",
-        }
     }
 }
 

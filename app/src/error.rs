@@ -1,7 +1,6 @@
 //! The errors of the application layer, each naming what failed; the CLI prints them with
 //! their causes.
 
-use std::error::Error as _;
 use std::path::PathBuf;
 
 use bestand_core::CoreError;
@@ -40,16 +39,6 @@ pub enum AppError {
 impl AppError {
     /// The message with every cause after it, `: `-separated, as logs want it on one line.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = self.source();
-        while let Some(error) = cause {
-            let next = error.to_string();
-            if !text.ends_with(&next) {
-                text.push_str(": ");
-                text.push_str(&next);
-            }
-            cause = error.source();
-        }
-        text
+        bestand_connectors::http::error_chain(self)
     }
 }

@@ -4,84 +4,28 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bestand_connectors::file::FileSource;
-use bestand_connectors::intune::Intune;
-use bestand_connectors::iserv_ldap::IservLdap;
-use bestand_connectors::jamf_pro::JamfPro;
-use bestand_connectors::jamf_school::JamfSchool;
-use bestand_connectors::kelvin::Kelvin;
-use bestand_connectors::relution::Relution;
-use bestand_connectors::ucs_ldap::UcsLdap;
-use bestand_connectors::{
-    spawn_directory_fetch, spawn_fetch_with_capacity, Connector, DirectoryConnector,
-};
+use bestand_connectors::{spawn_directory_fetch, spawn_fetch_with_capacity, Connector};
 use bestand_core::store::SourceRef;
 use bestand_core::sync::{self, DirectorySyncOptions, SyncOptions, SyncProgress, SyncReport};
 use sqlx::PgPool;
 
 use crate::clock::SystemClock;
-use crate::config::{Config, SourceConfig, SourceSettings};
+use crate::config::{Config, SourceConfig};
 use crate::database;
 use crate::error::AppError;
 
-/// What a source can deliver: devices, persons, or both.
-#[derive(Clone, Default)]
-pub struct SourceConnectors {
-    pub devices: Option<Arc<dyn Connector>>,
-    pub directory: Option<Arc<dyn DirectoryConnector>>,
-}
+pub use crate::kinds::SourceConnectors;
 
-fn devices_only(connector: Arc<dyn Connector>) -> SourceConnectors {
-    SourceConnectors {
-        devices: Some(connector),
-        directory: None,
-    }
-}
-
-/// Builds the connectors of `source`: checks settings and reads secrets, makes no request.
+/// Builds the connectors of `source` through the registry of source kinds (`kinds`): checks
+/// settings and reads secrets, makes no request.
 pub fn build_connectors(source: &SourceConfig) -> Result<SourceConnectors, AppError> {
-    let named = |error: &dyn std::fmt::Display| AppError::Source {
-        source_name: source.name().to_string(),
-        message: error.to_string(),
-    };
-    Ok(match source.settings() {
-        SourceSettings::JamfPro(settings) => devices_only(Arc::new(
-            JamfPro::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
-        )),
-        SourceSettings::Intune(settings) => devices_only(Arc::new(
-            Intune::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
-        )),
-        SourceSettings::Relution(settings) => devices_only(Arc::new(
-            Relution::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
-        )),
-        SourceSettings::JamfSchool(settings) => devices_only(Arc::new(
-            JamfSchool::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
-        )),
-        SourceSettings::Kelvin(settings) => SourceConnectors {
-            devices: None,
-            directory: Some(Arc::new(
-                Kelvin::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
-            )),
-        },
-        SourceSettings::UcsLdap(settings) => {
-            // One connector serves both roles; it opens its own LDAP session per read.
-            let connector =
-                Arc::new(UcsLdap::new(settings.clone(), source.name()).map_err(|e| named(&e))?);
-            SourceConnectors {
-                devices: Some(connector.clone()),
-                directory: Some(connector),
-            }
-        }
-        SourceSettings::IservLdap(settings) => SourceConnectors {
-            devices: None,
-            directory: Some(Arc::new(
-                IservLdap::new(settings.as_ref().clone(), source.name()).map_err(|e| named(&e))?,
-            )),
-        },
-        SourceSettings::File(settings) => devices_only(Arc::new(
-            FileSource::new(settings.clone(), source.name()).map_err(|e| named(&e))?,
-        )),
-    })
+    source
+        .settings()
+        .connectors(source.name())
+        .map_err(|message| AppError::Source {
+            source_name: source.name().to_string(),
+            message,
+        })
 }
 
 /// The device connector of `source`; an error for sources that deliver no devices.

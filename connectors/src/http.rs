@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, CONTENT_LENGTH, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -135,6 +135,16 @@ pub enum HttpError {
         url: String,
         cause: String,
         attempts: u32,
+    },
+    /// A 2xx body past the caller's limit (`send_capped`); not retried, the next try would
+    /// be as large.
+    #[error("{method} {url}: the response is larger than {limit_bytes} bytes ({seen})")]
+    TooLarge {
+        method: Method,
+        url: String,
+        limit_bytes: u64,
+        /// What showed the size: the announced `Content-Length` or how much was read.
+        seen: String,
     },
 }
 
@@ -285,6 +295,20 @@ impl HttpClient {
     where
         F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     {
+        self.send_capped(build, None).await
+    }
+
+    /// `send` that stops reading a 2xx body past `max_body_bytes` (checked against the
+    /// announced `Content-Length` first, then chunk by chunk while reading), for an API that
+    /// answers with a whole tenant in one body instead of pages.
+    pub async fn send_capped<F>(
+        &self,
+        build: F,
+        max_body_bytes: Option<u64>,
+    ) -> Result<HttpResponse, HttpError>
+    where
+        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    {
         let mut attempt: u32 = 1;
         loop {
             let request = build(&self.client)
@@ -304,7 +328,8 @@ impl HttpClient {
                     .acquire()
                     .await
                     .map_err(|_| HttpError::Client("the request limiter was closed".into()))?;
-                self.try_once(request, &method, &url, attempt).await
+                self.try_once(request, &method, &url, attempt, max_body_bytes)
+                    .await
             };
             let (wait_hint, error) = match outcome {
                 Attempt::Done(response) => return Ok(response),
@@ -339,6 +364,7 @@ impl HttpClient {
         method: &Method,
         url: &str,
         attempts: u32,
+        max_body_bytes: Option<u64>,
     ) -> Attempt {
         let transport = |error: reqwest::Error| {
             let retryable = !(error.is_builder() || error.is_redirect() || error.is_status());
@@ -363,11 +389,18 @@ impl HttpClient {
         };
         let status = response.status();
         let headers = response.headers().clone();
+        let limit = max_body_bytes.filter(|_| status.is_success());
         // Reading the body belongs to the try: a connection reset mid-body is retried too.
-        let body = match response.bytes().await {
-            // `Vec::from` takes over a uniquely owned buffer instead of copying it, which
-            // spares a second copy of every multi-megabyte page.
-            Ok(body) => Vec::from(body),
+        let body = match read_body(response, limit).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(seen)) => {
+                return Attempt::Fatal(HttpError::TooLarge {
+                    method: method.clone(),
+                    url: url.to_string(),
+                    limit_bytes: limit.unwrap_or_default(),
+                    seen,
+                })
+            }
             Err(error) => return transport(error),
         };
         if status.is_success() {
@@ -437,29 +470,73 @@ fn excerpt(body: &[u8], redactor: &Redactor) -> String {
     }
 }
 
-/// A reqwest error and its causes as one line, without the URL (the caller names it).
-fn error_chain(error: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut parts = vec![if error.is_timeout() {
-        "timed out".to_string()
-    } else if error.is_connect() {
-        "could not connect".to_string()
-    } else if error.is_body() || error.is_decode() {
-        "reading the response failed".to_string()
-    } else if error.is_request() {
-        "sending the request failed".to_string()
-    } else {
-        "request failed".to_string()
-    }];
+/// The body of `response`: whole, or with `limit` the text saying how its size showed past
+/// it (the announced length, or how much arrived before reading stopped).
+async fn read_body(
+    response: reqwest::Response,
+    limit: Option<u64>,
+) -> Result<Result<Vec<u8>, String>, reqwest::Error> {
+    let Some(limit) = limit else {
+        // `Vec::from` takes over a uniquely owned buffer instead of copying it, which spares
+        // a second copy of every multi-megabyte page.
+        return Ok(Ok(Vec::from(response.bytes().await?)));
+    };
+    let mut response = response;
+    let announced = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if let Some(length) = announced.filter(|length| *length > limit) {
+        return Ok(Err(format!("Content-Length {length} bytes")));
+    }
+    let capacity = announced.unwrap_or(0).min(limit);
+    let mut body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await? {
+        let read = body.len() + chunk.len();
+        if read as u64 > limit {
+            return Ok(Err(format!("stopped reading after {read} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Ok(body))
+}
+
+/// An error and its causes as one line, e.g. `timed out: error trying to connect: …`, so
+/// that every connector (and the application's logs, `AppError::chain`) words a failure the
+/// same. A reqwest error starts with what kind of failure it was; a cause whose text the line
+/// already ends with is left out. URLs are not added (the caller names the request).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = match error.downcast_ref::<reqwest::Error>() {
+        Some(error) => reqwest_kind(error).to_string(),
+        None => error.to_string(),
+    };
     let mut source = error.source();
     while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
+        let next = cause.to_string();
+        // A wrapper that shows its cause's text (`#[error(transparent)]`, `{0}`) adds nothing.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
         }
         source = cause.source();
     }
-    parts.join(": ")
+    text
+}
+
+/// What kind of failure a reqwest error is, in the words of `error_chain`.
+fn reqwest_kind(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_body() || error.is_decode() {
+        "reading the response failed"
+    } else if error.is_request() {
+        "sending the request failed"
+    } else {
+        "request failed"
+    }
 }
 
 #[cfg(test)]
@@ -548,6 +625,35 @@ mod tests {
         }
         assert_eq!(redactor.redact("token-9"), "[redacted]");
         assert_eq!(redactor.redact("token-0"), "token-0");
+    }
+
+    #[test]
+    fn error_chains_are_one_line_without_repeats() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Same(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading the export failed")]
+        struct Outer(#[source] Same);
+        let error = Outer(Same(std::io::Error::other("connection reset")));
+        assert_eq!(
+            error_chain(&error),
+            "reading the export failed: connection reset"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reqwest_error_starts_with_its_kind() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let error = reqwest::get(format!("http://{addr}/")).await.unwrap_err();
+        let text = error_chain(&error);
+        assert!(text.starts_with("could not connect: "), "{text}");
+        assert!(
+            !text.contains("could not connect: could not connect"),
+            "{text}"
+        );
     }
 
     #[test]

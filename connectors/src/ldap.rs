@@ -23,6 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 
 use crate::secret::{resolve_secret, SecretError};
 
@@ -32,9 +33,73 @@ pub use ldap3::ldap_escape;
 const LDAP_PORT: u16 = 389;
 const LDAPS_PORT: u16 = 636;
 
-/// How to reach and bind to a directory, as a connector's config spells it. Each connector
-/// repeats these keys in its own config (serde cannot flatten into a `deny_unknown_fields`
-/// struct) and hands them over borrowed.
+/// The keys of a `[[source]]` table that say how to reach and bind to a directory, declared
+/// once and flattened (`#[serde(flatten)]`) into each LDAP connector's config, which keeps
+/// `deny_unknown_fields` (see `request_keys` for why this works one level deep only).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LdapKeys {
+    /// `ldaps://host[:port]`, or `ldap://host[:port]` together with `starttls = true`;
+    /// nothing after the host.
+    pub url: String,
+    /// The read account's DN.
+    pub bind_dn: String,
+    /// Name of the environment variable that holds the bind password.
+    #[serde(default)]
+    pub bind_password_env: Option<String>,
+    /// Path of a file that holds the bind password (a trailing newline is ignored).
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    /// Upgrade an `ldap://` connection with StartTLS before binding.
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM file with the CA certificate(s) to trust instead of the system store.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Entries per page of the paged-results control, and records per page handed to the
+    /// sync engine. Must stay below the server's size limit for the bind account.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Time limit for opening the connection (TCP, TLS, StartTLS), in seconds.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Longest wait for any answer of the server, in seconds; also the time limit sent with
+    /// each search (page).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_page_size() -> u32 {
+    500
+}
+
+fn default_connect_timeout_secs() -> u64 {
+    10
+}
+
+fn default_timeout_secs() -> u64 {
+    120
+}
+
+impl LdapKeys {
+    /// The connection these keys describe; an `ldaps://` URL without a port gets
+    /// `default_ldaps_port` (636 unless the product says otherwise).
+    pub(crate) fn connection(&self, default_ldaps_port: u16) -> ConnectionSpec<'_> {
+        ConnectionSpec {
+            url: &self.url,
+            default_ldaps_port,
+            starttls: self.starttls,
+            ca_file: self.ca_file.as_deref(),
+            bind_dn: &self.bind_dn,
+            bind_password_env: self.bind_password_env.as_deref(),
+            bind_password_file: self.bind_password_file.as_deref(),
+            page_size: self.page_size,
+            connect_timeout_secs: self.connect_timeout_secs,
+            timeout_secs: self.timeout_secs,
+        }
+    }
+}
+
+/// How to reach and bind to a directory, borrowed from a connector's `LdapKeys`.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionSpec<'a> {
     /// `ldap://host[:port]` or `ldaps://host[:port]`; nothing after the host.

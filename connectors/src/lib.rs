@@ -13,8 +13,22 @@ pub mod ldap;
 pub mod relution;
 pub mod request_keys;
 pub mod secret;
+mod token;
 pub mod ucs_ldap;
 pub mod url_keys;
+
+/// Helpers the config tests of every source share.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// `base` (a source's minimal table) with the keys of `extra` added or replaced.
+    pub(crate) fn table(base: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+        let mut value = base;
+        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
+            object.extend(extra.clone());
+        }
+        value
+    }
+}
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
-//! App-only Graph tokens from the Entra ID client-credentials grant (docs/vendors/intune.md#token):
-//! one token shared by the fetch, renewed before it expires and once after a 401.
+//! App-only Graph tokens from the Entra ID client-credentials grant (docs/vendors/intune.md#token).
+//! Sharing the token, renewing it before expiry and once after a 401 is the shared
+//! `crate::token` cache; this is only the token request.
 //!
 //! The grant is made with the `oauth2` crate, but its one HTTP request goes through the shared
 //! `HttpClient` (oauth2 takes any async function as its client), so the token request gets the
@@ -9,20 +10,17 @@
 use std::fmt;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use oauth2::basic::BasicClient;
 use oauth2::{AuthType, ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 use crate::http::{HttpClient, HttpError};
+use crate::token::{IssuedToken, TokenIssuer};
 
 /// Lifetime assumed when the response has no `expires_in`; Entra says 3599 s in practice.
 const ASSUMED_LIFETIME: Duration = Duration::from_secs(300);
-/// Renew when less than this much of the lifetime is left, or 10 % if that is more
-/// (docs/vendors/README.md#retries).
-const RENEW_MARGIN: Duration = Duration::from_secs(60);
 
 /// Why no usable token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -35,18 +33,6 @@ pub(crate) enum AuthError {
     Malformed(String),
 }
 
-/// A token handed to one request; `generation` lets a 401 say which token failed.
-pub(crate) struct Bearer {
-    pub value: SecretString,
-    pub generation: u64,
-}
-
-struct Token {
-    value: SecretString,
-    renew_at: Instant,
-    generation: u64,
-}
-
 /// Why the one HTTP call of the grant failed.
 #[derive(Debug, thiserror::Error)]
 enum GrantCallError {
@@ -56,19 +42,18 @@ enum GrantCallError {
     Response(#[from] oauth2::http::Error),
 }
 
-/// Hands out the current token and renews it, one renewal at a time.
-pub(crate) struct TokenSource {
+/// The Entra ID token request, for the shared `TokenCache`.
+pub(crate) struct IntuneTokens {
     http: HttpClient,
     url: url::Url,
     client_id: String,
     client_secret: SecretString,
     scope: String,
-    current: Mutex<Option<Token>>,
 }
 
-impl fmt::Debug for TokenSource {
+impl fmt::Debug for IntuneTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSource")
+        f.debug_struct("IntuneTokens")
             .field("url", &self.url.as_str())
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
@@ -77,48 +62,31 @@ impl fmt::Debug for TokenSource {
     }
 }
 
-impl TokenSource {
+impl IntuneTokens {
     pub(crate) fn new(
         http: HttpClient,
         url: url::Url,
         client_id: String,
         client_secret: SecretString,
         scope: String,
-    ) -> TokenSource {
+    ) -> IntuneTokens {
         http.redactor().add_fixed(&client_secret);
-        TokenSource {
+        IntuneTokens {
             http,
             url,
             client_id,
             client_secret,
             scope,
-            current: Mutex::new(None),
         }
     }
+}
 
-    /// The current token, renewed first if it is missing or close to expiry.
-    pub(crate) async fn bearer(&self) -> Result<Bearer, AuthError> {
-        let mut current = self.current.lock().await;
-        match current.as_ref() {
-            Some(token) if Instant::now() < token.renew_at => Ok(bearer_of(token)),
-            _ => self.renew(&mut current).await,
-        }
-    }
+#[async_trait]
+impl TokenIssuer for IntuneTokens {
+    type Error = AuthError;
+    const VENDOR: &'static str = "Entra ID";
 
-    /// After token `rejected` got a 401: renews unless it was already replaced.
-    pub(crate) async fn renew_after_unauthorized(
-        &self,
-        rejected: u64,
-    ) -> Result<Bearer, AuthError> {
-        let mut current = self.current.lock().await;
-        match current.as_ref() {
-            Some(token) if token.generation != rejected => Ok(bearer_of(token)),
-            _ => self.renew(&mut current).await,
-        }
-    }
-
-    async fn renew(&self, current: &mut Option<Token>) -> Result<Bearer, AuthError> {
-        let requested_at = Instant::now();
+    async fn issue(&self) -> Result<IssuedToken, AuthError> {
         let client = BasicClient::new(ClientId::new(self.client_id.clone()))
             .set_client_secret(ClientSecret::new(
                 self.client_secret.expose_secret().to_string(),
@@ -169,31 +137,9 @@ impl TokenSource {
         if body.access_token().secret().trim().is_empty() {
             return Err(AuthError::Malformed(self.url.to_string()));
         }
-        let value = SecretString::from(body.access_token().secret().clone());
-        self.http.redactor().add_rotating(&value);
-        let lifetime = body.expires_in().unwrap_or(ASSUMED_LIFETIME);
-        let generation = current.as_ref().map_or(1, |token| token.generation + 1);
-        tracing::info!(
-            url = %self.url,
-            lifetime_secs = lifetime.as_secs(),
-            generation,
-            "obtained a Graph access token"
-        );
-        let token = Token {
-            value,
-            // Counting from the request start errs on the early side.
-            renew_at: requested_at + lifetime.saturating_sub(RENEW_MARGIN.max(lifetime / 10)),
-            generation,
-        };
-        let bearer = bearer_of(&token);
-        *current = Some(token);
-        Ok(bearer)
-    }
-}
-
-fn bearer_of(token: &Token) -> Bearer {
-    Bearer {
-        value: token.value.clone(),
-        generation: token.generation,
+        Ok(IssuedToken {
+            value: SecretString::from(body.access_token().secret().clone()),
+            lifetime: body.expires_in().unwrap_or(ASSUMED_LIFETIME),
+        })
     }
 }

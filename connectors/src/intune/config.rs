@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::http::HttpError;
-use crate::request_keys::{RequestKeyError, RequestKeys};
+use crate::request_keys::{
+    OneAtATime, RequestDefaults, RequestKeyError, RequestKeys, RequestSettings,
+};
 use crate::secret::SecretError;
 use crate::url_keys::{self, UrlKeyError};
 
@@ -83,22 +85,16 @@ pub struct IntuneConfig {
     /// filters on this collection (docs/vendors/intune.md#managed-devices); keep it simple.
     #[serde(default)]
     pub filter: Option<String>,
-    /// Time limit for one request including its response body, in seconds.
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
-    /// Tries per request (the first included) on throttling, server errors and network errors.
-    #[serde(default = "default_retry_max_attempts")]
-    pub retry_max_attempts: u32,
-    /// Backoff ceiling before the first retry in milliseconds; it doubles per retry.
-    #[serde(default = "default_retry_base_ms")]
-    pub retry_base_ms: u64,
-    /// Largest backoff ceiling in milliseconds.
-    #[serde(default = "default_retry_cap_ms")]
-    pub retry_cap_ms: u64,
     /// Which Intune field names the school of a device (see `SchoolFrom`).
     #[serde(default = "default_school_from")]
     pub school_from: SchoolFrom,
+    /// Time limit and retries of each request; Graph pages are read one after another.
+    #[serde(flatten)]
+    pub request: RequestKeys,
 }
+
+/// This kind's defaults for the request keys.
+const REQUEST_DEFAULTS: RequestDefaults = RequestDefaults::STANDARD;
 
 /// Which Intune field becomes the school of a device. Intune has no notion of a school or
 /// site; which field a school authority uses for it is a matter of local convention, and none
@@ -128,22 +124,6 @@ fn default_api_version() -> String {
 
 fn default_page_size() -> u32 {
     MAX_PAGE_SIZE
-}
-
-fn default_timeout_secs() -> u64 {
-    60
-}
-
-fn default_retry_max_attempts() -> u32 {
-    6
-}
-
-fn default_retry_base_ms() -> u64 {
-    1000
-}
-
-fn default_retry_cap_ms() -> u64 {
-    60_000
 }
 
 fn default_school_from() -> SchoolFrom {
@@ -247,30 +227,31 @@ impl IntuneConfig {
         })
     }
 
-    /// The request keys, for their checks and the HTTP client settings they describe.
-    pub(crate) fn request_keys(&self) -> RequestKeys {
-        RequestKeys {
-            timeout_secs: self.timeout_secs,
-            // Pages are chained by `@odata.nextLink`, so one request at a time is all there is.
-            max_concurrency: None,
-            retry_max_attempts: self.retry_max_attempts,
-            retry_base_ms: self.retry_base_ms,
-            retry_cap_ms: self.retry_cap_ms,
-        }
+    /// The request keys with this kind's defaults, for their checks and the HTTP client
+    /// settings they describe.
+    pub(crate) fn request_keys(&self) -> RequestSettings {
+        self.request.resolve(&OneAtATime, &REQUEST_DEFAULTS)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request_keys::testing::bad_keys;
+    use crate::testing::table;
 
     fn config(extra: serde_json::Value) -> Result<IntuneConfig, serde_json::Error> {
-        let mut value =
+        let base =
             serde_json::json!({ "tenant_id": "contoso.onmicrosoft.com", "client_id": "app" });
-        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
-            object.extend(extra.clone());
+        serde_json::from_value(table(base, extra))
+    }
+
+    #[test]
+    fn request_keys_are_checked() {
+        for (extra, key) in bad_keys() {
+            let error = config(extra).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
         }
-        serde_json::from_value(value)
     }
 
     #[test]

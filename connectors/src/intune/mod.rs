@@ -14,13 +14,13 @@ use async_trait::async_trait;
 use bestand_model::protocol::{FetchFailure, SourcePage};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 
-use self::auth::{AuthError, Bearer, TokenSource};
+use self::auth::{AuthError, IntuneTokens};
 pub use self::config::{IntuneConfig, IntuneConfigError, SchoolFrom, MAX_PAGE_SIZE, SELECT_FIELDS};
 use self::mapping::Page;
 use crate::http::{display_url, HttpClient, HttpError};
 use crate::secret::resolve_secret;
+use crate::token::{AuthorizedError, TokenCache};
 use crate::{Connector, PageSink};
 
 /// The Graph permission a 403 most likely means is missing (docs/vendors/intune.md#token).
@@ -52,7 +52,7 @@ enum FetchError {
 pub struct Intune {
     source_name: String,
     http: HttpClient,
-    tokens: TokenSource,
+    tokens: TokenCache<IntuneTokens>,
     graph: url::Url,
     first_page: url::Url,
     school_from: SchoolFrom,
@@ -84,15 +84,17 @@ impl Intune {
             config.client_secret_file.as_deref(),
         )?;
         let http = HttpClient::new(&config.request_keys().http_settings())?;
-        let tokens = TokenSource::new(
+        let issuer = IntuneTokens::new(
             http.clone(),
             endpoints.token,
             config.client_id.trim().to_string(),
             secret,
             endpoints.scope,
         );
+        let source_name = source_name.into();
+        let tokens = TokenCache::new(issuer, http.clone(), &source_name);
         Ok(Intune {
-            source_name: source_name.into(),
+            source_name,
             http,
             tokens,
             graph: endpoints.graph,
@@ -103,44 +105,21 @@ impl Intune {
 
     /// GETs `url` with the bearer token; on a 401 renews the token once and replays.
     async fn get(&self, url: &url::Url) -> Result<Vec<u8>, FetchError> {
-        let bearer = self.tokens.bearer().await?;
-        let answer = match self.get_with(url, &bearer).await {
-            Err(error) if error.status() == Some(StatusCode::UNAUTHORIZED) => {
-                tracing::warn!(source = %self.source_name, url = %display_url(url),
-                    "Graph answered 401; renewing the token and replaying the request");
-                let renewed = self
-                    .tokens
-                    .renew_after_unauthorized(bearer.generation)
-                    .await?;
-                match self.get_with(url, &renewed).await {
-                    Err(error) if error.status() == Some(StatusCode::UNAUTHORIZED) => {
-                        return Err(AuthError::Rejected(format!(
-                            "{error}, again after renewing the token"
-                        ))
-                        .into());
-                    }
-                    answer => answer,
-                }
+        let answer = self
+            .tokens
+            .send(|client| client.get(url.clone()).header(ACCEPT, "application/json"))
+            .await;
+        match answer {
+            Ok(response) => Ok(response.body),
+            Err(AuthorizedError::Token(error)) => Err(error.into()),
+            Err(AuthorizedError::RejectedAgain(error)) => {
+                Err(AuthError::Rejected(format!("{error}, again after renewing the token")).into())
             }
-            answer => answer,
-        };
-        answer.map_err(|error| match error.status() {
-            Some(StatusCode::FORBIDDEN) => FetchError::Forbidden(error),
-            _ => FetchError::Http(error),
-        })
-    }
-
-    async fn get_with(&self, url: &url::Url, bearer: &Bearer) -> Result<Vec<u8>, HttpError> {
-        let response = self
-            .http
-            .send(|client| {
-                client
-                    .get(url.clone())
-                    .header(ACCEPT, "application/json")
-                    .bearer_auth(bearer.value.expose_secret())
-            })
-            .await?;
-        Ok(response.body)
+            Err(AuthorizedError::Http(error)) if error.status() == Some(StatusCode::FORBIDDEN) => {
+                Err(FetchError::Forbidden(error))
+            }
+            Err(AuthorizedError::Http(error)) => Err(FetchError::Http(error)),
+        }
     }
 
     /// Fetches and decodes one page; decoding runs on the blocking pool so the runtime

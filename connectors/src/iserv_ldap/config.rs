@@ -3,13 +3,12 @@
 //! `IservLdapConfig`, so unknown keys here are typos.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use bestand_model::model::PersonRole;
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
-use crate::ldap::{check_filter, ConnectionSpec, LdapSetupError};
+use crate::ldap::{check_filter, ConnectionSpec, LdapKeys, LdapSetupError};
 
 /// IServ serves LDAPS on 10636, because Samba AD holds 636 (docs/vendors/iserv.md#ldap).
 pub const DEFAULT_LDAPS_PORT: u16 = 10636;
@@ -34,38 +33,13 @@ pub const DEFAULT_FORMER_GROUP_PATTERN: &str = r"^ehemalige[nr]?($|[-_. ])";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IservLdapConfig {
-    /// `ldaps://schule-iserv.example` (port 10636 when none is given, as IServ serves LDAPS
-    /// there), or `ldap://...` together with `starttls = true`.
-    pub url: String,
-    /// The bind DN IServ derives from the ldapusers entry: `cn=<name>,ou=ldap,<base>`.
-    pub bind_dn: String,
-    /// Name of the environment variable that holds the bind password.
-    #[serde(default)]
-    pub bind_password_env: Option<String>,
-    /// Path of a file that holds the bind password (IServ writes it to
-    /// `/var/lib/iserv/server-openldap/pwd/<name>.pwd`).
-    #[serde(default)]
-    pub bind_password_file: Option<PathBuf>,
+    /// How to reach and bind to the directory: `url`, `bind_dn`, `bind_password_env` or
+    /// `bind_password_file`, `starttls`, `ca_file`, `page_size`, `connect_timeout_secs`,
+    /// `timeout_secs` (`crate::ldap::LdapKeys`).
+    #[serde(flatten)]
+    pub ldap: LdapKeys,
     /// The IServ's base DN, e.g. `dc=gsl-iserv,dc=de` (`/var/lib/iserv/server-openldap/ldapdn`).
     pub base_dn: String,
-    /// Upgrade an `ldap://` connection with StartTLS before binding.
-    #[serde(default)]
-    pub starttls: bool,
-    /// PEM file with the CA certificate(s) to trust instead of the system store; the IServ's
-    /// certificate is often self-signed.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Entries per page of the paged-results control, and persons per page handed to the sync
-    /// engine. IServ's size limits are unknown, so every search is paged.
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// Time limit for opening the connection (TCP, TLS, StartTLS), in seconds.
-    #[serde(default = "default_connect_timeout_secs")]
-    pub connect_timeout_secs: u64,
-    /// Longest wait for any answer of the server, in seconds; also the time limit sent with
-    /// each search (page).
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
     /// The school key every membership of this IServ carries (one IServ serves one school);
     /// mapped to a configured school like any directory school key.
     pub school: String,
@@ -116,18 +90,6 @@ pub struct IservLdapConfig {
     /// it to a UCS `ucsschoolSourceUID` to match that directory's record ids.
     #[serde(default)]
     pub shared_id_source: Option<String>,
-}
-
-fn default_page_size() -> u32 {
-    500
-}
-
-fn default_connect_timeout_secs() -> u64 {
-    10
-}
-
-fn default_timeout_secs() -> u64 {
-    120
 }
 
 fn default_users_filter() -> String {
@@ -269,18 +231,7 @@ impl IservLdapConfig {
     }
 
     pub(crate) fn connection(&self) -> ConnectionSpec<'_> {
-        ConnectionSpec {
-            url: &self.url,
-            default_ldaps_port: DEFAULT_LDAPS_PORT,
-            starttls: self.starttls,
-            ca_file: self.ca_file.as_deref(),
-            bind_dn: &self.bind_dn,
-            bind_password_env: self.bind_password_env.as_deref(),
-            bind_password_file: self.bind_password_file.as_deref(),
-            page_size: self.page_size,
-            connect_timeout_secs: self.connect_timeout_secs,
-            timeout_secs: self.timeout_secs,
-        }
+        self.ldap.connection(DEFAULT_LDAPS_PORT)
     }
 
     pub(crate) fn users_base(&self) -> String {
@@ -309,19 +260,17 @@ impl IservLdapConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::table;
 
     fn config(extra: serde_json::Value) -> Result<IservLdapConfig, serde_json::Error> {
-        let mut value = serde_json::json!({
+        let base = serde_json::json!({
             "url": "ldaps://gsl-iserv.example",
             "bind_dn": "cn=bestand,ou=ldap,dc=gsl-iserv,dc=de",
             "bind_password_file": "/run/secrets/iserv",
             "base_dn": "dc=gsl-iserv,dc=de",
             "school": "GSL",
         });
-        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
-            object.extend(extra.clone());
-        }
-        serde_json::from_value(value)
+        serde_json::from_value(table(base, extra))
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl IservLdap {
             groups_filter: config.groups_filter.trim().to_string(),
             rules,
             // Bounded by `LdapClient::new`, which rejects anything above i32::MAX.
-            page_size: usize::try_from(config.page_size).unwrap_or(usize::MAX),
+            page_size: usize::try_from(config.ldap.page_size).unwrap_or(usize::MAX),
         })
     }
 

@@ -1,5 +1,5 @@
-//! Jamf Pro bearer tokens: obtained by OAuth client credentials or (legacy) a user account,
-//! shared by all concurrent requests, renewed before they expire and once after a 401.
+//! Jamf Pro bearer tokens: obtained by OAuth client credentials or (legacy) a user account.
+//! Sharing, renewing before expiry and once after a 401 is the shared `crate::token` cache.
 //!
 //! OAuth is a plain form POST through the shared `HttpClient` rather than the `oauth2` crate:
 //! that way the token request gets the same timeouts, retries, concurrency limit and
@@ -9,20 +9,18 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 use crate::http::{HttpClient, HttpError};
+use crate::token::{IssuedToken, TokenIssuer};
 
 /// Lifetime assumed when a token response does not say (or says something unreadable);
 /// a wrong guess costs at most one 401 and a renewal.
 const ASSUMED_LIFETIME: Duration = Duration::from_secs(300);
-/// Renew when less than this much of the lifetime is left (or 10 % if that is more).
-const RENEW_MARGIN: Duration = Duration::from_secs(60);
 
 /// How the connector logs in.
 pub(crate) enum Credentials {
@@ -65,30 +63,16 @@ pub(crate) enum AuthError {
     Malformed(String),
 }
 
-/// A token handed to one request. `generation` tells a later 401 which token failed, so
-/// that concurrent requests failing with the same token trigger only one renewal.
-pub(crate) struct Bearer {
-    pub value: SecretString,
-    pub generation: u64,
-}
-
-struct Token {
-    value: SecretString,
-    renew_at: Instant,
-    generation: u64,
-}
-
-/// Hands out the current token and renews it, one renewal at a time.
-pub(crate) struct TokenSource {
+/// Jamf Pro's token request, for the shared `TokenCache`.
+pub(crate) struct JamfProTokens {
     http: HttpClient,
     token_url: url::Url,
     credentials: Credentials,
-    current: Mutex<Option<Token>>,
 }
 
-impl fmt::Debug for TokenSource {
+impl fmt::Debug for JamfProTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSource")
+        f.debug_struct("JamfProTokens")
             .field("token_url", &self.token_url.as_str())
             .field("credentials", &self.credentials)
             .finish_non_exhaustive()
@@ -107,12 +91,12 @@ struct UserTokenResponse {
     expires: Option<String>,
 }
 
-impl TokenSource {
+impl JamfProTokens {
     pub(crate) fn new(
         http: HttpClient,
         base: &url::Url,
         credentials: Credentials,
-    ) -> Result<TokenSource, url::ParseError> {
+    ) -> Result<JamfProTokens, url::ParseError> {
         let path = match credentials {
             Credentials::OAuth { .. } => "api/oauth/token",
             Credentials::User { .. } => "api/v1/auth/token",
@@ -121,70 +105,20 @@ impl TokenSource {
             Credentials::OAuth { client_secret, .. } => http.redactor().add_fixed(client_secret),
             Credentials::User { password, .. } => http.redactor().add_fixed(password),
         }
-        Ok(TokenSource {
+        Ok(JamfProTokens {
             token_url: base.join(path)?,
             http,
             credentials,
-            current: Mutex::new(None),
         })
     }
+}
 
-    /// The current token, renewed first if it is missing or close to expiry.
-    pub(crate) async fn bearer(&self) -> Result<Bearer, AuthError> {
-        let mut current = self.current.lock().await;
-        if let Some(token) = current.as_ref() {
-            if Instant::now() < token.renew_at {
-                return Ok(bearer_of(token));
-            }
-        }
-        let reason = if current.is_some() {
-            "expiring"
-        } else {
-            "first request"
-        };
-        self.renew(&mut current, reason).await
-    }
+#[async_trait]
+impl TokenIssuer for JamfProTokens {
+    type Error = AuthError;
+    const VENDOR: &'static str = "Jamf Pro";
 
-    /// Called after a request with token `rejected` got a 401: renews unless another request
-    /// has already replaced that token.
-    pub(crate) async fn renew_after_unauthorized(
-        &self,
-        rejected: u64,
-    ) -> Result<Bearer, AuthError> {
-        let mut current = self.current.lock().await;
-        if let Some(token) = current.as_ref() {
-            if token.generation != rejected {
-                return Ok(bearer_of(token));
-            }
-        }
-        self.renew(&mut current, "401 Unauthorized").await
-    }
-
-    async fn renew(&self, current: &mut Option<Token>, reason: &str) -> Result<Bearer, AuthError> {
-        let requested_at = Instant::now();
-        let (value, lifetime) = self.request_token().await?;
-        self.http.redactor().add_rotating(&value);
-        let margin = RENEW_MARGIN.max(lifetime / 10);
-        let generation = current.as_ref().map_or(1, |token| token.generation + 1);
-        tracing::info!(
-            url = %self.token_url,
-            reason,
-            lifetime_secs = lifetime.as_secs(),
-            generation,
-            "obtained a Jamf Pro access token"
-        );
-        let token = Token {
-            value,
-            // Counting from the request start errs on the early side.
-            renew_at: requested_at + lifetime.saturating_sub(margin),
-            generation,
-        };
-        let bearer = bearer_of(&token);
-        *current = Some(token);
-        Ok(bearer)
-    }
-
-    async fn request_token(&self) -> Result<(SecretString, Duration), AuthError> {
+    async fn issue(&self) -> Result<IssuedToken, AuthError> {
         let url = &self.token_url;
         let sent = match &self.credentials {
             Credentials::OAuth {
@@ -223,14 +157,14 @@ impl TokenSource {
         })?;
         // serde's messages may quote parts of the body, which holds the token: not shown.
         let malformed = |_| AuthError::Malformed(url.to_string());
-        match &self.credentials {
+        let (value, lifetime) = match &self.credentials {
             Credentials::OAuth { .. } => {
                 let body: OAuthTokenResponse =
                     serde_json::from_slice(&response.body).map_err(malformed)?;
                 let lifetime = body
                     .expires_in
                     .map_or(ASSUMED_LIFETIME, Duration::from_secs);
-                Ok((non_empty(body.access_token, url)?, lifetime))
+                (non_empty(body.access_token, url)?, lifetime)
             }
             Credentials::User { .. } => {
                 let body: UserTokenResponse =
@@ -240,16 +174,10 @@ impl TokenSource {
                     .as_deref()
                     .and_then(lifetime_until)
                     .unwrap_or(ASSUMED_LIFETIME);
-                Ok((non_empty(body.token, url)?, lifetime))
+                (non_empty(body.token, url)?, lifetime)
             }
-        }
-    }
-}
-
-fn bearer_of(token: &Token) -> Bearer {
-    Bearer {
-        value: token.value.clone(),
-        generation: token.generation,
+        };
+        Ok(IssuedToken { value, lifetime })
     }
 }
 

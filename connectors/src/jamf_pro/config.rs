@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::http::HttpError;
-use crate::request_keys::{MaxConcurrency, RequestKeyError, RequestKeys};
+use crate::request_keys::{
+    MaxConcurrency, MaxConcurrencyKey, RequestDefaults, RequestKeyError, RequestKeys,
+    RequestSettings,
+};
 use crate::secret::SecretError;
 use crate::url_keys::{self, UrlKeyError};
 
@@ -50,21 +53,6 @@ pub struct JamfProConfig {
     /// Records per page, 1 to 2000.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
-    /// Requests in flight at once, 1 to 5.
-    #[serde(default = "default_max_concurrency")]
-    pub max_concurrency: usize,
-    /// Time limit for one request including its response body, in seconds.
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
-    /// Tries per request (the first included) on throttling, server errors and network errors.
-    #[serde(default = "default_retry_max_attempts")]
-    pub retry_max_attempts: u32,
-    /// Backoff ceiling before the first retry in milliseconds; it doubles per retry.
-    #[serde(default = "default_retry_base_ms")]
-    pub retry_base_ms: u64,
-    /// Largest backoff ceiling in milliseconds.
-    #[serde(default = "default_retry_cap_ms")]
-    pub retry_cap_ms: u64,
     /// Which Jamf field names the school of a device: `site` (the Jamf site) or `building`.
     #[serde(default = "default_school_from")]
     pub school_from: SchoolFrom,
@@ -74,7 +62,21 @@ pub struct JamfProConfig {
     /// Whether to read mobile devices (iPads, Apple TVs).
     #[serde(default = "default_true")]
     pub include_mobile_devices: bool,
+    /// Requests in flight at once (`max_concurrency`, 1 to 5, default 5), time limit and retries.
+    #[serde(flatten)]
+    pub request: RequestKeys,
+    #[serde(flatten)]
+    pub concurrency: MaxConcurrencyKey,
 }
+
+/// This kind's defaults for the request keys.
+const REQUEST_DEFAULTS: RequestDefaults = RequestDefaults {
+    max_concurrency: Some(MaxConcurrency {
+        configured: MAX_CONCURRENCY,
+        max: MAX_CONCURRENCY,
+    }),
+    ..RequestDefaults::STANDARD
+};
 
 /// The computers-inventory API version to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -103,26 +105,6 @@ fn default_computers_api_version() -> ComputersApiVersion {
 
 fn default_page_size() -> u32 {
     1000
-}
-
-fn default_max_concurrency() -> usize {
-    MAX_CONCURRENCY
-}
-
-fn default_timeout_secs() -> u64 {
-    60
-}
-
-fn default_retry_max_attempts() -> u32 {
-    6
-}
-
-fn default_retry_base_ms() -> u64 {
-    1000
-}
-
-fn default_retry_cap_ms() -> u64 {
-    60_000
 }
 
 fn default_school_from() -> SchoolFrom {
@@ -177,31 +159,32 @@ impl JamfProConfig {
         Ok(url_keys::base_url("base_url", &self.base_url)?)
     }
 
-    /// The request keys, for their checks and the HTTP client settings they describe.
-    pub(crate) fn request_keys(&self) -> RequestKeys {
-        RequestKeys {
-            timeout_secs: self.timeout_secs,
-            max_concurrency: Some(MaxConcurrency {
-                configured: self.max_concurrency,
-                max: MAX_CONCURRENCY,
-            }),
-            retry_max_attempts: self.retry_max_attempts,
-            retry_base_ms: self.retry_base_ms,
-            retry_cap_ms: self.retry_cap_ms,
-        }
+    /// The request keys with this kind's defaults, for their checks and the HTTP client
+    /// settings they describe.
+    pub(crate) fn request_keys(&self) -> RequestSettings {
+        self.request.resolve(&self.concurrency, &REQUEST_DEFAULTS)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request_keys::testing::bad_keys;
+    use crate::testing::table;
 
     fn config(extra: serde_json::Value) -> Result<JamfProConfig, serde_json::Error> {
-        let mut value = serde_json::json!({ "base_url": "https://jamf.example/jamf" });
-        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
-            object.extend(extra.clone());
+        serde_json::from_value(table(
+            serde_json::json!({ "base_url": "https://jamf.example/jamf" }),
+            extra,
+        ))
+    }
+
+    #[test]
+    fn request_keys_are_checked() {
+        for (extra, key) in bad_keys() {
+            let error = config(extra).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
         }
-        serde_json::from_value(value)
     }
 
     #[test]
@@ -209,11 +192,11 @@ mod tests {
         let config = config(serde_json::json!({})).unwrap();
         assert_eq!(config.computers_api_version, ComputersApiVersion::Auto);
         assert_eq!(config.page_size, 1000);
-        assert_eq!(config.max_concurrency, 5);
-        assert_eq!(config.timeout_secs, 60);
-        assert_eq!(config.retry_max_attempts, 6);
-        assert_eq!(config.retry_base_ms, 1000);
-        assert_eq!(config.retry_cap_ms, 60_000);
+        assert_eq!(config.request_keys().http_settings().max_concurrency, 5);
+        assert_eq!(config.request_keys().timeout_secs, 60);
+        assert_eq!(config.request_keys().retry_max_attempts, 6);
+        assert_eq!(config.request_keys().retry_base_ms, 1000);
+        assert_eq!(config.request_keys().retry_cap_ms, 60_000);
         assert_eq!(config.school_from, SchoolFrom::Site);
         assert!(config.include_computers && config.include_mobile_devices);
         let url = config.validate().unwrap();

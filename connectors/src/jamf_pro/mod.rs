@@ -18,11 +18,10 @@ use bestand_model::record::DeviceRecord;
 use futures::stream::{self, BoxStream, StreamExt};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use self::auth::{AuthError, Bearer, Credentials, TokenSource};
+use self::auth::{AuthError, Credentials, JamfProTokens};
 pub use self::config::{
     ComputersApiVersion, JamfProConfig, JamfProConfigError, SchoolFrom, MAX_CONCURRENCY,
     MAX_PAGE_SIZE,
@@ -31,6 +30,7 @@ use self::mapping::{map_computer, map_mobile_device, MappingError, Names};
 use self::page::{Mapper, Page};
 use crate::http::{display_url, HttpClient, HttpError};
 use crate::secret::resolve_secret;
+use crate::token::{AuthorizedError, TokenCache};
 use crate::url_keys::UrlKeyError;
 use crate::{Connector, PageSink};
 
@@ -153,7 +153,7 @@ pub struct JamfPro {
     source_name: String,
     http: HttpClient,
     base: url::Url,
-    tokens: TokenSource,
+    tokens: TokenCache<JamfProTokens>,
     page_size: u64,
     max_concurrency: usize,
     computers_api_version: ComputersApiVersion,
@@ -188,15 +188,18 @@ impl JamfPro {
         let base = config.validate()?;
         let credentials = credentials(&config)?;
         let http = HttpClient::new(&config.request_keys().http_settings())?;
-        let tokens = TokenSource::new(http.clone(), &base, credentials)
+        let issuer = JamfProTokens::new(http.clone(), &base, credentials)
             .map_err(|error| UrlKeyError::parse("base_url", error))?;
+        let source_name = source_name.into();
+        let tokens = TokenCache::new(issuer, http.clone(), &source_name);
+        let max_concurrency = config.request_keys().http_settings().max_concurrency;
         Ok(JamfPro {
-            source_name: source_name.into(),
+            source_name,
             http,
             base,
             tokens,
             page_size: u64::from(config.page_size),
-            max_concurrency: config.max_concurrency,
+            max_concurrency,
             computers_api_version: config.computers_api_version,
             school_from: config.school_from,
             include_computers: config.include_computers,
@@ -206,53 +209,24 @@ impl JamfPro {
 
     /// GETs `url` with the bearer token; on a 401 renews the token once and replays.
     async fn get(&self, url: &url::Url, privilege: &'static str) -> Result<Vec<u8>, FetchError> {
-        let bearer = self.tokens.bearer().await?;
-        let answer = match self.get_with(url, &bearer).await {
-            Err(error) if error.status() == Some(StatusCode::UNAUTHORIZED) => {
-                tracing::warn!(
-                    source = %self.source_name,
-                    %url,
-                    "Jamf Pro answered 401; renewing the token and replaying the request"
-                );
-                let renewed = self
-                    .tokens
-                    .renew_after_unauthorized(bearer.generation)
-                    .await?;
-                match self.get_with(url, &renewed).await {
-                    Err(error) if error.status() == Some(StatusCode::UNAUTHORIZED) => {
-                        return Err(AuthError::Rejected(format!(
-                            "{error}, again after renewing the token"
-                        ))
-                        .into());
-                    }
-                    answer => answer,
-                }
+        let answer = self
+            .tokens
+            .send(|client| client.get(url.clone()).header(ACCEPT, "application/json"))
+            .await;
+        match answer {
+            Ok(response) => Ok(response.body),
+            Err(AuthorizedError::Token(error)) => Err(error.into()),
+            Err(AuthorizedError::RejectedAgain(error)) => {
+                Err(AuthError::Rejected(format!("{error}, again after renewing the token")).into())
             }
-            answer => answer,
-        };
-        answer.map_err(|error| {
-            if error.status() == Some(StatusCode::FORBIDDEN) {
-                FetchError::Forbidden {
+            Err(AuthorizedError::Http(error)) if error.status() == Some(StatusCode::FORBIDDEN) => {
+                Err(FetchError::Forbidden {
                     source: error,
                     privilege,
-                }
-            } else {
-                FetchError::Http(error)
+                })
             }
-        })
-    }
-
-    async fn get_with(&self, url: &url::Url, bearer: &Bearer) -> Result<Vec<u8>, HttpError> {
-        let response = self
-            .http
-            .send(|client| {
-                client
-                    .get(url.clone())
-                    .header(ACCEPT, "application/json")
-                    .bearer_auth(bearer.value.expose_secret())
-            })
-            .await?;
-        Ok(response.body)
+            Err(AuthorizedError::Http(error)) => Err(FetchError::Http(error)),
+        }
     }
 
     fn url(&self, path: &str) -> Result<url::Url, FetchError> {

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::request_keys::{RequestKeyError, RequestKeys};
+use crate::http::HttpError;
+use crate::request_keys::{
+    OneAtATime, RequestDefaults, RequestKeyError, RequestKeys, RequestSettings,
+};
 use crate::secret::SecretError;
 use crate::url_keys::{self, UrlKeyError};
 
@@ -33,10 +36,6 @@ pub struct JamfSchoolConfig {
     /// (verified only in third-party code); a wrong version can surface as HTTP 404.
     #[serde(default = "default_protocol_version")]
     pub protocol_version: u32,
-    /// Time limit for one request including its whole body, in seconds. Generous, because
-    /// `GET /api/devices` returns every device in one response.
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
     /// The largest response body accepted, in MiB; a larger one fails the fetch instead of
     /// filling memory. Whether Jamf School truncates huge tenants is unverified.
     #[serde(default = "default_max_response_mb")]
@@ -44,20 +43,21 @@ pub struct JamfSchoolConfig {
     /// Records per page handed to the sync engine (the API itself does not page).
     #[serde(default = "default_page_size")]
     pub page_size: usize,
-    /// Tries per request (the first included) on throttling, server errors and network errors.
-    #[serde(default = "default_retry_max_attempts")]
-    pub retry_max_attempts: u32,
-    /// Backoff ceiling before the first retry in milliseconds; it doubles per retry.
-    #[serde(default = "default_retry_base_ms")]
-    pub retry_base_ms: u64,
-    /// Largest backoff ceiling in milliseconds.
-    #[serde(default = "default_retry_cap_ms")]
-    pub retry_cap_ms: u64,
     /// Which field names the school of a device. Jamf School models schools as "locations";
     /// devices carry only `locationId` (verified only in third-party code). See [`SchoolFrom`].
     #[serde(default = "default_school_from")]
     pub school_from: SchoolFrom,
+    /// Time limit (default 300 s: one body holds the whole tenant) and retries; requests go one after another.
+    #[serde(flatten)]
+    pub request: RequestKeys,
 }
+
+/// This kind's defaults for the request keys.
+const REQUEST_DEFAULTS: RequestDefaults = RequestDefaults {
+    // One body holds the whole tenant.
+    timeout_secs: 300,
+    ..RequestDefaults::STANDARD
+};
 
 /// Which Jamf School field becomes the school of a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -77,28 +77,12 @@ fn default_protocol_version() -> u32 {
     DEFAULT_PROTOCOL_VERSION
 }
 
-fn default_timeout_secs() -> u64 {
-    300
-}
-
 fn default_max_response_mb() -> u64 {
     512
 }
 
 fn default_page_size() -> usize {
     1000
-}
-
-fn default_retry_max_attempts() -> u32 {
-    6
-}
-
-fn default_retry_base_ms() -> u64 {
-    1000
-}
-
-fn default_retry_cap_ms() -> u64 {
-    60_000
 }
 
 fn default_school_from() -> SchoolFrom {
@@ -118,8 +102,8 @@ pub enum JamfSchoolConfigError {
     Request(#[from] RequestKeyError),
     #[error(transparent)]
     Secret(#[from] SecretError),
-    #[error("could not set up the HTTP client: {0}")]
-    Client(String),
+    #[error(transparent)]
+    Http(#[from] HttpError),
 }
 
 impl JamfSchoolConfig {
@@ -141,16 +125,10 @@ impl JamfSchoolConfig {
         Ok(instance_root(&self.base_url)?)
     }
 
-    /// The request keys, for their checks and the HTTP client settings they describe.
-    pub(crate) fn request_keys(&self) -> RequestKeys {
-        RequestKeys {
-            timeout_secs: self.timeout_secs,
-            // `Transfer` sends its requests one after another: the devices come in one body.
-            max_concurrency: None,
-            retry_max_attempts: self.retry_max_attempts,
-            retry_base_ms: self.retry_base_ms,
-            retry_cap_ms: self.retry_cap_ms,
-        }
+    /// The request keys with this kind's defaults, for their checks and the HTTP client
+    /// settings they describe.
+    pub(crate) fn request_keys(&self) -> RequestSettings {
+        self.request.resolve(&OneAtATime, &REQUEST_DEFAULTS)
     }
 
     pub(crate) fn max_response_bytes(&self) -> u64 {
@@ -172,24 +150,33 @@ fn instance_root(base_url: &str) -> Result<url::Url, UrlKeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request_keys::testing::bad_keys;
+    use crate::testing::table;
 
     fn config(extra: serde_json::Value) -> Result<JamfSchoolConfig, serde_json::Error> {
-        let mut value = serde_json::json!({
-            "base_url": "https://schule.jamfcloud.com",
-            "network_id": "123456",
-            "api_key_env": "JAMF_SCHOOL_KEY",
-        });
-        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
-            object.extend(extra.clone());
+        serde_json::from_value(table(
+            serde_json::json!({
+                "base_url": "https://schule.jamfcloud.com",
+                "network_id": "123456",
+                "api_key_env": "JAMF_SCHOOL_KEY",
+            }),
+            extra,
+        ))
+    }
+
+    #[test]
+    fn request_keys_are_checked() {
+        for (extra, key) in bad_keys() {
+            let error = config(extra).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
         }
-        serde_json::from_value(value)
     }
 
     #[test]
     fn defaults_and_base_urls() {
         let parsed = config(serde_json::json!({})).unwrap();
         assert_eq!(parsed.protocol_version, 3);
-        assert_eq!(parsed.timeout_secs, 300);
+        assert_eq!(parsed.request_keys().timeout_secs, 300);
         assert_eq!(parsed.max_response_bytes(), 512 * 1024 * 1024);
         assert_eq!(parsed.page_size, 1000);
         assert_eq!(parsed.school_from, SchoolFrom::LocationName);

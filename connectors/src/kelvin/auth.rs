@@ -1,7 +1,8 @@
-//! Kelvin access tokens (docs/vendors/ucs-kelvin-ldap.md#kelvin): `POST /ucsschool/kelvin/token`
-//! with the account's username and password as a form, answered by a JWT. One token serves the
-//! whole read; it is renewed when less than 30 s of its `exp` remain (as the official client does)
-//! and once after a 401.
+//! Kelvin access tokens (docs/vendors/ucs-kelvin-ldap.md#kelvin): `POST /ucsschool/kelvin/token` with the
+//! account's username and password as a form, answered by a JWT. The shared `crate::token`
+//! cache shares it across the read and renews it once after a 401; Kelvin's own part is the
+//! request and the margin: renewed when less than 30 s of its `exp` remain (as the official
+//! client does).
 //!
 //! The JWT's payload is decoded without checking the signature: only the server needs to
 //! trust the token, the client merely wants to know when it runs out.
@@ -9,16 +10,16 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use base64::Engine;
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 use super::describe;
 use crate::http::{display_url, HttpClient};
+use crate::token::{IssuedToken, TokenIssuer};
 
 /// Kelvin's default token lifetime, assumed when the token's `exp` cannot be read.
 const ASSUMED_LIFETIME: Duration = Duration::from_secs(60 * 60);
@@ -40,18 +41,6 @@ pub(crate) enum AuthError {
     Malformed(String),
 }
 
-/// A token handed to one request; `generation` lets a 401 say which token failed.
-pub(crate) struct Bearer {
-    pub value: SecretString,
-    pub generation: u64,
-}
-
-struct Token {
-    value: SecretString,
-    renew_at: Instant,
-    generation: u64,
-}
-
 #[derive(Deserialize)]
 struct TokenBody {
     access_token: String,
@@ -59,18 +48,17 @@ struct TokenBody {
     token_type: Option<String>,
 }
 
-/// Hands out the current token and renews it, one renewal at a time.
-pub(crate) struct TokenSource {
+/// Kelvin's token request, for the shared `TokenCache`.
+pub(crate) struct KelvinTokens {
     http: HttpClient,
     url: url::Url,
     username: String,
     password: SecretString,
-    current: Mutex<Option<Token>>,
 }
 
-impl fmt::Debug for TokenSource {
+impl fmt::Debug for KelvinTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSource")
+        f.debug_struct("KelvinTokens")
             .field("url", &display_url(&self.url))
             .field("username", &self.username)
             .field("password", &"[redacted]")
@@ -78,46 +66,33 @@ impl fmt::Debug for TokenSource {
     }
 }
 
-impl TokenSource {
+impl KelvinTokens {
     pub(crate) fn new(
         http: HttpClient,
         url: url::Url,
         username: String,
         password: SecretString,
-    ) -> TokenSource {
+    ) -> KelvinTokens {
         http.redactor().add_fixed(&password);
-        TokenSource {
+        KelvinTokens {
             http,
             url,
             username,
             password,
-            current: Mutex::new(None),
         }
     }
+}
 
-    /// The current token, renewed first if it is missing or close to expiry.
-    pub(crate) async fn bearer(&self) -> Result<Bearer, AuthError> {
-        let mut current = self.current.lock().await;
-        match current.as_ref() {
-            Some(token) if Instant::now() < token.renew_at => Ok(bearer_of(token)),
-            _ => self.renew(&mut current).await,
-        }
+#[async_trait]
+impl TokenIssuer for KelvinTokens {
+    type Error = AuthError;
+    const VENDOR: &'static str = "Kelvin";
+
+    fn renew_margin(&self, _lifetime: Duration) -> Duration {
+        LEEWAY
     }
 
-    /// After token `rejected` got a 401: renews unless another request already replaced it.
-    pub(crate) async fn renew_after_unauthorized(
-        &self,
-        rejected: u64,
-    ) -> Result<Bearer, AuthError> {
-        let mut current = self.current.lock().await;
-        match current.as_ref() {
-            Some(token) if token.generation != rejected => Ok(bearer_of(token)),
-            _ => self.renew(&mut current).await,
-        }
-    }
-
-    async fn renew(&self, current: &mut Option<Token>) -> Result<Bearer, AuthError> {
-        let requested_at = Instant::now();
+    async fn issue(&self) -> Result<IssuedToken, AuthError> {
         let response = self
             .http
             .send(|client| {
@@ -156,7 +131,6 @@ impl TokenSource {
             );
         }
         let value = SecretString::from(access_token.to_string());
-        self.http.redactor().add_rotating(&value);
         let lifetime = match remaining_validity(access_token, SystemTime::now()) {
             Some(remaining) => remaining,
             None => {
@@ -174,29 +148,7 @@ impl TokenSource {
                  skew?); it is renewed before every request"
             );
         }
-        let generation = current.as_ref().map_or(1, |token| token.generation + 1);
-        tracing::info!(
-            url = %display_url(&self.url),
-            lifetime_secs = lifetime.as_secs(),
-            generation,
-            "obtained a Kelvin access token"
-        );
-        let token = Token {
-            value,
-            // Counting from the request start errs on the early side.
-            renew_at: requested_at + lifetime.saturating_sub(LEEWAY),
-            generation,
-        };
-        let bearer = bearer_of(&token);
-        *current = Some(token);
-        Ok(bearer)
-    }
-}
-
-fn bearer_of(token: &Token) -> Bearer {
-    Bearer {
-        value: token.value.clone(),
-        generation: token.generation,
+        Ok(IssuedToken { value, lifetime })
     }
 }
 

@@ -8,7 +8,10 @@ use bestand_model::model::PersonRole;
 use serde::Deserialize;
 
 use crate::http::HttpError;
-use crate::request_keys::{MaxConcurrency, RequestKeyError, RequestKeys};
+use crate::request_keys::{
+    MaxConcurrency, MaxConcurrencyKey, RequestDefaults, RequestKeyError, RequestKeys,
+    RequestSettings,
+};
 use crate::secret::SecretError;
 use crate::url_keys::{self, UrlKeyError};
 
@@ -56,24 +59,24 @@ pub struct KelvinConfig {
     /// Persons per page handed to the sync engine (Kelvin itself does not page).
     #[serde(default = "default_page_size")]
     pub page_size: usize,
-    /// Requests in flight at once, 1 to 4.
-    #[serde(default = "default_max_concurrency")]
-    pub max_concurrency: usize,
-    /// Time limit for one request including its whole body, in seconds. Generous, because a
-    /// large school's pupils arrive as one array.
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
-    /// Tries per request (the first included) on throttling, server errors and network errors.
-    #[serde(default = "default_retry_max_attempts")]
-    pub retry_max_attempts: u32,
-    /// Backoff ceiling before the first retry in milliseconds; it doubles per retry. The
-    /// official Kelvin client backs off between 2 and 20 s.
-    #[serde(default = "default_retry_base_ms")]
-    pub retry_base_ms: u64,
-    /// Largest backoff ceiling in milliseconds.
-    #[serde(default = "default_retry_cap_ms")]
-    pub retry_cap_ms: u64,
+    /// Requests in flight at once (`max_concurrency`, 1 to 4, default 2), time limit (default 120 s) and retries (backoff 2 s up to 20 s).
+    #[serde(flatten)]
+    pub request: RequestKeys,
+    #[serde(flatten)]
+    pub concurrency: MaxConcurrencyKey,
 }
+
+/// This kind's defaults for the request keys.
+const REQUEST_DEFAULTS: RequestDefaults = RequestDefaults {
+    timeout_secs: 120,
+    max_concurrency: Some(MaxConcurrency {
+        configured: 2,
+        max: MAX_CONCURRENCY,
+    }),
+    retry_base_ms: 2000,
+    retry_cap_ms: 20_000,
+    ..RequestDefaults::STANDARD
+};
 
 fn default_roles() -> Vec<PersonRole> {
     vec![
@@ -90,26 +93,6 @@ fn default_read_classes() -> bool {
 
 fn default_page_size() -> usize {
     1000
-}
-
-fn default_max_concurrency() -> usize {
-    2
-}
-
-fn default_timeout_secs() -> u64 {
-    120
-}
-
-fn default_retry_max_attempts() -> u32 {
-    6
-}
-
-fn default_retry_base_ms() -> u64 {
-    2000
-}
-
-fn default_retry_cap_ms() -> u64 {
-    20_000
 }
 
 /// Why a Kelvin source cannot be set up. Names config keys, never secret values.
@@ -166,18 +149,10 @@ impl KelvinConfig {
         roles
     }
 
-    /// The request keys, for their checks and the HTTP client settings they describe.
-    pub(crate) fn request_keys(&self) -> RequestKeys {
-        RequestKeys {
-            timeout_secs: self.timeout_secs,
-            max_concurrency: Some(MaxConcurrency {
-                configured: self.max_concurrency,
-                max: MAX_CONCURRENCY,
-            }),
-            retry_max_attempts: self.retry_max_attempts,
-            retry_base_ms: self.retry_base_ms,
-            retry_cap_ms: self.retry_cap_ms,
-        }
+    /// The request keys with this kind's defaults, for their checks and the HTTP client
+    /// settings they describe.
+    pub(crate) fn request_keys(&self) -> RequestSettings {
+        self.request.resolve(&self.concurrency, &REQUEST_DEFAULTS)
     }
 }
 
@@ -198,17 +173,26 @@ fn kelvin_root(base_url: &str) -> Result<url::Url, UrlKeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request_keys::testing::bad_keys;
+    use crate::testing::table;
 
     fn config(extra: serde_json::Value) -> Result<KelvinConfig, serde_json::Error> {
-        let mut value = serde_json::json!({
-            "base_url": "https://ucs.schultraeger.example",
-            "username": "bestand-sync",
-            "password_env": "KELVIN_PASSWORD",
-        });
-        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
-            object.extend(extra.clone());
+        serde_json::from_value(table(
+            serde_json::json!({
+                "base_url": "https://ucs.schultraeger.example",
+                "username": "bestand-sync",
+                "password_env": "KELVIN_PASSWORD",
+            }),
+            extra,
+        ))
+    }
+
+    #[test]
+    fn request_keys_are_checked() {
+        for (extra, key) in bad_keys() {
+            let error = config(extra).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
         }
-        serde_json::from_value(value)
     }
 
     #[test]
@@ -221,8 +205,8 @@ mod tests {
         assert_eq!(
             (
                 parsed.page_size,
-                parsed.max_concurrency,
-                parsed.timeout_secs
+                parsed.request_keys().http_settings().max_concurrency,
+                parsed.request_keys().timeout_secs
             ),
             (1000, 2, 120)
         );

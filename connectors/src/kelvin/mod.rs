@@ -29,13 +29,13 @@ use bestand_model::protocol::FetchFailure;
 use futures::stream::{self, StreamExt};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 
-use self::auth::{AuthError, Bearer, TokenSource};
+use self::auth::{AuthError, KelvinTokens};
 pub use self::config::{KelvinConfig, KelvinConfigError, MAX_CONCURRENCY, MAX_PAGE_SIZE};
 use self::mapping::{Mapped, Scope};
 use crate::http::{display_url, HttpClient, HttpError};
 use crate::secret::resolve_secret;
+use crate::token::{AuthorizedError, TokenCache};
 use crate::url_keys::UrlKeyError;
 use crate::{DirectoryConnector, DirectorySink};
 
@@ -72,7 +72,7 @@ enum FetchError {
 pub struct Kelvin {
     source_name: String,
     http: HttpClient,
-    tokens: TokenSource,
+    tokens: TokenCache<KelvinTokens>,
     root: url::Url,
     schools: Option<Vec<String>>,
     roles: Vec<PersonRole>,
@@ -122,15 +122,18 @@ impl Kelvin {
         let token_url = root
             .join(TOKEN)
             .map_err(|error| UrlKeyError::parse("base_url", error))?;
-        let tokens = TokenSource::new(
+        let issuer = KelvinTokens::new(
             http.clone(),
             token_url,
             config.username.trim().to_string(),
             password,
         );
+        let source_name = source_name.into();
+        let tokens = TokenCache::new(issuer, http.clone(), &source_name);
         let roles = config.distinct_roles();
+        let max_concurrency = config.request_keys().http_settings().max_concurrency;
         Ok(Kelvin {
-            source_name: source_name.into(),
+            source_name,
             http,
             tokens,
             root,
@@ -141,7 +144,7 @@ impl Kelvin {
             include_disabled: config.include_disabled,
             read_classes: config.read_classes,
             page_size: config.page_size,
-            max_concurrency: config.max_concurrency,
+            max_concurrency,
         })
     }
 
@@ -159,41 +162,21 @@ impl Kelvin {
 
     /// GETs `url` with the bearer token; on a 401 renews the token once and replays.
     async fn get(&self, url: &url::Url) -> Result<Vec<u8>, FetchError> {
-        let bearer = self.tokens.bearer().await?;
-        let answer = match self.get_with(url, &bearer).await {
-            Err(error) if error.status() == Some(StatusCode::UNAUTHORIZED) => {
-                tracing::info!(source = %self.source_name, url = %display_url(url),
-                    "Kelvin answered 401; renewing the token and replaying the request");
-                let renewed = self
-                    .tokens
-                    .renew_after_unauthorized(bearer.generation)
-                    .await?;
-                match self.get_with(url, &renewed).await {
-                    Err(error) if error.status() == Some(StatusCode::UNAUTHORIZED) => {
-                        return Err(FetchError::Unauthorized(describe(&error)));
-                    }
-                    answer => answer,
-                }
+        let answer = self
+            .tokens
+            .send(|client| client.get(url.clone()).header(ACCEPT, "application/json"))
+            .await;
+        match answer {
+            Ok(response) => Ok(response.body),
+            Err(AuthorizedError::Token(error)) => Err(error.into()),
+            Err(AuthorizedError::RejectedAgain(error)) => {
+                Err(FetchError::Unauthorized(describe(&error)))
             }
-            answer => answer,
-        };
-        answer.map_err(|error| match error.status() {
-            Some(StatusCode::FORBIDDEN) => FetchError::Forbidden(describe(&error)),
-            _ => FetchError::Http(describe(&error)),
-        })
-    }
-
-    async fn get_with(&self, url: &url::Url, bearer: &Bearer) -> Result<Vec<u8>, HttpError> {
-        let response = self
-            .http
-            .send(|client| {
-                client
-                    .get(url.clone())
-                    .header(ACCEPT, "application/json")
-                    .bearer_auth(bearer.value.expose_secret())
-            })
-            .await?;
-        Ok(response.body)
+            Err(AuthorizedError::Http(error)) if error.status() == Some(StatusCode::FORBIDDEN) => {
+                Err(FetchError::Forbidden(describe(&error)))
+            }
+            Err(AuthorizedError::Http(error)) => Err(FetchError::Http(describe(&error))),
+        }
     }
 
     /// The schools to read, as Kelvin lists them, narrowed to `schools` if configured.

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::http::HttpError;
-use crate::request_keys::{MaxConcurrency, RequestKeyError, RequestKeys};
+use crate::request_keys::{
+    MaxConcurrency, MaxConcurrencyKey, RequestDefaults, RequestKeyError, RequestKeys,
+    RequestSettings,
+};
 use crate::secret::SecretError;
 use crate::url_keys::{self, UrlKeyError};
 
@@ -44,23 +47,6 @@ pub struct RelutionConfig {
     /// Records per request (`limit` in the query body), 1 to 5000.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
-    /// Requests in flight at once, 1 or 2. Pages are read one after another, so more than 1
-    /// only matters for retries overlapping with a request in flight.
-    #[serde(default = "default_max_concurrency")]
-    pub max_concurrency: usize,
-    /// Time limit for one request including its response body, in seconds.
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
-    /// Tries per request (the first included) on throttling, server errors and network
-    /// errors. The device query is a POST, but a read, so retrying it is safe.
-    #[serde(default = "default_retry_max_attempts")]
-    pub retry_max_attempts: u32,
-    /// Backoff ceiling before the first retry in milliseconds; it doubles per retry.
-    #[serde(default = "default_retry_base_ms")]
-    pub retry_base_ms: u64,
-    /// Largest backoff ceiling in milliseconds.
-    #[serde(default = "default_retry_cap_ms")]
-    pub retry_cap_ms: u64,
     /// The device field sorted on (ascending) so that offset paging is stable. `uuid` is an
     /// inference (docs/vendors/relution.md#devices only shows `lastConnectionDate` sorting); set it
     /// to "" to send no sort order if a server rejects it.
@@ -75,7 +61,21 @@ pub struct RelutionConfig {
     /// organisation per school. Used when `school_from` is unset or empty on a device.
     #[serde(default)]
     pub school: Option<String>,
+    /// Requests in flight at once (`max_concurrency`, 1 to 2, default 1), time limit and retries.
+    #[serde(flatten)]
+    pub request: RequestKeys,
+    #[serde(flatten)]
+    pub concurrency: MaxConcurrencyKey,
 }
+
+/// This kind's defaults for the request keys.
+const REQUEST_DEFAULTS: RequestDefaults = RequestDefaults {
+    max_concurrency: Some(MaxConcurrency {
+        configured: 1,
+        max: MAX_CONCURRENCY,
+    }),
+    ..RequestDefaults::STANDARD
+};
 
 /// Which of the two observed device query paths to call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -115,26 +115,6 @@ fn default_api_path() -> ApiPath {
 
 fn default_page_size() -> u32 {
     500
-}
-
-fn default_max_concurrency() -> usize {
-    1
-}
-
-fn default_timeout_secs() -> u64 {
-    60
-}
-
-fn default_retry_max_attempts() -> u32 {
-    6
-}
-
-fn default_retry_base_ms() -> u64 {
-    1000
-}
-
-fn default_retry_cap_ms() -> u64 {
-    60_000
 }
 
 fn default_sort_field() -> String {
@@ -177,31 +157,32 @@ impl RelutionConfig {
         Ok(url_keys::base_url("base_url", &self.base_url)?)
     }
 
-    /// The request keys, for their checks and the HTTP client settings they describe.
-    pub(crate) fn request_keys(&self) -> RequestKeys {
-        RequestKeys {
-            timeout_secs: self.timeout_secs,
-            max_concurrency: Some(MaxConcurrency {
-                configured: self.max_concurrency,
-                max: MAX_CONCURRENCY,
-            }),
-            retry_max_attempts: self.retry_max_attempts,
-            retry_base_ms: self.retry_base_ms,
-            retry_cap_ms: self.retry_cap_ms,
-        }
+    /// The request keys with this kind's defaults, for their checks and the HTTP client
+    /// settings they describe.
+    pub(crate) fn request_keys(&self) -> RequestSettings {
+        self.request.resolve(&self.concurrency, &REQUEST_DEFAULTS)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request_keys::testing::bad_keys;
+    use crate::testing::table;
 
     fn config(extra: serde_json::Value) -> Result<RelutionConfig, serde_json::Error> {
-        let mut value = serde_json::json!({ "base_url": "https://mdm.example/relution" });
-        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
-            object.extend(extra.clone());
+        serde_json::from_value(table(
+            serde_json::json!({ "base_url": "https://mdm.example/relution" }),
+            extra,
+        ))
+    }
+
+    #[test]
+    fn request_keys_are_checked() {
+        for (extra, key) in bad_keys() {
+            let error = config(extra).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
         }
-        serde_json::from_value(value)
     }
 
     #[test]
@@ -209,7 +190,7 @@ mod tests {
         let config = config(serde_json::json!({})).unwrap();
         assert_eq!(config.api_path, ApiPath::Auto);
         assert_eq!(config.page_size, 500);
-        assert_eq!(config.max_concurrency, 1);
+        assert_eq!(config.request_keys().http_settings().max_concurrency, 1);
         assert_eq!(config.sort_field, "uuid");
         let url = config.validate().unwrap();
         assert_eq!(

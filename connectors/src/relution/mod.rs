@@ -159,6 +159,7 @@ impl Relution {
         let http = HttpClient::new(&config.request_keys().http_settings())?;
         http.redactor().add_fixed(&token);
         let trimmed = |value: Option<String>| value.map(|text| text.trim().to_string());
+        let max_concurrency = config.request_keys().http_settings().max_concurrency;
         Ok(Relution {
             source_name: source_name.into(),
             http,
@@ -167,7 +168,7 @@ impl Relution {
             organization: trimmed(config.organization),
             api_path: config.api_path,
             page_size: u64::from(config.page_size),
-            max_concurrency: config.max_concurrency,
+            max_concurrency,
             sort_field: config.sort_field.trim().to_string(),
             school: Arc::new(SchoolRule {
                 field: trimmed(config.school_from),

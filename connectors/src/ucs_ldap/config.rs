@@ -2,11 +2,9 @@
 //! The CLI strips the keys common to all sources before deserializing the rest into
 //! `UcsLdapConfig`, so unknown keys here are typos.
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
 
-use crate::ldap::{is_attribute_name, ConnectionSpec, LdapSetupError};
+use crate::ldap::{is_attribute_name, ConnectionSpec, LdapKeys, LdapSetupError};
 
 /// Configuration of one UCS@school directory read over LDAP (docs/vendors/ucs-kelvin-ldap.md).
 /// Point it at the Primary Directory Node or a Backup: school replicas may hold only their own
@@ -14,37 +12,13 @@ use crate::ldap::{is_attribute_name, ConnectionSpec, LdapSetupError};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UcsLdapConfig {
-    /// `ldaps://ucs-primary.example:636` (636 when no port is given), or `ldap://...:389`
-    /// together with `starttls = true`.
-    pub url: String,
-    /// The read account, e.g. `uid=bestand-sync,cn=users,dc=schule,dc=example`.
-    pub bind_dn: String,
-    /// Name of the environment variable that holds the bind password.
-    #[serde(default)]
-    pub bind_password_env: Option<String>,
-    /// Path of a file that holds the bind password (a trailing newline is ignored).
-    #[serde(default)]
-    pub bind_password_file: Option<PathBuf>,
+    /// How to reach and bind to the directory: `url`, `bind_dn`, `bind_password_env` or
+    /// `bind_password_file`, `starttls`, `ca_file`, `page_size`, `connect_timeout_secs`,
+    /// `timeout_secs` (`crate::ldap::LdapKeys`).
+    #[serde(flatten)]
+    pub ldap: LdapKeys,
     /// The LDAP base, e.g. `dc=schule,dc=example`; schools are found anywhere below it.
     pub base_dn: String,
-    /// Upgrade an `ldap://` connection with StartTLS before binding.
-    #[serde(default)]
-    pub starttls: bool,
-    /// PEM file with the CA certificate(s) to trust (UCS: `/etc/univention/ssl/ucsCA/CAcert.pem`)
-    /// instead of the system store.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Entries per page of the paged-results control, and persons or devices per page handed
-    /// to the sync engine. Must stay below the server's size limit for the bind account.
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// Time limit for opening the connection (TCP, TLS, StartTLS), in seconds.
-    #[serde(default = "default_connect_timeout_secs")]
-    pub connect_timeout_secs: u64,
-    /// Longest wait for any answer of the server, in seconds; also the time limit sent with
-    /// each search (page).
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
     /// School OU names (`ou`) to read; empty reads every `ucsschoolOrganizationalUnit`. A
     /// listed school that does not exist fails the read. Memberships at schools not listed
     /// are left out.
@@ -62,18 +36,6 @@ pub struct UcsLdapConfig {
     /// Where a school's computers live, relative to its OU.
     #[serde(default = "default_computers_container")]
     pub computers_container: String,
-}
-
-fn default_page_size() -> u32 {
-    500
-}
-
-fn default_connect_timeout_secs() -> u64 {
-    10
-}
-
-fn default_timeout_secs() -> u64 {
-    120
 }
 
 fn default_classes_container() -> String {
@@ -125,49 +87,36 @@ impl UcsLdapConfig {
     }
 
     pub(crate) fn connection(&self) -> ConnectionSpec<'_> {
-        ConnectionSpec {
-            url: &self.url,
-            default_ldaps_port: 636,
-            starttls: self.starttls,
-            ca_file: self.ca_file.as_deref(),
-            bind_dn: &self.bind_dn,
-            bind_password_env: self.bind_password_env.as_deref(),
-            bind_password_file: self.bind_password_file.as_deref(),
-            page_size: self.page_size,
-            connect_timeout_secs: self.connect_timeout_secs,
-            timeout_secs: self.timeout_secs,
-        }
+        self.ldap.connection(636)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::table;
 
     fn config(extra: serde_json::Value) -> Result<UcsLdapConfig, serde_json::Error> {
-        let mut value = serde_json::json!({
+        let base = serde_json::json!({
             "url": "ldaps://ucs.example",
             "bind_dn": "uid=bestand,cn=users,dc=schule,dc=example",
             "bind_password_env": "UCS_PASSWORD",
             "base_dn": "dc=schule,dc=example",
         });
-        if let (Some(object), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
-            object.extend(extra.clone());
-        }
-        serde_json::from_value(value)
+        serde_json::from_value(table(base, extra))
     }
 
     #[test]
     fn defaults() {
         let parsed = config(serde_json::json!({})).unwrap();
-        assert_eq!(parsed.page_size, 500);
-        assert_eq!(parsed.connect_timeout_secs, 10);
-        assert_eq!(parsed.timeout_secs, 120);
+        assert_eq!(parsed.ldap.page_size, 500);
+        assert_eq!(parsed.ldap.connect_timeout_secs, 10);
+        assert_eq!(parsed.ldap.timeout_secs, 120);
         assert!(parsed.schools.is_empty());
         assert_eq!(parsed.school_number_attribute, None);
         assert_eq!(parsed.classes_container, "cn=klassen,cn=schueler,cn=groups");
         assert_eq!(parsed.computers_container, "cn=computers");
-        assert!(!parsed.starttls);
+        assert!(!parsed.ldap.starttls);
         parsed.validate().unwrap();
     }
 

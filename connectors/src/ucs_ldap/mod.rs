@@ -92,7 +92,7 @@ impl UcsLdap {
             classes_container: config.classes_container.trim().to_string(),
             computers_container: config.computers_container.trim().to_string(),
             // Bounded by `LdapClient::new`, which rejects anything above i32::MAX.
-            page_size: usize::try_from(config.page_size).unwrap_or(usize::MAX),
+            page_size: usize::try_from(config.ldap.page_size).unwrap_or(usize::MAX),
         })
     }
 
