@@ -381,6 +381,8 @@ fn architecture_names_only_files_that_exist() {
     let mut offenders = Vec::new();
     for (at, line) in content.lines().enumerate() {
         for path in named_paths(line) {
+            // An anchor names a heading, not a file.
+            let path = path.split('#').next().unwrap_or(path);
             let exists = if path.contains('/') {
                 root.join(path.trim_start_matches("./")).exists()
             } else {
@@ -440,7 +442,8 @@ fn no_file_cites_a_document_outside_the_repository() {
                 .map(|needle| format!("`{needle}`"))
                 .collect();
             for name in named_markdown(line) {
-                let name = name.trim_start_matches("./");
+                // `../docs/x.md` from a crate's folder is `docs/x.md` of the repository.
+                let name = name.trim_start_matches(['.', '/']);
                 let exists = root.join(name).exists()
                     || root.join("docs").join(name).exists()
                     || dir.join(name).exists();
