@@ -17,6 +17,7 @@ use bestand_connectors::{
 };
 use bestand_core::store::SourceRef;
 use bestand_core::sync::{self, DirectorySyncOptions, SyncOptions, SyncProgress, SyncReport};
+use bestand_core::{Actor, Scope};
 use sqlx::PgPool;
 
 use crate::app::{self, SystemClock};
@@ -104,6 +105,12 @@ pub async fn sync_source(
 ) -> anyhow::Result<Vec<(SyncReport, f64)>> {
     let connectors = build_connectors(source)?;
     let guard = app::guard_for(config, source);
+    // Whoever starts it (a person, the scheduler, the demo), the runs are the source's own, and
+    // the configuration file reaches every authority.
+    let scope = Scope::All;
+    let actor = Actor::Sync {
+        source: source.name().to_string(),
+    };
     let mut reports = Vec::new();
     // Both runs resolve the source's school keys through it (`school_map`, docs/sync.md).
     let school_map: std::collections::HashMap<String, String> =
@@ -119,6 +126,8 @@ pub async fn sync_source(
         let report = sync::run_directory_sync_retrying(
             pool,
             &SystemClock,
+            &scope,
+            &actor,
             source_ref,
             fetch,
             &options,
@@ -140,9 +149,17 @@ pub async fn sync_source(
             .unwrap_or(sync::PAGE_CHANNEL_CAPACITY);
         let started = Instant::now();
         let fetch = || spawn_fetch_with_capacity(devices.clone(), capacity);
-        let report =
-            sync::run_sync_retrying(pool, &SystemClock, source_ref, fetch, &options, progress)
-                .await?;
+        let report = sync::run_sync_retrying(
+            pool,
+            &SystemClock,
+            &scope,
+            &actor,
+            source_ref,
+            fetch,
+            &options,
+            progress,
+        )
+        .await?;
         reports.push((report, started.elapsed().as_secs_f64()));
     }
     Ok(reports)
