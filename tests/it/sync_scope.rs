@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bestand_core::model::{SchoolType, SyncStatus};
 use bestand_core::store::{self, runs, AuthoritySpec, SchoolSpec, SourceRef};
-use bestand_core::sync::{self, DirectoryItem, DirectorySyncOptions};
-use bestand_core::{Actor, CoreError, Scope};
+use bestand_core::sync::{self, DirectoryItem, DirectorySyncOptions, NoProgress, SyncReport};
+use bestand_core::{Actor, CoreError, FixedClock, Scope};
 use chrono::Duration;
 use sqlx::{Connection, PgPool};
 use tokio::sync::mpsc;
@@ -87,6 +87,51 @@ fn empty_directory() -> mpsc::Receiver<DirectoryItem> {
     receiver
 }
 
+/// One device run of `source` within `scope`, over seven iPads.
+async fn run_devices(
+    pool: &PgPool,
+    clock: &FixedClock,
+    scope: &Scope,
+    source: &SourceRef,
+) -> Result<SyncReport, CoreError> {
+    let actor = Actor::CliUser("anna".into());
+    let pages = scripted(fleet(7), 100, End::Complete);
+    sync::run_sync(
+        pool,
+        clock,
+        scope,
+        &actor,
+        source,
+        pages,
+        &options(),
+        &NoProgress,
+    )
+    .await
+}
+
+/// One directory run of `source` within `scope`, over an empty directory.
+async fn run_directory(
+    pool: &PgPool,
+    clock: &FixedClock,
+    scope: &Scope,
+    source: &SourceRef,
+) -> Result<SyncReport, CoreError> {
+    let actor = Actor::CliUser("anna".into());
+    let options = DirectorySyncOptions::default();
+    let items = empty_directory();
+    sync::run_directory_sync(
+        pool,
+        clock,
+        scope,
+        &actor,
+        source,
+        items,
+        &options,
+        &NoProgress,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_scope_short_of_the_sources_authority_cannot_run_it_and_the_authoritys_scope_can() {
     let db = test_db().await;
@@ -109,17 +154,7 @@ async fn a_scope_short_of_the_sources_authority_cannot_run_it_and_the_authoritys
     assert!(locked);
 
     for (name, scope) in foreign_scopes(&db.pool, jamf.authority_id, other).await {
-        let run = sync::run_sync(
-            &db.pool,
-            clock.as_ref(),
-            &scope,
-            &actor,
-            &jamf,
-            scripted(fleet(7), 100, End::Complete),
-            &options(),
-            &sync::NoProgress,
-        )
-        .await;
+        let run = run_devices(&db.pool, &clock, &scope, &jamf).await;
         assert!(is_not_found(&run, "source"), "{name}: {run:?}");
 
         let fetched = AtomicUsize::new(0);
@@ -134,7 +169,7 @@ async fn a_scope_short_of_the_sources_authority_cannot_run_it_and_the_authoritys
                 scripted(fleet(7), 100, End::Complete)
             },
             &options(),
-            &sync::NoProgress,
+            &NoProgress,
         )
         .await;
         assert!(is_not_found(&retrying, "source"), "{name}: {retrying:?}");
@@ -144,17 +179,7 @@ async fn a_scope_short_of_the_sources_authority_cannot_run_it_and_the_authoritys
             "{name}: the source was asked"
         );
 
-        let directory = sync::run_directory_sync(
-            &db.pool,
-            clock.as_ref(),
-            &scope,
-            &actor,
-            &ucs,
-            empty_directory(),
-            &DirectorySyncOptions::default(),
-            &sync::NoProgress,
-        )
-        .await;
+        let directory = run_directory(&db.pool, &clock, &scope, &ucs).await;
         assert!(is_not_found(&directory, "source"), "{name}: {directory:?}");
 
         let directory_retrying = sync::run_directory_sync_retrying(
@@ -168,7 +193,7 @@ async fn a_scope_short_of_the_sources_authority_cannot_run_it_and_the_authoritys
                 empty_directory()
             },
             &DirectorySyncOptions::default(),
-            &sync::NoProgress,
+            &NoProgress,
         )
         .await;
         assert!(
@@ -186,34 +211,12 @@ async fn a_scope_short_of_the_sources_authority_cannot_run_it_and_the_authoritys
 
     // The authority's own scope runs both.
     let scope = Scope::Authority(jamf.authority_id);
-    let report = sync::run_sync(
-        &db.pool,
-        clock.as_ref(),
-        &scope,
-        &actor,
-        &jamf,
-        scripted(fleet(7), 100, End::Complete),
-        &options(),
-        &sync::NoProgress,
-    )
-    .await
-    .unwrap();
+    let report = run_devices(&db.pool, &clock, &scope, &jamf).await.unwrap();
     assert_eq!(
         (report.status, report.counts.created),
         (SyncStatus::Succeeded, 2)
     );
-    let directory = sync::run_directory_sync(
-        &db.pool,
-        clock.as_ref(),
-        &scope,
-        &actor,
-        &ucs,
-        empty_directory(),
-        &DirectorySyncOptions::default(),
-        &sync::NoProgress,
-    )
-    .await
-    .unwrap();
+    let directory = run_directory(&db.pool, &clock, &scope, &ucs).await.unwrap();
     assert_eq!(directory.status, SyncStatus::Succeeded, "{directory:?}");
 }
 

@@ -10,6 +10,8 @@ use sqlx::query::Query;
 use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
+use crate::store::SourceRef;
+
 /// One event of a device: the device, the kind (`created`, `updated`, `missing`, `loan_issued`,
 /// ...) and its changes as JSON text (`{"field": {"old": .., "new": ..}}`).
 pub(crate) type Event<'a> = (Uuid, &'a str, String);
@@ -32,21 +34,34 @@ pub(crate) struct EventContext<'a> {
 pub(crate) const SYNC_CAUSE: &str = "sync";
 
 impl<'a> EventContext<'a> {
-    /// The events of a run of `source_id` (or of the approval of a blocked run).
+    /// The events of a run of `source` (or of the approval of a blocked run).
     pub fn sync(
-        authority_id: Uuid,
-        source_id: Uuid,
+        source: &SourceRef,
         occurred_at: DateTime<Utc>,
         sync_run_id: Option<i64>,
     ) -> EventContext<'static> {
         EventContext {
-            authority_id,
-            source_id: Some(source_id),
+            authority_id: source.authority_id,
+            source_id: Some(source.source_id),
             occurred_at,
             cause: SYNC_CAUSE,
             sync_run_id,
             actor: None,
         }
+    }
+
+    /// The events of a person's decision about a record of `source` (review).
+    pub fn user_about(
+        source: &SourceRef,
+        occurred_at: DateTime<Utc>,
+        actor: &'a str,
+    ) -> EventContext<'a> {
+        EventContext::user(
+            source.authority_id,
+            Some(source.source_id),
+            occurred_at,
+            actor,
+        )
     }
 
     /// The events of a person's decision (`cause` `user`), about a source's record if any.

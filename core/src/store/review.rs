@@ -576,12 +576,7 @@ async fn link_record(
         });
         events.push((old_device, "unlinked", unlinked.to_string()));
     }
-    let context = EventContext::user(
-        source.authority_id,
-        Some(source.source_id),
-        now,
-        resolved_by,
-    );
+    let context = EventContext::user_about(source, now, resolved_by);
     insert_events(tx, &context, &events).await?;
     let mut outcome = format!("{kind} device {label}");
     tell_what_stayed(&mut outcome, carried, kept_tag);
@@ -757,12 +752,7 @@ async fn split_link(
         (old_id, "split", changes_text(&old_changes)),
         (new_id, "split", changes_text(&new_changes)),
     ];
-    let context = EventContext::user(
-        source.authority_id,
-        Some(source.source_id),
-        now,
-        resolved_by,
-    );
+    let context = EventContext::user_about(source, now, resolved_by);
     insert_events(tx, &context, &events).await?;
     let mut outcome = format!(
         "split {link_name} off device {old_label} into new device {new_label}, with the {copied} \

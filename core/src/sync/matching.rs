@@ -1,12 +1,14 @@
-//! Matching a device record to the devices it may be: by serial number, else by UDID, IMEI or
-//! Wi-Fi MAC, else by asset tag, and who carries which identifier (docs/sync.md, "Matching a
-//! record to a device"). Pure: the device run loads the candidates and acts on the decision.
+//! Matching a record to what it may be: a device record to devices by serial number, else by
+//! UDID, IMEI or Wi-Fi MAC, else by asset tag, with who carries which identifier (docs/sync.md,
+//! "Matching a record to a device"); a person record to persons by the directory's ids, email,
+//! username (docs/persons.md). Pure: the runs load the candidates and act on what is found.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
 use crate::identity;
+use crate::person::PersonRecord;
 use crate::store::merge::{HardwareId, NormalizedIds};
 
 /// What to do with a record that has no live link yet.
@@ -201,8 +203,142 @@ pub(crate) fn asset_tag_key(asset_tag: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
-pub(crate) fn push_unique(list: &mut Vec<Uuid>, device_id: Uuid) {
-    if !list.contains(&device_id) {
-        list.push(device_id);
+/// Adds `item` to `list` unless it is there already (lists of candidates are short).
+pub(crate) fn push_unique<T: PartialEq>(list: &mut Vec<T>, item: T) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
+}
+
+/// A person of the authority as the run knows it, loaded at the start and extended by the run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KnownPerson {
+    pub person_id: Uuid,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub record_uid: Option<String>,
+    pub record_source_uid: Option<String>,
+    pub directory_uuid: Option<String>,
+    pub entra_object_id: Option<String>,
+    pub left: bool,
+    /// Linked to a directory source other than the one running.
+    pub linked_elsewhere: bool,
+    /// Linked to the source running, live or missing.
+    pub linked_by_this_source: bool,
+}
+
+/// The persons a record may be, as `PersonIndex::candidates` finds them.
+pub(crate) struct Candidates {
+    pub found: Vec<usize>,
+    pub how: &'static str,
+    /// Persons that share only the login with the record and are linked to other directories
+    /// alone: logins are unique on one server only, so that is no evidence of one person.
+    pub held: Vec<usize>,
+}
+
+/// Lookup tables over the known persons, each mapping a normalized key to person indexes.
+#[derive(Default)]
+pub(crate) struct PersonIndex {
+    pub persons: Vec<KnownPerson>,
+    pub by_record: HashMap<(String, String), Vec<usize>>,
+    pub by_directory_uuid: HashMap<String, Vec<usize>>,
+    pub by_entra: HashMap<String, Vec<usize>>,
+    pub by_email: HashMap<String, Vec<usize>>,
+    pub by_username: HashMap<String, Vec<usize>>,
+    pub by_id: HashMap<Uuid, usize>,
+}
+
+fn key(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .map(str::to_lowercase)
+}
+
+impl PersonIndex {
+    pub fn add(&mut self, person: KnownPerson) -> usize {
+        let index = self.persons.len();
+        self.index(index, &person);
+        self.by_id.insert(person.person_id, index);
+        self.persons.push(person);
+        index
+    }
+
+    pub fn index(&mut self, index: usize, person: &KnownPerson) {
+        if let (Some(source_uid), Some(record_uid)) =
+            (key(&person.record_source_uid), key(&person.record_uid))
+        {
+            push_unique(
+                self.by_record.entry((source_uid, record_uid)).or_default(),
+                index,
+            );
+        }
+        if let Some(uuid) = key(&person.directory_uuid) {
+            push_unique(self.by_directory_uuid.entry(uuid).or_default(), index);
+        }
+        if let Some(entra) = key(&person.entra_object_id) {
+            push_unique(self.by_entra.entry(entra).or_default(), index);
+        }
+        if let Some(email) = key(&person.email) {
+            push_unique(self.by_email.entry(email).or_default(), index);
+        }
+        if let Some(username) = key(&person.username) {
+            push_unique(self.by_username.entry(username).or_default(), index);
+        }
+    }
+
+    /// The persons `record` may be, by the first key that finds anyone, and which key that was.
+    /// Immutable ids come first; a name is never a key. By email and username, persons this
+    /// source already reports under another id are no candidates: the directory itself says
+    /// they are someone else (siblings sharing a parent's email address, say). By username,
+    /// persons linked only to other directories are held back, not candidates: two servers
+    /// may each have a different `vorname.nachname`.
+    pub fn candidates(&self, record: &PersonRecord, linked_here: &HashSet<Uuid>) -> Candidates {
+        let ids = &record.ids;
+        let levels: [(Option<&Vec<usize>>, &'static str); 5] = [
+            (
+                key(&ids.source_uid)
+                    .zip(key(&ids.record_uid))
+                    .and_then(|pair| self.by_record.get(&pair)),
+                "record id",
+            ),
+            (
+                key(&ids.directory_uuid).and_then(|uuid| self.by_directory_uuid.get(&uuid)),
+                "directory uuid",
+            ),
+            (
+                key(&ids.entra_object_id).and_then(|entra| self.by_entra.get(&entra)),
+                "Entra object id",
+            ),
+            (
+                key(&record.email).and_then(|email| self.by_email.get(&email)),
+                "email",
+            ),
+            (
+                key(&record.username).and_then(|username| self.by_username.get(&username)),
+                "username",
+            ),
+        ];
+        for (level, (found, how)) in levels.into_iter().enumerate() {
+            let weak = level >= 3;
+            let (found, held): (Vec<usize>, Vec<usize>) = found
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|index| !weak || !linked_here.contains(&self.persons[*index].person_id))
+                .partition(|index| {
+                    let person = &self.persons[*index];
+                    level < 4 || person.linked_by_this_source || !person.linked_elsewhere
+                });
+            if !found.is_empty() || !held.is_empty() {
+                return Candidates { found, how, held };
+            }
+        }
+        Candidates {
+            found: Vec::new(),
+            how: "",
+            held: Vec::new(),
+        }
     }
 }

@@ -101,7 +101,7 @@ pub(crate) async fn end_moved(
             (m.device_id, "moved", changes.to_string())
         })
         .collect();
-    let context = EventContext::sync(source.authority_id, source.source_id, now, run_id);
+    let context = EventContext::sync(source, now, run_id);
     insert_events(conn, &context, &events).await
 }
 
@@ -139,6 +139,6 @@ pub(crate) async fn mark_missing(
             )
         })
         .collect();
-    let context = EventContext::sync(source.authority_id, source.source_id, now, run_id);
+    let context = EventContext::sync(source, now, run_id);
     insert_events(conn, &context, &events).await
 }

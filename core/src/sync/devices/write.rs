@@ -50,12 +50,7 @@ impl Run<'_> {
 
         // The devices this page creates, their fresh links and their history reference only
         // rows this run locked or created: they skip per-row reference checks where allowed.
-        let history = EventContext::sync(
-            self.source.authority_id,
-            self.source.source_id,
-            self.now,
-            Some(self.run_id),
-        );
+        let history = EventContext::sync(self.source, self.now, Some(self.run_id));
         let created: HashSet<Uuid> = writes.new_devices.iter().map(|d| d.device_id).collect();
         let (created_events, other_events): (Vec<_>, Vec<_>) = writes
             .events
