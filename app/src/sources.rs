@@ -7,6 +7,7 @@ use std::time::Instant;
 use bestand_connectors::{spawn_directory_fetch, spawn_fetch_with_capacity, Connector};
 use bestand_core::store::SourceRef;
 use bestand_core::sync::{self, DirectorySyncOptions, SyncOptions, SyncProgress, SyncReport};
+use bestand_core::{Actor, Scope};
 use sqlx::PgPool;
 
 use crate::clock::SystemClock;
@@ -51,6 +52,12 @@ pub async fn sync_source(
 ) -> Result<Vec<(SyncReport, f64)>, AppError> {
     let connectors = build_connectors(source)?;
     let guard = database::guard_for(config, source);
+    // Whoever starts it (a person, the scheduler, the demo), the runs are the source's own, and
+    // the configuration file reaches every authority.
+    let scope = Scope::All;
+    let actor = Actor::Sync {
+        source: source.name().to_string(),
+    };
     let mut reports = Vec::new();
     // Both runs resolve the source's school keys through it (`school_map`, docs/sync.md).
     let school_map: std::collections::HashMap<String, String> =
@@ -66,6 +73,8 @@ pub async fn sync_source(
         let report = sync::run_directory_sync_retrying(
             pool,
             &SystemClock,
+            &scope,
+            &actor,
             source_ref,
             fetch,
             &options,
@@ -87,9 +96,17 @@ pub async fn sync_source(
             .unwrap_or(sync::PAGE_CHANNEL_CAPACITY);
         let started = Instant::now();
         let fetch = || spawn_fetch_with_capacity(devices.clone(), capacity);
-        let report =
-            sync::run_sync_retrying(pool, &SystemClock, source_ref, fetch, &options, progress)
-                .await?;
+        let report = sync::run_sync_retrying(
+            pool,
+            &SystemClock,
+            &scope,
+            &actor,
+            source_ref,
+            fetch,
+            &options,
+            progress,
+        )
+        .await?;
         reports.push((report, started.elapsed().as_secs_f64()));
     }
     Ok(reports)

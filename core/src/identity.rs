@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::normalize;
-use crate::sync::merge::{HardwareId, NormalizedIds};
+use crate::store::merge::{HardwareId, NormalizedIds};
 
 /// The review kind for an identifier that devices with different serial numbers carry: one item
 /// per identifier and authority, listing every carrier, raised by any source.

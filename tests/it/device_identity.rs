@@ -464,6 +464,8 @@ async fn a_file_sources_rows_sharing_a_dock_mac_each_become_their_device() {
     let report = sync::run_sync(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source_ref,
         spawn_fetch(file),
         &options(),

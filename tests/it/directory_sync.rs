@@ -130,6 +130,8 @@ async fn read(
     sync::run_directory_sync(
         pool,
         clock,
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source,
         directory(ucs_schools(), persons, End::Complete),
         options,
@@ -477,9 +479,15 @@ async fn a_read_that_returns_too_few_persons_is_blocked_until_approved() {
     assert_eq!(left, 0, "a blocked run marks nobody");
 
     clock.advance(Duration::hours(1));
-    let approval = sync::approve_run(&db.pool, clock.as_ref(), report.run_id, "anna")
-        .await
-        .unwrap();
+    let approval = sync::approve_run(
+        &db.pool,
+        clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::CliUser("anna".into()),
+        report.run_id,
+    )
+    .await
+    .unwrap();
     assert_eq!(approval.marked_missing, 60);
     let left: Vec<chrono::DateTime<chrono::Utc>> =
         sqlx::query_scalar("select distinct left_at from person where left_at is not null")
@@ -503,6 +511,8 @@ async fn a_failed_read_changes_nothing() {
     let report = sync::run_directory_sync(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         &source,
         directory(ucs_schools(), changed, End::Fail),
         &options,
@@ -747,6 +757,8 @@ async fn two_directories_deadlocking_on_the_same_persons_both_apply_one_run_star
     let ucs_run = sync::run_directory_sync_retrying(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         &ucs,
         ucs_fetch,
         &options,
@@ -755,6 +767,8 @@ async fn two_directories_deadlocking_on_the_same_persons_both_apply_one_run_star
     let iserv_run = sync::run_directory_sync_retrying(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         &iserv,
         iserv_fetch,
         &options,

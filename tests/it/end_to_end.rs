@@ -33,6 +33,8 @@ async fn sync_from(pool: &PgPool, mock: &JamfProMock, source: &SourceRef) -> Syn
     sync::run_sync(
         pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source,
         spawn_fetch(connector(mock)),
         &options(),
@@ -222,6 +224,8 @@ async fn the_same_serials_in_jamf_pro_and_intune_become_one_device_each() {
     let from_intune = sync::run_sync(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         &sources[1],
         spawn_fetch(intune_connector),
         &options(),

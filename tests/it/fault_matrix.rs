@@ -102,6 +102,8 @@ async fn sync_from(pool: &PgPool, mock: &JamfProMock, source: &SourceRef) -> Syn
     sync::run_sync(
         pool,
         clock().as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source,
         spawn_fetch(connector(mock)),
         &options(),
@@ -255,6 +257,8 @@ async fn a_database_connection_dropped_mid_run_changes_nothing_and_the_next_run_
             sync::run_sync(
                 &pool,
                 clock.as_ref(),
+                &bestand_core::Scope::All,
+                &bestand_core::Actor::System("test"),
                 &source,
                 receiver,
                 &options(),
@@ -340,6 +344,8 @@ async fn a_school_directory_that_is_down_fails_the_run_and_changes_no_person() {
     let report = sync::run_directory_sync(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         &source,
         spawn_directory_fetch(connector),
         &Default::default(),

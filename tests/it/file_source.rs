@@ -98,6 +98,8 @@ async fn run_file(
     sync::run_sync(
         pool,
         clock().as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source_ref,
         spawn_fetch(source(config)),
         &options(),
@@ -362,6 +364,8 @@ async fn an_iserv_host_list_becomes_one_device_per_host_name() {
     let report = sync::run_sync(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         &source_ref,
         spawn_fetch(source(config)),
         &options(),

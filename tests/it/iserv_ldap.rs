@@ -352,6 +352,8 @@ async fn sync_iserv(
     let report = sync::run_directory_sync(
         pool,
         clock,
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source,
         spawn_directory_fetch(Arc::new(connector)),
         &DirectorySyncOptions::default(),

@@ -147,6 +147,8 @@ async fn read_directory(
     let report = sync::run_directory_sync(
         pool,
         clock,
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source,
         directory(persons),
         &DirectorySyncOptions::default(),
@@ -395,6 +397,8 @@ async fn a_step_on_a_device_a_running_sync_holds_says_so_instead_of_hanging() {
     let run = sync::run_sync(
         world.pool(),
         &*world.clock,
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         &world.jamf,
         pages,
         &options,

@@ -30,4 +30,5 @@ mod serve;
 mod slapd;
 mod support;
 mod sync_engine;
+mod sync_scope;
 mod ucs_ldap;

@@ -76,6 +76,8 @@ async fn read(pool: &PgPool, clock: &FixedClock, source: &SourceRef, records: Ve
     let report = sync::run_directory_sync(
         pool,
         clock,
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source,
         receiver,
         &DirectorySyncOptions::default(),

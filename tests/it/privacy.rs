@@ -51,6 +51,8 @@ async fn read(pool: &PgPool, clock: &FixedClock, persons: Vec<PersonRecord>) {
     let report = sync::run_directory_sync(
         pool,
         clock,
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         &source,
         receiver,
         &DirectorySyncOptions::default(),

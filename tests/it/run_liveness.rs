@@ -31,6 +31,8 @@ async fn a_run_skipped_for_a_busy_source_never_asks_the_source_for_pages() {
     let outcome = sync::run_sync_retrying(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source,
         || {
             fetched.fetch_add(1, Ordering::SeqCst);
@@ -51,6 +53,8 @@ async fn a_run_skipped_for_a_busy_source_never_asks_the_source_for_pages() {
     let report = sync::run_sync_retrying(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source,
         || {
             fetched.fetch_add(1, Ordering::SeqCst);

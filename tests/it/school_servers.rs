@@ -59,6 +59,8 @@ async fn ucs_computers_join_mdm_devices_and_pupils_get_their_devices() {
     let read = sync::run_directory_sync(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         &ucs,
         spawn_directory_fetch(directory),
         &DirectorySyncOptions {
@@ -79,6 +81,8 @@ async fn ucs_computers_join_mdm_devices_and_pupils_get_their_devices() {
     let report = sync::run_sync(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         &ucs,
         spawn_fetch(devices),
         &options(),

@@ -233,6 +233,8 @@ pub async fn sync_records_with(
     sync::run_sync(
         pool,
         clock,
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source,
         scripted(records, 100, End::Complete),
         options,

@@ -372,9 +372,15 @@ async fn the_deletion_guard_blocks_a_run_until_it_is_approved() {
     .unwrap();
     assert!(missing.is_empty(), "a blocked run marks nothing");
 
-    let approval = sync::approve_run(&db.pool, clock.as_ref(), blocked.run_id, "it-admin")
-        .await
-        .unwrap();
+    let approval = sync::approve_run(
+        &db.pool,
+        clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::CliUser("it-admin".into()),
+        blocked.run_id,
+    )
+    .await
+    .unwrap();
     assert_eq!(approval.marked_missing, 61);
     let run = runs::get_run(&db.pool, blocked.run_id).await.unwrap();
     assert_eq!(
@@ -395,7 +401,14 @@ async fn the_deletion_guard_blocks_a_run_until_it_is_approved() {
     .await
     .unwrap();
     assert_eq!(missing.len(), 61);
-    let again = sync::approve_run(&db.pool, clock.as_ref(), blocked.run_id, "it-admin").await;
+    let again = sync::approve_run(
+        &db.pool,
+        clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::CliUser("it-admin".into()),
+        blocked.run_id,
+    )
+    .await;
     assert!(matches!(again, Err(CoreError::Conflict(_))), "{again:?}");
 
     // Exactly at the limit passes: 60 of 539 live devices is above 10 % (53) but not above 50? No:
@@ -431,6 +444,8 @@ async fn a_failed_fetch_leaves_the_inventory_exactly_as_it_was() {
         let report = sync::run_sync(
             &db.pool,
             clock.as_ref(),
+            &bestand_core::Scope::All,
+            &bestand_core::Actor::System("test"),
             source,
             receiver,
             &options(),
@@ -468,6 +483,8 @@ async fn a_dry_run_reports_but_writes_nothing() {
     let report = sync::run_sync(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source,
         scripted(fleet(40), 10, End::Complete),
         &dry,
@@ -529,6 +546,8 @@ async fn two_runs_of_one_source_never_overlap() {
     let busy = sync::run_sync(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         source,
         scripted(fleet(5), 5, End::Complete),
         &options(),
@@ -547,6 +566,8 @@ async fn two_runs_of_one_source_never_overlap() {
         sync::run_sync(
             &db.pool,
             clock.as_ref(),
+            &bestand_core::Scope::All,
+            &bestand_core::Actor::System("test"),
             source,
             scripted(fleet(500), 50, End::Complete),
             &options,
@@ -555,6 +576,8 @@ async fn two_runs_of_one_source_never_overlap() {
         sync::run_sync(
             &db.pool,
             clock.as_ref(),
+            &bestand_core::Scope::All,
+            &bestand_core::Actor::System("test"),
             source,
             scripted(fleet(500), 50, End::Complete),
             &options,
@@ -1312,7 +1335,16 @@ async fn a_running_sync_keeps_its_authority_and_schools_from_being_deleted() {
     let (sender, pages) = tokio::sync::mpsc::channel(sync::PAGE_CHANNEL_CAPACITY);
     let signal = PageSignal(tokio::sync::Notify::new());
     let options = options();
-    let run = sync::run_sync(&db.pool, clock.as_ref(), source, pages, &options, &signal);
+    let run = sync::run_sync(
+        &db.pool,
+        clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
+        source,
+        pages,
+        &options,
+        &signal,
+    );
 
     let meddle = async {
         sender
@@ -1644,6 +1676,8 @@ async fn two_sources_deadlocking_on_the_same_devices_both_apply_one_run_started_
     let jamf_run = sync::run_sync_retrying(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         jamf,
         jamf_fetch,
         &options,
@@ -1652,6 +1686,8 @@ async fn two_sources_deadlocking_on_the_same_devices_both_apply_one_run_started_
     let intune_run = sync::run_sync_retrying(
         &db.pool,
         clock.as_ref(),
+        &bestand_core::Scope::All,
+        &bestand_core::Actor::System("test"),
         intune,
         intune_fetch,
         &options,

@@ -7,6 +7,7 @@ use bestand_connectors::{spawn_directory_fetch, spawn_fetch};
 use bestand_core::model::SyncStatus;
 use bestand_core::store::runs::{self, RunView, SourceStatus};
 use bestand_core::sync::{self, DirectoryItem, SourceItem, SyncProgress, SyncReport};
+use bestand_core::{Actor, Scope};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -77,8 +78,9 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
         }
         Some(SyncCommand::Approve { run, by }) => {
             let database = Database::open(config, Migrations::RequireCurrent).await?;
+            let actor = Actor::CliUser(super::actor(by));
             let approval =
-                sync::approve_run(&database.pool, &SystemClock, run, &super::actor(by)).await?;
+                sync::approve_run(&database.pool, &SystemClock, &Scope::All, &actor, run).await?;
             match format {
                 Format::Table => println!(
                     "Run {} of source '{}' approved: {} {}.",

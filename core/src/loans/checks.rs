@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::error::CoreError;
 use crate::model::LifecycleState;
 use crate::store::device_row::device_label;
+use crate::store::history::{insert_events, EventContext};
 
 /// The index that allows one active loan per device; its violation is a refusal, not a failure.
 pub(crate) const ONE_ACTIVE_INDEX: &str = "loan_one_active_per_device";
@@ -358,19 +359,13 @@ pub(crate) async fn write_event(
     now: DateTime<Utc>,
     actor: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into device_event (authority_id, device_id, occurred_at, kind, cause, actor, changes) \
-         values ($1, $2, $3, $4, 'user', $5, $6)",
+    let context = EventContext::user(device.authority_id, None, now, actor);
+    insert_events(
+        conn,
+        &context,
+        &[(device.device_id, kind, changes.to_string())],
     )
-    .bind(device.authority_id)
-    .bind(device.device_id)
-    .bind(now)
-    .bind(kind)
-    .bind(actor)
-    .bind(changes)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Sets the device's lifecycle state as a person's decision (field authority: `user:<actor>`).

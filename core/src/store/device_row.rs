@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::sync::merge::{HardwareId, NormalizedIds};
+use crate::store::merge::{HardwareId, NormalizedIds};
 
 /// All columns of `device`.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]

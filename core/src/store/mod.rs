@@ -1,10 +1,14 @@
 //! The store: reads and writes of the inventory outside a sync run (directory setup, queries
-//! for the CLI, review). Every function takes the pool; none reads the clock.
+//! for the CLI, review), and what the sync engines build on (the device row, field authority,
+//! the history writer). It sits below `sync`: nothing here imports it. Every function takes
+//! the pool or a connection; none reads the clock.
 
 pub mod assignments;
 pub mod device_row;
 pub mod devices;
 pub mod directory;
+pub(crate) mod history;
+pub mod merge;
 pub mod persons;
 pub mod review;
 pub mod runs;

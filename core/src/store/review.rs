@@ -16,9 +16,9 @@ use crate::store::device_row::{
     device_label, devices_by_keys, insert_devices, load_devices_for_update, update_devices,
     AssetTagBefore, DeviceKeys, DeviceRow, KeyLookup,
 };
+use crate::store::history::{copy_source_history, insert_events, EventContext};
+use crate::store::merge::{self, HardwareId, NormalizedIds};
 use crate::store::{source_by_id, SourceRef};
-use crate::sync::engine::insert_events_by;
-use crate::sync::merge::{self, HardwareId, NormalizedIds};
 
 /// An item as listed.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -576,7 +576,8 @@ async fn link_record(
         });
         events.push((old_device, "unlinked", unlinked.to_string()));
     }
-    insert_events_by(tx, source, &events, now, "user", Some(resolved_by)).await?;
+    let context = EventContext::user_about(source, now, resolved_by);
+    insert_events(tx, &context, &events).await?;
     let mut outcome = format!("{kind} device {label}");
     tell_what_stayed(&mut outcome, carried, kept_tag);
     Ok(outcome)
@@ -614,7 +615,7 @@ async fn carried_elsewhere(
 }
 
 /// Asset tags are unique per authority: a tag the record brings that another device carries
-/// stays with that device, as in a sync run (`keep_asset_tags_unique` in the engine), instead
+/// stays with that device, as in a sync run (`keep_asset_tags_unique` in `sync::devices`), instead
 /// of the unique index failing the resolution; returns the tag and the device that keeps it
 /// (named by its serial, as its tag is the one in question).
 async fn keep_asset_tag_unique(
@@ -721,18 +722,7 @@ async fn split_link(
         .bind(new_id)
         .execute(&mut *tx)
         .await?;
-    let copied = sqlx::query(
-        "insert into device_event (authority_id, device_id, occurred_at, kind, cause, \
-         sync_run_id, source_id, actor, changes) \
-         select authority_id, $2, occurred_at, kind, cause, sync_run_id, source_id, actor, changes \
-         from device_event where device_id = $1 and source_id = $3 order by device_event_id",
-    )
-    .bind(old_id)
-    .bind(new_id)
-    .bind(source.source_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let copied = copy_source_history(tx, old_id, new_id, source.source_id).await?;
     let others = sqlx::query(
         "update source_link set content_hash = '\\x'::bytea \
          where device_id = $1 and ended_at is null",
@@ -762,7 +752,8 @@ async fn split_link(
         (old_id, "split", changes_text(&old_changes)),
         (new_id, "split", changes_text(&new_changes)),
     ];
-    insert_events_by(tx, source, &events, now, "user", Some(resolved_by)).await?;
+    let context = EventContext::user_about(source, now, resolved_by);
+    insert_events(tx, &context, &events).await?;
     let mut outcome = format!(
         "split {link_name} off device {old_label} into new device {new_label}, with the {copied} \
          history events '{}' wrote",

@@ -98,7 +98,7 @@ pub struct SourceStatus {
 }
 
 /// How long a running run may go without a heartbeat (written every
-/// `sync::engine::HEARTBEAT_INTERVAL`) before it counts as stale.
+/// `sync::run::HEARTBEAT_INTERVAL`) before it counts as stale.
 pub const STALE_AFTER: chrono::Duration = chrono::Duration::seconds(60);
 
 /// A run marked `running`, as `running_runs` lists it.

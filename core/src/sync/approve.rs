@@ -4,12 +4,14 @@ use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::access::{Actor, Scope};
 use crate::clock::Clock;
 use crate::error::CoreError;
 use crate::store::assignments::refresh_assignments;
 use crate::store::{self, SourceRef};
+use crate::sync::devices::missing::{end_moved, mark_missing, split_moved};
 use crate::sync::directory::mark_left;
-use crate::sync::engine::{end_moved, lock_source, mark_missing, split_moved};
+use crate::sync::run::lock_source;
 
 /// What an approval did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -22,26 +24,39 @@ pub struct Approval {
     pub directory: bool,
 }
 
-/// Marks the devices a blocked run held back as missing, and records who approved it.
+/// Marks the devices a blocked run held back as missing, and records `actor` as who approved
+/// it. A run of a source outside `scope` is `NotFound`, as if it did not exist, before anything
+/// of it is read or locked.
 pub async fn approve_run(
     pool: &PgPool,
     clock: &dyn Clock,
+    scope: &Scope,
+    actor: &Actor,
     run_id: i64,
-    approved_by: &str,
 ) -> Result<Approval, CoreError> {
+    let not_found = || CoreError::NotFound {
+        what: "sync run",
+        key: run_id.to_string(),
+    };
+    // Filtered by the scope's authority in SQL, so a run outside it is never read.
     let row: Option<(Uuid, String, bool, DateTime<Utc>, String)> = sqlx::query_as(
-        "select source_id, status, dry_run, started_at, kind from sync_run where sync_run_id = $1",
+        "select source_id, status, dry_run, started_at, kind from sync_run \
+         where sync_run_id = $1 and ($2::uuid is null or authority_id = $2)",
     )
     .bind(run_id)
+    .bind(scope.authority_param())
     .fetch_optional(pool)
     .await?;
     let Some((source_id, status, dry_run, started_at, kind)) = row else {
-        return Err(CoreError::NotFound {
-            what: "sync run",
-            key: run_id.to_string(),
-        });
+        return Err(not_found());
     };
     let source = store::source_by_id(pool, source_id).await?;
+    // A scope of some schools reaches no run: runs are authority-wide.
+    if !scope.covers_authority(source.authority_id) {
+        return Err(not_found());
+    }
+    let approved_by = actor.name();
+    let approved_by = approved_by.as_str();
     if status != "blocked" || dry_run {
         return Err(CoreError::Conflict(format!(
             "run {run_id} of source '{}' is {}{}; only blocked runs can be approved",

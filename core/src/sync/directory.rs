@@ -14,24 +14,23 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::access::{Actor, Scope};
 use crate::clock::Clock;
 use crate::error::CoreError;
 use crate::model::SyncStatus;
 use crate::person::{NotPersonCounts, PersonRecord};
 use crate::store::assignments::refresh_assignments;
 use crate::store::SourceRef;
-use crate::sync::engine::{
-    close_run, database_failure, fetch_next, lost_deadlock, open_run, retry_lost_deadlocks,
-    upsert_review_item, with_heartbeat, OpenedRun, ReviewUpsert, RunError, SyncCounts,
-    SyncProgress, SyncReport, HEARTBEAT_INTERVAL,
-};
 use crate::sync::guard::DeletionGuard;
+use crate::sync::matching::{Candidates, KnownPerson, PersonIndex};
 use crate::sync::protocol::{DirectoryItem, PersonPage};
 use crate::sync::references::School;
+use crate::sync::run::{
+    apply_pages, close_run, upsert_review_item, with_heartbeat, Finish, OpenedRun, PageSink,
+    Received, ReviewUpsert, RunEnd, RunError, Start, StreamWords, SyncCounts, SyncProgress,
+    SyncReport, Warnings, HEARTBEAT_INTERVAL,
+};
 use crate::sync::schools::{how_to_map, SchoolResolver};
-
-/// How many record problems a run keeps verbatim; the rest are counted.
-const MAX_KEPT_WARNINGS: usize = 200;
 
 /// What the caller wants from a directory run.
 #[derive(Debug, Clone, Default)]
@@ -44,19 +43,33 @@ pub struct DirectorySyncOptions {
     pub school_map: HashMap<String, String>,
 }
 
-/// Runs one directory sync of `source` from the items arriving on `items`.
+/// Runs one directory sync of `source` from the items arriving on `items`, for `actor` within
+/// `scope`.
 ///
-/// Returns `Err` only when the run could not be recorded (no database, source busy); a run that
-/// fails because of its source is recorded as failed and returned as a report.
+/// Returns `Err` only when the run could not be recorded (no database, source busy, a source
+/// outside `scope`, which is `NotFound`); a run that fails because of its source is recorded as
+/// failed and returned as a report.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_directory_sync(
     pool: &PgPool,
     clock: &dyn Clock,
+    scope: &Scope,
+    actor: &Actor,
     source: &SourceRef,
     items: mpsc::Receiver<DirectoryItem>,
     options: &DirectorySyncOptions,
     progress: &dyn SyncProgress,
 ) -> Result<SyncReport, CoreError> {
-    let opened = open_run(pool, clock, source, options.dry_run, "directory").await?;
+    let start = Start::new(
+        pool,
+        clock,
+        scope,
+        actor,
+        source,
+        options.dry_run,
+        "directory",
+    );
+    let opened = start.open().await?;
     apply_directory_run(pool, clock, source, opened, items, options, progress).await
 }
 
@@ -80,182 +93,45 @@ async fn apply_directory_run(
     )
     .await;
     drop(items);
-    let report = match outcome {
-        Ok((status, blocked_reason, would_mark)) => {
-            run.report(status, None, blocked_reason, would_mark)
-        }
-        Err(RunError::Source(message)) => {
-            let message = format!("source '{}': {message}", source.name);
-            run.report(SyncStatus::Failed, Some(message), None, 0)
-        }
-        Err(RunError::Database(error)) => {
-            let (message, lost) = database_failure(source, &error);
-            let mut report = run.report(SyncStatus::Failed, Some(message), None, 0);
-            report.lost_deadlock = lost;
-            report
-        }
-    };
+    let report = SyncReport::new(
+        run_id,
+        source,
+        "directory",
+        options.dry_run,
+        run.counts.clone(),
+        run.warnings_with_summaries(),
+        RunEnd::of(source, outcome),
+    );
     close_run(conn, clock, source, &report).await?;
     Ok(report)
 }
 
 /// `run_directory_sync`, started again on fresh items from `fetch` while a run loses a
 /// deadlock against a run of another source (`retry_lost_deadlocks`).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_directory_sync_retrying(
     pool: &PgPool,
     clock: &dyn Clock,
+    scope: &Scope,
+    actor: &Actor,
     source: &SourceRef,
     fetch: impl FnMut() -> mpsc::Receiver<DirectoryItem>,
     options: &DirectorySyncOptions,
     progress: &dyn SyncProgress,
 ) -> Result<SyncReport, CoreError> {
     // As `run_sync_retrying`: the directory is read only once the run holds the source's lock.
-    let fetch = &std::sync::Mutex::new(fetch);
-    retry_lost_deadlocks(source, || async move {
-        let opened = open_run(pool, clock, source, options.dry_run, "directory").await?;
-        let items = fetch_next(fetch);
-        apply_directory_run(pool, clock, source, opened, items, options, progress).await
-    })
-    .await
-}
-
-/// A person of the authority as the run knows it, loaded at the start and extended by the run.
-#[derive(Debug, Clone, Default)]
-struct KnownPerson {
-    person_id: Uuid,
-    username: Option<String>,
-    email: Option<String>,
-    record_uid: Option<String>,
-    record_source_uid: Option<String>,
-    directory_uuid: Option<String>,
-    entra_object_id: Option<String>,
-    left: bool,
-    /// Linked to a directory source other than the one running.
-    linked_elsewhere: bool,
-    /// Linked to the source running, live or missing.
-    linked_by_this_source: bool,
-}
-
-/// The persons a record may be, as `PersonIndex::candidates` finds them.
-struct Candidates {
-    found: Vec<usize>,
-    how: &'static str,
-    /// Persons that share only the login with the record and are linked to other directories
-    /// alone: logins are unique on one server only, so that is no evidence of one person.
-    held: Vec<usize>,
-}
-
-/// Lookup tables over the known persons, each mapping a normalized key to person indexes.
-#[derive(Default)]
-struct PersonIndex {
-    persons: Vec<KnownPerson>,
-    by_record: HashMap<(String, String), Vec<usize>>,
-    by_directory_uuid: HashMap<String, Vec<usize>>,
-    by_entra: HashMap<String, Vec<usize>>,
-    by_email: HashMap<String, Vec<usize>>,
-    by_username: HashMap<String, Vec<usize>>,
-    by_id: HashMap<Uuid, usize>,
-}
-
-fn key(value: &Option<String>) -> Option<String> {
-    value
-        .as_deref()
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
-        .map(str::to_lowercase)
-}
-
-impl PersonIndex {
-    fn add(&mut self, person: KnownPerson) -> usize {
-        let index = self.persons.len();
-        self.index(index, &person);
-        self.by_id.insert(person.person_id, index);
-        self.persons.push(person);
-        index
-    }
-
-    fn index(&mut self, index: usize, person: &KnownPerson) {
-        if let (Some(source_uid), Some(record_uid)) =
-            (key(&person.record_source_uid), key(&person.record_uid))
-        {
-            push(
-                self.by_record.entry((source_uid, record_uid)).or_default(),
-                index,
-            );
-        }
-        if let Some(uuid) = key(&person.directory_uuid) {
-            push(self.by_directory_uuid.entry(uuid).or_default(), index);
-        }
-        if let Some(entra) = key(&person.entra_object_id) {
-            push(self.by_entra.entry(entra).or_default(), index);
-        }
-        if let Some(email) = key(&person.email) {
-            push(self.by_email.entry(email).or_default(), index);
-        }
-        if let Some(username) = key(&person.username) {
-            push(self.by_username.entry(username).or_default(), index);
-        }
-    }
-
-    /// The persons `record` may be, by the first key that finds anyone, and which key that was.
-    /// Immutable ids come first; a name is never a key. By email and username, persons this
-    /// source already reports under another id are no candidates: the directory itself says
-    /// they are someone else (siblings sharing a parent's email address, say). By username,
-    /// persons linked only to other directories are held back, not candidates: two servers
-    /// may each have a different `vorname.nachname`.
-    fn candidates(&self, record: &PersonRecord, linked_here: &HashSet<Uuid>) -> Candidates {
-        let ids = &record.ids;
-        let levels: [(Option<&Vec<usize>>, &'static str); 5] = [
-            (
-                key(&ids.source_uid)
-                    .zip(key(&ids.record_uid))
-                    .and_then(|pair| self.by_record.get(&pair)),
-                "record id",
-            ),
-            (
-                key(&ids.directory_uuid).and_then(|uuid| self.by_directory_uuid.get(&uuid)),
-                "directory uuid",
-            ),
-            (
-                key(&ids.entra_object_id).and_then(|entra| self.by_entra.get(&entra)),
-                "Entra object id",
-            ),
-            (
-                key(&record.email).and_then(|email| self.by_email.get(&email)),
-                "email",
-            ),
-            (
-                key(&record.username).and_then(|username| self.by_username.get(&username)),
-                "username",
-            ),
-        ];
-        for (level, (found, how)) in levels.into_iter().enumerate() {
-            let weak = level >= 3;
-            let (found, held): (Vec<usize>, Vec<usize>) = found
-                .into_iter()
-                .flatten()
-                .copied()
-                .filter(|index| !weak || !linked_here.contains(&self.persons[*index].person_id))
-                .partition(|index| {
-                    let person = &self.persons[*index];
-                    level < 4 || person.linked_by_this_source || !person.linked_elsewhere
-                });
-            if !found.is_empty() || !held.is_empty() {
-                return Candidates { found, how, held };
-            }
-        }
-        Candidates {
-            found: Vec::new(),
-            how: "",
-            held: Vec::new(),
-        }
-    }
-}
-
-fn push(list: &mut Vec<usize>, index: usize) {
-    if !list.contains(&index) {
-        list.push(index);
-    }
+    let start = Start::new(
+        pool,
+        clock,
+        scope,
+        actor,
+        source,
+        options.dry_run,
+        "directory",
+    );
+    let apply =
+        |opened, items| apply_directory_run(pool, clock, source, opened, items, options, progress);
+    start.retrying(fetch, apply).await
 }
 
 /// This source's link to a person, as loaded at the start of the run.
@@ -282,8 +158,7 @@ struct DirectoryRun<'a> {
     run_id: i64,
     now: DateTime<Utc>,
     counts: SyncCounts,
-    warnings: Vec<String>,
-    n_warnings: usize,
+    warnings: Warnings,
     /// The directory's school keys to schools, as the source's device run resolves them too.
     schools: SchoolResolver,
     persons: PersonIndex,
@@ -300,6 +175,56 @@ struct DirectoryRun<'a> {
     not_persons: NotPersonCounts,
 }
 
+impl PageSink for DirectoryRun<'_> {
+    type Item = DirectoryItem;
+    type Page = PersonPage;
+    const WORDS: StreamWords = StreamWords {
+        read: "directory read",
+        records: "persons",
+        announcer: "directory",
+    };
+
+    fn sort(&mut self, item: DirectoryItem) -> Received<PersonPage> {
+        match item {
+            DirectoryItem::Schools(schools) => {
+                self.schools.learn(&schools);
+                Received::Noted
+            }
+            DirectoryItem::NotPersons(counts) => {
+                for (kind, n) in counts {
+                    *self.not_persons.entry(kind).or_default() += n;
+                }
+                Received::Noted
+            }
+            DirectoryItem::Persons(page) => Received::Page {
+                label: page.label.clone(),
+                records: page.records.len(),
+                announced_total: None,
+                page,
+            },
+            DirectoryItem::Complete { reported_total } => Received::Complete { reported_total },
+            DirectoryItem::Failed(failure) => Received::Failed(failure.to_string()),
+        }
+    }
+
+    async fn apply_page(
+        &mut self,
+        tx: &mut PgConnection,
+        page: PersonPage,
+    ) -> Result<(), RunError> {
+        self.apply_person_page(tx, page).await
+    }
+
+    /// Progress of a directory run counts the distinct persons received.
+    fn received(&self) -> u64 {
+        self.seen.len() as u64
+    }
+
+    fn distinct(&self) -> u64 {
+        self.seen.len() as u64
+    }
+}
+
 impl<'a> DirectoryRun<'a> {
     fn new(
         source: &'a SourceRef,
@@ -313,8 +238,7 @@ impl<'a> DirectoryRun<'a> {
             run_id,
             now,
             counts: SyncCounts::default(),
-            warnings: Vec::new(),
-            n_warnings: 0,
+            warnings: Warnings::default(),
             schools: SchoolResolver::default(),
             persons: PersonIndex::default(),
             links: HashMap::new(),
@@ -327,10 +251,7 @@ impl<'a> DirectoryRun<'a> {
     }
 
     fn warn(&mut self, warning: String) {
-        self.n_warnings += 1;
-        if self.warnings.len() < MAX_KEPT_WARNINGS {
-            self.warnings.push(warning);
-        }
+        self.warnings.push(warning);
     }
 
     async fn execute(
@@ -338,55 +259,12 @@ impl<'a> DirectoryRun<'a> {
         conn: &mut PgConnection,
         items: &mut mpsc::Receiver<DirectoryItem>,
         progress: &dyn SyncProgress,
-    ) -> Result<(SyncStatus, Option<String>, i32), RunError> {
+    ) -> Result<Finish, RunError> {
         let mut tx = conn.begin().await?;
         self.load(&mut tx).await?;
         let active_before = self.links.values().filter(|link| !link.missing).count() as u64;
 
-        let reported_total = loop {
-            match items.recv().await {
-                Some(DirectoryItem::Schools(schools)) => self.schools.learn(&schools),
-                Some(DirectoryItem::NotPersons(counts)) => {
-                    for (kind, n) in counts {
-                        *self.not_persons.entry(kind).or_default() += n;
-                    }
-                }
-                Some(DirectoryItem::Persons(page)) => {
-                    let label = page.label.clone();
-                    let n_records = page.records.len();
-                    self.apply_page(&mut tx, page)
-                        .await
-                        .map_err(|error| match error {
-                            // Kept as such: a lost deadlock is told from other errors.
-                            RunError::Database(error) if !lost_deadlock(&error) => {
-                                RunError::Source(format!(
-                                    "{label}: database error while applying the page: {error}"
-                                ))
-                            }
-                            other => other,
-                        })?;
-                    progress.page_applied(&label, n_records, self.seen.len() as u64, None);
-                }
-                Some(DirectoryItem::Complete { reported_total }) => break reported_total,
-                Some(DirectoryItem::Failed(failure)) => {
-                    return Err(RunError::Source(format!(
-                        "directory read failed, nothing was changed: {failure}"
-                    )))
-                }
-                None => {
-                    return Err(RunError::Source(
-                        "the connector stopped without finishing; nothing was changed".to_string(),
-                    ))
-                }
-            }
-        };
-        let distinct = self.seen.len() as u64;
-        if distinct < reported_total {
-            return Err(RunError::Source(format!(
-                "received {distinct} distinct persons but the directory reported \
-                 {reported_total}; nothing was changed"
-            )));
-        }
+        apply_pages(self, &mut tx, items, progress).await?;
 
         let gone: Vec<Uuid> = self
             .links
@@ -425,7 +303,11 @@ impl<'a> DirectoryRun<'a> {
                 }
                 tx.commit().await?;
             }
-            return Ok((SyncStatus::Blocked, Some(reason), would_mark));
+            return Ok(Finish {
+                status: SyncStatus::Blocked,
+                blocked_reason: Some(reason),
+                would_mark_missing: would_mark,
+            });
         }
 
         let (left, returned) = mark_left(&mut tx, self.source, &gone, self.now).await?;
@@ -444,7 +326,11 @@ impl<'a> DirectoryRun<'a> {
         } else {
             tx.commit().await?;
         }
-        Ok((SyncStatus::Succeeded, None, would_mark))
+        Ok(Finish {
+            status: SyncStatus::Succeeded,
+            blocked_reason: None,
+            would_mark_missing: would_mark,
+        })
     }
 
     async fn load(&mut self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
@@ -533,7 +419,7 @@ impl<'a> DirectoryRun<'a> {
         found
     }
 
-    async fn apply_page(
+    async fn apply_person_page(
         &mut self,
         tx: &mut PgConnection,
         page: PersonPage,
@@ -943,29 +829,15 @@ impl<'a> DirectoryRun<'a> {
         lines
     }
 
-    fn report(
-        &self,
-        status: SyncStatus,
-        error: Option<String>,
-        blocked_reason: Option<String>,
-        would_mark_missing: i32,
-    ) -> SyncReport {
+    /// The run's warnings with its summaries first, which the cap never drops.
+    fn warnings_with_summaries(&self) -> Warnings {
         let summaries = self.summaries();
-        let n_summaries = summaries.len();
-        SyncReport {
-            run_id: self.run_id,
-            source_name: self.source.name.clone(),
-            kind: "directory",
-            status,
-            dry_run: self.options.dry_run,
-            counts: self.counts.clone(),
-            would_mark_missing,
-            warnings: summaries.into_iter().chain(self.warnings.clone()).collect(),
-            n_warnings: self.n_warnings + n_summaries,
-            error,
-            blocked_reason,
-            retried_runs: Vec::new(),
-            lost_deadlock: false,
+        Warnings {
+            count: self.warnings.count + summaries.len(),
+            kept: summaries
+                .into_iter()
+                .chain(self.warnings.kept.iter().cloned())
+                .collect(),
         }
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::person::DirectorySchool;
 use crate::record::{hash_json_text, DeviceRecord};
-use crate::sync::merge::NormalizedIds;
+use crate::store::merge::NormalizedIds;
 use crate::sync::protocol::{FetchFailure, SourceItem};
 
 /// A record with its identifiers normalized (in `record` too), its JSON and its hash.

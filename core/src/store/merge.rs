@@ -16,10 +16,10 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::device_row::{DeviceRow, SOURCE_FIELDS};
 use crate::model::DeviceCategory;
 use crate::normalize;
 use crate::record::DeviceRecord;
-use crate::store::device_row::{DeviceRow, SOURCE_FIELDS};
 
 /// Who may overwrite a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
