@@ -69,7 +69,8 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
         None => run_sources(&args.run, config, format).await,
         Some(SyncCommand::Runs { source, limit }) => {
             let database = Database::open(config, Migrations::RequireCurrent).await?;
-            let list = runs::list_runs(&database.pool, source.as_deref(), limit).await?;
+            let list =
+                runs::list_runs(&database.pool, &super::scope(), source.as_deref(), limit).await?;
             output::print_list(&list, format)?;
             database.close().await?;
             Ok(0)
@@ -77,7 +78,8 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
         Some(SyncCommand::Approve { run, by }) => {
             let database = Database::open(config, Migrations::RequireCurrent).await?;
             let approval =
-                sync::approve_run(&database.pool, &SystemClock, run, &super::actor(by)).await?;
+                sync::approve_run(&database.pool, &SystemClock, run, &super::actor(by).name())
+                    .await?;
             match format {
                 Format::Table => println!(
                     "Run {} of source '{}' approved: {} {}.",
@@ -98,7 +100,7 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
         Some(SyncCommand::Status) => {
             let database = Database::open(config, Migrations::RequireCurrent).await?;
             let now = bestand_core::Clock::now(&SystemClock);
-            let status: Vec<StatusLine> = runs::source_status(&database.pool, now)
+            let status: Vec<StatusLine> = runs::source_status(&database.pool, &super::scope(), now)
                 .await?
                 .into_iter()
                 .map(|status| {

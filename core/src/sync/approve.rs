@@ -41,7 +41,7 @@ pub async fn approve_run(
             key: run_id.to_string(),
         });
     };
-    let source = store::source_by_id(pool, source_id).await?;
+    let source = store::source_by_id(pool, &crate::access::Scope::All, source_id).await?;
     if status != "blocked" || dry_run {
         return Err(CoreError::Conflict(format!(
             "run {run_id} of source '{}' is {}{}; only blocked runs can be approved",
