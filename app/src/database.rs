@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use bestand_core::access::{Actor, Scope};
 use bestand_core::store::{self, AuthoritySpec, SchoolSpec, SourceRef, SourceSpec};
 use bestand_core::sync::DeletionGuard;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -138,7 +139,15 @@ pub async fn apply_config_directory(
             authority_slug: source.common.authority.clone(),
         })
         .collect();
-    Ok(store::apply_directory(pool, &authorities, &sources).await?)
+    // The configuration file's holder administers every authority in it (docs/ARCHITECTURE.md).
+    Ok(store::apply_configuration(
+        pool,
+        &Scope::All,
+        &Actor::System("configuration"),
+        &authorities,
+        &sources,
+    )
+    .await?)
 }
 
 /// The deletion guard that applies to `source`.

@@ -360,7 +360,12 @@ fn write_demo_config(data_dir: &Path, mocks: &Mocks) -> anyhow::Result<PathBuf> 
 }
 
 async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Result<()> {
-    let counts = devices::count_by_school_and_category(&database.pool, Some("musterstadt")).await?;
+    let counts = devices::count_by_school_and_category(
+        &database.pool,
+        &crate::commands::scope(),
+        Some("musterstadt"),
+    )
+    .await?;
     let mut categories: Vec<String> = counts.iter().map(|c| c.category.clone()).collect();
     categories.sort();
     categories.dedup();
@@ -407,6 +412,7 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
     let in_a_year = today.checked_add_months(Months::new(12)).unwrap_or(today);
     let ending = devices::list_devices(
         &database.pool,
+        &crate::commands::scope(),
         &DeviceFilter {
             warranty_from: Some(today),
             warranty_before: Some(in_a_year),
@@ -436,6 +442,7 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
 
     let missing = devices::list_devices(
         &database.pool,
+        &crate::commands::scope(),
         &DeviceFilter {
             missing: true,
             ..Default::default()
@@ -476,6 +483,7 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
     .await?;
     let conflicts = devices::list_devices(
         &database.pool,
+        &crate::commands::scope(),
         &DeviceFilter {
             conflicts: true,
             ..Default::default()
@@ -488,7 +496,12 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
         conflicts.len()
     );
 
-    let schools = persons::list_schools(&database.pool, Some("musterstadt")).await?;
+    let schools = persons::list_schools(
+        &database.pool,
+        &crate::commands::scope(),
+        Some("musterstadt"),
+    )
+    .await?;
     let classes: i64 = schools.iter().map(|school| school.classes).sum();
     // Distinct persons: a teacher at two schools counts once.
     let (pupils, teachers): (i64, i64) = sqlx::query_as(
@@ -517,6 +530,7 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
     );
     let busiest = persons::list_persons(
         &database.pool,
+        &crate::commands::scope(),
         &persons::PersonFilter {
             role: Some(bestand_core::model::PersonRole::Student),
             limit: Some(2000),

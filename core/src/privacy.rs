@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use self::terms::{Identity, Kept, Terms, REMOVED, TOKENS};
 
+use crate::access::{Actor, Scope};
 use crate::error::CoreError;
 use crate::store::assignments::refresh_assignments;
 
@@ -83,23 +84,32 @@ const PSEUDONYM: &str =
 /// deleted with their links, memberships and device assignments. A person with an open loan
 /// is kept (and listed): the school still has to get the device back. One transaction; a dry
 /// run rolls it back.
+///
+/// The retention period is the authority's, so the purge needs a scope that covers the whole
+/// authority; to any other scope the authority is not found.
 pub async fn purge(
     pool: &PgPool,
+    scope: &Scope,
+    actor: &Actor,
     now: DateTime<Utc>,
     authority: &str,
     retention_months: u32,
     dry_run: bool,
-    purged_by: &str,
 ) -> Result<PurgeReport, CoreError> {
-    let authority_id: Uuid =
-        sqlx::query_scalar("select authority_id from school_authority where slug = $1")
-            .bind(authority)
-            .fetch_optional(pool)
-            .await?
-            .ok_or_else(|| CoreError::NotFound {
-                what: "authority",
-                key: authority.to_string(),
-            })?;
+    let authority_id: Uuid = sqlx::query_scalar(&format!(
+        "select authority_id from school_authority where slug = $1 and {}",
+        crate::store::authority_wide("authority_id", 2, 3)
+    ))
+    .bind(authority)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| CoreError::NotFound {
+        what: "authority",
+        key: authority.to_string(),
+    })?;
+    let purged_by = &actor.name();
     let cutoff = now
         .checked_sub_months(Months::new(retention_months))
         .ok_or_else(|| {

@@ -2,6 +2,7 @@
 //! formulas, and what bestand writes reads back the same.
 
 use bestand_cli::output::{write_list, Format};
+use bestand_core::access::Scope;
 use bestand_core::store::devices;
 use bestand_core::tabular;
 
@@ -29,7 +30,7 @@ async fn devices_list_as_csv_neutralises_formula_cells_and_reads_back_the_same()
         })
         .collect();
     sync_records(&db.pool, &clock(), source_ref, records).await;
-    let list = devices::list_devices(&db.pool, &devices::DeviceFilter::default())
+    let list = devices::list_devices(&db.pool, &Scope::All, &devices::DeviceFilter::default())
         .await
         .unwrap();
     assert_eq!(list.len(), names.len());

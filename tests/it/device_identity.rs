@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bestand_connectors::file::{FileConfig, FileSource};
 use bestand_connectors::spawn_fetch;
+use bestand_core::access::{Actor, Scope};
 use bestand_core::identity::IDENTIFIER_SHARED;
 use bestand_core::model::SyncStatus;
 use bestand_core::record::DeviceRecord;
@@ -36,7 +37,7 @@ fn school_ipad(external_id: &str, serial: &str, mac: &str) -> DeviceRecord {
 }
 
 async fn open_items(pool: &sqlx::PgPool, kind: &str) -> Vec<review::ReviewView> {
-    review::list_review(pool, Some("open"))
+    review::list_review(pool, &Scope::All, Some("open"))
         .await
         .unwrap()
         .into_iter()
@@ -78,7 +79,7 @@ async fn devices_of_two_sources_sharing_macs_with_different_serials_never_merge(
     );
     assert_eq!(device_count(&db.pool).await, 6);
     for i in 0..3 {
-        let mac = devices::show_device(&db.pool, &format!("CMP{i:04}"))
+        let mac = devices::show_device(&db.pool, &Scope::All, &format!("CMP{i:04}"))
             .await
             .unwrap();
         assert_eq!(mac.device.serial_number, Some(format!("CMP{i:04}")));
@@ -105,7 +106,9 @@ async fn devices_of_two_sources_sharing_macs_with_different_serials_never_merge(
             .collect::<Vec<_>>(),
         "each item names the shared MAC and every device carrying it"
     );
-    let no_other_items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    let no_other_items = review::list_review(&db.pool, &Scope::All, Some("open"))
+        .await
+        .unwrap();
     assert_eq!(no_other_items.len(), 3, "{no_other_items:?}");
 
     // Both sources again: nothing merges, no item is added or duplicated.
@@ -130,7 +133,9 @@ async fn one_item_per_docking_station_mac_however_many_laptops_carry_it() {
     let report = sync_records(&db.pool, &clock, source, laptops).await;
     assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
     assert_eq!((report.counts.created, report.counts.review_items), (5, 1));
-    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    let items = review::list_review(&db.pool, &Scope::All, Some("open"))
+        .await
+        .unwrap();
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0].kind, IDENTIFIER_SHARED);
     assert_eq!(items[0].candidates.len(), 5);
@@ -155,7 +160,9 @@ async fn one_item_per_docking_station_mac_however_many_laptops_carry_it() {
         "{:?}",
         report.warnings
     );
-    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    let items = review::list_review(&db.pool, &Scope::All, Some("open"))
+        .await
+        .unwrap();
     assert_eq!(items.len(), 1, "still one item: {items:?}");
     assert_eq!(items[0].candidates.len(), 6);
     // It can only be dismissed: there is no record to place.
@@ -194,7 +201,9 @@ async fn a_record_without_a_serial_still_joins_its_device_by_mac() {
         "{:?}",
         report.warnings
     );
-    let device = devices::show_device(&db.pool, "CMP0001").await.unwrap();
+    let device = devices::show_device(&db.pool, &Scope::All, "CMP0001")
+        .await
+        .unwrap();
     assert_eq!(device.links.len(), 2);
 }
 
@@ -249,14 +258,16 @@ async fn a_linked_devices_serial_never_changes_silently() {
     let source = &musterstadt(&db.pool, &["jamf"]).await[0];
     let mut records = fleet(2);
     sync_records(&db.pool, &clock, source, records.clone()).await;
-    let device = devices::resolve_device(&db.pool, "SER00001").await.unwrap();
+    let device = devices::resolve_device(&db.pool, &Scope::All, "SER00001")
+        .await
+        .unwrap();
 
     records[1].serial_number = Some("SER00099".into());
     records[1].os_version = Some("18.2".into());
     clock.advance(Duration::hours(1));
     let report = sync_records(&db.pool, &clock, source, records.clone()).await;
     assert_eq!((report.counts.updated, report.counts.review_items), (1, 1));
-    let held = devices::show_device(&db.pool, &device.to_string())
+    let held = devices::show_device(&db.pool, &Scope::All, &device.to_string())
         .await
         .unwrap();
     assert_eq!(held.device.serial_number.as_deref(), Some("SER00001"));
@@ -284,7 +295,7 @@ async fn a_linked_devices_serial_never_changes_silently() {
     )
     .await
     .unwrap();
-    let decided = devices::show_device(&db.pool, &device.to_string())
+    let decided = devices::show_device(&db.pool, &Scope::All, &device.to_string())
         .await
         .unwrap();
     assert_eq!(decided.device.serial_number.as_deref(), Some("SER00099"));
@@ -312,8 +323,12 @@ async fn merged_by_an_earlier_version(
         vec![school_ipad("js:1", "JS0001", mac)],
     )
     .await;
-    let macbook_device = devices::resolve_device(&db.pool, "CMP0001").await.unwrap();
-    let ipad_device = devices::resolve_device(&db.pool, "JS0001").await.unwrap();
+    let macbook_device = devices::resolve_device(&db.pool, &Scope::All, "CMP0001")
+        .await
+        .unwrap();
+    let ipad_device = devices::resolve_device(&db.pool, &Scope::All, "JS0001")
+        .await
+        .unwrap();
     let mut tx = db.pool.begin().await.unwrap();
     sqlx::query("set local bestand.allow_history_delete = 'on'")
         .execute(&mut *tx)
@@ -348,12 +363,13 @@ async fn devices_an_earlier_version_merged_are_found_and_split_with_their_histor
     let clock = clock();
     let sources = musterstadt(&db.pool, &["jamf", "jamf_school"]).await;
     let merged = merged_by_an_earlier_version(&db, &clock, &sources).await;
+    let anna = Actor::CliUser("anna".into());
 
-    let scan = review::find_merged_devices(&db.pool, clock.now_value())
+    let scan = review::find_merged_devices(&db.pool, &Scope::All, &anna, clock.now_value())
         .await
         .unwrap();
     assert_eq!((scan.links, scan.contradicting, scan.opened), (2, 1, 1));
-    let again = review::find_merged_devices(&db.pool, clock.now_value())
+    let again = review::find_merged_devices(&db.pool, &Scope::All, &anna, clock.now_value())
         .await
         .unwrap();
     assert_eq!(again.opened, 0, "a second scan opens nothing new");
@@ -374,7 +390,9 @@ async fn devices_an_earlier_version_merged_are_found_and_split_with_their_histor
         outcome.contains("split jamf:computer:1 off device JS0001"),
         "{outcome}"
     );
-    let split = devices::show_device(&db.pool, "CMP0001").await.unwrap();
+    let split = devices::show_device(&db.pool, &Scope::All, "CMP0001")
+        .await
+        .unwrap();
     assert_ne!(split.device.device_id, merged);
     assert_eq!(split.device.model.as_deref(), Some("MacBook Air (M2)"));
     assert_eq!(split.device.wifi_mac.as_deref(), Some("a4:83:e7:00:30:01"));
@@ -397,7 +415,7 @@ async fn devices_an_earlier_version_merged_are_found_and_split_with_their_histor
         merged.to_string()
     );
 
-    let left = devices::show_device(&db.pool, &merged.to_string())
+    let left = devices::show_device(&db.pool, &Scope::All, &merged.to_string())
         .await
         .unwrap();
     assert_eq!(left.device.serial_number.as_deref(), Some("JS0001"));
@@ -417,7 +435,7 @@ async fn devices_an_earlier_version_merged_are_found_and_split_with_their_histor
     )
     .await;
     assert_eq!((report.counts.updated, report.counts.created), (1, 0));
-    let left = devices::show_device(&db.pool, &merged.to_string())
+    let left = devices::show_device(&db.pool, &Scope::All, &merged.to_string())
         .await
         .unwrap();
     assert_eq!(left.device.wifi_mac.as_deref(), Some("a4:83:e7:00:30:01"));
@@ -475,7 +493,9 @@ async fn a_file_sources_rows_sharing_a_dock_mac_each_become_their_device() {
     .unwrap();
     assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
     assert_eq!((report.counts.created, report.counts.review_items), (3, 1));
-    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    let items = review::list_review(&db.pool, &Scope::All, Some("open"))
+        .await
+        .unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].kind, IDENTIFIER_SHARED);
     let mut labels = items[0].candidate_labels.clone();

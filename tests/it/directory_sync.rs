@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use bestand_core::access::{Actor, Scope};
 use bestand_core::model::{PersonRole, SyncStatus};
 use bestand_core::person::{DirectorySchool, Membership, PersonIds, PersonRecord};
 use bestand_core::store::{self, SourceRef};
@@ -363,7 +364,7 @@ async fn a_person_matching_several_becomes_a_review_item_not_a_guess() {
     .unwrap();
     assert_eq!(kind, "person_ambiguous");
     assert_eq!(candidates.len(), 2);
-    let listed = store::review::list_review(&db.pool, Some("open"))
+    let listed = store::review::list_review(&db.pool, &Scope::All, Some("open"))
         .await
         .unwrap();
     let mut labels = listed[0].candidate_labels.clone();
@@ -382,10 +383,11 @@ async fn a_person_matching_several_becomes_a_review_item_not_a_guess() {
             .unwrap();
     let outcome = store::review::resolve_review(
         &db.pool,
+        &Scope::All,
+        &Actor::CliUser("anna".into()),
         item,
         store::review::Resolution::LinkTo(mia),
         &Default::default(),
-        "anna",
         clock.now_value(),
     )
     .await
@@ -582,7 +584,9 @@ async fn mdm_user_hints_resolve_to_persons_and_unclear_ones_are_kept_as_such() {
     let db = test_db().await;
     let clock = clock();
     let ucs = directory_source(&db.pool, "ucs").await;
-    let jamf = store::source_by_name(&db.pool, "jamf").await.unwrap();
+    let jamf = store::source_by_name(&db.pool, &Scope::All, "jamf")
+        .await
+        .unwrap();
     let mut persons = pupils(3);
     let mut first = pupil("s1", "mia.kaya", "GSL", "1a");
     first.email = Some("familie.kaya@example.org".into());

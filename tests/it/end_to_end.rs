@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use bestand_connectors::jamf_pro::{JamfPro, JamfProConfig};
 use bestand_connectors::spawn_fetch;
+use bestand_core::access::Scope;
 use bestand_core::model::SyncStatus;
 use bestand_core::store::{devices, SourceRef};
 use bestand_core::sync::{self, SyncReport};
@@ -66,7 +67,7 @@ async fn a_jamf_fleet_arrives_whole_and_a_second_sync_changes_nothing() {
     // Every device of the generated fleet is there under its serial, with purchase data mapped.
     let snapshot = mock.snapshot();
     let device = snapshot.device(3).unwrap();
-    let detail = devices::show_device(&db.pool, &device.serial_number)
+    let detail = devices::show_device(&db.pool, &Scope::All, &device.serial_number)
         .await
         .unwrap();
     assert_eq!(detail.device.model.as_deref(), Some(device.model.name));

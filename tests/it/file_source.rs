@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bestand_connectors::file::{FileConfig, FileSource};
 use bestand_connectors::spawn_fetch;
+use bestand_core::access::Scope;
 use bestand_core::model::SyncStatus;
 use bestand_core::store::devices;
 use bestand_core::sync;
@@ -64,7 +65,9 @@ async fn a_german_csv_export_becomes_devices_with_bad_values_reported_not_droppe
         report.warnings
     );
 
-    let laptop = devices::show_device(&db.pool, "INV-0001").await.unwrap();
+    let laptop = devices::show_device(&db.pool, &Scope::All, "INV-0001")
+        .await
+        .unwrap();
     assert_eq!(laptop.device.serial_number.as_deref(), Some("C02ABC123XYZ"));
     assert_eq!(laptop.device.category, "laptop");
     assert_eq!(
@@ -76,7 +79,9 @@ async fn a_german_csv_export_becomes_devices_with_bad_values_reported_not_droppe
         chrono::NaiveDate::from_ymd_opt(2027, 8, 14)
     );
     assert_eq!(laptop.school_number.as_deref(), Some("100002"));
-    let desktop = devices::show_device(&db.pool, "INV-0002").await.unwrap();
+    let desktop = devices::show_device(&db.pool, &Scope::All, "INV-0002")
+        .await
+        .unwrap();
     assert_eq!(
         desktop.school_number.as_deref(),
         Some("100001"),
@@ -127,7 +132,9 @@ async fn an_excel_export_in_windows_1252_with_semicolons_is_read_with_euro_and_u
     let report = run_file(&db.pool, source_ref, config).await;
     assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-    let tablet = devices::show_device(&db.pool, "INV-0001").await.unwrap();
+    let tablet = devices::show_device(&db.pool, &Scope::All, "INV-0001")
+        .await
+        .unwrap();
     assert_eq!(tablet.device.model.as_deref(), Some("Tablet für Schüler"));
     assert_eq!(tablet.device.room.as_deref(), Some("Großer Saal"));
     assert_eq!(
@@ -189,7 +196,10 @@ async fn prices_in_english_notation_are_not_misread_and_ambiguous_ones_are_kept_
     let price = |tag: &'static str| {
         let pool = db.pool.clone();
         async move {
-            let device = devices::show_device(&pool, tag).await.unwrap().device;
+            let device = devices::show_device(&pool, &Scope::All, tag)
+                .await
+                .unwrap()
+                .device;
             (
                 device.purchase_price.map(|p| p.to_string()),
                 device.currency,
@@ -285,6 +295,7 @@ async fn a_json_export_is_read_from_its_pointer() {
     );
     let found = devices::list_devices(
         &db.pool,
+        &Scope::All,
         &devices::DeviceFilter {
             search: Some("a4:83:e7".into()),
             ..Default::default()
@@ -376,9 +387,13 @@ async fn an_iserv_host_list_becomes_one_device_per_host_name() {
     assert_eq!(report.status, SyncStatus::Succeeded, "{report:?}");
     assert_eq!(report.counts.created, 2);
 
-    let notebook = devices::show_device(&db.pool, &find_id(&db.pool, "nb-lehrer-01").await)
-        .await
-        .unwrap();
+    let notebook = devices::show_device(
+        &db.pool,
+        &Scope::All,
+        &find_id(&db.pool, "nb-lehrer-01").await,
+    )
+    .await
+    .unwrap();
     assert_eq!(notebook.device.room.as_deref(), Some("Lehrerzimmer"));
     assert_eq!(
         notebook.device.wifi_mac.as_deref(),

@@ -15,6 +15,7 @@ use crate::slapd::{
 use crate::support::{self, clock, musterstadt, test_db, ClockValue};
 use bestand_connectors::iserv_ldap::{IservLdap, IservLdapConfig};
 use bestand_connectors::spawn_directory_fetch;
+use bestand_core::access::{Actor, Scope};
 use bestand_core::model::{PersonRole, SyncStatus};
 use bestand_core::person::{AccountKind, DirectorySchool, Membership};
 use bestand_core::store::{self, SourceRef};
@@ -410,10 +411,11 @@ async fn resolve(
 ) -> String {
     store::review::resolve_review(
         pool,
+        &Scope::All,
+        &Actor::CliUser("medienbeauftragte".into()),
         item,
         resolution,
         &Default::default(),
-        "medienbeauftragte",
         clock.now_value(),
     )
     .await

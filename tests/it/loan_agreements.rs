@@ -17,6 +17,7 @@ use bestand_cli::commands::loans::agreements::{
     write_agreements, WrittenAgreements,
 };
 use bestand_cli::commands::loans::read_loan_csv;
+use bestand_core::access::{Actor, Scope};
 use bestand_core::loans::{self, BulkOptions, IssueRequest, LoanView, ReturnRequest};
 use bestand_core::privacy;
 use bestand_documents::agreement::AgreementTemplate;
@@ -379,9 +380,17 @@ async fn pseudonymised_and_cancelled_loans_get_no_agreement() {
         .execute(world.pool())
         .await
         .unwrap();
-    let purge = privacy::purge(world.pool(), t0(), "musterstadt", 12, false, "dsb")
-        .await
-        .unwrap();
+    let purge = privacy::purge(
+        world.pool(),
+        &Scope::All,
+        &Actor::CliUser("dsb".into()),
+        t0(),
+        "musterstadt",
+        12,
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(purge.loans.len(), 1);
 
     let refused = error_text(agreements_of_loan_ids(world.pool(), &[lea.loan_id]).await);

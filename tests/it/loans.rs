@@ -11,6 +11,7 @@ use bestand_app::config::Config;
 use bestand_cli::commands::loans::{
     print_import, read_loan_csv, read_loan_csv_in, scan_issue, scan_return,
 };
+use bestand_core::access::Scope;
 use bestand_core::loans::{
     self, BulkOptions, ClassSetRequest, DevicePool, IssueRequest, LoanFilter, LoanPolicy, Loss,
     ReturnRequest,
@@ -763,9 +764,13 @@ async fn every_step_is_a_device_event_without_names() {
     assert_eq!(causes, vec!["user"]);
 
     // `devices show` and `persons show` carry the loans.
-    let device = store::devices::show_device(pool, "INV-0003").await.unwrap();
+    let device = store::devices::show_device(pool, &Scope::All, "INV-0003")
+        .await
+        .unwrap();
     assert_eq!(device.loans.len(), 2);
-    let person = store::persons::show_person(pool, "mia.kern").await.unwrap();
+    let person = store::persons::show_person(pool, &Scope::All, "mia.kern")
+        .await
+        .unwrap();
     assert_eq!(person.loans.len(), 2);
     assert_eq!(person.loans[0].state, "active");
 }

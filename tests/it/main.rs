@@ -4,6 +4,7 @@
 // Everything in this binary is test code, where a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod agreement;
 mod cli_config;
 mod csv_output;

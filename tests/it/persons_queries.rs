@@ -1,6 +1,7 @@
 //! The person and school queries behind `bestand schools`, `bestand persons` and the device
 //! list's assignment filters, against PostgreSQL.
 
+use bestand_core::access::Scope;
 use bestand_core::model::{PersonRole, SyncStatus};
 use bestand_core::person::{Membership, PersonIds, PersonRecord};
 use bestand_core::store::devices::{self, DeviceFilter};
@@ -121,7 +122,7 @@ async fn schools_persons_and_assignments_can_be_listed_filtered_and_shown() {
     )
     .await;
 
-    let schools = persons::list_schools(&db.pool, Some("musterstadt"))
+    let schools = persons::list_schools(&db.pool, &Scope::All, Some("musterstadt"))
         .await
         .unwrap();
     let counts: Vec<(&str, i64, i64, i64, i64)> = schools
@@ -147,6 +148,7 @@ async fn schools_persons_and_assignments_can_be_listed_filtered_and_shown() {
     };
     let class_3a = persons::list_persons(
         &db.pool,
+        &Scope::All,
         &PersonFilter {
             school: Some("GS Lindenweg".into()),
             class: Some("3A".into()),
@@ -158,6 +160,7 @@ async fn schools_persons_and_assignments_can_be_listed_filtered_and_shown() {
     assert_eq!(usernames(class_3a), vec!["lea.schulz", "tom.berg"]);
     let teachers = persons::list_persons(
         &db.pool,
+        &Scope::All,
         &PersonFilter {
             role: Some(PersonRole::Teacher),
             school: Some("100002".into()),
@@ -175,6 +178,7 @@ async fn schools_persons_and_assignments_can_be_listed_filtered_and_shown() {
     );
     let left = persons::list_persons(
         &db.pool,
+        &Scope::All,
         &PersonFilter {
             left: true,
             ..PersonFilter::default()
@@ -186,6 +190,7 @@ async fn schools_persons_and_assignments_can_be_listed_filtered_and_shown() {
     assert!(left[0].left_at.is_some());
     let found = persons::list_persons(
         &db.pool,
+        &Scope::All,
         &PersonFilter {
             search: Some("WOLF".into()),
             ..PersonFilter::default()
@@ -196,7 +201,7 @@ async fn schools_persons_and_assignments_can_be_listed_filtered_and_shown() {
     assert_eq!(usernames(found), vec!["ida.wolf"]);
 
     // By username, email or id; a current person wins over one who left with the same login.
-    let shown = persons::show_person(&db.pool, "lea.schulz@schule.example")
+    let shown = persons::show_person(&db.pool, &Scope::All, "lea.schulz@schule.example")
         .await
         .unwrap();
     assert_eq!(shown.person.username.as_deref(), Some("lea.schulz"));
@@ -209,14 +214,18 @@ async fn schools_persons_and_assignments_can_be_listed_filtered_and_shown() {
             .collect::<Vec<_>>(),
         vec!["SER1"]
     );
-    let by_id = persons::show_person(&db.pool, &shown.person.person_id.to_string())
+    let by_id = persons::show_person(&db.pool, &Scope::All, &shown.person.person_id.to_string())
         .await
         .unwrap();
     assert_eq!(by_id.person.person_id, shown.person.person_id);
-    let reused = persons::show_person(&db.pool, "old.login").await.unwrap();
+    let reused = persons::show_person(&db.pool, &Scope::All, "old.login")
+        .await
+        .unwrap();
     assert!(reused.person.left_at.is_none());
     assert_eq!(reused.memberships[0].class_name.as_deref(), Some("1a"));
-    let missing = persons::show_person(&db.pool, "no.such").await.unwrap_err();
+    let missing = persons::show_person(&db.pool, &Scope::All, "no.such")
+        .await
+        .unwrap_err();
     assert!(matches!(missing, CoreError::NotFound { .. }), "{missing}");
 
     let serials = |list: Vec<devices::DeviceSummary>| -> Vec<String> {
@@ -224,6 +233,7 @@ async fn schools_persons_and_assignments_can_be_listed_filtered_and_shown() {
     };
     let assigned = devices::list_devices(
         &db.pool,
+        &Scope::All,
         &DeviceFilter {
             assigned_to: Some("j.becker".into()),
             ..DeviceFilter::default()
@@ -235,6 +245,7 @@ async fn schools_persons_and_assignments_can_be_listed_filtered_and_shown() {
     assert_eq!(assigned[0].assigned_to.as_deref(), Some("j.becker"));
     let unassigned = devices::list_devices(
         &db.pool,
+        &Scope::All,
         &DeviceFilter {
             unassigned: true,
             ..DeviceFilter::default()
@@ -244,7 +255,9 @@ async fn schools_persons_and_assignments_can_be_listed_filtered_and_shown() {
     .unwrap();
     assert_eq!(serials(unassigned), vec!["SER3", "SER4"]);
 
-    let detail = devices::show_device(&db.pool, "SER1").await.unwrap();
+    let detail = devices::show_device(&db.pool, &Scope::All, "SER1")
+        .await
+        .unwrap();
     assert_eq!(detail.assignments.len(), 1);
     assert_eq!(
         detail.assignments[0].username.as_deref(),
@@ -252,7 +265,9 @@ async fn schools_persons_and_assignments_can_be_listed_filtered_and_shown() {
     );
     assert_eq!(detail.assignments[0].source_name, "jamf");
 
-    let hints = persons::unresolved_hints(&db.pool, None).await.unwrap();
+    let hints = persons::unresolved_hints(&db.pool, &Scope::All, None)
+        .await
+        .unwrap();
     assert_eq!(hints.len(), 1);
     assert_eq!(hints[0].hint_username.as_deref(), Some("nobody.here"));
     assert_eq!(hints[0].status, "no_match");

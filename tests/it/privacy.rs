@@ -2,6 +2,7 @@
 //! device's story under a pseudonym, departed persons are removed, open loans hold them back,
 //! and a dry run changes nothing.
 
+use bestand_core::access::{Actor, Scope};
 use bestand_core::model::PersonRole;
 use bestand_core::person::{Membership, PersonIds, PersonRecord};
 use bestand_core::privacy;
@@ -32,7 +33,9 @@ fn pupil(n: usize) -> PersonRecord {
 }
 
 async fn read(pool: &PgPool, clock: &FixedClock, persons: Vec<PersonRecord>) {
-    let source = store::source_by_name(pool, "ucs").await.unwrap();
+    let source = store::source_by_name(pool, &Scope::All, "ucs")
+        .await
+        .unwrap();
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
     let total = persons.len() as u64;
     sender
@@ -83,6 +86,16 @@ async fn loan(pool: &PgPool, serial: &str, username: &str, closed: Option<DateTi
     .unwrap()
 }
 
+/// Musterstadt's purge with a retention of 12 months, by the data protection officer.
+async fn purge_as_dsb(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<privacy::PurgeReport, bestand_core::CoreError> {
+    let dsb = Actor::CliUser("dsb".into());
+    privacy::purge(pool, &Scope::All, &dsb, now, "musterstadt", 12, dry_run).await
+}
+
 async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
@@ -108,9 +121,7 @@ async fn closed_loans_of_persons_past_retention_are_pseudonymised_and_the_person
 
     // Within retention: nothing to do.
     let early = left_at.checked_add_months(Months::new(11)).unwrap();
-    let report = privacy::purge(&db.pool, early, "musterstadt", 12, false, "dsb")
-        .await
-        .unwrap();
+    let report = purge_as_dsb(&db.pool, early, false).await.unwrap();
     assert!(
         report.loans.is_empty() && report.persons.is_empty(),
         "{report:?}"
@@ -118,9 +129,7 @@ async fn closed_loans_of_persons_past_retention_are_pseudonymised_and_the_person
 
     // Past retention, dry run first: everything reported, nothing changed.
     let late = left_at.checked_add_months(Months::new(13)).unwrap();
-    let dry = privacy::purge(&db.pool, late, "musterstadt", 12, true, "dsb")
-        .await
-        .unwrap();
+    let dry = purge_as_dsb(&db.pool, late, true).await.unwrap();
     assert_eq!(
         dry.loans.iter().map(|l| l.loan_id).collect::<Vec<_>>(),
         vec![done]
@@ -150,9 +159,7 @@ async fn closed_loans_of_persons_past_retention_are_pseudonymised_and_the_person
         0
     );
 
-    let report = privacy::purge(&db.pool, late, "musterstadt", 12, false, "dsb")
-        .await
-        .unwrap();
+    let report = purge_as_dsb(&db.pool, late, false).await.unwrap();
     assert_eq!(report.loans.len(), 1);
     let pseudonym = &report.loans[0].pseudonym;
     assert!(
@@ -408,9 +415,7 @@ async fn a_purged_person_is_found_in_no_table() {
     }
 
     let late = left_at.checked_add_months(Months::new(13)).unwrap();
-    let dry = privacy::purge(&db.pool, late, "musterstadt", 12, true, "dsb")
-        .await
-        .unwrap();
+    let dry = purge_as_dsb(&db.pool, late, true).await.unwrap();
     let expected = privacy::Scrubbed {
         review_items_deleted: 1,
         review_items_scrubbed: 1,
@@ -429,9 +434,7 @@ async fn a_purged_person_is_found_in_no_table() {
         "and changes nothing"
     );
 
-    let report = privacy::purge(&db.pool, late, "musterstadt", 12, false, "dsb")
-        .await
-        .unwrap();
+    let report = purge_as_dsb(&db.pool, late, false).await.unwrap();
     assert_eq!(report.scrubbed, expected);
     assert_eq!(report.persons.len(), 1);
     for needle in OTTILIE {
@@ -600,9 +603,7 @@ async fn the_purge_leaves_what_names_the_persons_who_stay() {
     let before = payloads().await;
 
     let late = left_at.checked_add_months(Months::new(13)).unwrap();
-    let report = privacy::purge(&db.pool, late, "musterstadt", 12, false, "dsb")
-        .await
-        .unwrap();
+    let report = purge_as_dsb(&db.pool, late, false).await.unwrap();
     let mut purged: Vec<String> = report
         .persons
         .iter()

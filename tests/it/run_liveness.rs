@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration as StdDuration;
 
+use bestand_core::access::Scope;
 use bestand_core::store::runs;
 use bestand_core::sync::{self, NoProgress};
 use bestand_core::CoreError;
@@ -126,18 +127,22 @@ async fn a_run_whose_process_died_shows_as_stale_and_ends_when_it_was_last_alive
     .await
     .unwrap();
 
-    let status = runs::source_status(&db.pool, t0()).await.unwrap();
+    let status = runs::source_status(&db.pool, &Scope::All, t0())
+        .await
+        .unwrap();
     assert_eq!(status.len(), 1);
     assert_eq!(
         (status[0].running_run_id, status[0].running_stale),
         (Some(dead), true)
     );
     assert_eq!(status[0].running_last_alive_at, Some(last_alive));
-    let running = runs::running_runs(&db.pool, t0()).await.unwrap();
+    let running = runs::running_runs(&db.pool, &Scope::All, t0())
+        .await
+        .unwrap();
     assert_eq!(running.len(), 1);
     assert!(running[0].stale);
     // Alive a moment ago: not stale.
-    let fresh = runs::running_runs(&db.pool, last_alive + Duration::seconds(30))
+    let fresh = runs::running_runs(&db.pool, &Scope::All, last_alive + Duration::seconds(30))
         .await
         .unwrap();
     assert!(!fresh[0].stale);
@@ -160,6 +165,8 @@ async fn a_run_whose_process_died_shows_as_stale_and_ends_when_it_was_last_alive
     assert_eq!(status, "aborted");
     assert_eq!(finished_at, last_alive, "ended when it was last alive");
     assert!(error.contains("last alive"), "{error}");
-    let status = runs::source_status(&db.pool, t0()).await.unwrap();
+    let status = runs::source_status(&db.pool, &Scope::All, t0())
+        .await
+        .unwrap();
     assert_eq!(status[0].running_run_id, None);
 }

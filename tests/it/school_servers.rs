@@ -14,6 +14,7 @@ use bestand_cli::commands::devices::{export_rows, DeviceExport};
 use bestand_cli::output::Row;
 use bestand_connectors::ucs_ldap::{UcsLdap, UcsLdapConfig};
 use bestand_connectors::{spawn_directory_fetch, spawn_fetch, Connector, DirectoryConnector};
+use bestand_core::access::Scope;
 use bestand_core::model::SyncStatus;
 use bestand_core::store::devices::{self, DeviceSummary};
 use bestand_core::store::runs::{self, RunView, SourceStatus};
@@ -355,7 +356,9 @@ async fn runs_and_status_name_the_person_run_and_the_device_run() {
     let db = test_db().await;
     sync_ucs(&db).await;
 
-    let list = runs::list_runs(&db.pool, Some("ucs"), 10).await.unwrap();
+    let list = runs::list_runs(&db.pool, &Scope::All, Some("ucs"), 10)
+        .await
+        .unwrap();
     let kinds: Vec<&str> = list.iter().map(|run| run.run_kind.as_str()).collect();
     assert_eq!(kinds, ["devices", "directory"], "newest first");
     // Table and CSV show the kind next to the source; JSON names it `run_kind`.
@@ -372,7 +375,7 @@ async fn runs_and_status_name_the_person_run_and_the_device_run() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    let status = runs::source_status(&db.pool, crate::support::t0())
+    let status = runs::source_status(&db.pool, &Scope::All, crate::support::t0())
         .await
         .unwrap();
     let lines: Vec<(Option<&str>, i64, i64)> = status
@@ -402,7 +405,9 @@ async fn the_device_list_carries_mac_and_os_for_scripts() {
         school: Some("123456".into()),
         ..devices::DeviceFilter::default()
     };
-    let list = devices::list_devices(&db.pool, &filter).await.unwrap();
+    let list = devices::list_devices(&db.pool, &Scope::All, &filter)
+        .await
+        .unwrap();
     let ubuntu = list
         .iter()
         .find(|device| device.name.as_deref() == Some("gsl-ubuntu-01"))

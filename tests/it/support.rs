@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bestand_connectors::{spawn_fetch, Connector};
+use bestand_core::access::{Actor, Scope};
 use bestand_core::model::{DeviceCategory, SchoolType};
 use bestand_core::record::DeviceRecord;
 use bestand_core::store::{self, AuthoritySpec, SchoolSpec, SourceRef, SourceSpec};
@@ -108,16 +109,24 @@ pub async fn musterstadt(pool: &PgPool, source_names: &[&str]) -> Vec<SourceRef>
             authority_slug: "musterstadt".into(),
         })
         .collect();
-    store::apply_directory(pool, &[authority], &sources)
-        .await
-        .expect("directory applies")
+    store::apply_configuration(
+        pool,
+        &Scope::All,
+        &Actor::System("configuration"),
+        &[authority],
+        &sources,
+    )
+    .await
+    .expect("directory applies")
 }
 
 /// Registers a directory source `name` (kind `ucs_ldap`) of Musterstadt; call after
 /// `musterstadt`.
 pub async fn directory_source(pool: &PgPool, name: &str) -> SourceRef {
-    store::apply_directory(
+    store::apply_configuration(
         pool,
+        &Scope::All,
+        &Actor::System("configuration"),
         &[],
         &[SourceSpec {
             name: name.into(),
@@ -355,7 +364,16 @@ pub async fn resolve_as_anna(
     resolution: store::review::Resolution,
     priority: &FieldPriority,
 ) -> Result<String, bestand_core::CoreError> {
-    store::review::resolve_review(pool, item, resolution, priority, "anna", t0()).await
+    store::review::resolve_review(
+        pool,
+        &Scope::All,
+        &Actor::CliUser("anna".into()),
+        item,
+        resolution,
+        priority,
+        t0(),
+    )
+    .await
 }
 
 /// The id of the review item raised about `external_id`.

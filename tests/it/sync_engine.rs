@@ -1,6 +1,7 @@
 //! The sync engine against real PostgreSQL: matching, idempotency, missing-marking, the
 //! deletion guard, failed runs that change nothing, and the advisory lock.
 
+use bestand_core::access::Scope;
 use bestand_core::identity::IDENTIFIER_SHARED;
 use bestand_core::model::SyncStatus;
 use bestand_core::store::{devices, review, runs};
@@ -69,7 +70,9 @@ async fn a_changed_field_updates_the_device_and_records_old_and_new() {
     let report = sync_records(&db.pool, &clock, source, changed).await;
     assert_eq!((report.counts.updated, report.counts.unchanged), (1, 2));
 
-    let detail = devices::show_device(&db.pool, "SER00001").await.unwrap();
+    let detail = devices::show_device(&db.pool, &Scope::All, "SER00001")
+        .await
+        .unwrap();
     assert_eq!(detail.device.os_version.as_deref(), Some("18.1"));
     let update = detail
         .history
@@ -87,7 +90,9 @@ async fn a_re_enrolled_device_keeps_its_id_and_history() {
     let clock = clock();
     let source = &musterstadt(&db.pool, &["jamf"]).await[0];
     sync_records(&db.pool, &clock, source, fleet(5)).await;
-    let before = devices::show_device(&db.pool, "ser00002").await.unwrap();
+    let before = devices::show_device(&db.pool, &Scope::All, "ser00002")
+        .await
+        .unwrap();
 
     let mut records = fleet(5);
     records[2].external_id = "mobile:9002".into();
@@ -98,7 +103,9 @@ async fn a_re_enrolled_device_keeps_its_id_and_history() {
         "{report:?}"
     );
 
-    let after = devices::show_device(&db.pool, "SER00002").await.unwrap();
+    let after = devices::show_device(&db.pool, &Scope::All, "SER00002")
+        .await
+        .unwrap();
     assert_eq!(after.device.device_id, before.device.device_id);
     assert_eq!(after.history[0].kind, "created", "history kept");
     assert!(after.history.iter().any(|e| e.kind == "re_enrolled"));
@@ -172,7 +179,7 @@ async fn devices_match_by_udid_or_mac_when_the_serial_is_a_placeholder() {
         (0, 1),
         "matched by normalized UDID"
     );
-    let all = devices::list_devices(&db.pool, &Default::default())
+    let all = devices::list_devices(&db.pool, &Scope::All, &Default::default())
         .await
         .unwrap();
     assert_eq!(all.len(), 2);
@@ -211,7 +218,9 @@ async fn two_candidate_devices_become_a_review_item_never_a_guess() {
         ),
         (1, 0, 0)
     );
-    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    let items = review::list_review(&db.pool, &Scope::All, Some("open"))
+        .await
+        .unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].candidates.len(), 2);
     assert!(
@@ -223,7 +232,7 @@ async fn two_candidate_devices_become_a_review_item_never_a_guess() {
     // The same run again does not pile up items.
     sync_records(&db.pool, &clock, &sources[1], vec![intune_record()]).await;
     assert_eq!(
-        review::list_review(&db.pool, Some("open"))
+        review::list_review(&db.pool, &Scope::All, Some("open"))
             .await
             .unwrap()
             .len(),
@@ -239,7 +248,7 @@ async fn two_candidate_devices_become_a_review_item_never_a_guess() {
     )
     .await
     .unwrap();
-    let detail = devices::show_device(&db.pool, &chosen.to_string())
+    let detail = devices::show_device(&db.pool, &Scope::All, &chosen.to_string())
         .await
         .unwrap();
     assert!(detail
@@ -291,6 +300,7 @@ async fn devices_a_source_stops_reporting_are_marked_missing_never_deleted() {
 
     let missing = devices::list_devices(
         &db.pool,
+        &Scope::All,
         &devices::DeviceFilter {
             missing: true,
             ..Default::default()
@@ -309,7 +319,7 @@ async fn devices_a_source_stops_reporting_are_marked_missing_never_deleted() {
         "last seen is the last run that saw it"
     );
     assert_eq!(
-        devices::list_devices(&db.pool, &Default::default())
+        devices::list_devices(&db.pool, &Scope::All, &Default::default())
             .await
             .unwrap()
             .len(),
@@ -325,6 +335,7 @@ async fn devices_a_source_stops_reporting_are_marked_missing_never_deleted() {
     );
     let missing = devices::list_devices(
         &db.pool,
+        &Scope::All,
         &devices::DeviceFilter {
             missing: true,
             ..Default::default()
@@ -363,6 +374,7 @@ async fn the_deletion_guard_blocks_a_run_until_it_is_approved() {
     );
     let missing = devices::list_devices(
         &db.pool,
+        &Scope::All,
         &devices::DeviceFilter {
             missing: true,
             ..Default::default()
@@ -382,7 +394,9 @@ async fn the_deletion_guard_blocks_a_run_until_it_is_approved() {
     .await
     .unwrap();
     assert_eq!(approval.marked_missing, 61);
-    let run = runs::get_run(&db.pool, blocked.run_id).await.unwrap();
+    let run = runs::get_run(&db.pool, &Scope::All, blocked.run_id)
+        .await
+        .unwrap();
     assert_eq!(
         (
             run.status.as_str(),
@@ -393,6 +407,7 @@ async fn the_deletion_guard_blocks_a_run_until_it_is_approved() {
     );
     let missing = devices::list_devices(
         &db.pool,
+        &Scope::All,
         &devices::DeviceFilter {
             missing: true,
             ..Default::default()
@@ -464,7 +479,9 @@ async fn a_failed_fetch_leaves_the_inventory_exactly_as_it_was() {
             before,
             "failed run changed the inventory"
         );
-        let run = runs::get_run(&db.pool, report.run_id).await.unwrap();
+        let run = runs::get_run(&db.pool, &Scope::All, report.run_id)
+            .await
+            .unwrap();
         assert_eq!(run.status, "failed");
         assert_eq!(run.error.as_deref(), Some(error.as_str()));
     }
@@ -517,7 +534,9 @@ async fn purchase_data_a_person_entered_survives_a_source_that_disagrees() {
     records[0].purchase.warranty_end = chrono::NaiveDate::from_ymd_opt(2027, 1, 1);
     records[0].os_version = Some("18.0".into());
     sync_records(&db.pool, &clock, source, records).await;
-    let detail = devices::show_device(&db.pool, "SER00000").await.unwrap();
+    let detail = devices::show_device(&db.pool, &Scope::All, "SER00000")
+        .await
+        .unwrap();
     assert_eq!(
         detail.device.warranty_end,
         chrono::NaiveDate::from_ymd_opt(2029, 12, 31)
@@ -607,7 +626,9 @@ async fn a_run_left_running_by_a_dead_process_is_marked_aborted() {
         .await
         .unwrap();
     sync_records(&db.pool, &clock, source, fleet(1)).await;
-    let runs = runs::list_runs(&db.pool, Some("jamf"), 10).await.unwrap();
+    let runs = runs::list_runs(&db.pool, &Scope::All, Some("jamf"), 10)
+        .await
+        .unwrap();
     assert_eq!(
         runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
         vec!["succeeded", "aborted"]
@@ -679,7 +700,9 @@ async fn an_asset_tag_another_device_holds_is_left_unchanged_and_raised_for_revi
         report.warnings
     );
 
-    let second = devices::show_device(&db.pool, "SER00001").await.unwrap();
+    let second = devices::show_device(&db.pool, &Scope::All, "SER00001")
+        .await
+        .unwrap();
     assert_eq!(
         second.device.asset_tag.as_deref(),
         Some("INV-2"),
@@ -700,10 +723,14 @@ async fn an_asset_tag_another_device_holds_is_left_unchanged_and_raised_for_revi
         update.changes.get("asset_tag").is_none(),
         "history shows no change that did not happen"
     );
-    let newcomer = devices::show_device(&db.pool, "SER77777").await.unwrap();
+    let newcomer = devices::show_device(&db.pool, &Scope::All, "SER77777")
+        .await
+        .unwrap();
     assert_eq!(newcomer.device.asset_tag, None);
 
-    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    let items = review::list_review(&db.pool, &Scope::All, Some("open"))
+        .await
+        .unwrap();
     assert_eq!(
         items
             .iter()
@@ -751,12 +778,16 @@ async fn a_held_asset_tag_keeps_the_origin_of_the_tag_the_device_carries() {
     ];
     let report = run(jamf, both).await;
     assert_eq!(report.counts.review_items, 1);
-    let device_a = devices::show_device(&db.pool, "SERA").await.unwrap();
+    let device_a = devices::show_device(&db.pool, &Scope::All, "SERA")
+        .await
+        .unwrap();
     assert_eq!(device_a.device.asset_tag.as_deref(), Some("INV-5"));
 
     // Intune relabels device A. Jamf never set A's tag, so its priority does not hold it.
     run(intune, vec![tagged("intune-a", "SERA", "INV-6")]).await;
-    let device_a = devices::show_device(&db.pool, "SERA").await.unwrap();
+    let device_a = devices::show_device(&db.pool, &Scope::All, "SERA")
+        .await
+        .unwrap();
     assert_eq!(
         device_a.device.asset_tag.as_deref(),
         Some("INV-6"),
@@ -801,21 +832,27 @@ async fn a_record_reporting_a_udid_or_mac_another_device_carries_is_held_for_rev
             .await
             .unwrap();
     assert_eq!(carriers, 1, "the held MAC stays on one device");
-    let second = devices::show_device(&db.pool, "SER00001").await.unwrap();
+    let second = devices::show_device(&db.pool, &Scope::All, "SER00001")
+        .await
+        .unwrap();
     assert_eq!(second.device.wifi_mac, None);
     assert_eq!(
         second.device.os_version.as_deref(),
         Some("18.2"),
         "the rest applies"
     );
-    let first = devices::show_device(&db.pool, "SER00000").await.unwrap();
+    let first = devices::show_device(&db.pool, &Scope::All, "SER00000")
+        .await
+        .unwrap();
     assert_eq!(
         first.device.udid.as_deref(),
         Some("UDID-SER00001"),
         "a shared UDID is written"
     );
 
-    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    let items = review::list_review(&db.pool, &Scope::All, Some("open"))
+        .await
+        .unwrap();
     let mut raised: Vec<(String, Vec<String>)> = items
         .iter()
         .map(|item| {
@@ -851,7 +888,9 @@ async fn a_record_reporting_a_udid_or_mac_another_device_carries_is_held_for_rev
             if message.contains("cannot become a new device")),
         "{refused:?}"
     );
-    let third = devices::resolve_device(&db.pool, "INV-2").await.unwrap();
+    let third = devices::resolve_device(&db.pool, &Scope::All, "INV-2")
+        .await
+        .unwrap();
     let outcome = resolve_as_anna(
         &db.pool,
         item,
@@ -864,7 +903,9 @@ async fn a_record_reporting_a_udid_or_mac_another_device_carries_is_held_for_rev
         outcome.contains("serial number 'SER00001' stays with device SER00001"),
         "{outcome}"
     );
-    let third = devices::show_device(&db.pool, "INV-2").await.unwrap();
+    let third = devices::show_device(&db.pool, &Scope::All, "INV-2")
+        .await
+        .unwrap();
     assert!(third.links.iter().any(|l| l.external_id == "mobile:1"));
 }
 
@@ -907,9 +948,15 @@ async fn a_serial_claimed_earlier_in_the_same_page_is_held_for_review_too() {
             .map(|(serial, count)| (serial.to_string(), count)),
         "every serial on one device only"
     );
-    let created = devices::resolve_device(&db.pool, "SERNEW").await.unwrap();
-    let took = devices::resolve_device(&db.pool, "SERTWICE").await.unwrap();
-    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    let created = devices::resolve_device(&db.pool, &Scope::All, "SERNEW")
+        .await
+        .unwrap();
+    let took = devices::resolve_device(&db.pool, &Scope::All, "SERTWICE")
+        .await
+        .unwrap();
+    let items = review::list_review(&db.pool, &Scope::All, Some("open"))
+        .await
+        .unwrap();
     let mut conflicts: Vec<(Option<String>, Uuid)> = items
         .iter()
         .filter(|item| item.kind == review::SERIAL_CONFLICT)
@@ -949,7 +996,7 @@ async fn a_serial_claimed_earlier_in_the_same_page_is_held_for_review_too() {
         outcome.contains("serial number 'SERTWICE' stays with device INV-1"),
         "{outcome}"
     );
-    let linked = devices::show_device(&db.pool, &created.to_string())
+    let linked = devices::show_device(&db.pool, &Scope::All, &created.to_string())
         .await
         .unwrap();
     assert_eq!(linked.device.serial_number.as_deref(), Some("SERNEW"));
@@ -966,8 +1013,12 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
     initial[0].asset_tag = Some("INV-7".into());
     sync_records(&db.pool, &clock, jamf, initial.clone()).await;
     sync_records(&db.pool, &clock, intune, vec![ipad("i:9", "SERX")]).await;
-    let first = devices::resolve_device(&db.pool, "SER00000").await.unwrap();
-    let other = devices::resolve_device(&db.pool, "SERX").await.unwrap();
+    let first = devices::resolve_device(&db.pool, &Scope::All, "SER00000")
+        .await
+        .unwrap();
+    let other = devices::resolve_device(&db.pool, &Scope::All, "SERX")
+        .await
+        .unwrap();
 
     // Jamf's first record now reports the serial of the Intune device. (A serial nobody
     // carries is held too, as `serial_changed`: see device_identity.)
@@ -992,7 +1043,7 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
             .await
             .unwrap();
     assert_eq!(carriers, 1, "no second device with that serial");
-    let held = devices::show_device(&db.pool, &first.to_string())
+    let held = devices::show_device(&db.pool, &Scope::All, &first.to_string())
         .await
         .unwrap();
     assert_eq!(held.device.serial_number.as_deref(), Some("SER00000"));
@@ -1009,7 +1060,9 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
         .unwrap();
     assert!(update.changes.get("serial_number").is_none());
 
-    let items = review::list_review(&db.pool, Some("open")).await.unwrap();
+    let items = review::list_review(&db.pool, &Scope::All, Some("open"))
+        .await
+        .unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].kind, review::SERIAL_CONFLICT);
     assert_eq!(items[0].candidates, vec![other, first]);
@@ -1022,7 +1075,7 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
     let again = sync_records(&db.pool, &clock, jamf, records.clone()).await;
     assert_eq!((again.counts.unchanged, again.counts.review_items), (2, 0));
     assert_eq!(
-        review::list_review(&db.pool, Some("open"))
+        review::list_review(&db.pool, &Scope::All, Some("open"))
             .await
             .unwrap()
             .len(),
@@ -1051,7 +1104,9 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
         outcome.contains("asset tag 'INV-7' stays with device SER00000"),
         "{outcome}"
     );
-    let linked = devices::show_device(&db.pool, "SERX").await.unwrap();
+    let linked = devices::show_device(&db.pool, &Scope::All, "SERX")
+        .await
+        .unwrap();
     assert_eq!(linked.device.asset_tag, None);
     assert_eq!(
         linked.device.os_version.as_deref(),
@@ -1071,7 +1126,7 @@ async fn a_record_reporting_a_serial_another_device_carries_is_held_for_review()
             ("jamf".to_string(), "mobile:0".to_string())
         ]
     );
-    let left = devices::show_device(&db.pool, &first.to_string())
+    let left = devices::show_device(&db.pool, &Scope::All, &first.to_string())
         .await
         .unwrap();
     assert!(left.links.is_empty(), "{:?}", left.links);
@@ -1091,7 +1146,9 @@ async fn a_device_moving_to_another_mdm_stays_one_device_and_its_old_link_is_end
     let sources = musterstadt(&db.pool, &["jamf", "relution"]).await;
     let (jamf, relution) = (&sources[0], &sources[1]);
     sync_records(&db.pool, &clock, jamf, fleet(100)).await;
-    let before = devices::show_device(&db.pool, "SER00050").await.unwrap();
+    let before = devices::show_device(&db.pool, &Scope::All, "SER00050")
+        .await
+        .unwrap();
 
     // 80 iPads are enrolled in Relution (new ids there, same serials) ...
     let moved: Vec<_> = fleet(100)
@@ -1116,7 +1173,9 @@ async fn a_device_moving_to_another_mdm_stays_one_device_and_its_old_link_is_end
     );
     assert_eq!((report.counts.moved, report.counts.marked_missing), (80, 0));
 
-    let after = devices::show_device(&db.pool, "SER00050").await.unwrap();
+    let after = devices::show_device(&db.pool, &Scope::All, "SER00050")
+        .await
+        .unwrap();
     assert_eq!(after.device.device_id, before.device.device_id);
     assert_eq!(after.history[0].kind, "created", "history kept");
     assert!(after
@@ -1132,6 +1191,7 @@ async fn a_device_moving_to_another_mdm_stays_one_device_and_its_old_link_is_end
     assert!(old.missing_since.is_none());
     let missing = devices::list_devices(
         &db.pool,
+        &Scope::All,
         &devices::DeviceFilter {
             missing: true,
             ..Default::default()
@@ -1140,7 +1200,9 @@ async fn a_device_moving_to_another_mdm_stays_one_device_and_its_old_link_is_end
     .await
     .unwrap();
     assert!(missing.is_empty());
-    let runs = runs::list_runs(&db.pool, Some("jamf"), 1).await.unwrap();
+    let runs = runs::list_runs(&db.pool, &Scope::All, Some("jamf"), 1)
+        .await
+        .unwrap();
     assert_eq!(runs[0].moved, 80);
 }
 
@@ -1176,7 +1238,9 @@ async fn a_field_priority_decides_between_sources_and_disagreements_are_listed()
     from_jamf[1].os_version = Some("16.2".into());
     run(jamf, from_jamf).await;
 
-    let device = devices::show_device(&db.pool, "SER00001").await.unwrap();
+    let device = devices::show_device(&db.pool, &Scope::All, "SER00001")
+        .await
+        .unwrap();
     assert_eq!(
         device.device.os_version.as_deref(),
         Some("17.7"),
@@ -1194,6 +1258,7 @@ async fn a_field_priority_decides_between_sources_and_disagreements_are_listed()
 
     let conflicts = devices::list_devices(
         &db.pool,
+        &Scope::All,
         &devices::DeviceFilter {
             conflicts: true,
             ..Default::default()
@@ -1447,7 +1512,9 @@ async fn a_persons_change_made_while_a_run_merges_the_device_is_kept() {
     assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
     assert_eq!(report.counts.updated, 1);
 
-    let detail = devices::show_device(&db.pool, "SER00001").await.unwrap();
+    let detail = devices::show_device(&db.pool, &Scope::All, "SER00001")
+        .await
+        .unwrap();
     assert_eq!(detail.device.os_version.as_deref(), Some("18.1"));
     assert_eq!(
         detail.device.lifecycle_state, "to_check",
@@ -1516,7 +1583,9 @@ async fn devices_at_school(pool: &sqlx::PgPool, school: &str) -> Vec<devices::De
         school: Some(school.into()),
         ..Default::default()
     };
-    devices::list_devices(pool, &filter).await.unwrap()
+    devices::list_devices(pool, &Scope::All, &filter)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -1719,7 +1788,7 @@ async fn two_sources_deadlocking_on_the_same_devices_both_apply_one_run_started_
         .flat_map(|report| report.retried_runs.clone())
         .collect();
     assert_eq!(retried.len(), 1, "one run lost the deadlock: {reports:?}");
-    let lost = runs::list_runs(&db.pool, None, 10)
+    let lost = runs::list_runs(&db.pool, &Scope::All, None, 10)
         .await
         .unwrap()
         .into_iter()
@@ -1735,7 +1804,10 @@ async fn two_sources_deadlocking_on_the_same_devices_both_apply_one_run_started_
     );
 
     for serial in ["SER00000", "SER00001"] {
-        let device = devices::show_device(&db.pool, serial).await.unwrap().device;
+        let device = devices::show_device(&db.pool, &Scope::All, serial)
+            .await
+            .unwrap()
+            .device;
         assert!(
             device
                 .name

@@ -91,7 +91,7 @@ pub async fn run(command: DevicesCommand, config: &Config, format: Format) -> an
                 unassigned: args.unassigned,
                 limit: args.limit,
             };
-            let list = devices::list_devices(&database.pool, &filter).await?;
+            let list = devices::list_devices(&database.pool, &super::scope(), &filter).await?;
             match format {
                 // A table keeps to what fits on a screen; a CSV file has every field, as JSON.
                 Format::Csv => output::print_list(&export_rows(&list), format)?,
@@ -103,7 +103,7 @@ pub async fn run(command: DevicesCommand, config: &Config, format: Format) -> an
             Ok(())
         }
         DevicesCommand::Show { key } => {
-            let detail = devices::show_device(&database.pool, &key).await?;
+            let detail = devices::show_device(&database.pool, &super::scope(), &key).await?;
             match format {
                 Format::Table => print_detail(&detail),
                 _ => output::print_json(&detail)?,

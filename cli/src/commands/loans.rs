@@ -384,7 +384,8 @@ async fn run_with(
                 school_override_reason: args.override_school,
             };
             let loan =
-                loans::issue_loan(pool, clock, policy, &request, &super::actor(args.by)).await?;
+                loans::issue_loan(pool, clock, policy, &request, &super::actor(args.by).name())
+                    .await?;
             print_one(&loan, format, &issued_line(&loan))?;
         }
         LoansCommand::Return(args) => {
@@ -394,8 +395,14 @@ async fn run_with(
                 missing: args.missing,
                 damage: args.damage,
             };
-            let outcome =
-                loans::return_loan(pool, clock, loan_id, &request, &super::actor(args.by)).await?;
+            let outcome = loans::return_loan(
+                pool,
+                clock,
+                loan_id,
+                &request,
+                &super::actor(args.by).name(),
+            )
+            .await?;
             let mut line = returned_line(&outcome.loan);
             if outcome.to_check {
                 line.push_str("; the device is now to_check, not lendable until checked");
@@ -404,7 +411,8 @@ async fn run_with(
         }
         LoansCommand::Extend { loan, due, by } => {
             let loan_id = loans::resolve_loan(pool, &loan).await?;
-            let loan = loans::extend_loan(pool, clock, loan_id, due, &super::actor(by)).await?;
+            let loan =
+                loans::extend_loan(pool, clock, loan_id, due, &super::actor(by).name()).await?;
             let line = format!(
                 "loan {} of {} is now due {}",
                 loan.loan_id,
@@ -422,8 +430,16 @@ async fn run_with(
         } => {
             let loan_id = loans::resolve_loan(pool, &loan).await?;
             let loss = if stolen { Loss::Stolen } else { Loss::Lost };
-            let loan =
-                loans::mark_lost(pool, clock, loan_id, loss, on, &note, &super::actor(by)).await?;
+            let loan = loans::mark_lost(
+                pool,
+                clock,
+                loan_id,
+                loss,
+                on,
+                &note,
+                &super::actor(by).name(),
+            )
+            .await?;
             let line = format!(
                 "loan {} of {} closed as {} on {on}; the device is now lost",
                 loan.loan_id,
@@ -434,7 +450,8 @@ async fn run_with(
         }
         LoansCommand::Cancel { loan, reason, by } => {
             let loan_id = loans::resolve_loan(pool, &loan).await?;
-            let loan = loans::cancel_loan(pool, clock, loan_id, &reason, &super::actor(by)).await?;
+            let loan =
+                loans::cancel_loan(pool, clock, loan_id, &reason, &super::actor(by).name()).await?;
             let line = format!(
                 "loan {} of {} cancelled; {} is free again",
                 loan.loan_id,
@@ -445,7 +462,8 @@ async fn run_with(
         }
         LoansCommand::Signed { loan, on, by } => {
             let loan_id = loans::resolve_loan(pool, &loan).await?;
-            let loan = loans::record_agreement(pool, clock, loan_id, on, &super::actor(by)).await?;
+            let loan =
+                loans::record_agreement(pool, clock, loan_id, on, &super::actor(by).name()).await?;
             let line = format!(
                 "loan {} of {}: agreement signed on {on}",
                 loan.loan_id,
@@ -454,7 +472,8 @@ async fn run_with(
             print_one(&loan, format, &line)?;
         }
         LoansCommand::Checked { device, state, by } => {
-            let state = loans::finish_check(pool, clock, &device, state, &super::actor(by)).await?;
+            let state =
+                loans::finish_check(pool, clock, &device, state, &super::actor(by).name()).await?;
             let line = format!("{} checked; lifecycle state now {state}", device.trim());
             print_one(
                 &serde_json::json!({ "device": device.trim(), "lifecycle_state": state }),
@@ -517,9 +536,15 @@ async fn run_with(
                 dry_run: args.dry_run,
                 allow_repeat_borrower: args.allow_repeat_borrower,
             };
-            let report =
-                loans::import_loans(pool, clock, policy, &rows, options, &super::actor(args.by))
-                    .await?;
+            let report = loans::import_loans(
+                pool,
+                clock,
+                policy,
+                &rows,
+                options,
+                &super::actor(args.by).name(),
+            )
+            .await?;
             if let Format::Table = format {
                 print_import(&report, &mut std::io::stdout().lock())?;
             }
@@ -581,7 +606,7 @@ async fn run_with(
                 clock,
                 stdin.lock(),
                 &mut std::io::stdout().lock(),
-                &super::actor(by),
+                &super::actor(by).name(),
             )
             .await?;
             return Ok(i32::from(!summary.refused.is_empty()));
@@ -601,7 +626,7 @@ async fn run_with(
                 &template,
                 stdin.lock(),
                 &mut std::io::stdout().lock(),
-                &super::actor(args.by),
+                &super::actor(args.by).name(),
             )
             .await?;
             return Ok(i32::from(!summary.refused.is_empty()));
@@ -622,9 +647,14 @@ async fn run_with(
                 partial: args.partial,
                 dry_run: args.dry_run,
             };
-            let report =
-                loans::issue_class_set(pool, clock, policy, &request, &super::actor(args.by))
-                    .await?;
+            let report = loans::issue_class_set(
+                pool,
+                clock,
+                policy,
+                &request,
+                &super::actor(args.by).name(),
+            )
+            .await?;
             match format {
                 Format::Table => print_class_set(&report),
                 _ => output::print_json(&report)?,
@@ -637,7 +667,7 @@ async fn run_with(
                 &args.devices,
                 &args.add,
                 &args.remove,
-                &super::actor(args.by),
+                &super::actor(args.by).name(),
             )
             .await?;
             match format {
@@ -767,7 +797,7 @@ pub async fn scan_issue<R: BufRead, W: Write>(
     out: &mut W,
     actor: &str,
 ) -> anyhow::Result<ScanSummary> {
-    let person_id = resolve_person(pool, None, &template.borrower).await?;
+    let person_id = resolve_person(pool, &super::scope(), None, &template.borrower).await?;
     policy.accessories_of(&template.accessories)?;
     writeln!(
         out,

@@ -75,7 +75,7 @@ pub async fn run_schools(
     let database = Database::open(config, Migrations::RequireCurrent).await?;
     let result = match command {
         SchoolsCommand::List { authority } => {
-            persons::list_schools(&database.pool, authority.as_deref())
+            persons::list_schools(&database.pool, &super::scope(), authority.as_deref())
                 .await
                 .map_err(anyhow::Error::from)
                 .and_then(|list| output::print_list(&list, format))
@@ -108,21 +108,23 @@ async fn run_with(
                 search: args.search,
                 limit: args.limit,
             };
-            let list = persons::list_persons(&database.pool, &filter).await?;
+            let list = persons::list_persons(&database.pool, &super::scope(), &filter).await?;
             output::print_list(&list, format)?;
             if format == Format::Table {
                 eprintln!("{} person(s)", list.len());
             }
         }
         PersonsCommand::Show { key } => {
-            let detail = persons::show_person(&database.pool, &key).await?;
+            let detail = persons::show_person(&database.pool, &super::scope(), &key).await?;
             match format {
                 Format::Table => print_detail(&detail),
                 _ => output::print_json(&detail)?,
             }
         }
         PersonsCommand::Hints { authority } => {
-            let list = persons::unresolved_hints(&database.pool, authority.as_deref()).await?;
+            let list =
+                persons::unresolved_hints(&database.pool, &super::scope(), authority.as_deref())
+                    .await?;
             output::print_list(&list, format)?;
             if format == Format::Table {
                 eprintln!("{} unresolved hint(s)", list.len());

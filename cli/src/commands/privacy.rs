@@ -59,10 +59,11 @@ pub async fn run(command: PrivacyCommand, config: &Config, format: Format) -> an
     }
     let database = Database::open(config, Migrations::RequireCurrent).await?;
     let now = bestand_core::Clock::now(&SystemClock);
+    let scope = super::scope();
     let actor = super::actor(by);
     let mut reports = Vec::new();
     for (slug, months) in plans {
-        match privacy::purge(&database.pool, now, &slug, months, !apply, &actor).await {
+        match privacy::purge(&database.pool, &scope, &actor, now, &slug, months, !apply).await {
             Ok(report) => reports.push(report),
             Err(error) => {
                 database.close().await?;

@@ -68,16 +68,21 @@ pub async fn run(command: ReviewCommand, config: &Config, format: Format) -> any
                     StatusFilter::Dismissed => Some("dismissed"),
                     StatusFilter::All => None,
                 };
-                let items = review::list_review(&database.pool, status).await?;
+                let items = review::list_review(&database.pool, &super::scope(), status).await?;
                 output::print_list(&items, format)
             }
             ReviewCommand::Resolve(args) => {
                 let resolution = if let Some(key) = &args.link {
-                    let kind = review::review_kind(&database.pool, args.item).await?;
+                    let kind =
+                        review::review_kind(&database.pool, &super::scope(), args.item).await?;
                     if kind == review::PERSON_AMBIGUOUS {
-                        Resolution::LinkTo(resolve_person(&database.pool, None, key).await?)
+                        Resolution::LinkTo(
+                            resolve_person(&database.pool, &super::scope(), None, key).await?,
+                        )
                     } else {
-                        Resolution::LinkTo(resolve_device(&database.pool, key).await?)
+                        Resolution::LinkTo(
+                            resolve_device(&database.pool, &super::scope(), key).await?,
+                        )
                     }
                 } else if args.new {
                     Resolution::CreateNew
@@ -90,10 +95,11 @@ pub async fn run(command: ReviewCommand, config: &Config, format: Format) -> any
                 let priority = FieldPriority(config.sync.field_priority.clone());
                 let outcome = review::resolve_review(
                     &database.pool,
+                    &super::scope(),
+                    &super::actor(args.by),
                     args.item,
                     resolution,
                     &priority,
-                    &super::actor(args.by),
                     now,
                 )
                 .await?;
@@ -102,7 +108,13 @@ pub async fn run(command: ReviewCommand, config: &Config, format: Format) -> any
             }
             ReviewCommand::Scan => {
                 let now = bestand_core::Clock::now(&SystemClock);
-                let scan = review::find_merged_devices(&database.pool, now).await?;
+                let scan = review::find_merged_devices(
+                    &database.pool,
+                    &super::scope(),
+                    &super::actor(None),
+                    now,
+                )
+                .await?;
                 match format {
                     Format::Json => println!("{}", serde_json::to_string_pretty(&scan)?),
                     _ => println!(

@@ -105,7 +105,9 @@ async fn serve_http(
 async fn metrics_page(State((metrics, pool)): State<(Arc<Metrics>, PgPool)>) -> String {
     let mut page = metrics.render();
     let now = bestand_core::Clock::now(&SystemClock);
-    if let Ok(running) = bestand_core::store::runs::running_runs(&pool, now).await {
+    // The metrics page is the whole installation's, like the scheduler that serves it.
+    let scope = bestand_core::access::Scope::All;
+    if let Ok(running) = bestand_core::store::runs::running_runs(&pool, &scope, now).await {
         page.push_str(&render_running(&running));
     }
     page

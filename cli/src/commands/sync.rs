@@ -7,7 +7,7 @@ use bestand_connectors::{spawn_directory_fetch, spawn_fetch};
 use bestand_core::model::SyncStatus;
 use bestand_core::store::runs::{self, RunView, SourceStatus};
 use bestand_core::sync::{self, DirectoryItem, SourceItem, SyncProgress, SyncReport};
-use bestand_core::{Actor, Scope};
+use bestand_core::Scope;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -71,14 +71,15 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
         None => run_sources(&args.run, config, format).await,
         Some(SyncCommand::Runs { source, limit }) => {
             let database = Database::open(config, Migrations::RequireCurrent).await?;
-            let list = runs::list_runs(&database.pool, source.as_deref(), limit).await?;
+            let list =
+                runs::list_runs(&database.pool, &super::scope(), source.as_deref(), limit).await?;
             output::print_list(&list, format)?;
             database.close().await?;
             Ok(0)
         }
         Some(SyncCommand::Approve { run, by }) => {
             let database = Database::open(config, Migrations::RequireCurrent).await?;
-            let actor = Actor::CliUser(super::actor(by));
+            let actor = super::actor(by);
             let approval =
                 sync::approve_run(&database.pool, &SystemClock, &Scope::All, &actor, run).await?;
             match format {
@@ -101,7 +102,7 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
         Some(SyncCommand::Status) => {
             let database = Database::open(config, Migrations::RequireCurrent).await?;
             let now = bestand_core::Clock::now(&SystemClock);
-            let status: Vec<StatusLine> = runs::source_status(&database.pool, now)
+            let status: Vec<StatusLine> = runs::source_status(&database.pool, &super::scope(), now)
                 .await?
                 .into_iter()
                 .map(|status| {

@@ -110,7 +110,7 @@ pub async fn import_loans(
             reasons.push("no device given".to_string());
             None
         } else {
-            match resolve_device(pool, &row.device).await {
+            match resolve_device(pool, &crate::access::Scope::All, &row.device).await {
                 Ok(device_id) => Some(device_id),
                 Err(error) => {
                     reasons.push(person_facing(error)?);
@@ -124,7 +124,7 @@ pub async fn import_loans(
         } else {
             let resolved = match device_id {
                 Some(device_id) => resolve_borrower(pool, device_id, &row.borrower).await,
-                None => resolve_person(pool, None, &row.borrower).await,
+                None => resolve_person(pool, &crate::access::Scope::All, None, &row.borrower).await,
             };
             match resolved {
                 Ok(person_id) => Some(person_id),

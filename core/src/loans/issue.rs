@@ -41,7 +41,7 @@ pub async fn issue_loan(
     request: &IssueRequest,
     actor: &str,
 ) -> Result<LoanView, CoreError> {
-    let device_id = resolve_device(pool, &request.device).await?;
+    let device_id = resolve_device(pool, &crate::access::Scope::All, &request.device).await?;
     let person_id = resolve_borrower(pool, device_id, &request.borrower).await?;
     issue_resolved(pool, clock, policy, device_id, person_id, request, actor).await
 }
@@ -58,8 +58,12 @@ pub(crate) async fn resolve_borrower(
             .bind(device_id)
             .fetch_one(pool)
             .await?;
-    match resolve_person(pool, Some(authority_id), key).await {
-        Err(CoreError::NotFound { .. }) if resolve_person(pool, None, key).await.is_ok() => {
+    match resolve_person(pool, &crate::access::Scope::All, Some(authority_id), key).await {
+        Err(CoreError::NotFound { .. })
+            if resolve_person(pool, &crate::access::Scope::All, None, key)
+                .await
+                .is_ok() =>
+        {
             Err(CoreError::Conflict(format!(
                 "borrower {} belongs to another school authority than the device",
                 key.trim()

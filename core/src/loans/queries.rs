@@ -165,7 +165,7 @@ pub async fn list_loans(
     today: NaiveDate,
 ) -> Result<Vec<LoanView>, CoreError> {
     let borrower = match &filter.borrower {
-        Some(key) => Some(resolve_person(pool, None, key).await?),
+        Some(key) => Some(resolve_person(pool, &crate::access::Scope::All, None, key).await?),
         None => None,
     };
     // The view's own select is wrapped so the computed columns can be filtered and sorted on.

@@ -28,7 +28,7 @@ pub async fn resolve_loan(pool: &PgPool, key: &str) -> Result<i64, CoreError> {
             .map_err(|_| CoreError::Invalid(format!("\"{key}\" is not a loan id")))?;
         return loan_exists(pool, loan_id, key).await;
     }
-    let device = match resolve_device(pool, key).await {
+    let device = match resolve_device(pool, &crate::access::Scope::All, key).await {
         Ok(device_id) => Some(device_id),
         Err(CoreError::NotFound { .. }) => None,
         Err(other) => return Err(other),
@@ -63,7 +63,7 @@ pub async fn resolve_loan(pool: &PgPool, key: &str) -> Result<i64, CoreError> {
 
 /// The active loan of the device `key` names (id, asset tag or serial): what a scanner reads.
 pub async fn active_loan_of_device(pool: &PgPool, key: &str) -> Result<i64, CoreError> {
-    let device_id = resolve_device(pool, key).await?;
+    let device_id = resolve_device(pool, &crate::access::Scope::All, key).await?;
     let active: Option<i64> =
         sqlx::query_scalar("select loan_id from loan where device_id = $1 and state = 'active'")
             .bind(device_id)
@@ -448,7 +448,7 @@ pub async fn finish_check(
     state: LifecycleState,
     actor: &str,
 ) -> Result<LifecycleState, CoreError> {
-    let device_id = resolve_device(pool, device_key).await?;
+    let device_id = resolve_device(pool, &crate::access::Scope::All, device_key).await?;
     let now = clock.now();
     let mut tx = pool.begin().await?;
     let device = lock_device(&mut tx, device_id).await?;

@@ -34,7 +34,7 @@ pub async fn tag_devices(
     let remove: Vec<String> = clean(remove)?;
     let mut device_ids = Vec::new();
     for key in keys {
-        device_ids.push(resolve_device(pool, key).await?);
+        device_ids.push(resolve_device(pool, &crate::access::Scope::All, key).await?);
     }
     let now = clock.now();
     let mut tx = pool.begin().await?;

@@ -106,7 +106,7 @@ fn clean(value: Option<String>) -> Option<String> {
 
 /// Recomputes every device assignment of `authority_id`; rows whose outcome did not change
 /// are not written, and keep the time they were first resolved that way.
-pub async fn refresh_assignments(
+pub(crate) async fn refresh_assignments(
     conn: &mut PgConnection,
     authority_id: Uuid,
     now: DateTime<Utc>,

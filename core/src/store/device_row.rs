@@ -137,7 +137,7 @@ impl KeyLookup {
 }
 
 /// The devices of `authority_id` that carry any of the identifiers in `keys`, in id order.
-pub async fn devices_by_keys(
+pub(crate) async fn devices_by_keys(
     conn: &mut sqlx::PgConnection,
     authority_id: Uuid,
     keys: &KeyLookup,
@@ -438,7 +438,7 @@ const UNNEST_DEVICES: &str = "unnest($1::uuid[], $2::uuid[], $3::text[], $4::tex
     $27::text[], $28::date[], $29::text[], $30::timestamptz[], $31::timestamptz[])";
 
 /// Inserts new devices in one statement.
-pub async fn insert_devices(
+pub(crate) async fn insert_devices(
     conn: &mut sqlx::PgConnection,
     rows: Vec<DeviceRow>,
 ) -> Result<(), sqlx::Error> {
@@ -463,7 +463,7 @@ pub async fn insert_devices(
 }
 
 /// Writes every column of the given devices (matched by id) in one statement.
-pub async fn update_devices(
+pub(crate) async fn update_devices(
     conn: &mut sqlx::PgConnection,
     rows: Vec<DeviceRow>,
 ) -> Result<(), sqlx::Error> {
@@ -497,7 +497,7 @@ pub async fn update_devices(
 /// the read and the write (a loan step setting the lifecycle state, a run of another source)
 /// would be lost; the lock makes such a change wait, or be read when it came first. Rows are
 /// locked in id order so that two callers with overlapping sets take them in the same order.
-pub async fn load_devices_for_update(
+pub(crate) async fn load_devices_for_update(
     conn: &mut sqlx::PgConnection,
     device_ids: &[Uuid],
 ) -> Result<Vec<DeviceRow>, sqlx::Error> {

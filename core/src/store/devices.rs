@@ -1,4 +1,5 @@
-//! Device queries for people: the filtered list and the full record of one device.
+//! Device queries for people: the filtered list and the full record of one device. A device
+//! is in a scope by its authority and its school (`device.school_id`).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -7,15 +8,18 @@ use serde_json::Value;
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
+use crate::access::Scope;
 use crate::error::CoreError;
 use crate::model::{DeviceCategory, LifecycleState};
 use crate::normalize;
 use crate::store::device_row::{DeviceRow, DEVICE_COLUMNS};
+use crate::store::in_scope;
 use crate::store::persons::{
     device_assignments, push_school_filter, resolve_person, DeviceAssignmentView,
 };
 
-/// Filters of `bestand devices list`; every one is optional and they combine with AND.
+/// Filters of `bestand devices list`; every one is optional and they combine with AND. They
+/// narrow the caller's scope, never widen it.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceFilter {
     pub authority: Option<String>,
@@ -88,13 +92,14 @@ pub struct DeviceSummary {
 pub const LINK_LAST_SEEN: &str = "case when l.missing_since is null and l.ended_at is null \
     then greatest(l.last_seen_at, src.last_complete_run_at) else l.last_seen_at end";
 
-/// Lists devices matching `filter`, ordered by school and asset tag.
+/// Lists the devices in `scope` matching `filter`, ordered by school and asset tag.
 pub async fn list_devices(
     pool: &PgPool,
+    scope: &Scope,
     filter: &DeviceFilter,
 ) -> Result<Vec<DeviceSummary>, CoreError> {
     let assigned_to = match &filter.assigned_to {
-        Some(key) => Some(resolve_person(pool, None, key).await?),
+        Some(key) => Some(resolve_person(pool, scope, None, key).await?),
         None => None,
     };
     let mut query = QueryBuilder::new(format!(
@@ -118,6 +123,7 @@ pub async fn list_devices(
          from device d left join school s using (school_id) \
          join school_authority a on a.authority_id = d.authority_id where true"
     ));
+    crate::store::push_scope(&mut query, scope, "d.authority_id", "d.school_id");
     if let Some(authority) = &filter.authority {
         query.push(" and a.slug = ").push_bind(authority.clone());
     }
@@ -284,9 +290,13 @@ pub struct DeviceDetail {
     pub loans: Vec<crate::loans::LoanView>,
 }
 
-/// Finds a device by id, asset tag or serial number and loads its links and history.
-pub async fn show_device(pool: &PgPool, key: &str) -> Result<DeviceDetail, CoreError> {
-    let device_id = resolve_device(pool, key).await?;
+/// Finds a device in `scope` by id, asset tag or serial number and loads its links and history.
+pub async fn show_device(
+    pool: &PgPool,
+    scope: &Scope,
+    key: &str,
+) -> Result<DeviceDetail, CoreError> {
+    let device_id = resolve_device(pool, scope, key).await?;
     let sql = format!("select {DEVICE_COLUMNS} from device where device_id = $1");
     let mut device: DeviceRow = sqlx::query_as(&sql).bind(device_id).fetch_one(pool).await?;
     device.expand_field_origin();
@@ -317,7 +327,7 @@ pub async fn show_device(pool: &PgPool, key: &str) -> Result<DeviceDetail, CoreE
     .bind(device_id)
     .fetch_all(pool)
     .await?;
-    let assignments = device_assignments(pool, device_id).await?;
+    let assignments = device_assignments(pool, scope, device_id).await?;
     let loans = crate::loans::loans_of_device(pool, device_id).await?;
     Ok(DeviceDetail {
         device,
@@ -331,29 +341,40 @@ pub async fn show_device(pool: &PgPool, key: &str) -> Result<DeviceDetail, CoreE
     })
 }
 
-/// Resolves what a person typed (id, asset tag or serial) to exactly one device.
-pub async fn resolve_device(pool: &PgPool, key: &str) -> Result<Uuid, CoreError> {
+/// Resolves what a person typed (id, asset tag or serial) to exactly one device in `scope`; a
+/// device outside it is not found, as if it did not exist.
+pub async fn resolve_device(pool: &PgPool, scope: &Scope, key: &str) -> Result<Uuid, CoreError> {
     let key = key.trim();
+    let find = |condition: &str| {
+        format!(
+            "select d.device_id from device d where {condition} and {}",
+            in_scope("d.authority_id", "d.school_id", 2, 3)
+        )
+    };
     if let Ok(device_id) = Uuid::parse_str(key) {
-        let found: Option<Uuid> =
-            sqlx::query_scalar("select device_id from device where device_id = $1")
-                .bind(device_id)
-                .fetch_optional(pool)
-                .await?;
+        let found: Option<Uuid> = sqlx::query_scalar(&find("d.device_id = $1"))
+            .bind(device_id)
+            .bind(scope.authority_param())
+            .bind(scope.schools_param())
+            .fetch_optional(pool)
+            .await?;
         return found.ok_or_else(|| CoreError::NotFound {
             what: "device",
             key: key.to_string(),
         });
     }
-    let by_tag: Vec<Uuid> =
-        sqlx::query_scalar("select device_id from device where lower(asset_tag) = lower($1)")
-            .bind(key)
-            .fetch_all(pool)
-            .await?;
+    let by_tag: Vec<Uuid> = sqlx::query_scalar(&find("lower(d.asset_tag) = lower($1)"))
+        .bind(key)
+        .bind(scope.authority_param())
+        .bind(scope.schools_param())
+        .fetch_all(pool)
+        .await?;
     let found = if by_tag.is_empty() {
         let serial = normalize::serial_number(Some(key)).unwrap_or_default();
-        sqlx::query_scalar("select device_id from device where serial_number = $1")
+        sqlx::query_scalar(&find("d.serial_number = $1"))
             .bind(serial)
+            .bind(scope.authority_param())
+            .bind(scope.schools_param())
             .fetch_all(pool)
             .await?
     } else {
@@ -377,19 +398,24 @@ pub struct SchoolCategoryCount {
     pub devices: i64,
 }
 
-/// Counts devices per school and category (schools without devices are left out).
+/// Counts the devices in `scope` per school and category (schools without devices are left
+/// out).
 pub async fn count_by_school_and_category(
     pool: &PgPool,
+    scope: &Scope,
     authority: Option<&str>,
 ) -> Result<Vec<SchoolCategoryCount>, CoreError> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(&format!(
         "select s.school_number, s.name as school_name, s.school_type, d.category, count(*) as devices \
          from device d join school_authority a using (authority_id) left join school s using (school_id) \
-         where ($1::text is null or a.slug = $1) \
+         where ($1::text is null or a.slug = $1) and {} \
          group by s.school_number, s.name, s.school_type, d.category \
          order by s.school_number nulls last, d.category",
-    )
+        in_scope("d.authority_id", "d.school_id", 2, 3)
+    ))
     .bind(authority)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_all(pool)
     .await?)
 }

@@ -1,13 +1,18 @@
 //! Person and school queries for people: who is at which school in which class, who has which
 //! device, and which MDM user hints could not be resolved.
+//!
+//! A person is in a scope by its authority and, for a scope of schools, by a membership at one
+//! of them; a school by its own id; a device by its school (`store::devices`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
+use crate::access::Scope;
 use crate::error::CoreError;
 use crate::model::PersonRole;
+use crate::store::{in_scope, person_in_scope};
 
 /// One school with what the inventory knows of it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -22,10 +27,11 @@ pub struct SchoolSummary {
     pub classes: i64,
 }
 
-/// Lists the configured schools with device, pupil, teacher and class counts (persons who left
-/// are not counted).
+/// Lists the configured schools in `scope` with device, pupil, teacher and class counts
+/// (persons who left are not counted).
 pub async fn list_schools(
     pool: &PgPool,
+    scope: &Scope,
     authority: Option<&str>,
 ) -> Result<Vec<SchoolSummary>, CoreError> {
     Ok(sqlx::query_as(
@@ -38,14 +44,18 @@ pub async fn list_schools(
          (select count(distinct m.class_name) from person_membership m join person p using (person_id) \
           where m.school_id = s.school_id and m.class_name is not null and p.left_at is null) as classes \
          from school s join school_authority a using (authority_id) \
-         where ($1::text is null or a.slug = $1) order by a.slug, s.school_number",
+         where ($1::text is null or a.slug = $1) \
+         and ($2::uuid is null or s.authority_id = $2) and ($3::uuid[] is null or s.school_id = any($3)) \
+         order by a.slug, s.school_number",
     )
     .bind(authority)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_all(pool)
     .await?)
 }
 
-/// Filters of `bestand persons list`; they combine with AND.
+/// Filters of `bestand persons list`; they combine with AND and narrow the caller's scope.
 #[derive(Debug, Clone, Default)]
 pub struct PersonFilter {
     pub authority: Option<String>,
@@ -87,9 +97,27 @@ pub(crate) fn push_school_filter(query: &mut QueryBuilder<'_, sqlx::Postgres>, s
         .push(" = any(select lower(x) from unnest(s.aliases) x))");
 }
 
-/// Lists persons matching `filter`, ordered by school, class and name.
+/// Appends the scope's test for the person `p`: its authority, and for a scope of schools a
+/// membership at one of them.
+fn push_person_scope(query: &mut QueryBuilder<'_, sqlx::Postgres>, scope: &Scope) {
+    if let Some(authority_id) = scope.authority_param() {
+        query.push(" and p.authority_id = ").push_bind(authority_id);
+    }
+    if let Some(schools) = scope.schools_param() {
+        query
+            .push(
+                " and exists (select 1 from person_membership pm where pm.person_id = p.person_id \
+                 and pm.school_id = any(",
+            )
+            .push_bind(schools)
+            .push("))");
+    }
+}
+
+/// Lists the persons in `scope` matching `filter`, ordered by school, class and name.
 pub async fn list_persons(
     pool: &PgPool,
+    scope: &Scope,
     filter: &PersonFilter,
 ) -> Result<Vec<PersonSummary>, CoreError> {
     let mut query = QueryBuilder::new(
@@ -108,6 +136,7 @@ pub async fn list_persons(
     } else {
         "p.left_at is null"
     });
+    push_person_scope(&mut query, scope);
     if let Some(authority) = &filter.authority {
         query.push(" and a.slug = ").push_bind(authority.clone());
     }
@@ -216,9 +245,15 @@ pub struct PersonDetail {
     pub loans: Vec<crate::loans::LoanView>,
 }
 
-/// Finds a person by id, username or email and loads memberships, sources and devices.
-pub async fn show_person(pool: &PgPool, key: &str) -> Result<PersonDetail, CoreError> {
-    let person_id = resolve_person(pool, None, key).await?;
+/// Finds a person in `scope` by id, username or email and loads memberships, sources and
+/// devices. A scope of schools sees only the memberships at its schools and the devices of its
+/// schools: the person's place at another school is that school's business.
+pub async fn show_person(
+    pool: &PgPool,
+    scope: &Scope,
+    key: &str,
+) -> Result<PersonDetail, CoreError> {
+    let person_id = resolve_person(pool, scope, None, key).await?;
     let person: PersonRow = sqlx::query_as(
         "select person_id, username, email, given_name, family_name, record_uid, \
          record_source_uid, directory_uuid, entra_object_id, left_at, first_seen_at, updated_at \
@@ -238,9 +273,11 @@ pub async fn show_person(pool: &PgPool, key: &str) -> Result<PersonDetail, CoreE
         "select s.school_number, s.name as school_name, m.role, m.class_name, \
          src.name as source_name from person_membership m join school s using (school_id) \
          join source src using (source_id) where m.person_id = $1 \
+         and ($2::uuid[] is null or m.school_id = any($2)) \
          order by s.school_number, m.role, m.class_name, src.name",
     )
     .bind(person_id)
+    .bind(scope.schools_param())
     .fetch_all(pool)
     .await?;
     let sources = sqlx::query_as(
@@ -251,7 +288,7 @@ pub async fn show_person(pool: &PgPool, key: &str) -> Result<PersonDetail, CoreE
     .bind(person_id)
     .fetch_all(pool)
     .await?;
-    let devices = assigned_devices(pool, person_id).await?;
+    let devices = assigned_devices(pool, scope, person_id).await?;
     let loans = crate::loans::loans_of_person(pool, person_id).await?;
     Ok(PersonDetail {
         person,
@@ -263,37 +300,50 @@ pub async fn show_person(pool: &PgPool, key: &str) -> Result<PersonDetail, CoreE
     })
 }
 
-/// The devices sources assign to `person_id`.
+/// The devices in `scope` that sources assign to `person_id`; none if the person is outside
+/// the scope.
 pub async fn assigned_devices(
     pool: &PgPool,
+    scope: &Scope,
     person_id: Uuid,
 ) -> Result<Vec<AssignedDevice>, CoreError> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(&format!(
         "select d.device_id, d.asset_tag, d.serial_number, d.model, d.category, \
          src.name as source_name, a.since \
          from device_assignment a join device d using (device_id) join source src using (source_id) \
-         where a.person_id = $1 order by d.asset_tag nulls last, d.serial_number, src.name",
-    )
+         join person p on p.person_id = a.person_id \
+         where a.person_id = $1 and {} and {} \
+         order by d.asset_tag nulls last, d.serial_number, src.name",
+        in_scope("d.authority_id", "d.school_id", 2, 3),
+        person_in_scope(2, 3)
+    ))
     .bind(person_id)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_all(pool)
     .await?)
 }
 
-/// Resolves what a person typed (id, username or email) to exactly one person, within
-/// `authority_id` when given. Current persons win over persons who left with the same login.
+/// Resolves what a person typed (id, username or email) to exactly one person in `scope`,
+/// within `authority_id` when given; a person outside the scope is not found. Current persons
+/// win over persons who left with the same login.
 pub async fn resolve_person(
     pool: &PgPool,
+    scope: &Scope,
     authority_id: Option<Uuid>,
     key: &str,
 ) -> Result<Uuid, CoreError> {
     let key = key.trim();
+    let in_scope = person_in_scope(3, 4);
     if let Ok(person_id) = Uuid::parse_str(key) {
-        let found: Option<Uuid> = sqlx::query_scalar(
-            "select person_id from person where person_id = $1 \
-             and ($2::uuid is null or authority_id = $2)",
-        )
+        let found: Option<Uuid> = sqlx::query_scalar(&format!(
+            "select p.person_id from person p where p.person_id = $1 \
+             and ($2::uuid is null or p.authority_id = $2) and {in_scope}"
+        ))
         .bind(person_id)
         .bind(authority_id)
+        .bind(scope.authority_param())
+        .bind(scope.schools_param())
         .fetch_optional(pool)
         .await?;
         return found.ok_or_else(|| CoreError::NotFound {
@@ -307,11 +357,14 @@ pub async fn resolve_person(
         "username"
     };
     let found: Vec<(Uuid, bool)> = sqlx::query_as(&format!(
-        "select person_id, left_at is not null from person where lower({column}) = lower($1) \
-         and ($2::uuid is null or authority_id = $2) order by left_at nulls first"
+        "select p.person_id, p.left_at is not null from person p \
+         where lower(p.{column}) = lower($1) and ($2::uuid is null or p.authority_id = $2) \
+         and {in_scope} order by p.left_at nulls first"
     ))
     .bind(key)
     .bind(authority_id)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_all(pool)
     .await?;
     let current: Vec<Uuid> = found
@@ -346,12 +399,14 @@ pub struct UnresolvedHint {
     pub candidates: Option<String>,
 }
 
-/// Lists the user hints that could not be resolved to exactly one person.
+/// Lists the user hints that could not be resolved to exactly one person, of the devices in
+/// `scope`.
 pub async fn unresolved_hints(
     pool: &PgPool,
+    scope: &Scope,
     authority: Option<&str>,
 ) -> Result<Vec<UnresolvedHint>, CoreError> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(&format!(
         "select d.device_id, d.asset_tag, d.serial_number, src.name as source_name, \
          h.hint_username, h.hint_email, h.status, \
          (select string_agg(coalesce(p.username, p.email, p.person_id::text), ', ' \
@@ -359,10 +414,13 @@ pub async fn unresolved_hints(
               as candidates \
          from device_assignment h join device d using (device_id) join source src using (source_id) \
          join school_authority a on a.authority_id = h.authority_id \
-         where h.status <> 'matched' and ($1::text is null or a.slug = $1) \
+         where h.status <> 'matched' and ($1::text is null or a.slug = $1) and {} \
          order by h.status, src.name, d.asset_tag nulls last, d.serial_number",
-    )
+        in_scope("d.authority_id", "d.school_id", 2, 3)
+    ))
     .bind(authority)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_all(pool)
     .await?)
 }
@@ -381,20 +439,25 @@ pub struct DeviceAssignmentView {
     pub since: DateTime<Utc>,
 }
 
-/// The assignments of one device.
+/// The assignments of one device; none if the device is outside `scope`.
 pub async fn device_assignments(
     pool: &PgPool,
+    scope: &Scope,
     device_id: Uuid,
 ) -> Result<Vec<DeviceAssignmentView>, CoreError> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(&format!(
         "select src.name as source_name, a.status, a.person_id, p.username, \
          nullif(concat_ws(' ', p.given_name, p.family_name), '') as name, p.left_at, \
          a.hint_username, a.hint_email, a.since \
          from device_assignment a join source src using (source_id) \
+         join device d on d.device_id = a.device_id \
          left join person p on p.person_id = a.person_id \
-         where a.device_id = $1 order by src.name",
-    )
+         where a.device_id = $1 and {} order by src.name",
+        in_scope("d.authority_id", "d.school_id", 2, 3)
+    ))
     .bind(device_id)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_all(pool)
     .await?)
 }

@@ -1,4 +1,9 @@
 //! Review items: the cases the engine refused to guess, and how a person settles them.
+//!
+//! An item is in a scope of schools when every candidate it names is a device of those
+//! schools (and it names one at least): the decision is about those devices. Items about no
+//! device (a record that matched nothing, an ambiguous person, a shared identifier) are the
+//! authority's: only an authority-wide scope sees them.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -6,6 +11,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::access::{Actor, Scope};
 use crate::error::CoreError;
 use crate::identity::{MatchingRules, IDENTIFIER_SHARED};
 use crate::normalize;
@@ -18,7 +24,7 @@ use crate::store::device_row::{
 };
 use crate::store::history::{copy_source_history, insert_events, EventContext};
 use crate::store::merge::{self, HardwareId, NormalizedIds};
-use crate::store::{source_by_id, SourceRef};
+use crate::store::{in_scope, source_by_id, SourceRef};
 
 /// An item as listed.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -39,13 +45,26 @@ pub struct ReviewView {
     pub record: Value,
 }
 
-/// Lists review items; `status` is `open`, `resolved`, `dismissed` or `None` for all. The
-/// candidates' labels follow `device_label` (and for persons username, else email) in SQL.
+/// SQL testing the review item `r` against the scope's params bound as `$a::uuid` and
+/// `$s::uuid[]` (see the module's rule for scopes of schools).
+fn review_in_scope(a: usize, s: usize) -> String {
+    format!(
+        "(${a}::uuid is null or r.authority_id = ${a}) and (${s}::uuid[] is null or \
+         (cardinality(r.candidates) > 0 and not exists (select 1 from unnest(r.candidates) c(id) \
+          left join device cd on cd.device_id = c.id \
+          where cd.school_id is null or not cd.school_id = any(${s}))))"
+    )
+}
+
+/// Lists the review items in `scope`; `status` is `open`, `resolved`, `dismissed` or `None`
+/// for all. The candidates' labels follow `device_label` (and for persons username, else
+/// email) in SQL.
 pub async fn list_review(
     pool: &PgPool,
+    scope: &Scope,
     status: Option<&str>,
 ) -> Result<Vec<ReviewView>, CoreError> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(&format!(
         "select r.review_item_id, r.kind, s.name as source_name, r.external_id, r.summary, r.candidates, \
          array(select coalesce(d.asset_tag, d.serial_number, p.username, p.email, c.id::text) \
                from unnest(r.candidates) with ordinality as c(id, n) \
@@ -53,9 +72,12 @@ pub async fn list_review(
                left join person p on p.person_id = c.id order by c.n) as candidate_labels, \
          r.status, r.resolution, r.created_at, r.last_seen_at, r.record \
          from review_item r left join source s using (source_id) \
-         where ($1::text is null or r.status = $1) order by r.review_item_id",
-    )
+         where ($1::text is null or r.status = $1) and {} order by r.review_item_id",
+        review_in_scope(2, 3)
+    ))
     .bind(status)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_all(pool)
     .await?)
 }
@@ -85,22 +107,28 @@ pub enum Resolution {
     Split,
 }
 
-/// Settles a review item and applies the decision at once.
+/// Settles a review item in `scope` and applies the decision at once; `--link` to a device
+/// outside the scope finds no device.
 ///
 /// A device record is merged with `priority` (`[sync.field_priority]`), as a run would.
 pub async fn resolve_review(
     pool: &PgPool,
+    scope: &Scope,
+    actor: &Actor,
     item_id: i64,
     resolution: Resolution,
     priority: &merge::FieldPriority,
-    resolved_by: &str,
     now: DateTime<Utc>,
 ) -> Result<String, CoreError> {
-    let row: Option<ReviewRow> = sqlx::query_as(
-        "select kind, source_id, external_id, status, record, authority_id from review_item \
-         where review_item_id = $1",
-    )
+    let resolved_by = &actor.name();
+    let row: Option<ReviewRow> = sqlx::query_as(&format!(
+        "select kind, source_id, external_id, status, record, authority_id from review_item r \
+         where review_item_id = $1 and {}",
+        review_in_scope(2, 3)
+    ))
     .bind(item_id)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_optional(pool)
     .await?;
     let Some(ReviewRow {
@@ -122,6 +150,11 @@ pub async fn resolve_review(
             "review item {item_id} is already {status}"
         )));
     }
+    if let (Resolution::LinkTo(device_id), false) = (&resolution, kind == PERSON_AMBIGUOUS) {
+        device_in_scope(pool, scope, *device_id).await?;
+    }
+    // The item is in the scope, so its source, of the item's authority, is the caller's to use.
+    let source_scope = Scope::Authority(authority_id);
     if kind == IDENTIFIER_SHARED && !matches!(resolution, Resolution::Dismiss) {
         return Err(CoreError::Invalid(format!(
             "review item {item_id} reports an identifier several devices carry, not a record to \
@@ -142,7 +175,7 @@ pub async fn resolve_review(
                     "review item {item_id} is about a person; --split separates devices"
                 )));
             }
-            let source = source_by_id(pool, source_id).await?;
+            let source = source_by_id(pool, &source_scope, source_id).await?;
             let record = device_record(item_id, record)?;
             split_link(&mut tx, &source, &external_id, &record, resolved_by, now)
                 .await
@@ -154,7 +187,7 @@ pub async fn resolve_review(
                     "review item {item_id} has no source record to link"
                 )));
             };
-            let source = source_by_id(pool, source_id).await?;
+            let source = source_by_id(pool, &source_scope, source_id).await?;
             if kind == PERSON_AMBIGUOUS {
                 let record: PersonRecord = serde_json::from_value(record).map_err(|error| {
                     CoreError::Invalid(format!(
@@ -212,6 +245,23 @@ pub async fn resolve_review(
     Ok(summary)
 }
 
+/// Refuses a device outside `scope` as not found, as `resolve_device` would.
+async fn device_in_scope(pool: &PgPool, scope: &Scope, device_id: Uuid) -> Result<(), CoreError> {
+    let found: Option<Uuid> = sqlx::query_scalar(&format!(
+        "select d.device_id from device d where d.device_id = $1 and {}",
+        in_scope("d.authority_id", "d.school_id", 2, 3)
+    ))
+    .bind(device_id)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
+    .fetch_optional(pool)
+    .await?;
+    found.map(|_| ()).ok_or_else(|| CoreError::NotFound {
+        what: "device",
+        key: device_id.to_string(),
+    })
+}
+
 /// The device record a review item kept.
 fn device_record(item_id: i64, record: Value) -> Result<DeviceRecord, CoreError> {
     serde_json::from_value(record).map_err(|error| {
@@ -247,16 +297,22 @@ pub const SERIAL_CHANGED: &str = "serial_changed";
 /// MAC (and no serial number) another device carries.
 pub const IDENTIFIER_CONFLICT: &str = "identifier_conflict";
 
-/// The kind of a review item, so a caller knows whether `--link` names a device or a person.
-pub async fn review_kind(pool: &PgPool, item_id: i64) -> Result<String, CoreError> {
-    sqlx::query_scalar("select kind from review_item where review_item_id = $1")
-        .bind(item_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| CoreError::NotFound {
-            what: "review item",
-            key: item_id.to_string(),
-        })
+/// The kind of a review item in `scope`, so a caller knows whether `--link` names a device or
+/// a person.
+pub async fn review_kind(pool: &PgPool, scope: &Scope, item_id: i64) -> Result<String, CoreError> {
+    sqlx::query_scalar(&format!(
+        "select kind from review_item r where review_item_id = $1 and {}",
+        review_in_scope(2, 3)
+    ))
+    .bind(item_id)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| CoreError::NotFound {
+        what: "review item",
+        key: item_id.to_string(),
+    })
 }
 
 /// Links a directory's person record to the chosen person, or to a new one. The link gets an
@@ -819,24 +875,34 @@ pub struct MergedScan {
 /// record reports a usable serial number other than its device's usable one. Each gets a
 /// `serial_changed` item (`review resolve --split` separates it, `--link` the device takes the
 /// serial, `--dismiss` leaves it). Runs again as often as wanted: open items are refreshed,
-/// dismissed ones not raised again.
+/// dismissed ones not raised again. Only the devices in `scope` are checked.
 pub async fn find_merged_devices(
     pool: &PgPool,
+    scope: &Scope,
+    actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<MergedScan, CoreError> {
+    let device_in_scope = in_scope("d.authority_id", "d.school_id", 1, 2);
     let mut tx = pool.begin().await?;
-    let links: i64 = sqlx::query_scalar("select count(*) from source_link where ended_at is null")
-        .fetch_one(&mut *tx)
-        .await?;
-    let rows: Vec<LinkSerial> = sqlx::query_as(
+    let links: i64 = sqlx::query_scalar(&format!(
+        "select count(*) from source_link l join device d using (device_id) \
+         where l.ended_at is null and {device_in_scope}"
+    ))
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows: Vec<LinkSerial> = sqlx::query_as(&format!(
         "select l.authority_id, l.source_id, s.name as source_name, l.external_id, \
          d.serial_number as device_serial, d.device_id, d.asset_tag, l.normalized::jsonb as record \
          from source_link l join device d using (device_id) join source s using (source_id) \
          where l.ended_at is null and d.serial_number is not null \
          and l.normalized->>'serial_number' is not null \
-         and l.normalized->>'serial_number' <> d.serial_number \
-         order by l.source_link_id",
-    )
+         and l.normalized->>'serial_number' <> d.serial_number and {device_in_scope} \
+         order by l.source_link_id"
+    ))
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_all(&mut *tx)
     .await?;
     let mut scan = MergedScan {
@@ -897,5 +963,7 @@ pub async fn find_merged_devices(
         }
     }
     tx.commit().await?;
+    // Review items record no opener; the log says who looked.
+    tracing::info!(actor = %actor, opened = scan.opened, "scanned for merged devices");
     Ok(scan)
 }

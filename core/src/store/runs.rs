@@ -3,13 +3,17 @@
 //! A directory source that also reports devices (UCS@school) has two kinds of runs, whose
 //! counts mean different things ("missing" is persons who left in a `directory` run, devices
 //! gone in a `devices` run); every view here names the run kind.
+//!
+//! Runs and sources belong to an authority as a whole: a scope of some schools sees none.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
 
+use crate::access::Scope;
 use crate::error::CoreError;
+use crate::store::authority_wide;
 
 /// One sync run as listed by `bestand sync runs`.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -43,31 +47,41 @@ const RUN_SELECT: &str = "select r.sync_run_id, s.name as source_name, r.kind as
     r.review_items, r.warnings, r.error, r.blocked_reason, r.approved_at, r.approved_by \
     from sync_run r join source s using (source_id)";
 
-/// The newest runs, optionally of one source.
+/// The newest runs in `scope`, optionally of one source.
 pub async fn list_runs(
     pool: &PgPool,
+    scope: &Scope,
     source: Option<&str>,
     limit: i64,
 ) -> Result<Vec<RunView>, CoreError> {
     Ok(sqlx::query_as(&format!(
-        "{RUN_SELECT} where ($1::text is null or s.name = $1) order by r.sync_run_id desc limit $2"
+        "{RUN_SELECT} where ($1::text is null or s.name = $1) and {} \
+         order by r.sync_run_id desc limit $2",
+        authority_wide("s.authority_id", 3, 4)
     ))
     .bind(source)
     .bind(limit)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_all(pool)
     .await?)
 }
 
-/// One run by id.
-pub async fn get_run(pool: &PgPool, run_id: i64) -> Result<RunView, CoreError> {
-    sqlx::query_as(&format!("{RUN_SELECT} where r.sync_run_id = $1"))
-        .bind(run_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| CoreError::NotFound {
-            what: "sync run",
-            key: run_id.to_string(),
-        })
+/// One run in `scope` by id.
+pub async fn get_run(pool: &PgPool, scope: &Scope, run_id: i64) -> Result<RunView, CoreError> {
+    sqlx::query_as(&format!(
+        "{RUN_SELECT} where r.sync_run_id = $1 and {}",
+        authority_wide("s.authority_id", 2, 3)
+    ))
+    .bind(run_id)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| CoreError::NotFound {
+        what: "sync run",
+        key: run_id.to_string(),
+    })
 }
 
 /// Per source and run kind: the last success, the last failure, a pending block, and what the
@@ -112,29 +126,38 @@ pub struct RunningRun {
     pub stale: bool,
 }
 
-/// Every run marked `running` at `now`, with whether it is stale (no heartbeat for
+/// Every run in `scope` marked `running` at `now`, with whether it is stale (no heartbeat for
 /// `STALE_AFTER`), for `/metrics`.
-pub async fn running_runs(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<RunningRun>, CoreError> {
-    Ok(sqlx::query_as(
+pub async fn running_runs(
+    pool: &PgPool,
+    scope: &Scope,
+    now: DateTime<Utc>,
+) -> Result<Vec<RunningRun>, CoreError> {
+    Ok(sqlx::query_as(&format!(
         "select s.name as source_name, r.sync_run_id as run_id, r.kind as run_kind, r.started_at, \
          r.heartbeat_at as last_alive_at, \
          coalesce(r.heartbeat_at, r.started_at) < $1 - $2 as stale \
-         from sync_run r join source s using (source_id) where r.status = 'running' \
+         from sync_run r join source s using (source_id) where r.status = 'running' and {} \
          order by s.name, r.sync_run_id",
-    )
+        authority_wide("s.authority_id", 3, 4)
+    ))
     .bind(now)
     .bind(STALE_AFTER)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_all(pool)
     .await?)
 }
 
-/// The state of every source: one line per kind of run it has had (a UCS@school source has a
-/// `directory` and a `devices` line), one line without a run kind for a source that never ran.
+/// The state of every source in `scope`: one line per kind of run it has had (a UCS@school
+/// source has a `directory` and a `devices` line), one line without a run kind for a source
+/// that never ran.
 pub async fn source_status(
     pool: &PgPool,
+    scope: &Scope,
     now: DateTime<Utc>,
 ) -> Result<Vec<SourceStatus>, CoreError> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(&format!(
         "select s.name as source_name, s.kind, k.run_kind, a.slug as authority, \
          (select max(r.finished_at) from sync_run r where r.source_id = s.source_id \
           and r.kind = k.run_kind and r.status = 'succeeded' and not r.dry_run) \
@@ -164,10 +187,13 @@ pub async fn source_status(
          left join lateral (select r.sync_run_id, r.heartbeat_at, r.started_at from sync_run r \
           where r.source_id = s.source_id and r.kind = k.run_kind and r.status = 'running' \
           order by r.sync_run_id desc limit 1) w on true \
-         order by s.name, k.run_kind desc",
-    )
+         where {} order by s.name, k.run_kind desc",
+        authority_wide("s.authority_id", 3, 4)
+    ))
     .bind(now)
     .bind(STALE_AFTER)
+    .bind(scope.authority_param())
+    .bind(scope.schools_param())
     .fetch_all(pool)
     .await?)
 }

@@ -50,7 +50,7 @@ pub async fn approve_run(
     let Some((source_id, status, dry_run, started_at, kind)) = row else {
         return Err(not_found());
     };
-    let source = store::source_by_id(pool, source_id).await?;
+    let source = store::source_by_id(pool, &Scope::All, source_id).await?;
     // A scope of some schools reaches no run: runs are authority-wide.
     if !scope.covers_authority(source.authority_id) {
         return Err(not_found());

@@ -1,9 +1,11 @@
-//! Authorities, schools and sources come from the configuration; this writes them into the
-//! database so that rows can reference them. Nothing configured is ever deleted here.
+//! Authorities, schools and sources come from the configuration file; this writes them into
+//! the database so that rows can reference them. Nothing configured is ever deleted here.
+//! (Not to be confused with `sync::directory`, the runs of school directories.)
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::access::{Actor, Scope};
 use crate::error::CoreError;
 use crate::model::SchoolType;
 use crate::store::SourceRef;
@@ -36,13 +38,40 @@ pub struct SourceSpec {
 }
 
 /// Creates or updates the configured authorities, schools and sources; returns the sources.
-pub async fn apply_directory(
+///
+/// Configuring is the work of whoever administers a whole authority: `Scope::All` may create
+/// and change any authority; `Scope::Authority` only change its own, already created one (its
+/// schools and sources); a scope of schools may configure nothing.
+pub async fn apply_configuration(
     pool: &PgPool,
+    scope: &Scope,
+    actor: &Actor,
     authorities: &[AuthoritySpec],
     sources: &[SourceSpec],
 ) -> Result<Vec<SourceRef>, CoreError> {
+    if let Scope::Schools { .. } = scope {
+        return Err(CoreError::Invalid(
+            "the configuration of authorities, schools and sources needs the scope of a whole \
+             authority; a scope of some schools cannot apply it"
+                .to_string(),
+        ));
+    }
     let mut tx = pool.begin().await?;
     for authority in authorities {
+        if let Some(own) = scope.authority_param() {
+            let existing: Option<Uuid> =
+                sqlx::query_scalar("select authority_id from school_authority where slug = $1")
+                    .bind(&authority.slug)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if existing != Some(own) {
+                return Err(CoreError::Invalid(format!(
+                    "authority '{}' is outside the scope this configuration is applied with; \
+                     only the authority itself can be configured in its scope",
+                    authority.slug
+                )));
+            }
+        }
         let authority_id: Uuid = sqlx::query_scalar(
             "insert into school_authority (slug, name, shared_macs) values ($1, $2, $3) \
              on conflict (slug) do update set name = excluded.name, \
@@ -75,6 +104,7 @@ pub async fn apply_directory(
                 .bind(&source.authority_slug)
                 .fetch_optional(&mut *tx)
                 .await?;
+        let authority_id = authority_id.filter(|found| scope.covers_authority(*found));
         let Some(authority_id) = authority_id else {
             return Err(CoreError::Invalid(format!(
                 "source '{}' names authority '{}', which is not configured",
@@ -121,5 +151,11 @@ pub async fn apply_directory(
         });
     }
     tx.commit().await?;
+    tracing::info!(
+        actor = %actor,
+        authorities = authorities.len(),
+        sources = refs.len(),
+        "configuration applied"
+    );
     Ok(refs)
 }
