@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use bestand_core::loans::{self, IssueRequest};
 use bestand_core::store::devices::{self, DeviceFilter};
-use bestand_core::store::persons;
+use bestand_core::store::{overview, persons};
 use bestand_core::sync::NoProgress;
 use bestand_core::{Clock, FixedClock};
 use bestand_mocks::directory::Directory;
@@ -93,13 +93,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     let database = Database::open(&config, Migrations::Apply).await?;
     // Every demo starts from an empty inventory, so it always tells the same story.
-    sqlx::query("drop schema public cascade")
-        .execute(&database.pool)
-        .await?;
-    sqlx::query("create schema public")
-        .execute(&database.pool)
-        .await?;
-    bestand_core::store::migrate(&database.pool).await?;
+    bestand_core::store::recreate_schema(&database.pool, &crate::commands::scope()).await?;
     let refs = app::apply_config_directory(&database.pool, &config).await?;
 
     let steps = [
@@ -187,21 +181,15 @@ async fn lend_some_devices(
     let overdue_on = bestand_core::clock::school_date(now - chrono::Duration::days(14));
     let accessories: Vec<String> = policy.accessories.iter().take(2).cloned().collect();
     // One pupil per school and class whose device the MDM already assigns to them.
-    let pairs: Vec<(String, String)> = sqlx::query_as(
-        "select device, username from (select distinct on (d.school_id, m.class_name) \
-         d.asset_tag as device, p.username, d.school_id, m.class_name from device_assignment a \
-         join device d using (device_id) join person p using (person_id) \
-         join person_membership m on m.person_id = p.person_id and m.school_id = d.school_id \
-         and m.role = 'student' \
-         where a.status = 'matched' and d.asset_tag is not null \
-         and d.lifecycle_state in ('in_use', 'in_stock') \
-         and not exists (select 1 from source_link l where l.device_id = d.device_id \
-                         and l.missing_since is not null) \
-         order by d.school_id, m.class_name, d.asset_tag) firsts \
-         order by school_id, class_name limit 12",
-    )
-    .fetch_all(&database.pool)
-    .await?;
+    let mut classes = std::collections::BTreeSet::new();
+    let pairs: Vec<(String, String)> =
+        loans::assigned_without_loan(&database.pool, &crate::commands::scope())
+            .await?
+            .into_iter()
+            .filter(|found| classes.insert((found.school_number.clone(), found.class_name.clone())))
+            .take(12)
+            .map(|found| (found.asset_tag, found.username))
+            .collect();
     let leaving: Vec<String> = {
         let now_directory = mocks.kelvin.directory();
         let next_year = now_directory.at_epoch(1);
@@ -218,20 +206,8 @@ async fn lend_some_devices(
         if spares.len() == 2 {
             break;
         }
-        let spare: Option<String> = sqlx::query_scalar(
-            "select d.asset_tag from device d join person_membership m on m.school_id = d.school_id \
-             join person p on p.person_id = m.person_id \
-             where p.username = $1 and m.role = 'student' and d.asset_tag is not null \
-             and d.lifecycle_state in ('in_use', 'in_stock') \
-             and not exists (select 1 from device_assignment a where a.device_id = d.device_id) \
-             and not exists (select 1 from source_link l where l.device_id = d.device_id \
-                             and l.missing_since is not null) \
-             and not exists (select 1 from loan o where o.device_id = d.device_id and o.state = 'active') \
-             order by d.asset_tag limit 1",
-        )
-        .bind(username)
-        .fetch_optional(&database.pool)
-        .await?;
+        let spare =
+            loans::spare_device_for(&database.pool, &crate::commands::scope(), username).await?;
         if let Some(device) = spare {
             spares.push((device, username.clone()));
         }
@@ -475,12 +451,8 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
         )
     );
 
-    let in_two: i64 = sqlx::query_scalar(
-        "select count(*) from (select device_id from source_link where ended_at is null \
-         group by device_id having count(distinct source_id) > 1) d",
-    )
-    .fetch_one(&database.pool)
-    .await?;
+    let figures = overview::inventory_figures(&database.pool, &crate::commands::scope()).await?;
+    let in_two = figures.devices_in_several_sources;
     let conflicts = devices::list_devices(
         &database.pool,
         &crate::commands::scope(),
@@ -504,20 +476,12 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
     .await?;
     let classes: i64 = schools.iter().map(|school| school.classes).sum();
     // Distinct persons: a teacher at two schools counts once.
-    let (pupils, teachers): (i64, i64) = sqlx::query_as(
-        "select count(distinct m.person_id) filter (where m.role = 'student'), \
-         count(distinct m.person_id) filter (where m.role = 'teacher') \
-         from person_membership m join person p using (person_id) where p.left_at is null",
-    )
-    .fetch_one(&database.pool)
-    .await?;
-    let (matched, no_match, ambiguous): (i64, i64, i64) = sqlx::query_as(
-        "select count(*) filter (where status = 'matched'), \
-         count(*) filter (where status = 'no_match'), count(*) filter (where status = 'ambiguous') \
-         from device_assignment",
-    )
-    .fetch_one(&database.pool)
-    .await?;
+    let (pupils, teachers) = (figures.pupils, figures.teachers);
+    let (matched, no_match, ambiguous) = (
+        figures.assignments_matched,
+        figures.assignments_no_match,
+        figures.assignments_ambiguous,
+    );
     println!(
         "\nPeople from UCS@school: {pupils} pupils and {teachers} teachers in {classes} classes \
          at {} schools",

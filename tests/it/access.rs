@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bestand_core::access::{Actor, Scope};
 use bestand_core::model::SchoolType;
 use bestand_core::store::review::{Resolution, SERIAL_CHANGED, SERIAL_CONFLICT};
-use bestand_core::store::{self, devices, persons, review, runs};
+use bestand_core::store::{self, devices, overview, persons, review, runs};
 use bestand_core::store::{AuthoritySpec, SchoolSpec, SourceSpec};
 use bestand_core::{privacy, CoreError};
 use chrono::{DateTime, Duration, Utc};
@@ -514,6 +514,32 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            function: "store::overview::inventory_figures",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    let figures = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            let figures = overview::inventory_figures(&pool, &scope).await;
+                            let figures = figures.expect("figures are counted");
+                            let hints = figures.assignments_matched
+                                + figures.assignments_no_match
+                                + figures.assignments_ambiguous;
+                            (figures.pupils, hints)
+                        }
+                    };
+                    let a = figures(env.only_a()).await;
+                    let x = figures(env.x()).await;
+                    let y = figures(env.y()).await;
+                    assert_eq!(a, (1, 1), "school A's pupil and user hint");
+                    assert_eq!(x, (2, 2), "schools A and B");
+                    assert_eq!(y, (1, 1), "authority Y alone");
+                    assert_eq!(figures(Scope::All).await, (3, 3));
+                })
+            },
+        },
+        Case {
             function: "store::persons::list_schools",
             writes: false,
             check: |env| {
@@ -890,6 +916,29 @@ fn cases() -> Vec<Case> {
                     let stored: String =
                         sqlx::query_scalar(name).fetch_one(&env.pool).await.unwrap();
                     assert_eq!(stored, "X-Stadt neu");
+                })
+            },
+        },
+        Case {
+            function: "store::recreate_schema",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let devices = || async {
+                        let count = sqlx::query_scalar::<_, i64>("select count(*) from device");
+                        count.fetch_one(&env.pool).await.expect("device table")
+                    };
+                    let before = devices().await;
+                    assert!(before > 0);
+                    for scope in [env.only_a(), env.x()] {
+                        let refused = store::recreate_schema(&env.pool, &scope).await;
+                        assert!(matches!(refused, Err(CoreError::Invalid(_))), "{refused:?}");
+                    }
+                    assert_eq!(devices().await, before, "a narrower scope dropped nothing");
+                    store::recreate_schema(&env.pool, &Scope::All)
+                        .await
+                        .expect("every authority's scope empties the database");
+                    assert_eq!(devices().await, 0, "empty and migrated again");
                 })
             },
         },

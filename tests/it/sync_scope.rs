@@ -35,8 +35,8 @@ async fn neighbour_authority(pool: &PgPool) -> Uuid {
         &[authority],
         &[],
     )
-        .await
-        .expect("directory applies");
+    .await
+    .expect("directory applies");
     sqlx::query_scalar("select authority_id from school_authority where slug = 'nachbarstadt'")
         .fetch_one(pool)
         .await
@@ -251,7 +251,9 @@ async fn a_scope_short_of_the_runs_authority_cannot_approve_it_and_the_authority
             sync::approve_run(&db.pool, clock.as_ref(), &scope, &actor, blocked.run_id).await;
         assert!(is_not_found(&approval, "sync run"), "{name}: {approval:?}");
         assert_eq!(state(&db.pool).await, before, "{name} changed something");
-        let run = runs::get_run(&db.pool, &Scope::All, blocked.run_id).await.unwrap();
+        let run = runs::get_run(&db.pool, &Scope::All, blocked.run_id)
+            .await
+            .unwrap();
         assert_eq!(
             (run.status.as_str(), run.approved_by),
             ("blocked", None),
@@ -279,7 +281,9 @@ async fn a_scope_short_of_the_runs_authority_cannot_approve_it_and_the_authority
     .await
     .unwrap();
     assert_eq!(approval.marked_missing, 61);
-    let run = runs::get_run(&db.pool, &Scope::All, blocked.run_id).await.unwrap();
+    let run = runs::get_run(&db.pool, &Scope::All, blocked.run_id)
+        .await
+        .unwrap();
     assert_eq!(
         (run.status.as_str(), run.approved_by.as_deref()),
         ("succeeded", Some("anna")),

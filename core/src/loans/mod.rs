@@ -13,6 +13,7 @@
 
 mod agreement;
 mod bulk;
+mod candidates;
 mod checks;
 mod class_set;
 mod issue;
@@ -23,6 +24,7 @@ mod tags;
 
 pub use self::agreement::{agreement_facts, AgreementFacts};
 pub use self::bulk::{import_loans, AcceptedRow, BulkOptions, BulkReport, BulkRow, RowError};
+pub use self::candidates::{assigned_without_loan, spare_device_for, AssignedWithoutLoan};
 pub use self::class_set::{
     issue_class_set, ClassSetLine, ClassSetReport, ClassSetRequest, DevicePool,
 };

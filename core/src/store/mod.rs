@@ -10,6 +10,7 @@ pub mod device_row;
 pub mod devices;
 pub(crate) mod history;
 pub mod merge;
+pub mod overview;
 pub mod persons;
 pub mod review;
 pub mod runs;
@@ -95,6 +96,21 @@ pub(crate) fn exactly_one(
 pub async fn migrate(pool: &PgPool) -> Result<(), CoreError> {
     crate::MIGRATOR.run(pool).await?;
     Ok(())
+}
+
+/// Empties the whole database and migrates it again: `bestand demo`'s fresh start. Only a
+/// scope of every authority may, since it removes all of them.
+pub async fn recreate_schema(pool: &PgPool, scope: &Scope) -> Result<(), CoreError> {
+    if *scope != Scope::All {
+        return Err(CoreError::Invalid(
+            "only a scope of every authority may empty the database".to_string(),
+        ));
+    }
+    sqlx::query("drop schema public cascade")
+        .execute(pool)
+        .await?;
+    sqlx::query("create schema public").execute(pool).await?;
+    migrate(pool).await
 }
 
 /// Looks a source up by its configured name. Sources are authority-wide: a scope of some

@@ -26,8 +26,8 @@ pub use self::guard::DeletionGuard;
 pub use self::protocol::{
     DirectoryItem, FetchFailure, PersonPage, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY,
 };
-pub use bestand_model::protocol;
 pub use self::run::{
     with_heartbeat, NoProgress, SyncCounts, SyncProgress, SyncReport, HEARTBEAT_INTERVAL,
     RUN_ATTEMPTS,
 };
+pub use bestand_model::protocol;
