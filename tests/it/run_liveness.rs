@@ -50,6 +50,13 @@ async fn a_run_skipped_for_a_busy_source_never_asks_the_source_for_pages() {
     assert_eq!(fetched.load(Ordering::SeqCst), 0, "no token, no page");
 
     // Once the other instance is done, the next run asks once and applies.
+    // Unlocked first: closing alone returns before the server has ended the session, and a
+    // loaded server may still hold the lock when the next run asks (seen in a full suite run).
+    sqlx::query("select pg_advisory_unlock($1)")
+        .bind(source.lock_key())
+        .execute(&mut other)
+        .await
+        .unwrap();
     other.close().await.unwrap();
     let report = sync::run_sync_retrying(
         &db.pool,

@@ -213,6 +213,12 @@ async fn a_scope_short_of_the_sources_authority_cannot_run_it_and_the_authoritys
         );
         assert_eq!(state(&db.pool).await, before, "{name} changed something");
     }
+    // Unlocked before closing, so the server has let go when the next run asks.
+    sqlx::query("select pg_advisory_unlock($1)")
+        .bind(jamf.lock_key())
+        .execute(&mut holder)
+        .await
+        .unwrap();
     holder.close().await.unwrap();
 
     // The authority's own scope runs both.
