@@ -15,3 +15,8 @@ pub fn actor(by: Option<String>) -> String {
         .or_else(|| std::env::var("LOGNAME").ok())
         .unwrap_or_else(|| "cli".to_string())
 }
+
+/// `actor` as the core's actor: the person at the command line.
+pub fn cli_actor(by: Option<String>) -> bestand_core::Actor {
+    bestand_core::Actor::CliUser(actor(by))
+}

@@ -318,7 +318,7 @@ pub async fn show_device(pool: &PgPool, key: &str) -> Result<DeviceDetail, CoreE
     .fetch_all(pool)
     .await?;
     let assignments = device_assignments(pool, device_id).await?;
-    let loans = crate::loans::loans_of_device(pool, device_id).await?;
+    let loans = crate::loans::loans_of_device(pool, &crate::access::Scope::All, device_id).await?;
     Ok(DeviceDetail {
         device,
         authority,

@@ -252,7 +252,7 @@ pub async fn show_person(pool: &PgPool, key: &str) -> Result<PersonDetail, CoreE
     .fetch_all(pool)
     .await?;
     let devices = assigned_devices(pool, person_id).await?;
-    let loans = crate::loans::loans_of_person(pool, person_id).await?;
+    let loans = crate::loans::loans_of_person(pool, &crate::access::Scope::All, person_id).await?;
     Ok(PersonDetail {
         person,
         authority,
