@@ -4,6 +4,7 @@
 // Everything in this binary is test code, where a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access_loans;
 mod agreement;
 mod cli_config;
 mod csv_output;
@@ -18,6 +19,7 @@ mod jamf_pro;
 mod jamf_school;
 mod kelvin;
 mod loan_agreements;
+mod loan_rules;
 mod loans;
 mod mock_server;
 mod persons_queries;
