@@ -225,10 +225,11 @@ async fn lend_some_devices(
         };
         loans::issue_loan(
             &database.pool,
+            &bestand_core::Scope::All,
             &handed_out,
             &policy,
             &request,
-            "Sekretariat",
+            &bestand_core::Actor::CliUser("Sekretariat".into()),
         )
         .await
         .map_err(|error| anyhow::anyhow!("demo loan of {device} to {username}: {error}"))?;
@@ -251,6 +252,7 @@ async fn lend_some_devices(
     let today = bestand_core::clock::school_date(now);
     let open = loans::list_loans(
         &database.pool,
+        &bestand_core::Scope::All,
         &loans::LoanFilter {
             state: Some(bestand_core::model::LoanState::Active),
             ..Default::default()
@@ -259,7 +261,8 @@ async fn lend_some_devices(
     )
     .await?;
     let overdue = open.iter().filter(|loan| loan.due_on < today).count();
-    let gone = loans::left_with_device(&database.pool, None, today).await?;
+    let gone =
+        loans::left_with_device(&database.pool, &bestand_core::Scope::All, None, today).await?;
     println!(
         "\nLoans (Leihgeräte): {issued} handed out three months ago, {} open, {overdue} overdue; \
          UCS@school a school term later: {left} pupils left, {} of them still with a loan device",

@@ -125,10 +125,11 @@ async fn hand_out(
     };
     loans::issue_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         &world.policy,
         &request,
-        "Frau Kaya",
+        &Actor::CliUser("Frau Kaya".into()),
     )
     .await
     .unwrap()
@@ -137,7 +138,9 @@ async fn hand_out(
 /// Writes `keys`' agreements with the default template, as the command does.
 async fn print_loans(world: &World, keys: &[&str], path: &Path) -> WrittenAgreements {
     let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-    let list = agreements_of_loans(world.pool(), &keys).await.unwrap();
+    let list = agreements_of_loans(world.pool(), &Scope::All, &keys)
+        .await
+        .unwrap();
     let template = template_from(None).unwrap();
     refuse_existing(path, false).unwrap();
     write_agreements(&template, &list, path, false).unwrap()
@@ -161,7 +164,7 @@ async fn a_loan_agreement_shows_school_borrower_device_and_dates_and_pupils_get_
     let dir = TempDir::new();
 
     // One loan, named by its device: the default file name carries the loan id.
-    let single = agreements_of_loans(world.pool(), &["INV-0001".to_string()])
+    let single = agreements_of_loans(world.pool(), &Scope::All, &["INV-0001".to_string()])
         .await
         .unwrap();
     assert_eq!(
@@ -202,7 +205,7 @@ async fn a_loan_agreement_shows_school_borrower_device_and_dates_and_pupils_get_
     assert!(!text.contains("2026-11-23"), "dates are German:\n{text}");
 
     // An existing file is kept unless --force.
-    let again = agreements_of_loans(world.pool(), &["INV-0001".to_string()])
+    let again = agreements_of_loans(world.pool(), &Scope::All, &["INV-0001".to_string()])
         .await
         .unwrap();
     let template = template_from(None).unwrap();
@@ -225,7 +228,9 @@ async fn a_loan_agreement_shows_school_borrower_device_and_dates_and_pupils_get_
         format!("loan:{}", lea.loan_id),
         format!("#{}", becker.loan_id),
     ];
-    let both = agreements_of_loans(world.pool(), &keys).await.unwrap();
+    let both = agreements_of_loans(world.pool(), &Scope::All, &keys)
+        .await
+        .unwrap();
     assert_eq!(default_output(&both), PathBuf::from("leihvertraege.pdf"));
     let path = dir.join("beide.pdf");
     let written = write_agreements(&template, &both, &path, false).unwrap();
@@ -268,18 +273,26 @@ async fn a_class_prints_one_page_per_active_loan_by_family_name() {
     let returned = hand_out(&world, "INV-0005", "ben.wolf", None, &[], None).await;
     loans::return_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         returned.loan_id,
         &ReturnRequest::default(),
-        "Frau Kaya",
+        &Actor::CliUser("Frau Kaya".into()),
     )
     .await
     .unwrap();
     let today = t0().date_naive();
 
-    let list = agreements_of_class(world.pool(), None, "GS Lindenweg", " 4A ", today)
-        .await
-        .unwrap();
+    let list = agreements_of_class(
+        world.pool(),
+        &Scope::All,
+        None,
+        "GS Lindenweg",
+        " 4A ",
+        today,
+    )
+    .await
+    .unwrap();
     let ids: Vec<i64> = list.iter().map(|data| data.loan_id).collect();
     assert_eq!(ids, vec![lea.loan_id, ben.loan_id]);
     assert_eq!(
@@ -309,11 +322,13 @@ async fn a_class_prints_one_page_per_active_loan_by_family_name() {
     }
 
     // The school by number works as well; a class without active loans is an error.
-    let by_number = agreements_of_class(world.pool(), None, "100001", "4a", today)
+    let by_number = agreements_of_class(world.pool(), &Scope::All, None, "100001", "4a", today)
         .await
         .unwrap();
     assert_eq!(by_number.len(), 2);
-    let none = error_text(agreements_of_class(world.pool(), None, "100001", "3c", today).await);
+    let none = error_text(
+        agreements_of_class(world.pool(), &Scope::All, None, "100001", "3c", today).await,
+    );
     assert!(none.contains("no active loans of class 3c"), "{none}");
 }
 
@@ -332,7 +347,7 @@ async fn the_loans_of_a_hand_out_file_get_their_agreements() {
     assert!(report.applied && report.errors.is_empty(), "{report:?}");
 
     let path = dir.join("ausgabe-4a.pdf");
-    let written = import_agreements(world.pool(), &template, &report, &path, false)
+    let written = import_agreements(world.pool(), &Scope::All, &template, &report, &path, false)
         .await
         .unwrap()
         .expect("the import created loans");
@@ -354,7 +369,7 @@ async fn the_loans_of_a_hand_out_file_get_their_agreements() {
         .await;
     assert!(!report.applied);
     let path = dir.join("nichts.pdf");
-    let none = import_agreements(world.pool(), &template, &report, &path, false)
+    let none = import_agreements(world.pool(), &Scope::All, &template, &report, &path, false)
         .await
         .unwrap();
     assert!(none.is_none());
@@ -367,10 +382,11 @@ async fn pseudonymised_and_cancelled_loans_get_no_agreement() {
     let lea = hand_out(&world, "INV-0001", "lea.schulz", None, &[], None).await;
     loans::return_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         lea.loan_id,
         &ReturnRequest::default(),
-        "Frau Kaya",
+        &Actor::CliUser("Frau Kaya".into()),
     )
     .await
     .unwrap();
@@ -393,30 +409,39 @@ async fn pseudonymised_and_cancelled_loans_get_no_agreement() {
     .unwrap();
     assert_eq!(purge.loans.len(), 1);
 
-    let refused = error_text(agreements_of_loan_ids(world.pool(), &[lea.loan_id]).await);
+    let refused =
+        error_text(agreements_of_loan_ids(world.pool(), &Scope::All, &[lea.loan_id]).await);
     assert!(
         refused.contains(&format!("loan {} has no borrower any more", lea.loan_id))
             && refused.contains("pseudonymised"),
         "{refused}"
     );
-    let refused =
-        error_text(agreements_of_loans(world.pool(), &[format!("loan:{}", lea.loan_id)]).await);
+    let refused = error_text(
+        agreements_of_loans(
+            world.pool(),
+            &Scope::All,
+            &[format!("loan:{}", lea.loan_id)],
+        )
+        .await,
+    );
     assert!(refused.contains("pseudonymised"), "{refused}");
 
     let ben = hand_out(&world, "INV-0002", "ben.wolf", None, &[], None).await;
     loans::cancel_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         ben.loan_id,
         "falsches Gerät",
-        "Frau Kaya",
+        &Actor::CliUser("Frau Kaya".into()),
     )
     .await
     .unwrap();
-    let refused = error_text(agreements_of_loan_ids(world.pool(), &[ben.loan_id]).await);
+    let refused =
+        error_text(agreements_of_loan_ids(world.pool(), &Scope::All, &[ben.loan_id]).await);
     assert!(refused.contains("was cancelled"), "{refused}");
 
-    let refused = error_text(agreements_of_loan_ids(world.pool(), &[999_999]).await);
+    let refused = error_text(agreements_of_loan_ids(world.pool(), &Scope::All, &[999_999]).await);
     assert!(refused.contains("loan not found: 999999"), "{refused}");
 }
 
@@ -445,7 +470,7 @@ async fn the_template_named_in_the_config_changes_the_agreement() {
         Some(dir.join("leihvertrag.toml").as_path())
     );
     let template = load_template(&config).unwrap();
-    let list = agreements_of_loan_ids(world.pool(), &[lea.loan_id])
+    let list = agreements_of_loan_ids(world.pool(), &Scope::All, &[lea.loan_id])
         .await
         .unwrap();
     let path = dir.join("eigenes.pdf");

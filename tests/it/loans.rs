@@ -22,7 +22,7 @@ use bestand_core::record::DeviceRecord;
 use bestand_core::store::{self, SourceRef};
 use bestand_core::sync::{self, DirectoryItem, DirectorySyncOptions, PersonPage};
 use bestand_core::tabular::Encoding;
-use bestand_core::{CoreError, FixedClock};
+use bestand_core::{Actor, CoreError, FixedClock};
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -209,7 +209,15 @@ impl World {
             borrower: borrower.into(),
             ..IssueRequest::default()
         };
-        loans::issue_loan(self.pool(), &*self.clock, &self.policy, &request, "counter").await
+        loans::issue_loan(
+            self.pool(),
+            &Scope::All,
+            &*self.clock,
+            &self.policy,
+            &request,
+            &Actor::CliUser("counter".into()),
+        )
+        .await
     }
 
     /// `loans::import_loans` of `rows`, by `by`.
@@ -219,9 +227,17 @@ impl World {
         options: BulkOptions,
         by: &str,
     ) -> loans::BulkReport {
-        loans::import_loans(self.pool(), &*self.clock, &self.policy, rows, options, by)
-            .await
-            .unwrap()
+        loans::import_loans(
+            self.pool(),
+            &Scope::All,
+            &*self.clock,
+            &self.policy,
+            rows,
+            options,
+            &Actor::CliUser(by.into()),
+        )
+        .await
+        .unwrap()
     }
 
     async fn lifecycle(&self, asset_tag: &str) -> String {
@@ -283,7 +299,15 @@ async fn a_hundred_concurrent_hand_outs_of_one_device_make_one_loan() {
                 borrower: borrower.into(),
                 ..IssueRequest::default()
             };
-            loans::issue_loan(&pool, &*clock, &policy, &request, "counter").await
+            loans::issue_loan(
+                &pool,
+                &Scope::All,
+                &*clock,
+                &policy,
+                &request,
+                &Actor::CliUser("counter".into()),
+            )
+            .await
         }));
     }
     let mut loans_made = Vec::new();
@@ -463,10 +487,11 @@ async fn a_pupil_of_another_school_needs_an_override_reason() {
     };
     let loan = loans::issue_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         &world.policy,
         &request,
-        "counter",
+        &Actor::CliUser("counter".into()),
     )
     .await
     .unwrap();
@@ -491,10 +516,11 @@ async fn a_damaged_or_incomplete_return_leaves_the_device_to_check() {
     };
     let loan = loans::issue_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         &world.policy,
         &request,
-        "counter",
+        &Actor::CliUser("counter".into()),
     )
     .await
     .unwrap();
@@ -505,10 +531,17 @@ async fn a_damaged_or_incomplete_return_leaves_the_device_to_check() {
         accessories: vec!["Maus".into()],
         ..IssueRequest::default()
     };
-    let message = loans::issue_loan(world.pool(), &*world.clock, &world.policy, &unknown, "c")
-        .await
-        .unwrap_err()
-        .to_string();
+    let message = loans::issue_loan(
+        world.pool(),
+        &Scope::All,
+        &*world.clock,
+        &world.policy,
+        &unknown,
+        &Actor::CliUser("c".into()),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         message.contains("unknown accessory \"Maus\"")
             && message.contains("Schutzhülle, Ladegerät, Eingabestift, Tastatur"),
@@ -519,10 +552,17 @@ async fn a_damaged_or_incomplete_return_leaves_the_device_to_check() {
         missing: vec!["Tastatur".into()],
         ..ReturnRequest::default()
     };
-    let message = loans::return_loan(world.pool(), &*world.clock, loan.loan_id, &not_lent, "c")
-        .await
-        .unwrap_err()
-        .to_string();
+    let message = loans::return_loan(
+        world.pool(),
+        &Scope::All,
+        &*world.clock,
+        loan.loan_id,
+        &not_lent,
+        &Actor::CliUser("c".into()),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         message.contains("\"Tastatur\" was not handed out"),
         "{message}"
@@ -534,9 +574,16 @@ async fn a_damaged_or_incomplete_return_leaves_the_device_to_check() {
         missing: vec!["ladegerät".into()],
         damage: Some("Riss im Display".into()),
     };
-    let outcome = loans::return_loan(world.pool(), &*world.clock, loan.loan_id, &damaged, "desk")
-        .await
-        .unwrap();
+    let outcome = loans::return_loan(
+        world.pool(),
+        &Scope::All,
+        &*world.clock,
+        loan.loan_id,
+        &damaged,
+        &Actor::CliUser("desk".into()),
+    )
+    .await
+    .unwrap();
     assert!(outcome.to_check);
     assert_eq!(outcome.loan.state, "returned");
     assert_eq!(
@@ -558,10 +605,11 @@ async fn a_damaged_or_incomplete_return_leaves_the_device_to_check() {
     // Someone looks at it and puts it back on the shelf.
     let state = loans::finish_check(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         "INV-0001",
         LifecycleState::InStock,
-        "werkstatt",
+        &Actor::CliUser("werkstatt".into()),
     )
     .await
     .unwrap();
@@ -574,10 +622,11 @@ async fn a_damaged_or_incomplete_return_leaves_the_device_to_check() {
     world.issue("INV-0001", "mia.kern").await.unwrap();
     let message = loans::finish_check(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         "INV-0001",
         LifecycleState::InStock,
-        "werkstatt",
+        &Actor::CliUser("werkstatt".into()),
     )
     .await
     .unwrap_err()
@@ -591,10 +640,11 @@ async fn a_damaged_or_incomplete_return_leaves_the_device_to_check() {
     let clean = world.issue("INV-0002", "ben.wolf").await.unwrap();
     let outcome = loans::return_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         clean.loan_id,
         &ReturnRequest::default(),
-        "desk",
+        &Actor::CliUser("desk".into()),
     )
     .await
     .unwrap();
@@ -603,10 +653,11 @@ async fn a_damaged_or_incomplete_return_leaves_the_device_to_check() {
     world.issue("INV-0002", "mia.kern").await.unwrap();
     let message = loans::return_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         clean.loan_id,
         &ReturnRequest::default(),
-        "desk",
+        &Actor::CliUser("desk".into()),
     )
     .await
     .unwrap_err()
@@ -626,22 +677,37 @@ async fn every_step_is_a_device_event_without_names() {
     let pool = world.pool();
     let clock = &*world.clock;
     let a = world.issue("INV-0001", "lea.schulz").await.unwrap();
-    let extended = loans::extend_loan(pool, clock, a.loan_id, day("15.09.2027"), "desk")
-        .await
-        .unwrap();
+    let extended = loans::extend_loan(
+        pool,
+        &Scope::All,
+        clock,
+        a.loan_id,
+        day("15.09.2027"),
+        &Actor::CliUser("desk".into()),
+    )
+    .await
+    .unwrap();
     assert_eq!(extended.due_on, day("2027-09-15"));
-    let signed = loans::record_agreement(pool, clock, a.loan_id, day("2026-11-20"), "desk")
-        .await
-        .unwrap();
+    let signed = loans::record_agreement(
+        pool,
+        &Scope::All,
+        clock,
+        a.loan_id,
+        day("2026-11-20"),
+        &Actor::CliUser("desk".into()),
+    )
+    .await
+    .unwrap();
     assert_eq!(signed.agreement_signed_on, Some(day("2026-11-20")));
     let lost = loans::mark_lost(
         pool,
+        &Scope::All,
         clock,
         a.loan_id,
         Loss::Lost,
         day("2026-11-22"),
         "Lea Schulz hat es im Bus liegen lassen",
-        "desk",
+        &Actor::CliUser("desk".into()),
     )
     .await
     .unwrap();
@@ -653,12 +719,13 @@ async fn every_step_is_a_device_event_without_names() {
     let b = world.issue("INV-0002", "ben.wolf").await.unwrap();
     let stolen = loans::mark_lost(
         pool,
+        &Scope::All,
         clock,
         b.loan_id,
         Loss::Stolen,
         day("2026-11-23"),
         "Anzeige 4711",
-        "desk",
+        &Actor::CliUser("desk".into()),
     )
     .await
     .unwrap();
@@ -666,11 +733,20 @@ async fn every_step_is_a_device_event_without_names() {
     assert_eq!(world.lifecycle("INV-0002").await, "lost");
 
     let c = world.issue("INV-0003", "mia.kern").await.unwrap();
-    let key = loans::resolve_loan(pool, "INV-0003").await.unwrap();
-    assert_eq!(key, c.loan_id);
-    let cancelled = loans::cancel_loan(pool, clock, key, "falsches Gerät gescannt", "desk")
+    let key = loans::resolve_loan(pool, &Scope::All, "INV-0003")
         .await
         .unwrap();
+    assert_eq!(key, c.loan_id);
+    let cancelled = loans::cancel_loan(
+        pool,
+        &Scope::All,
+        clock,
+        key,
+        "falsches Gerät gescannt",
+        &Actor::CliUser("desk".into()),
+    )
+    .await
+    .unwrap();
     assert_eq!(cancelled.state, "cancelled");
     assert_eq!(
         cancelled.close_note.as_deref(),
@@ -679,7 +755,7 @@ async fn every_step_is_a_device_event_without_names() {
     // Kept, and the device is free again.
     world.issue("INV-0003", "mia.kern").await.unwrap();
     assert_eq!(
-        loans::loans_of_device(pool, c.device_id)
+        loans::loans_of_device(pool, &Scope::All, c.device_id)
             .await
             .unwrap()
             .iter()
@@ -687,11 +763,16 @@ async fn every_step_is_a_device_event_without_names() {
             .collect::<Vec<_>>(),
         vec!["active", "cancelled"]
     );
-    assert!(
-        loans::cancel_loan(pool, clock, c.loan_id, "nochmal", "desk")
-            .await
-            .is_err()
-    );
+    assert!(loans::cancel_loan(
+        pool,
+        &Scope::All,
+        clock,
+        c.loan_id,
+        "nochmal",
+        &Actor::CliUser("desk".into())
+    )
+    .await
+    .is_err());
 
     let kinds = |events: Vec<(String, serde_json::Value)>| {
         events.into_iter().map(|(kind, _)| kind).collect::<Vec<_>>()
@@ -802,20 +883,22 @@ async fn the_default_due_date_is_the_end_of_the_school_year() {
     };
     let school = loans::issue_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         &policy,
         &issue("INV-0002", "ben.wolf"),
-        "c",
+        &Actor::CliUser("c".into()),
     )
     .await
     .unwrap();
     assert_eq!(school.due_on, day("2027-06-30"));
     let authority = loans::issue_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         &policy,
         &issue("INV-0900", "tom.yilmaz"),
-        "c",
+        &Actor::CliUser("c".into()),
     )
     .await
     .unwrap();
@@ -827,10 +910,11 @@ async fn the_default_due_date_is_the_end_of_the_school_year() {
         .set(Utc.with_ymd_and_hms(2027, 7, 1, 8, 0, 0).unwrap());
     let after = loans::issue_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         &policy,
         &issue("INV-0003", "mia.kern"),
-        "c",
+        &Actor::CliUser("c".into()),
     )
     .await
     .unwrap();
@@ -844,13 +928,18 @@ async fn the_default_due_date_is_the_end_of_the_school_year() {
         due_on: Some(day("2027-07-30")),
         ..issue("INV-0005", "ben.wolf")
     };
-    assert!(
-        loans::issue_loan(world.pool(), &*world.clock, &policy, &past, "c")
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("due date 2027-07-30 is in the past")
-    );
+    assert!(loans::issue_loan(
+        world.pool(),
+        &Scope::All,
+        &*world.clock,
+        &policy,
+        &past,
+        &Actor::CliUser("c".into())
+    )
+    .await
+    .unwrap_err()
+    .to_string()
+    .contains("due date 2027-07-30 is in the past"));
 
     let bad = Config::parse(
         "[loans]\naccessories = [\"Tastatur\", \"tastatur\"]\nsurprise = 1\n",
@@ -952,9 +1041,13 @@ async fn a_hand_out_file_is_checked_completely_and_applied_all_or_nothing() {
     assert_eq!(report.accepted.len(), 1);
     assert_eq!(report.accepted[0].line, 2);
     assert_eq!(world.loan_count().await, before + 1);
-    let written = loans::get_loan(world.pool(), report.accepted[0].loan_id.unwrap())
-        .await
-        .unwrap();
+    let written = loans::get_loan(
+        world.pool(),
+        &Scope::All,
+        report.accepted[0].loan_id.unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(written.accessories, vec!["Ladegerät", "Schutzhülle"]);
     assert_eq!(written.handed_out_by, "s");
 
@@ -991,9 +1084,13 @@ async fn a_hand_out_file_german_excel_saved_in_windows_1252_is_imported() {
         report.errors
     );
     assert_eq!(world.loan_count().await, before + 1);
-    let written = loans::get_loan(world.pool(), report.accepted[0].loan_id.unwrap())
-        .await
-        .unwrap();
+    let written = loans::get_loan(
+        world.pool(),
+        &Scope::All,
+        report.accepted[0].loan_id.unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(written.accessories, vec!["Ladegerät", "Schutzhülle"]);
 
     // The same bytes with --encoding utf-8: refused, naming line and column.
@@ -1028,12 +1125,13 @@ async fn scanning_confirms_each_device_and_sums_up() {
     let mut out = Vec::new();
     let summary = scan_issue(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         &world.policy,
         &template,
         input,
         &mut out,
-        "counter",
+        &Actor::CliUser("counter".into()),
     )
     .await
     .unwrap();
@@ -1065,9 +1163,16 @@ async fn scanning_confirms_each_device_and_sums_up() {
     world.issue("INV-0003", "ben.wolf").await.unwrap();
     let input = Cursor::new("INV-0001\nINV-0003\nNOPE\nINV-0001\nINV-0004\n");
     let mut out = Vec::new();
-    let summary = scan_return(world.pool(), &*world.clock, input, &mut out, "desk")
-        .await
-        .unwrap();
+    let summary = scan_return(
+        world.pool(),
+        &Scope::All,
+        &*world.clock,
+        input,
+        &mut out,
+        &Actor::CliUser("desk".into()),
+    )
+    .await
+    .unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(
         text.contains("✓ INV-0001 returned (loan 1, Lea Schulz, 4a)"),
@@ -1126,11 +1231,17 @@ async fn a_class_set_pairs_pupils_and_pool_devices_in_a_stable_order() {
         partial: false,
         dry_run: false,
     };
-    let message =
-        loans::issue_class_set(world.pool(), &*world.clock, &world.policy, &request, "mb")
-            .await
-            .unwrap_err()
-            .to_string();
+    let message = loans::issue_class_set(
+        world.pool(),
+        &Scope::All,
+        &*world.clock,
+        &world.policy,
+        &request,
+        &Actor::CliUser("mb".into()),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         message,
         "room \"r 104\" at school 100001 has 4 lendable device(s) for 6 pupil(s) of class 3C \
@@ -1140,16 +1251,30 @@ async fn a_class_set_pairs_pupils_and_pool_devices_in_a_stable_order() {
 
     request.partial = true;
     request.dry_run = true;
-    let dry = loans::issue_class_set(world.pool(), &*world.clock, &world.policy, &request, "mb")
-        .await
-        .unwrap();
+    let dry = loans::issue_class_set(
+        world.pool(),
+        &Scope::All,
+        &*world.clock,
+        &world.policy,
+        &request,
+        &Actor::CliUser("mb".into()),
+    )
+    .await
+    .unwrap();
     assert!(!dry.applied);
     assert_eq!(world.loan_count().await, before);
 
     request.dry_run = false;
-    let report = loans::issue_class_set(world.pool(), &*world.clock, &world.policy, &request, "mb")
-        .await
-        .unwrap();
+    let report = loans::issue_class_set(
+        world.pool(),
+        &Scope::All,
+        &*world.clock,
+        &world.policy,
+        &request,
+        &Actor::CliUser("mb".into()),
+    )
+    .await
+    .unwrap();
     let pairs: Vec<(String, Option<String>, Option<String>)> = report
         .lines
         .iter()
@@ -1203,6 +1328,7 @@ async fn a_class_set_pairs_pupils_and_pool_devices_in_a_stable_order() {
     assert_eq!(world.loan_count().await, before + 4);
     let list = loans::list_loans(
         world.pool(),
+        &Scope::All,
         &LoanFilter {
             class: Some("3c".into()),
             state: Some(bestand_core::model::LoanState::Active),
@@ -1221,22 +1347,29 @@ async fn a_class_set_pairs_pupils_and_pool_devices_in_a_stable_order() {
     // A tagged pool: tag two devices, hand them to the remaining pupils.
     let tagged = loans::tag_devices(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         &["INV-0008".into(), "INV-0900".into()],
         &["Koffer-3".into()],
         &[],
-        "mb",
+        &Actor::CliUser("mb".into()),
     )
     .await
     .unwrap();
     assert!(tagged.iter().all(|t| t.tags == vec!["Koffer-3"]));
     request.pool = DevicePool::Tag("koffer-3".into());
     request.partial = false;
-    let message =
-        loans::issue_class_set(world.pool(), &*world.clock, &world.policy, &request, "mb")
-            .await
-            .unwrap_err()
-            .to_string();
+    let message = loans::issue_class_set(
+        world.pool(),
+        &Scope::All,
+        &*world.clock,
+        &world.policy,
+        &request,
+        &Actor::CliUser("mb".into()),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     // INV-0900 belongs to the Gymnasium: not in the Grundschule's pool.
     assert!(
         message.contains("has 1 lendable device(s) for 2 pupil(s)"),
@@ -1275,18 +1408,21 @@ async fn borrowers_who_left_are_flagged_and_listed() {
     };
     loans::issue_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         &world.policy,
         &override_request,
-        "c",
+        &Actor::CliUser("c".into()),
     )
     .await
     .unwrap();
     let today = world.clock.now_date();
-    assert!(loans::left_with_device(world.pool(), None, today)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        loans::left_with_device(world.pool(), &Scope::All, None, today)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Lea is gone from the directory; Ben moved to the Gymnasium.
     world.clock.advance(Duration::days(1));
@@ -1301,7 +1437,7 @@ async fn borrowers_who_left_are_flagged_and_listed() {
     }
     read_directory(world.pool(), &world.clock, &world.ucs, persons).await;
 
-    let left = loans::left_with_device(world.pool(), None, today)
+    let left = loans::left_with_device(world.pool(), &Scope::All, None, today)
         .await
         .unwrap();
     let flagged: Vec<(String, bool)> = left
@@ -1317,7 +1453,7 @@ async fn borrowers_who_left_are_flagged_and_listed() {
         .iter()
         .all(|l| l.borrower_left && l.device_label() != "INV-0004"));
     // The flag shows in the ordinary list too; the class is where Lea was.
-    let all = loans::list_loans(world.pool(), &LoanFilter::default(), today)
+    let all = loans::list_loans(world.pool(), &Scope::All, &LoanFilter::default(), today)
         .await
         .unwrap();
     let lea = all
@@ -1347,9 +1483,16 @@ async fn overdue_loans_are_grouped_per_school_and_class() {
                 due_on: Some(day(due)),
                 ..IssueRequest::default()
             };
-            loans::issue_loan(world.pool(), &*world.clock, &world.policy, &request, "c")
-                .await
-                .unwrap()
+            loans::issue_loan(
+                world.pool(),
+                &Scope::All,
+                &*world.clock,
+                &world.policy,
+                &request,
+                &Actor::CliUser("c".into()),
+            )
+            .await
+            .unwrap()
         }
     };
     issue_due("INV-0001", "lea.schulz", "2026-12-01").await;
@@ -1365,10 +1508,11 @@ async fn overdue_loans_are_grouped_per_school_and_class() {
     };
     loans::issue_loan(
         world.pool(),
+        &Scope::All,
         &*world.clock,
         &world.policy,
         &override_request,
-        "c",
+        &Actor::CliUser("c".into()),
     )
     .await
     .unwrap();
@@ -1377,7 +1521,7 @@ async fn overdue_loans_are_grouped_per_school_and_class() {
         .clock
         .set(Utc.with_ymd_and_hms(2026, 12, 5, 9, 0, 0).unwrap());
     let today = world.clock.now_date();
-    let groups = loans::overdue_by_class(world.pool(), &LoanFilter::default(), today)
+    let groups = loans::overdue_by_class(world.pool(), &Scope::All, &LoanFilter::default(), today)
         .await
         .unwrap();
     let shape: Vec<(Option<String>, Option<String>, Vec<String>)> = groups
@@ -1416,7 +1560,7 @@ async fn overdue_loans_are_grouped_per_school_and_class() {
         class: Some("4A".into()),
         ..LoanFilter::default()
     };
-    let groups = loans::overdue_by_class(world.pool(), &school_only, today)
+    let groups = loans::overdue_by_class(world.pool(), &Scope::All, &school_only, today)
         .await
         .unwrap();
     assert_eq!(groups.len(), 1);
@@ -1427,7 +1571,7 @@ async fn overdue_loans_are_grouped_per_school_and_class() {
         ..LoanFilter::default()
     };
     assert_eq!(
-        loans::list_loans(world.pool(), &due_before, today)
+        loans::list_loans(world.pool(), &Scope::All, &due_before, today)
             .await
             .unwrap()
             .len(),
@@ -1437,7 +1581,7 @@ async fn overdue_loans_are_grouped_per_school_and_class() {
         borrower: Some("ben.wolf@schule.example".into()),
         ..LoanFilter::default()
     };
-    let bens = loans::list_loans(world.pool(), &by_borrower, today)
+    let bens = loans::list_loans(world.pool(), &Scope::All, &by_borrower, today)
         .await
         .unwrap();
     assert_eq!(bens.len(), 1);

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod access_loans;
 mod agreement;
 mod cli_config;
 mod csv_output;
@@ -19,6 +20,7 @@ mod jamf_pro;
 mod jamf_school;
 mod kelvin;
 mod loan_agreements;
+mod loan_rules;
 mod loans;
 mod mock_server;
 mod persons_queries;

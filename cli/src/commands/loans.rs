@@ -16,7 +16,7 @@ use bestand_core::loans::{
 use bestand_core::model::{LifecycleState, LoanState};
 use bestand_core::store::persons::resolve_person;
 use bestand_core::tabular::{self, Encoding};
-use bestand_core::{Clock, CoreError};
+use bestand_core::{Actor, Clock, CoreError, Scope};
 use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
@@ -372,6 +372,8 @@ async fn run_with(
     format: Format,
 ) -> anyhow::Result<i32> {
     let today = bestand_core::clock::school_date(clock.now());
+    // The configuration file reaches every authority it names.
+    let scope = &Scope::All;
     match command {
         LoansCommand::Issue(args) => {
             let request = IssueRequest {
@@ -384,12 +386,12 @@ async fn run_with(
                 school_override_reason: args.override_school,
             };
             let loan =
-                loans::issue_loan(pool, clock, policy, &request, &super::actor(args.by).name())
+                loans::issue_loan(pool, scope, clock, policy, &request, &super::actor(args.by))
                     .await?;
             print_one(&loan, format, &issued_line(&loan))?;
         }
         LoansCommand::Return(args) => {
-            let loan_id = loans::resolve_loan(pool, &args.key).await?;
+            let loan_id = loans::resolve_loan(pool, scope, &args.key).await?;
             let request = ReturnRequest {
                 condition: args.condition,
                 missing: args.missing,
@@ -397,10 +399,11 @@ async fn run_with(
             };
             let outcome = loans::return_loan(
                 pool,
+                scope,
                 clock,
                 loan_id,
                 &request,
-                &super::actor(args.by).name(),
+                &super::actor(args.by),
             )
             .await?;
             let mut line = returned_line(&outcome.loan);
@@ -410,9 +413,9 @@ async fn run_with(
             print_one(&outcome, format, &line)?;
         }
         LoansCommand::Extend { loan, due, by } => {
-            let loan_id = loans::resolve_loan(pool, &loan).await?;
+            let loan_id = loans::resolve_loan(pool, scope, &loan).await?;
             let loan =
-                loans::extend_loan(pool, clock, loan_id, due, &super::actor(by).name()).await?;
+                loans::extend_loan(pool, scope, clock, loan_id, due, &super::actor(by)).await?;
             let line = format!(
                 "loan {} of {} is now due {}",
                 loan.loan_id,
@@ -428,16 +431,17 @@ async fn run_with(
             note,
             by,
         } => {
-            let loan_id = loans::resolve_loan(pool, &loan).await?;
+            let loan_id = loans::resolve_loan(pool, scope, &loan).await?;
             let loss = if stolen { Loss::Stolen } else { Loss::Lost };
             let loan = loans::mark_lost(
                 pool,
+                scope,
                 clock,
                 loan_id,
                 loss,
                 on,
                 &note,
-                &super::actor(by).name(),
+                &super::actor(by),
             )
             .await?;
             let line = format!(
@@ -449,9 +453,9 @@ async fn run_with(
             print_one(&loan, format, &line)?;
         }
         LoansCommand::Cancel { loan, reason, by } => {
-            let loan_id = loans::resolve_loan(pool, &loan).await?;
+            let loan_id = loans::resolve_loan(pool, scope, &loan).await?;
             let loan =
-                loans::cancel_loan(pool, clock, loan_id, &reason, &super::actor(by).name()).await?;
+                loans::cancel_loan(pool, scope, clock, loan_id, &reason, &super::actor(by)).await?;
             let line = format!(
                 "loan {} of {} cancelled; {} is free again",
                 loan.loan_id,
@@ -461,9 +465,9 @@ async fn run_with(
             print_one(&loan, format, &line)?;
         }
         LoansCommand::Signed { loan, on, by } => {
-            let loan_id = loans::resolve_loan(pool, &loan).await?;
+            let loan_id = loans::resolve_loan(pool, scope, &loan).await?;
             let loan =
-                loans::record_agreement(pool, clock, loan_id, on, &super::actor(by).name()).await?;
+                loans::record_agreement(pool, scope, clock, loan_id, on, &super::actor(by)).await?;
             let line = format!(
                 "loan {} of {}: agreement signed on {on}",
                 loan.loan_id,
@@ -473,7 +477,7 @@ async fn run_with(
         }
         LoansCommand::Checked { device, state, by } => {
             let state =
-                loans::finish_check(pool, clock, &device, state, &super::actor(by).name()).await?;
+                loans::finish_check(pool, scope, clock, &device, state, &super::actor(by)).await?;
             let line = format!("{} checked; lifecycle state now {state}", device.trim());
             print_one(
                 &serde_json::json!({ "device": device.trim(), "lifecycle_state": state }),
@@ -482,8 +486,8 @@ async fn run_with(
             )?;
         }
         LoansCommand::Show { loan } => {
-            let loan_id = loans::resolve_loan(pool, &loan).await?;
-            let loan = loans::get_loan(pool, loan_id).await?;
+            let loan_id = loans::resolve_loan(pool, scope, &loan).await?;
+            let loan = loans::get_loan(pool, scope, loan_id).await?;
             match format {
                 Format::Table => print_detail(&loan, today),
                 _ => output::print_json(&loan)?,
@@ -501,7 +505,7 @@ async fn run_with(
                 borrower_left: false,
                 limit: args.limit,
             };
-            let list = loans::list_loans(pool, &filter, today).await?;
+            let list = loans::list_loans(pool, scope, &filter, today).await?;
             output::print_list(&listed(list, today), format)?;
         }
         LoansCommand::Overdue(args) => {
@@ -511,11 +515,11 @@ async fn run_with(
                 class: args.class,
                 ..LoanFilter::default()
             };
-            let groups = loans::overdue_by_class(pool, &filter, today).await?;
+            let groups = loans::overdue_by_class(pool, scope, &filter, today).await?;
             print_groups(groups, format, today)?;
         }
         LoansCommand::LeftWithDevice { authority } => {
-            let list = loans::left_with_device(pool, authority.as_deref(), today).await?;
+            let list = loans::left_with_device(pool, scope, authority.as_deref(), today).await?;
             output::print_list(&listed(list, today), format)?;
         }
         LoansCommand::Import(args) => {
@@ -538,11 +542,12 @@ async fn run_with(
             };
             let report = loans::import_loans(
                 pool,
+                scope,
                 clock,
                 policy,
                 &rows,
                 options,
-                &super::actor(args.by).name(),
+                &super::actor(args.by),
             )
             .await?;
             if let Format::Table = format {
@@ -550,9 +555,10 @@ async fn run_with(
             }
             let written = match agreements_to {
                 Some((path, template)) => {
-                    let written =
-                        agreements::import_agreements(pool, &template, &report, path, args.force)
-                            .await?;
+                    let written = agreements::import_agreements(
+                        pool, scope, &template, &report, path, args.force,
+                    )
+                    .await?;
                     if let Format::Table = format {
                         match &written {
                             Some(written) => println!("{}", agreements::written_line(written)),
@@ -580,6 +586,7 @@ async fn run_with(
                 (Some(school), Some(class)) => (
                     agreements::agreements_of_class(
                         pool,
+                        scope,
                         args.authority.as_deref(),
                         school,
                         class,
@@ -589,7 +596,7 @@ async fn run_with(
                     agreements::default_class_output(class),
                 ),
                 _ => {
-                    let list = agreements::agreements_of_loans(pool, &args.loans).await?;
+                    let list = agreements::agreements_of_loans(pool, scope, &args.loans).await?;
                     let path = agreements::default_output(&list);
                     (list, path)
                 }
@@ -603,10 +610,11 @@ async fn run_with(
             let stdin = std::io::stdin();
             let summary = scan_return(
                 pool,
+                scope,
                 clock,
                 stdin.lock(),
                 &mut std::io::stdout().lock(),
-                &super::actor(by).name(),
+                &super::actor(by),
             )
             .await?;
             return Ok(i32::from(!summary.refused.is_empty()));
@@ -621,12 +629,13 @@ async fn run_with(
             let stdin = std::io::stdin();
             let summary = scan_issue(
                 pool,
+                scope,
                 clock,
                 policy,
                 &template,
                 stdin.lock(),
                 &mut std::io::stdout().lock(),
-                &super::actor(args.by).name(),
+                &super::actor(args.by),
             )
             .await?;
             return Ok(i32::from(!summary.refused.is_empty()));
@@ -649,10 +658,11 @@ async fn run_with(
             };
             let report = loans::issue_class_set(
                 pool,
+                scope,
                 clock,
                 policy,
                 &request,
-                &super::actor(args.by).name(),
+                &super::actor(args.by),
             )
             .await?;
             match format {
@@ -663,11 +673,12 @@ async fn run_with(
         LoansCommand::Tag(args) => {
             let tagged = loans::tag_devices(
                 pool,
+                scope,
                 clock,
                 &args.devices,
                 &args.add,
                 &args.remove,
-                &super::actor(args.by).name(),
+                &super::actor(args.by),
             )
             .await?;
             match format {
@@ -753,10 +764,11 @@ pub struct ScanSummary {
 /// summary. A refusal is reported and the session goes on.
 pub async fn scan_return<R: BufRead, W: Write>(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     input: R,
     out: &mut W,
-    actor: &str,
+    actor: &Actor,
 ) -> anyhow::Result<ScanSummary> {
     writeln!(
         out,
@@ -771,8 +783,16 @@ pub async fn scan_return<R: BufRead, W: Write>(
             break;
         }
         let outcome = async {
-            let loan_id = loans::active_loan_of_device(pool, scanned).await?;
-            loans::return_loan(pool, clock, loan_id, &ReturnRequest::default(), actor).await
+            let loan_id = loans::active_loan_of_device(pool, scope, scanned).await?;
+            loans::return_loan(
+                pool,
+                scope,
+                clock,
+                loan_id,
+                &ReturnRequest::default(),
+                actor,
+            )
+            .await
         }
         .await;
         confirm(
@@ -788,14 +808,17 @@ pub async fn scan_return<R: BufRead, W: Write>(
 
 /// Like `scan_return`, but hands each scanned device to the borrower of `template` (resolved
 /// once, before the first scan), with its due date and accessories.
+// Scope, clock and actor come with every hand-out, input and output with every scan loop.
+#[allow(clippy::too_many_arguments)]
 pub async fn scan_issue<R: BufRead, W: Write>(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     policy: &LoanPolicy,
     template: &IssueRequest,
     input: R,
     out: &mut W,
-    actor: &str,
+    actor: &Actor,
 ) -> anyhow::Result<ScanSummary> {
     let person_id = resolve_person(pool, &super::scope(), None, &template.borrower).await?;
     policy.accessories_of(&template.accessories)?;
@@ -816,7 +839,7 @@ pub async fn scan_issue<R: BufRead, W: Write>(
             borrower: person_id.to_string(),
             ..template.clone()
         };
-        let outcome = loans::issue_loan(pool, clock, policy, &request, actor).await;
+        let outcome = loans::issue_loan(pool, scope, clock, policy, &request, actor).await;
         confirm(
             out,
             &mut summary,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::access::Scope;
 use crate::error::CoreError;
 use crate::model::{DeviceCategory, LoanState, PersonRole};
 
@@ -93,13 +94,17 @@ const FACTS_SELECT: &str = "select l.loan_id, l.state, a.name as authority_name,
     join school_authority a on a.authority_id = l.authority_id \
     left join school s on s.school_id = l.school_id \
     left join person p on p.person_id = l.person_id \
+    where ($2::uuid is null or l.authority_id = $2) \
+    and ($3::uuid[] is null or l.school_id = any($3)) \
     order by wanted.position";
 
 /// The facts of the agreements of `loan_ids`, in the order given (a loan named twice comes
 /// once). Refuses the whole list, naming the loan, when one does not exist, was cancelled,
-/// has no lending school, or lost its borrower to the privacy purge (pseudonymised).
+/// has no lending school, or lost its borrower to the privacy purge (pseudonymised). A loan
+/// outside `scope` does not exist.
 pub async fn agreement_facts(
     pool: &PgPool,
+    scope: &Scope,
     loan_ids: &[i64],
 ) -> Result<Vec<AgreementFacts>, CoreError> {
     let mut wanted: Vec<i64> = Vec::with_capacity(loan_ids.len());
@@ -110,6 +115,8 @@ pub async fn agreement_facts(
     }
     let rows: Vec<FactsRow> = sqlx::query_as(FACTS_SELECT)
         .bind(&wanted)
+        .bind(scope.authority_param())
+        .bind(scope.schools_param())
         .fetch_all(pool)
         .await?;
     if let Some(missing) = wanted

@@ -9,15 +9,14 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::access::{Actor, Scope};
 use crate::clock::Clock;
 use crate::error::CoreError;
-use crate::loans::checks::{
-    insert_loan, lendable_refusal, load_borrower, lock_device, place_borrower, NewLoan,
-};
+use crate::loans::checks::{load_borrower, lock_device, place_borrower, NewLoan};
 use crate::loans::issue::resolve_borrower;
 use crate::loans::policy::{parse_date, LoanPolicy};
-use crate::store::devices::resolve_device;
-use crate::store::persons::resolve_person;
+use crate::loans::rules::{cannot_lend, due_date_refusal, insert_active_loan, lendable_refusal};
+use crate::loans::scoped::{resolve_device, resolve_person};
 
 /// One row of a hand-out file, as read (the CLI reads the CSV; the rules live here).
 #[derive(Debug, Clone, Default)]
@@ -88,14 +87,16 @@ struct Candidate {
     accessories: Vec<String>,
 }
 
-/// Checks every row, then writes the loans in one transaction as `options` say.
+/// Checks every row, then writes the loans in one transaction as `options` say. Devices and
+/// borrowers outside `scope` are unknown.
 pub async fn import_loans(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     policy: &LoanPolicy,
     rows: &[BulkRow],
     options: BulkOptions,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<BulkReport, CoreError> {
     let now = clock.now();
     let today = crate::clock::school_date(now);
@@ -110,7 +111,7 @@ pub async fn import_loans(
             reasons.push("no device given".to_string());
             None
         } else {
-            match resolve_device(pool, &crate::access::Scope::All, &row.device).await {
+            match resolve_device(pool, scope, &row.device).await {
                 Ok(device_id) => Some(device_id),
                 Err(error) => {
                     reasons.push(person_facing(error)?);
@@ -123,8 +124,8 @@ pub async fn import_loans(
             None
         } else {
             let resolved = match device_id {
-                Some(device_id) => resolve_borrower(pool, device_id, &row.borrower).await,
-                None => resolve_person(pool, &crate::access::Scope::All, None, &row.borrower).await,
+                Some(device_id) => resolve_borrower(pool, scope, device_id, &row.borrower).await,
+                None => resolve_person(pool, scope, None, &row.borrower).await,
             };
             match resolved {
                 Ok(person_id) => Some(person_id),
@@ -137,11 +138,13 @@ pub async fn import_loans(
         let due_on = match row.due.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
             None => None,
             Some(text) => match parse_date(text) {
-                Ok(due) if due < today => {
-                    reasons.push(format!("due date {due} is in the past"));
-                    None
-                }
-                Ok(due) => Some(due),
+                Ok(due) => match due_date_refusal(due, today) {
+                    Some(reason) => {
+                        reasons.push(reason);
+                        None
+                    }
+                    None => Some(due),
+                },
                 Err(message) => {
                     reasons.push(message);
                     None
@@ -202,7 +205,7 @@ pub async fn import_loans(
         if let Some(reason) = lendable_refusal(&mut tx, &device).await? {
             errors.push(RowError {
                 line: candidate.line,
-                reason: format!("cannot lend {}: {reason}", device.label),
+                reason: cannot_lend(&device, &reason),
             });
             continue;
         }
@@ -211,7 +214,7 @@ pub async fn import_loans(
             Ok(placement) => ready.push((candidate, device, borrower, placement)),
             Err(reason) => errors.push(RowError {
                 line: candidate.line,
-                reason: format!("cannot lend {}: {reason}", device.label),
+                reason: cannot_lend(&device, &reason),
             }),
         }
     }
@@ -220,6 +223,7 @@ pub async fn import_loans(
 
     let write = errors.is_empty() || options.partial;
     let mut accepted = Vec::new();
+    let mut refused_at_write = false;
     for (candidate, device, borrower, placement) in &ready {
         let due_on = candidate.due_on.unwrap_or_else(|| {
             policy.default_due(
@@ -241,17 +245,35 @@ pub async fn import_loans(
                 now,
                 actor,
             };
-            Some(insert_loan(&mut tx, &new_loan).await?)
+            match insert_active_loan(&mut tx, &new_loan).await? {
+                Ok(loan_id) => Some(loan_id),
+                Err(reason) => {
+                    refused_at_write = true;
+                    errors.push(RowError {
+                        line: candidate.line,
+                        reason: cannot_lend(device, &reason),
+                    });
+                    continue;
+                }
+            }
         } else {
             None
         };
         accepted.push(AcceptedRow {
             line: candidate.line,
-            loan_id: loan_id.filter(|_| !options.dry_run),
+            loan_id,
             device: device.label.clone(),
             borrower: borrower.label.clone(),
             due_on,
         });
+    }
+    // A row the index refused is a bad row like any other: all or nothing still holds.
+    let write = write && (options.partial || !refused_at_write);
+    if refused_at_write {
+        errors.sort_by_key(|error| error.line);
+    }
+    for row in &mut accepted {
+        row.loan_id = row.loan_id.filter(|_| write && !options.dry_run);
     }
     let applied = write && !options.dry_run;
     if applied {

@@ -1,5 +1,5 @@
-//! The rules every hand-out obeys, shared by single, bulk, scanned and class-set hand-outs:
-//! which devices are lendable, who may borrow them, and how a loan and its event are written.
+//! What every hand-out shares besides the loan rules (`rules.rs`): the device lock, who may
+//! borrow a device and from which school, and how a loan and its events are written.
 //! Everything here runs inside the caller's transaction, after the device row is locked.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -7,13 +7,11 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::access::Actor;
 use crate::error::CoreError;
 use crate::model::LifecycleState;
 use crate::store::device_row::device_label;
 use crate::store::history::{insert_events, EventContext};
-
-/// The index that allows one active loan per device; its violation is a refusal, not a failure.
-pub(crate) const ONE_ACTIVE_INDEX: &str = "loan_one_active_per_device";
 
 /// A device row locked for a loan step.
 #[derive(Debug, Clone)]
@@ -96,63 +94,6 @@ pub(crate) async fn lock_device(
         school_id: row.school_id,
         school_number: row.school_number,
     })
-}
-
-/// Why `device` cannot be lent now, or `None` when it can.
-pub(crate) async fn lendable_refusal(
-    conn: &mut PgConnection,
-    device: &LockedDevice,
-) -> Result<Option<String>, sqlx::Error> {
-    let state = device.lifecycle_state.as_str();
-    if state != LifecycleState::InStock.as_str() && state != LifecycleState::InUse.as_str() {
-        let why = match state.parse::<LifecycleState>() {
-            Ok(LifecycleState::Ordered) => "it is ordered but not delivered yet",
-            Ok(LifecycleState::InRepair) => "it is in repair",
-            Ok(LifecycleState::Retired) => "it is retired",
-            Ok(LifecycleState::Disposed) => "it is disposed of",
-            Ok(LifecycleState::Lost) => "it is lost",
-            Ok(LifecycleState::ToCheck) => {
-                "it came back damaged or incomplete and is waiting to be checked (to_check)"
-            }
-            _ => "its lifecycle state does not allow lending",
-        };
-        return Ok(Some(format!("{why} (lifecycle state {state})")));
-    }
-    if let Some(active) = active_loan_of(conn, device.device_id).await? {
-        return Ok(Some(already_on_loan(active)));
-    }
-    let missing: Option<String> = sqlx::query_scalar(
-        "select string_agg(src.name || ' since ' || to_char(l.missing_since, 'YYYY-MM-DD'), ', ' \
-         order by src.name) from source_link l join source src using (source_id) \
-         where l.device_id = $1 and l.missing_since is not null and l.ended_at is null \
-         and not exists (select 1 from source_link live where live.device_id = l.device_id \
-                         and live.missing_since is null and live.ended_at is null)",
-    )
-    .bind(device.device_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    if let Some(missing) = missing {
-        return Ok(Some(format!(
-            "it is missing: no source reports it any more ({missing})"
-        )));
-    }
-    Ok(None)
-}
-
-/// The refusal for a device that already has an active loan.
-pub(crate) fn already_on_loan((loan_id, due_on): (i64, NaiveDate)) -> String {
-    format!("it is already on loan (loan {loan_id}, due {due_on})")
-}
-
-/// The device's active loan: id and due date.
-pub(crate) async fn active_loan_of(
-    conn: &mut PgConnection,
-    device_id: Uuid,
-) -> Result<Option<(i64, NaiveDate)>, sqlx::Error> {
-    sqlx::query_as("select loan_id, due_on from loan where device_id = $1 and state = 'active'")
-        .bind(device_id)
-        .fetch_optional(&mut *conn)
-        .await
 }
 
 /// A borrower as the hand-out rules see them.
@@ -288,7 +229,7 @@ pub(crate) struct NewLoan<'a> {
     pub agreement_signed_on: Option<NaiveDate>,
     pub override_reason: Option<&'a str>,
     pub now: DateTime<Utc>,
-    pub actor: &'a str,
+    pub actor: &'a Actor,
 }
 
 /// Inserts the loan and its `loan_issued` event; returns the loan id.
@@ -313,7 +254,7 @@ pub(crate) async fn insert_loan(
     .bind(loan.placement.school_id)
     .bind(loan.placement.member_at_hand_out)
     .bind(loan.now)
-    .bind(loan.actor)
+    .bind(loan.actor.name())
     .bind(loan.due_on)
     .bind(loan.accessories)
     .bind(loan.condition_out)
@@ -357,9 +298,10 @@ pub(crate) async fn write_event(
     kind: &str,
     changes: Value,
     now: DateTime<Utc>,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<(), sqlx::Error> {
-    let context = EventContext::user(device.authority_id, None, now, actor);
+    let actor = actor.name();
+    let context = EventContext::user(device.authority_id, None, now, &actor);
     insert_events(
         conn,
         &context,
@@ -374,7 +316,7 @@ pub(crate) async fn set_lifecycle(
     device: &LockedDevice,
     state: LifecycleState,
     now: DateTime<Utc>,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update device set lifecycle_state = $2, updated_at = $3, \
@@ -384,7 +326,7 @@ pub(crate) async fn set_lifecycle(
     .bind(device.device_id)
     .bind(state.as_str())
     .bind(now)
-    .bind(actor)
+    .bind(actor.name())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -394,16 +336,6 @@ pub(crate) async fn set_lifecycle(
 fn is_lock_timeout(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => db.code().as_deref() == Some("55P03"),
-        _ => false,
-    }
-}
-
-/// Whether `error` is the one-active-loan index refusing a second active loan.
-pub(crate) fn is_second_active_loan(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Database(db) => {
-            db.code().as_deref() == Some("23505") && db.constraint() == Some(ONE_ACTIVE_INDEX)
-        }
         _ => false,
     }
 }

@@ -7,12 +7,15 @@ use serde::Serialize;
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
+use crate::access::{Actor, Scope};
 use crate::clock::Clock;
 use crate::error::CoreError;
-use crate::loans::checks::{
-    insert_loan, lendable_refusal, load_borrower, lock_device, place_borrower, NewLoan,
-};
+use crate::loans::checks::{load_borrower, lock_device, place_borrower, NewLoan};
 use crate::loans::policy::LoanPolicy;
+use crate::loans::rules::{
+    cannot_lend, due_date_refusal, insert_active_loan, lendable_refusal, lendable_states,
+};
+use crate::loans::scoped::push_scope;
 use crate::store::persons::push_school_filter;
 
 /// Where a class set's devices come from; always devices of the class's school.
@@ -79,27 +82,27 @@ pub struct ClassSetReport {
 }
 
 /// Hands one device from `request.pool` to every current pupil of the class who has no active
-/// loan. Fails before writing anything when the pool is too small, unless `partial`.
+/// loan. Fails before writing anything when the pool is too small, unless `partial`. The
+/// school must be inside `scope`.
 pub async fn issue_class_set(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     policy: &LoanPolicy,
     request: &ClassSetRequest,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<ClassSetReport, CoreError> {
     let now = clock.now();
     let today = crate::clock::school_date(now);
     let accessories = policy.accessories_of(&request.accessories)?;
     let (school_id, school_number, authority_slug) =
-        find_school(pool, request.authority.as_deref(), &request.school).await?;
+        find_school(pool, scope, request.authority.as_deref(), &request.school).await?;
     let class = request.class.trim();
     let due_on = request
         .due_on
         .unwrap_or_else(|| policy.default_due(&authority_slug, Some(&school_number), today));
-    if due_on < today {
-        return Err(CoreError::Invalid(format!(
-            "due date {due_on} is in the past"
-        )));
+    if let Some(reason) = due_date_refusal(due_on, today) {
+        return Err(CoreError::Invalid(reason));
     }
 
     let mut tx = pool.begin().await?;
@@ -136,11 +139,14 @@ pub async fn issue_class_set(
             .push_bind(tag.trim().to_string())
             .push("))"),
     };
-    candidates.push(
-        " and d.lifecycle_state in ('in_stock', 'in_use') \
-         and not exists (select 1 from loan l where l.device_id = d.device_id and l.state = 'active') \
-         order by d.device_id",
-    );
+    // A first cut only: every device is checked by the rules again under its lock below.
+    candidates
+        .push(" and d.lifecycle_state = any(")
+        .push_bind(lendable_states())
+        .push(
+            ") and not exists (select 1 from loan l where l.device_id = d.device_id \
+             and l.state = 'active') order by d.device_id",
+        );
     let mut device_ids: Vec<Uuid> = candidates.build_query_scalar().fetch_all(&mut *tx).await?;
     device_ids.sort();
     // Locked in id order (as everywhere), checked again under the lock, then handed out in
@@ -228,7 +234,11 @@ pub async fn issue_class_set(
             now,
             actor,
         };
-        let loan_id = insert_loan(&mut tx, &new_loan).await?;
+        // The index refused a second active loan (a writer that skipped the device lock):
+        // the same refusal as a single hand-out, and nothing of the set is written.
+        let loan_id = insert_active_loan(&mut tx, &new_loan)
+            .await?
+            .map_err(|reason| CoreError::Conflict(cannot_lend(&device, &reason)))?;
         line.device = Some(device.label.clone());
         line.loan_id = Some(loan_id).filter(|_| !request.dry_run);
         lines.push(line);
@@ -260,9 +270,11 @@ struct Pupil {
     active_loan: Option<i64>,
 }
 
-/// The one school `key` names (number, name or alias), with its number and authority slug.
-pub(crate) async fn find_school(
+/// The one school inside `scope` that `key` names (number, name or alias), with its number
+/// and authority slug.
+async fn find_school(
     pool: &PgPool,
+    scope: &Scope,
     authority: Option<&str>,
     key: &str,
 ) -> Result<(Uuid, String, String), CoreError> {
@@ -271,6 +283,7 @@ pub(crate) async fn find_school(
          join school_authority a using (authority_id) where",
     );
     push_school_filter(&mut query, key);
+    push_scope(&mut query, scope, "s");
     if let Some(authority) = authority {
         query
             .push(" and a.slug = ")

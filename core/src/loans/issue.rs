@@ -5,16 +5,14 @@ use chrono::NaiveDate;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::access::{Actor, Scope};
 use crate::clock::Clock;
 use crate::error::CoreError;
-use crate::loans::checks::{
-    self, already_on_loan, insert_loan, is_second_active_loan, lendable_refusal, load_borrower,
-    lock_device, place_borrower, NewLoan,
-};
+use crate::loans::checks::{load_borrower, lock_device, place_borrower, NewLoan};
 use crate::loans::policy::LoanPolicy;
 use crate::loans::queries::{get_loan, LoanView};
-use crate::store::devices::resolve_device;
-use crate::store::persons::resolve_person;
+use crate::loans::rules::{cannot_lend, due_date_refusal, insert_active_loan, lendable_refusal};
+use crate::loans::scoped::{resolve_device, resolve_person};
 
 /// What the person at the counter says about a hand-out.
 #[derive(Debug, Clone, Default)]
@@ -33,63 +31,24 @@ pub struct IssueRequest {
     pub school_override_reason: Option<String>,
 }
 
-/// Hands a device out; the refusal names the device and the reason.
+/// Hands a device out; the refusal names the device and the reason. Device and borrower must
+/// be inside `scope`.
 pub async fn issue_loan(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     policy: &LoanPolicy,
     request: &IssueRequest,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<LoanView, CoreError> {
-    let device_id = resolve_device(pool, &crate::access::Scope::All, &request.device).await?;
-    let person_id = resolve_borrower(pool, device_id, &request.borrower).await?;
-    issue_resolved(pool, clock, policy, device_id, person_id, request, actor).await
-}
-
-/// The borrower as typed, looked up within the device's authority; a person of another
-/// authority gets a refusal that says so rather than "not found".
-pub(crate) async fn resolve_borrower(
-    pool: &PgPool,
-    device_id: Uuid,
-    key: &str,
-) -> Result<Uuid, CoreError> {
-    let authority_id: Uuid =
-        sqlx::query_scalar("select authority_id from device where device_id = $1")
-            .bind(device_id)
-            .fetch_one(pool)
-            .await?;
-    match resolve_person(pool, &crate::access::Scope::All, Some(authority_id), key).await {
-        Err(CoreError::NotFound { .. })
-            if resolve_person(pool, &crate::access::Scope::All, None, key)
-                .await
-                .is_ok() =>
-        {
-            Err(CoreError::Conflict(format!(
-                "borrower {} belongs to another school authority than the device",
-                key.trim()
-            )))
-        }
-        other => other,
-    }
-}
-
-/// `issue_loan` once device and borrower are known (the scan loop resolves them itself).
-pub(crate) async fn issue_resolved(
-    pool: &PgPool,
-    clock: &dyn Clock,
-    policy: &LoanPolicy,
-    device_id: Uuid,
-    person_id: Uuid,
-    request: &IssueRequest,
-    actor: &str,
-) -> Result<LoanView, CoreError> {
+    let device_id = resolve_device(pool, scope, &request.device).await?;
+    let person_id = resolve_borrower(pool, scope, device_id, &request.borrower).await?;
     let now = clock.now();
     let today = crate::clock::school_date(now);
     let accessories = policy.accessories_of(&request.accessories)?;
     let mut tx = pool.begin().await?;
     let device = lock_device(&mut tx, device_id).await?;
-    let refuse =
-        |reason: String| CoreError::Conflict(format!("cannot lend {}: {reason}", device.label));
+    let refuse = |reason: String| CoreError::Conflict(cannot_lend(&device, &reason));
     if let Some(reason) = lendable_refusal(&mut tx, &device).await? {
         return Err(refuse(reason));
     }
@@ -107,11 +66,8 @@ pub(crate) async fn issue_resolved(
             today,
         )
     });
-    if due_on < today {
-        return Err(CoreError::Invalid(format!(
-            "cannot lend {}: due date {due_on} is in the past",
-            device.label
-        )));
+    if let Some(reason) = due_date_refusal(due_on, today) {
+        return Err(CoreError::Invalid(cannot_lend(&device, &reason)));
     }
     let new_loan = NewLoan {
         device: &device,
@@ -125,25 +81,38 @@ pub(crate) async fn issue_resolved(
         now,
         actor,
     };
-    let inserted = match insert_loan(&mut tx, &new_loan).await {
-        Ok(loan_id) => tx.commit().await.map(|()| loan_id),
-        Err(error) => {
-            // Given back before the lookup below, so a full pool cannot starve it.
-            tx.rollback().await?;
-            Err(error)
+    match insert_active_loan(&mut tx, &new_loan).await? {
+        Ok(loan_id) => {
+            tx.commit().await?;
+            get_loan(pool, scope, loan_id).await
         }
-    };
-    match inserted {
-        Ok(loan_id) => get_loan(pool, loan_id).await,
-        // The row lock makes this rare (a writer that skipped it); the index still refuses.
-        Err(error) if is_second_active_loan(&error) => {
-            let mut conn = pool.acquire().await?;
-            let reason = match checks::active_loan_of(&mut conn, device_id).await? {
-                Some(active) => already_on_loan(active),
-                None => "it is already on loan".to_string(),
-            };
+        Err(reason) => {
+            tx.rollback().await?;
             Err(refuse(reason))
         }
-        Err(error) => Err(error.into()),
+    }
+}
+
+/// The borrower as typed, looked up within `scope` and the device's authority; a person of
+/// another authority (inside the scope) gets a refusal that says so rather than "not found".
+pub(crate) async fn resolve_borrower(
+    pool: &PgPool,
+    scope: &Scope,
+    device_id: Uuid,
+    key: &str,
+) -> Result<Uuid, CoreError> {
+    let authority_id: Uuid =
+        sqlx::query_scalar("select authority_id from device where device_id = $1")
+            .bind(device_id)
+            .fetch_one(pool)
+            .await?;
+    match resolve_person(pool, scope, Some(authority_id), key).await {
+        Err(CoreError::NotFound { .. }) if resolve_person(pool, scope, None, key).await.is_ok() => {
+            Err(CoreError::Conflict(format!(
+                "borrower {} belongs to another school authority than the device",
+                key.trim()
+            )))
+        }
+        other => other,
     }
 }

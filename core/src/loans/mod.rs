@@ -9,7 +9,13 @@
 //! One device has at most one active loan. Every step locks the device row first, so
 //! concurrent steps on one device queue; behind that, the partial unique index
 //! `loan_one_active_per_device` makes a second active loan impossible even for a writer that
-//! skips the lock. docs/loans.md explains the rules for people.
+//! skips the lock. Each loan rule (due date, lendable device, one active loan) is one function
+//! in `rules.rs` that every kind of hand-out calls.
+//!
+//! Every public function takes the caller's `Scope`: a loan belongs to its lending school, and
+//! a device or borrower outside the scope answers as unknown. Functions that change something
+//! take the `Actor` whose name `handed_out_by`, `returned_by` and history record.
+//! docs/loans.md explains the rules for people.
 
 mod agreement;
 mod bulk;
@@ -19,6 +25,8 @@ mod class_set;
 mod issue;
 mod policy;
 mod queries;
+mod rules;
+mod scoped;
 mod steps;
 mod tags;
 

@@ -7,10 +7,12 @@ use serde::Serialize;
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
+use crate::access::Scope;
 use crate::error::CoreError;
+use crate::loans::scoped::{push_scope, resolve_person};
 use crate::model::LoanState;
 use crate::store::device_row::device_label;
-use crate::store::persons::{push_school_filter, resolve_person};
+use crate::store::persons::push_school_filter;
 
 /// One loan with what people need to recognise it: the device, the borrower, the school and
 /// the borrower's class there.
@@ -82,7 +84,7 @@ impl LoanView {
 }
 
 /// The select list and joins behind every `LoanView`; conditions follow `where true`.
-pub(crate) const LOAN_SELECT: &str = "select l.loan_id, l.state, l.device_id, d.asset_tag, \
+const LOAN_SELECT: &str = "select l.loan_id, l.state, l.device_id, d.asset_tag, \
     d.serial_number, d.model, d.lifecycle_state, l.person_id, p.username, \
     nullif(concat_ws(' ', p.given_name, p.family_name), '') as borrower_name, \
     l.borrower_pseudonym, s.school_number, s.name as school_name, \
@@ -101,10 +103,19 @@ pub(crate) const LOAN_SELECT: &str = "select l.loan_id, l.state, l.device_id, d.
     left join school s on s.school_id = l.school_id \
     join school_authority a on a.authority_id = l.authority_id where true";
 
-/// One loan by id.
-pub async fn get_loan(pool: &PgPool, loan_id: i64) -> Result<LoanView, CoreError> {
-    sqlx::query_as::<_, LoanView>(&format!("{LOAN_SELECT} and l.loan_id = $1"))
-        .bind(loan_id)
+/// `LOAN_SELECT` limited to loans inside `scope` (by lending school and authority).
+fn scoped_select(scope: &Scope) -> QueryBuilder<'static, sqlx::Postgres> {
+    let mut query = QueryBuilder::new(LOAN_SELECT);
+    push_scope(&mut query, scope, "l");
+    query
+}
+
+/// One loan by id; a loan outside `scope` is not found.
+pub async fn get_loan(pool: &PgPool, scope: &Scope, loan_id: i64) -> Result<LoanView, CoreError> {
+    let mut query = scoped_select(scope);
+    query.push(" and l.loan_id = ").push_bind(loan_id);
+    query
+        .build_query_as::<LoanView>()
         .fetch_optional(pool)
         .await?
         .ok_or(CoreError::NotFound {
@@ -113,26 +124,34 @@ pub async fn get_loan(pool: &PgPool, loan_id: i64) -> Result<LoanView, CoreError
         })
 }
 
-/// A device's loans, the open one first, then the newest.
-pub async fn loans_of_device(pool: &PgPool, device_id: Uuid) -> Result<Vec<LoanView>, CoreError> {
-    Ok(sqlx::query_as(&format!(
-        "{LOAN_SELECT} and l.device_id = $1 \
-         order by l.state = 'active' desc, l.handed_out_at desc, l.loan_id desc"
-    ))
-    .bind(device_id)
-    .fetch_all(pool)
-    .await?)
+/// A device's loans inside `scope`, the open one first, then the newest.
+pub async fn loans_of_device(
+    pool: &PgPool,
+    scope: &Scope,
+    device_id: Uuid,
+) -> Result<Vec<LoanView>, CoreError> {
+    let mut query = scoped_select(scope);
+    query.push(" and l.device_id = ").push_bind(device_id);
+    newest_first(query, pool).await
 }
 
-/// A person's loans, open ones first, then the newest.
-pub async fn loans_of_person(pool: &PgPool, person_id: Uuid) -> Result<Vec<LoanView>, CoreError> {
-    Ok(sqlx::query_as(&format!(
-        "{LOAN_SELECT} and l.person_id = $1 \
-         order by l.state = 'active' desc, l.handed_out_at desc, l.loan_id desc"
-    ))
-    .bind(person_id)
-    .fetch_all(pool)
-    .await?)
+/// A person's loans inside `scope`, open ones first, then the newest.
+pub async fn loans_of_person(
+    pool: &PgPool,
+    scope: &Scope,
+    person_id: Uuid,
+) -> Result<Vec<LoanView>, CoreError> {
+    let mut query = scoped_select(scope);
+    query.push(" and l.person_id = ").push_bind(person_id);
+    newest_first(query, pool).await
+}
+
+async fn newest_first(
+    mut query: QueryBuilder<'_, sqlx::Postgres>,
+    pool: &PgPool,
+) -> Result<Vec<LoanView>, CoreError> {
+    query.push(" order by l.state = 'active' desc, l.handed_out_at desc, l.loan_id desc");
+    Ok(query.build_query_as().fetch_all(pool).await?)
 }
 
 /// Filters of `bestand loans list`; they combine with AND.
@@ -157,19 +176,21 @@ pub struct LoanFilter {
     pub limit: Option<i64>,
 }
 
-/// Lists loans matching `filter`, ordered by school, class, borrower and device; `today` decides
-/// what is overdue.
+/// Lists loans inside `scope` matching `filter`, ordered by school, class, borrower and device;
+/// `today` decides what is overdue.
 pub async fn list_loans(
     pool: &PgPool,
+    scope: &Scope,
     filter: &LoanFilter,
     today: NaiveDate,
 ) -> Result<Vec<LoanView>, CoreError> {
     let borrower = match &filter.borrower {
-        Some(key) => Some(resolve_person(pool, &crate::access::Scope::All, None, key).await?),
+        Some(key) => Some(resolve_person(pool, scope, None, key).await?),
         None => None,
     };
     // The view's own select is wrapped so the computed columns can be filtered and sorted on.
     let mut query = QueryBuilder::new(format!("select * from ({LOAN_SELECT}"));
+    push_scope(&mut query, scope, "l");
     if let Some(authority) = &filter.authority {
         query.push(" and a.slug = ").push_bind(authority.clone());
     }
@@ -225,9 +246,11 @@ pub struct LoanGroup {
     pub loans: Vec<LoanView>,
 }
 
-/// Active loans due before `today` matching `filter`, grouped per school and class.
+/// Active loans inside `scope` due before `today` matching `filter`, grouped per school and
+/// class.
 pub async fn overdue_by_class(
     pool: &PgPool,
+    scope: &Scope,
     filter: &LoanFilter,
     today: NaiveDate,
 ) -> Result<Vec<LoanGroup>, CoreError> {
@@ -236,7 +259,9 @@ pub async fn overdue_by_class(
         state: Some(LoanState::Active),
         ..filter.clone()
     };
-    Ok(group_by_class(list_loans(pool, &filter, today).await?))
+    Ok(group_by_class(
+        list_loans(pool, scope, &filter, today).await?,
+    ))
 }
 
 /// Splits a list sorted by school and class into one group per school and class.
@@ -261,9 +286,11 @@ pub fn group_by_class(loans: Vec<LoanView>) -> Vec<LoanGroup> {
     groups
 }
 
-/// Active loans whose borrower has left the school (see `LoanView::borrower_left`).
+/// Active loans inside `scope` whose borrower has left the school (see
+/// `LoanView::borrower_left`).
 pub async fn left_with_device(
     pool: &PgPool,
+    scope: &Scope,
     authority: Option<&str>,
     today: NaiveDate,
 ) -> Result<Vec<LoanView>, CoreError> {
@@ -273,5 +300,5 @@ pub async fn left_with_device(
         borrower_left: true,
         ..LoanFilter::default()
     };
-    list_loans(pool, &filter, today).await
+    list_loans(pool, scope, &filter, today).await
 }

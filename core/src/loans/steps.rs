@@ -4,19 +4,23 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, QueryBuilder};
+use uuid::Uuid;
 
+use crate::access::{Actor, Scope};
 use crate::clock::Clock;
 use crate::error::CoreError;
 use crate::loans::checks::{lock_device, set_lifecycle, write_event, LockedDevice};
 use crate::loans::queries::{get_loan, LoanView};
+use crate::loans::rules::due_date_refusal;
+use crate::loans::scoped::{push_scope, resolve_device};
 use crate::model::{LifecycleState, LoanState};
-use crate::store::devices::resolve_device;
 
 /// Resolves what a person typed to one loan: `loan:17` or `#17` is a loan id; a device id,
 /// asset tag or serial means that device's active loan; bare digits are a loan id unless they
-/// also name a device (then the caller must say which).
-pub async fn resolve_loan(pool: &PgPool, key: &str) -> Result<i64, CoreError> {
+/// also name a device (then the caller must say which). Loans and devices outside `scope` are
+/// unknown.
+pub async fn resolve_loan(pool: &PgPool, scope: &Scope, key: &str) -> Result<i64, CoreError> {
     let key = key.trim();
     let explicit = key
         .strip_prefix("loan:")
@@ -26,34 +30,28 @@ pub async fn resolve_loan(pool: &PgPool, key: &str) -> Result<i64, CoreError> {
         let loan_id: i64 = id
             .parse()
             .map_err(|_| CoreError::Invalid(format!("\"{key}\" is not a loan id")))?;
-        return loan_exists(pool, loan_id, key).await;
+        return loan_exists(pool, scope, loan_id, key).await;
     }
-    let device = match resolve_device(pool, &crate::access::Scope::All, key).await {
+    let device = match resolve_device(pool, scope, key).await {
         Ok(device_id) => Some(device_id),
         Err(CoreError::NotFound { .. }) => None,
         Err(other) => return Err(other),
     };
     let as_loan_id = key.parse::<i64>().ok();
     match (device, as_loan_id) {
-        (Some(_), Some(loan_id)) if loan_exists(pool, loan_id, key).await.is_ok() => {
+        (Some(_), Some(loan_id)) if loan_exists(pool, scope, loan_id, key).await.is_ok() => {
             Err(CoreError::Conflict(format!(
                 "'{key}' is both a device and loan {loan_id}; write loan:{loan_id} for the loan \
                  or the device's serial number for the device"
             )))
         }
-        (Some(device_id), _) => {
-            let active: Option<i64> = sqlx::query_scalar(
-                "select loan_id from loan where device_id = $1 and state = 'active'",
-            )
-            .bind(device_id)
-            .fetch_optional(pool)
-            .await?;
-            active.ok_or_else(|| CoreError::NotFound {
+        (Some(device_id), _) => active_loan_id(pool, scope, device_id)
+            .await?
+            .ok_or_else(|| CoreError::NotFound {
                 what: "active loan of device",
                 key: key.to_string(),
-            })
-        }
-        (None, Some(loan_id)) => loan_exists(pool, loan_id, key).await,
+            }),
+        (None, Some(loan_id)) => loan_exists(pool, scope, loan_id, key).await,
         (None, None) => Err(CoreError::NotFound {
             what: "loan (by loan id, device id, asset tag or serial number)",
             key: key.to_string(),
@@ -62,25 +60,54 @@ pub async fn resolve_loan(pool: &PgPool, key: &str) -> Result<i64, CoreError> {
 }
 
 /// The active loan of the device `key` names (id, asset tag or serial): what a scanner reads.
-pub async fn active_loan_of_device(pool: &PgPool, key: &str) -> Result<i64, CoreError> {
-    let device_id = resolve_device(pool, &crate::access::Scope::All, key).await?;
-    let active: Option<i64> =
-        sqlx::query_scalar("select loan_id from loan where device_id = $1 and state = 'active'")
-            .bind(device_id)
-            .fetch_optional(pool)
-            .await?;
-    active.ok_or_else(|| CoreError::Conflict(format!("{} is not on loan", key.trim())))
+pub async fn active_loan_of_device(
+    pool: &PgPool,
+    scope: &Scope,
+    key: &str,
+) -> Result<i64, CoreError> {
+    let device_id = resolve_device(pool, scope, key).await?;
+    active_loan_id(pool, scope, device_id)
+        .await?
+        .ok_or_else(|| CoreError::Conflict(format!("{} is not on loan", key.trim())))
 }
 
-async fn loan_exists(pool: &PgPool, loan_id: i64, key: &str) -> Result<i64, CoreError> {
-    sqlx::query_scalar("select loan_id from loan where loan_id = $1")
-        .bind(loan_id)
-        .fetch_optional(pool)
+/// The device's active loan, if its lending school is inside `scope`.
+async fn active_loan_id(
+    pool: &PgPool,
+    scope: &Scope,
+    device_id: Uuid,
+) -> Result<Option<i64>, CoreError> {
+    let mut query = QueryBuilder::new("select l.loan_id from loan l where l.state = 'active'");
+    query.push(" and l.device_id = ").push_bind(device_id);
+    push_scope(&mut query, scope, "l");
+    Ok(query.build_query_scalar().fetch_optional(pool).await?)
+}
+
+async fn loan_exists(
+    pool: &PgPool,
+    scope: &Scope,
+    loan_id: i64,
+    key: &str,
+) -> Result<i64, CoreError> {
+    loan_device(&mut *pool.acquire().await?, scope, loan_id)
         .await?
+        .map(|_| loan_id)
         .ok_or_else(|| CoreError::NotFound {
             what: "loan",
             key: key.to_string(),
         })
+}
+
+/// The device of loan `loan_id`, if the loan is inside `scope`.
+async fn loan_device(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    loan_id: i64,
+) -> Result<Option<Uuid>, CoreError> {
+    let mut query = QueryBuilder::new("select l.device_id from loan l where l.loan_id = ");
+    query.push_bind(loan_id);
+    push_scope(&mut query, scope, "l");
+    Ok(query.build_query_scalar().fetch_optional(conn).await?)
 }
 
 /// The loan row as a step needs it, read after the device is locked.
@@ -94,10 +121,12 @@ struct LockedLoan {
 }
 
 /// Locks the loan's device (so steps and hand-outs on it queue) and reads the loan.
-async fn lock_loan(conn: &mut PgConnection, loan_id: i64) -> Result<LockedLoan, CoreError> {
-    let device_id: uuid::Uuid = sqlx::query_scalar("select device_id from loan where loan_id = $1")
-        .bind(loan_id)
-        .fetch_optional(&mut *conn)
+async fn lock_loan(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    loan_id: i64,
+) -> Result<LockedLoan, CoreError> {
+    let device_id = loan_device(conn, scope, loan_id)
         .await?
         .ok_or(CoreError::NotFound {
             what: "loan",
@@ -160,14 +189,15 @@ pub struct ReturnOutcome {
 /// its lifecycle state stays as it was and it can be lent again at once.
 pub async fn return_loan(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     loan_id: i64,
     request: &ReturnRequest,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<ReturnOutcome, CoreError> {
     let now = clock.now();
     let mut tx = pool.begin().await?;
-    let loan = lock_loan(&mut tx, loan_id).await?;
+    let loan = lock_loan(&mut tx, scope, loan_id).await?;
     loan.require(&[LoanState::Active], "return")?;
     let mut missing: Vec<String> = Vec::new();
     for name in request
@@ -211,7 +241,7 @@ pub async fn return_loan(
     )
     .bind(loan.loan_id)
     .bind(now)
-    .bind(actor)
+    .bind(actor.name())
     .bind(request.condition.as_deref())
     .bind(&returned)
     .bind(&missing)
@@ -240,7 +270,7 @@ pub async fn return_loan(
     write_event(&mut tx, &loan.device, "loan_returned", changes, now, actor).await?;
     tx.commit().await?;
     Ok(ReturnOutcome {
-        loan: get_loan(pool, loan_id).await?,
+        loan: get_loan(pool, scope, loan_id).await?,
         to_check,
     })
 }
@@ -248,18 +278,19 @@ pub async fn return_loan(
 /// Moves the due date of an active loan.
 pub async fn extend_loan(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     loan_id: i64,
     due_on: NaiveDate,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<LoanView, CoreError> {
     let now = clock.now();
     let mut tx = pool.begin().await?;
-    let loan = lock_loan(&mut tx, loan_id).await?;
+    let loan = lock_loan(&mut tx, scope, loan_id).await?;
     loan.require(&[LoanState::Active], "extend")?;
-    if due_on < crate::clock::school_date(now) {
+    if let Some(reason) = due_date_refusal(due_on, crate::clock::school_date(now)) {
         return Err(CoreError::Invalid(format!(
-            "cannot extend loan {} of {}: due date {due_on} is in the past",
+            "cannot extend loan {} of {}: {reason}",
             loan.loan_id, loan.device.label
         )));
     }
@@ -281,7 +312,7 @@ pub async fn extend_loan(
     });
     write_event(&mut tx, &loan.device, "loan_extended", changes, now, actor).await?;
     tx.commit().await?;
-    get_loan(pool, loan_id).await
+    get_loan(pool, scope, loan_id).await
 }
 
 /// How a device was lost to its borrower.
@@ -292,14 +323,17 @@ pub enum Loss {
 }
 
 /// Closes an active loan as lost or stolen on `on`; the device becomes `lost`.
+// Scope, clock and actor come with every step; the loss itself is three plain values.
+#[allow(clippy::too_many_arguments)]
 pub async fn mark_lost(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     loan_id: i64,
     loss: Loss,
     on: NaiveDate,
     note: &str,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<LoanView, CoreError> {
     let now = clock.now();
     let (state, kind) = match loss {
@@ -307,7 +341,7 @@ pub async fn mark_lost(
         Loss::Stolen => (LoanState::Stolen, "loan_stolen"),
     };
     let mut tx = pool.begin().await?;
-    let loan = lock_loan(&mut tx, loan_id).await?;
+    let loan = lock_loan(&mut tx, scope, loan_id).await?;
     loan.require(&[LoanState::Active], &format!("mark as {state}"))?;
     if on > crate::clock::school_date(now) {
         return Err(CoreError::Invalid(format!(
@@ -330,21 +364,22 @@ pub async fn mark_lost(
     }
     write_event(&mut tx, &loan.device, kind, changes, now, actor).await?;
     tx.commit().await?;
-    get_loan(pool, loan_id).await
+    get_loan(pool, scope, loan_id).await
 }
 
 /// Marks an active loan that was entered by mistake as cancelled; it stays in the history and
 /// the device is free again.
 pub async fn cancel_loan(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     loan_id: i64,
     reason: &str,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<LoanView, CoreError> {
     let now = clock.now();
     let mut tx = pool.begin().await?;
-    let loan = lock_loan(&mut tx, loan_id).await?;
+    let loan = lock_loan(&mut tx, scope, loan_id).await?;
     loan.require(&[LoanState::Active], "cancel")?;
     if reason.trim().is_empty() {
         return Err(CoreError::Invalid(
@@ -367,7 +402,7 @@ pub async fn cancel_loan(
     });
     write_event(&mut tx, &loan.device, "loan_cancelled", changes, now, actor).await?;
     tx.commit().await?;
-    get_loan(pool, loan_id).await
+    get_loan(pool, scope, loan_id).await
 }
 
 async fn close(
@@ -375,7 +410,7 @@ async fn close(
     loan_id: i64,
     state: LoanState,
     now: DateTime<Utc>,
-    actor: &str,
+    actor: &Actor,
     lost_on: Option<NaiveDate>,
     note: &str,
 ) -> Result<(), sqlx::Error> {
@@ -387,7 +422,7 @@ async fn close(
     .bind(loan_id)
     .bind(state.as_str())
     .bind(now)
-    .bind(actor)
+    .bind(actor.name())
     .bind(lost_on)
     .bind(note)
     .execute(&mut *conn)
@@ -398,14 +433,15 @@ async fn close(
 /// Records the day the signed loan agreement (Leihvertrag) was received.
 pub async fn record_agreement(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     loan_id: i64,
     signed_on: NaiveDate,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<LoanView, CoreError> {
     let now = clock.now();
     let mut tx = pool.begin().await?;
-    let loan = lock_loan(&mut tx, loan_id).await?;
+    let loan = lock_loan(&mut tx, scope, loan_id).await?;
     loan.require(
         &[LoanState::Active, LoanState::Returned],
         "record the agreement of",
@@ -436,19 +472,20 @@ pub async fn record_agreement(
     )
     .await?;
     tx.commit().await?;
-    get_loan(pool, loan_id).await
+    get_loan(pool, scope, loan_id).await
 }
 
 /// Ends the check of a device that came back damaged or incomplete: from `to_check` to
 /// `state` (lendable again with `in_stock` or `in_use`, or `in_repair`, `retired`, ...).
 pub async fn finish_check(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     device_key: &str,
     state: LifecycleState,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<LifecycleState, CoreError> {
-    let device_id = resolve_device(pool, &crate::access::Scope::All, device_key).await?;
+    let device_id = resolve_device(pool, scope, device_key).await?;
     let now = clock.now();
     let mut tx = pool.begin().await?;
     let device = lock_device(&mut tx, device_id).await?;

@@ -6,10 +6,11 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::access::{Actor, Scope};
 use crate::clock::Clock;
 use crate::error::CoreError;
 use crate::loans::checks::{lock_device, write_event};
-use crate::store::devices::resolve_device;
+use crate::loans::scoped::resolve_device;
 
 /// A device's tags after a change.
 #[derive(Debug, Clone, Serialize)]
@@ -21,20 +22,22 @@ pub struct TaggedDevice {
 }
 
 /// Adds `add` to and removes `remove` from the tags of every device in `keys` (ids, asset
-/// tags or serials), in one transaction; an unknown device changes nothing.
+/// tags or serials), in one transaction; an unknown device (or one outside `scope`) changes
+/// nothing.
 pub async fn tag_devices(
     pool: &PgPool,
+    scope: &Scope,
     clock: &dyn Clock,
     keys: &[String],
     add: &[String],
     remove: &[String],
-    actor: &str,
+    actor: &Actor,
 ) -> Result<Vec<TaggedDevice>, CoreError> {
     let add: Vec<String> = clean(add)?;
     let remove: Vec<String> = clean(remove)?;
     let mut device_ids = Vec::new();
     for key in keys {
-        device_ids.push(resolve_device(pool, &crate::access::Scope::All, key).await?);
+        device_ids.push(resolve_device(pool, scope, key).await?);
     }
     let now = clock.now();
     let mut tx = pool.begin().await?;

@@ -328,7 +328,7 @@ pub async fn show_device(
     .fetch_all(pool)
     .await?;
     let assignments = device_assignments(pool, scope, device_id).await?;
-    let loans = crate::loans::loans_of_device(pool, device_id).await?;
+    let loans = crate::loans::loans_of_device(pool, scope, device_id).await?;
     Ok(DeviceDetail {
         device,
         authority,

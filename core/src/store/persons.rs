@@ -289,7 +289,7 @@ pub async fn show_person(
     .fetch_all(pool)
     .await?;
     let devices = assigned_devices(pool, scope, person_id).await?;
-    let loans = crate::loans::loans_of_person(pool, person_id).await?;
+    let loans = crate::loans::loans_of_person(pool, scope, person_id).await?;
     Ok(PersonDetail {
         person,
         authority,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use bestand_core::loans::{self, AgreementFacts, BulkReport, LoanFilter};
 use bestand_core::model::{DeviceCategory, LoanState, PersonRole};
+use bestand_core::Scope;
 use chrono::NaiveDate;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -106,21 +107,23 @@ pub fn agreement_data(facts: &AgreementFacts) -> AgreementData {
 /// meaning their active loan), in the order given.
 pub async fn agreements_of_loans(
     pool: &PgPool,
+    scope: &Scope,
     keys: &[String],
 ) -> anyhow::Result<Vec<AgreementData>> {
     let mut loan_ids = Vec::with_capacity(keys.len());
     for key in keys {
-        loan_ids.push(loans::resolve_loan(pool, key).await?);
+        loan_ids.push(loans::resolve_loan(pool, scope, key).await?);
     }
-    agreements_of_loan_ids(pool, &loan_ids).await
+    agreements_of_loan_ids(pool, scope, &loan_ids).await
 }
 
 /// The agreements of `loan_ids`, in that order.
 pub async fn agreements_of_loan_ids(
     pool: &PgPool,
+    scope: &Scope,
     loan_ids: &[i64],
 ) -> anyhow::Result<Vec<AgreementData>> {
-    let facts = loans::agreement_facts(pool, loan_ids).await?;
+    let facts = loans::agreement_facts(pool, scope, loan_ids).await?;
     Ok(facts.iter().map(agreement_data).collect())
 }
 
@@ -128,6 +131,7 @@ pub async fn agreements_of_loan_ids(
 /// or alias), by the borrowers' family name, then given name and username.
 pub async fn agreements_of_class(
     pool: &PgPool,
+    scope: &Scope,
     authority: Option<&str>,
     school: &str,
     class: &str,
@@ -140,7 +144,7 @@ pub async fn agreements_of_class(
         state: Some(LoanState::Active),
         ..LoanFilter::default()
     };
-    let listed = loans::list_loans(pool, &filter, today).await?;
+    let listed = loans::list_loans(pool, scope, &filter, today).await?;
     if listed.is_empty() {
         anyhow::bail!(
             "no active loans of class {} at school \"{}\" (the school by number, name or alias, \
@@ -150,7 +154,7 @@ pub async fn agreements_of_class(
         );
     }
     let loan_ids: Vec<i64> = listed.iter().map(|loan| loan.loan_id).collect();
-    let mut facts = loans::agreement_facts(pool, &loan_ids).await?;
+    let mut facts = loans::agreement_facts(pool, scope, &loan_ids).await?;
     facts.sort_by_cached_key(|facts| {
         (
             sort_key(facts.family_name.as_deref()),
@@ -269,6 +273,7 @@ pub fn write_agreements(
 /// (a dry run, or bad rows without `--partial`).
 pub async fn import_agreements(
     pool: &PgPool,
+    scope: &Scope,
     template: &AgreementTemplate,
     report: &BulkReport,
     path: &Path,
@@ -283,7 +288,7 @@ pub async fn import_agreements(
         return Ok(None);
     }
     let written = async {
-        let list = agreements_of_loan_ids(pool, &loan_ids).await?;
+        let list = agreements_of_loan_ids(pool, scope, &loan_ids).await?;
         write_agreements(template, &list, path, force)
     }
     .await
