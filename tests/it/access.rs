@@ -532,10 +532,11 @@ fn cases() -> Vec<Case> {
                     let a = figures(env.only_a()).await;
                     let x = figures(env.x()).await;
                     let y = figures(env.y()).await;
-                    assert_eq!(a, (1, 1), "school A's pupil and user hint");
-                    assert_eq!(x, (2, 2), "schools A and B");
-                    assert_eq!(y, (1, 1), "authority Y alone");
-                    assert_eq!(figures(Scope::All).await, (3, 3));
+                    // Each place has one pupil and two user hints (one resolved, one not).
+                    assert_eq!(a, (1, 2), "school A's pupil and user hints");
+                    assert_eq!(x, (2, 4), "schools A and B");
+                    assert_eq!(y, (1, 2), "authority Y alone");
+                    assert_eq!(figures(Scope::All).await, (3, 6));
                 })
             },
         },
@@ -1008,6 +1009,10 @@ fn public_functions() -> BTreeSet<String> {
             include_str!("../../core/src/store/review.rs"),
         ),
         ("store::runs", include_str!("../../core/src/store/runs.rs")),
+        (
+            "store::overview",
+            include_str!("../../core/src/store/overview.rs"),
+        ),
         (
             "store::assignments",
             include_str!("../../core/src/store/assignments.rs"),
