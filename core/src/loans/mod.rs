@@ -12,9 +12,10 @@
 //! skips the lock. Each loan rule (due date, lendable device, one active loan) is one function
 //! in `rules.rs` that every kind of hand-out calls.
 //!
-//! Every public function that reads or writes the database takes the caller's `Scope`: a loan belongs to its lending school, and
-//! a device or borrower outside the scope answers as unknown. Functions that change something
-//! take the `Actor` whose name `handed_out_by`, `returned_by` and history record.
+//! Every public function that reads or writes the database takes the caller's `Scope`: a loan
+//! belongs to its lending school, and a device or borrower outside the scope answers as
+//! unknown. Functions that change something take the `Actor` whose name `handed_out_by`,
+//! `returned_by` and history record.
 //! docs/loans.md explains the rules for people.
 
 mod agreement;
