@@ -564,3 +564,55 @@ async fn a_school_scope_changes_no_loan_device_or_person_of_another_school_or_au
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// The lending candidates (`loans::assigned_without_loan`, `loans::spare_device_for`) list
+/// only devices inside the scope: school A's scope never names a device of school B or C.
+#[tokio::test]
+async fn a_school_scope_sees_no_lending_candidate_of_another_school() {
+    let fx = fixture().await;
+    let pool = fx.pool();
+    // An MDM gives every school's free device `<L>-1` to its pupil `<l>.zwei`.
+    sqlx::query(
+        "insert into device_assignment (authority_id, device_id, source_id, hint_username, \
+         status, person_id, since) \
+         select d.authority_id, d.device_id, m.source_id, p.username, 'matched', p.person_id, $1 \
+         from device d join person_membership m on m.school_id = d.school_id \
+         join person p on p.person_id = m.person_id \
+         where d.asset_tag like '%-1' and p.username like '%.zwei'",
+    )
+    .bind(t0())
+    .execute(pool)
+    .await
+    .unwrap();
+    let assigned = |scope: Scope| async move {
+        let found = loans::assigned_without_loan(pool, &scope).await.unwrap();
+        found
+            .into_iter()
+            .map(|row| (row.asset_tag, row.username))
+            .collect::<Vec<_>>()
+    };
+    let pair = |school: &School| (school.tag(1), school.user("zwei"));
+    assert_eq!(assigned(fx.scope_a()).await, [pair(&fx.a)]);
+    assert_eq!(
+        assigned(Scope::Authority(fx.a.authority_id)).await,
+        [pair(&fx.a), pair(&fx.b)]
+    );
+    assert_eq!(assigned(Scope::All).await.len(), 3);
+
+    // Spares are devices nobody is assigned: `<L>-1` is taken now, `<L>-2` lent, `<L>-3` to
+    // be checked, so free the assignment of school B's device again for a spare there.
+    sqlx::query("delete from device_assignment where device_id = (select device_id from device where asset_tag = 'B-1')")
+        .execute(pool)
+        .await
+        .unwrap();
+    let spare = |scope: Scope, who: String| async move {
+        loans::spare_device_for(pool, &scope, &who).await.unwrap()
+    };
+    assert_eq!(spare(fx.scope_a(), fx.b.user("zwei")).await, None);
+    assert_eq!(
+        spare(Scope::All, fx.b.user("zwei")).await,
+        Some(fx.b.tag(1))
+    );
+    let school_b = Scope::schools(fx.b.authority_id, [fx.school_id(&fx.b)]);
+    assert_eq!(spare(school_b, fx.b.user("zwei")).await, Some(fx.b.tag(1)));
+}
