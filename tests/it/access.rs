@@ -754,6 +754,35 @@ fn cases() -> Vec<Case> {
                     let onto_b = Resolution::LinkTo(w.at_b.device);
                     let found = resolve(env.only_a(), w.at_a.review_item, onto_b).await;
                     assert_not_found(case, found, "device", &w.at_b.device.to_string());
+                    // Nor can it become a new device at school B, where its record places it.
+                    let at_b = bestand_core::record::DeviceRecord {
+                        external_id: "mdm-a-item".into(),
+                        serial_number: Some("NEWSERIALB".into()),
+                        location: bestand_core::record::LocationHint {
+                            school: Some("100002".into()),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    sqlx::query("update review_item set record = $2 where review_item_id = $1")
+                        .bind(w.at_a.review_item)
+                        .bind(serde_json::to_value(&at_b).unwrap())
+                        .execute(&env.pool)
+                        .await
+                        .unwrap();
+                    let devices = "select count(*) from device";
+                    let before = count(&env.pool, devices).await;
+                    let new = resolve(env.only_a(), w.at_a.review_item, Resolution::CreateNew);
+                    let refused = new.await;
+                    assert!(
+                        matches!(&refused, Err(CoreError::Invalid(m)) if m.contains("outside your scope")),
+                        "{case}: {refused:?}"
+                    );
+                    assert_eq!(
+                        count(&env.pool, devices).await,
+                        before,
+                        "{case}: no device made"
+                    );
                     let open = "select count(*) from review_item where status = 'open'";
                     assert_eq!(count(&env.pool, open).await, 4, "{case}: nothing settled");
                     let done = resolve(env.only_b(), w.at_b.review_item, Resolution::Dismiss);

@@ -208,6 +208,7 @@ pub async fn resolve_review(
                 let record = device_record(item_id, record)?;
                 link_record(
                     &mut tx,
+                    scope,
                     &source,
                     authority_id,
                     &external_id,
@@ -483,6 +484,7 @@ async fn settle_namesake(
 #[allow(clippy::too_many_arguments)]
 async fn link_record(
     tx: &mut sqlx::PgConnection,
+    scope: &Scope,
     source: &SourceRef,
     authority_id: Uuid,
     external_id: &str,
@@ -554,6 +556,15 @@ async fn link_record(
                      dismiss the item to leave it where it is",
                     id.name()
                 )));
+            }
+            // A new device lands at the record's school; a scope of other schools may not put
+            // one there (it could not even see it afterwards).
+            if !scope.admits(authority_id, school_id) {
+                return Err(CoreError::Invalid(
+                    "the record names a school outside your scope, so it cannot become a new \
+                     device here; ask the authority's admins to settle it"
+                        .to_string(),
+                ));
             }
             let device_id = Uuid::now_v7();
             let (mut device, mut changes) = merge::new_device(
