@@ -33,7 +33,7 @@ impl MatchingRules {
     }
 
     /// The rules of `authority_id`, with the `shared_macs` its configuration lists.
-    pub async fn load(
+    pub(crate) async fn load(
         conn: &mut PgConnection,
         authority_id: Uuid,
     ) -> Result<MatchingRules, sqlx::Error> {
