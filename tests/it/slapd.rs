@@ -84,7 +84,12 @@ impl Slapd {
         let folder = self.dir.join("secrets");
         std::fs::create_dir_all(&folder).expect("create the secrets folder");
         let path = folder.join(name);
-        std::fs::write(&path, format!("{content}\n")).expect("write a secret file");
+        // Tests sharing the server write the same file at the same time; written in place, one
+        // test could read it between another's truncation and its write (an "empty" secret).
+        // A rename replaces the file whole.
+        let staged = folder.join(format!("{name}.{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&staged, format!("{content}\n")).expect("write a secret file");
+        std::fs::rename(&staged, &path).expect("put the secret file in place");
         path
     }
 }
