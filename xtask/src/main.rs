@@ -22,7 +22,8 @@ usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
        cargo xtask bench [--all-sources] [--devices N]
        cargo xtask bench --persons N
 
-  test        cargo fmt --check, cargo clippy -D warnings, then cargo test --workspace
+  test        cargo fmt --check, cargo clippy -D warnings (also bestand-cli without the demo),
+              then cargo test --workspace
               against a throwaway PostgreSQL cluster in target/xtask-postgres
   --no-lint   skip fmt and clippy (quicker while iterating)
   bench       time fetch-only, full and unchanged syncs of N mock Jamf Pro devices
@@ -113,6 +114,17 @@ fn test(lint: bool, cargo_test_args: Vec<OsString>) -> anyhow::Result<ExitCode> 
             "clippy",
             "--workspace",
             "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        // The shipped build without the demo must keep compiling without the mocks.
+        step("cargo clippy -p bestand-cli --no-default-features -- -D warnings");
+        check(cargo(&workspace).args([
+            "clippy",
+            "-p",
+            "bestand-cli",
+            "--no-default-features",
             "--",
             "-D",
             "warnings",
