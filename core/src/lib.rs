@@ -8,6 +8,7 @@ pub mod clock;
 pub mod error;
 pub mod identity;
 pub mod loans;
+pub mod planning;
 pub mod privacy;
 pub mod store;
 pub mod sync;
