@@ -17,6 +17,7 @@ use std::time::Instant;
 use bestand_core::model::SyncStatus;
 use bestand_core::store::SourceRef;
 use bestand_core::sync::{self, NoProgress};
+use bestand_core::Scope;
 use bestand_core::{Clock, CoreError};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -362,6 +363,15 @@ async fn run_once(
     source: &SourceConfig,
     source_ref: &SourceRef,
 ) -> Result<Vec<sync::SyncReport>, AppError> {
-    let reports = sync_source(pool, config, source, source_ref, false, &NoProgress).await?;
+    let reports = sync_source(
+        pool,
+        &Scope::All,
+        config,
+        source,
+        source_ref,
+        false,
+        &NoProgress,
+    )
+    .await?;
     Ok(reports.into_iter().map(|(report, _)| report).collect())
 }

@@ -42,8 +42,10 @@ pub fn build_connector(source: &SourceConfig) -> Result<Arc<dyn Connector>, AppE
 /// Runs one sync of `source`: first the directory read (so that the device sync's assignments
 /// see today's persons), then the devices. A failed directory read does not stop the device
 /// sync; each is its own run with its own report, returned with its duration in seconds.
+/// `scope` is the caller's: a scope that does not cover the source's authority finds no source.
 pub async fn sync_source(
     pool: &PgPool,
+    scope: &Scope,
     config: &Config,
     source: &SourceConfig,
     source_ref: &SourceRef,
@@ -52,9 +54,7 @@ pub async fn sync_source(
 ) -> Result<Vec<(SyncReport, f64)>, AppError> {
     let connectors = build_connectors(source)?;
     let guard = database::guard_for(config, source);
-    // Whoever starts it (a person, the scheduler, the demo), the runs are the source's own, and
-    // the configuration file reaches every authority.
-    let scope = Scope::All;
+    // Whoever starts it (a person, the scheduler, the demo), the runs are the source's own.
     let actor = Actor::Sync {
         source: source.name().to_string(),
     };
@@ -73,7 +73,7 @@ pub async fn sync_source(
         let report = sync::run_directory_sync_retrying(
             pool,
             &SystemClock,
-            &scope,
+            scope,
             &actor,
             source_ref,
             fetch,
@@ -99,7 +99,7 @@ pub async fn sync_source(
         let report = sync::run_sync_retrying(
             pool,
             &SystemClock,
-            &scope,
+            scope,
             &actor,
             source_ref,
             fetch,

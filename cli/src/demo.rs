@@ -126,6 +126,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("the demo source {name} was not registered"))?;
         let reports = sync_source(
             &database.pool,
+            &crate::commands::scope(),
             &config,
             source,
             source_ref,
@@ -225,7 +226,7 @@ async fn lend_some_devices(
         };
         loans::issue_loan(
             &database.pool,
-            &bestand_core::Scope::All,
+            &crate::commands::scope(),
             &handed_out,
             &policy,
             &request,
@@ -244,7 +245,16 @@ async fn lend_some_devices(
         .iter()
         .find(|r| r.name == "ucs")
         .ok_or_else(|| anyhow::anyhow!("the demo source ucs was not registered"))?;
-    let reports = sync_source(&database.pool, config, ucs, ucs_ref, false, &NoProgress).await?;
+    let reports = sync_source(
+        &database.pool,
+        &crate::commands::scope(),
+        config,
+        ucs,
+        ucs_ref,
+        false,
+        &NoProgress,
+    )
+    .await?;
     let left: i32 = reports
         .iter()
         .map(|(report, _)| report.counts.marked_missing)
@@ -252,7 +262,7 @@ async fn lend_some_devices(
     let today = bestand_core::clock::school_date(now);
     let open = loans::list_loans(
         &database.pool,
-        &bestand_core::Scope::All,
+        &crate::commands::scope(),
         &loans::LoanFilter {
             state: Some(bestand_core::model::LoanState::Active),
             ..Default::default()
@@ -262,7 +272,7 @@ async fn lend_some_devices(
     .await?;
     let overdue = open.iter().filter(|loan| loan.due_on < today).count();
     let gone =
-        loans::left_with_device(&database.pool, &bestand_core::Scope::All, None, today).await?;
+        loans::left_with_device(&database.pool, &crate::commands::scope(), None, today).await?;
     println!(
         "\nLoans (Leihgeräte): {issued} handed out three months ago, {} open, {overdue} overdue; \
          UCS@school a school term later: {left} pupils left, {} of them still with a loan device",

@@ -88,8 +88,6 @@ pub enum Actor {
     CliUser(String),
     /// A sync or directory run of the named source.
     Sync { source: String },
-    /// An import of the named file.
-    Import { file: String },
     /// bestand itself: the retention purge, the scheduler.
     System(&'static str),
 }
@@ -102,7 +100,6 @@ impl Actor {
             Actor::Account(account) => format!("account:{account}"),
             Actor::CliUser(name) => name.clone(),
             Actor::Sync { source } => format!("source:{source}"),
-            Actor::Import { file } => format!("import:{file}"),
             Actor::System(what) => format!("system:{what}"),
         }
     }

@@ -295,9 +295,17 @@ async fn sync_ucs(db: &crate::support::TestDb) -> Vec<sync::SyncReport> {
         .unwrap()
         .remove(0);
     let source = config.source("ucs").unwrap();
-    let reports = sync_source(&db.pool, &config, source, &source_ref, false, &NoProgress)
-        .await
-        .unwrap();
+    let reports = sync_source(
+        &db.pool,
+        &Scope::All,
+        &config,
+        source,
+        &source_ref,
+        false,
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!(reports.len(), 2);
     reports.into_iter().map(|(report, _)| report).collect()
 }

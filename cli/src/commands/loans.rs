@@ -373,7 +373,7 @@ async fn run_with(
 ) -> anyhow::Result<i32> {
     let today = bestand_core::clock::school_date(clock.now());
     // The configuration file reaches every authority it names.
-    let scope = &Scope::All;
+    let scope = &super::scope();
     match command {
         LoansCommand::Issue(args) => {
             let request = IssueRequest {

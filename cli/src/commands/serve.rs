@@ -106,7 +106,7 @@ async fn metrics_page(State((metrics, pool)): State<(Arc<Metrics>, PgPool)>) -> 
     let mut page = metrics.render();
     let now = bestand_core::Clock::now(&SystemClock);
     // The metrics page is the whole installation's, like the scheduler that serves it.
-    let scope = bestand_core::access::Scope::All;
+    let scope = super::scope();
     if let Ok(running) = bestand_core::store::runs::running_runs(&pool, &scope, now).await {
         page.push_str(&render_running(&running));
     }

@@ -7,7 +7,6 @@ use bestand_connectors::{spawn_directory_fetch, spawn_fetch};
 use bestand_core::model::SyncStatus;
 use bestand_core::store::runs::{self, RunView, SourceStatus};
 use bestand_core::sync::{self, DirectoryItem, SourceItem, SyncProgress, SyncReport};
-use bestand_core::Scope;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -81,7 +80,8 @@ pub async fn run(args: SyncArgs, config: &Config, format: Format) -> anyhow::Res
             let database = Database::open(config, Migrations::RequireCurrent).await?;
             let actor = super::actor(by);
             let approval =
-                sync::approve_run(&database.pool, &SystemClock, &Scope::All, &actor, run).await?;
+                sync::approve_run(&database.pool, &SystemClock, &super::scope(), &actor, run)
+                    .await?;
             match format {
                 Format::Table => println!(
                     "Run {} of source '{}' approved: {} {}.",
@@ -164,6 +164,7 @@ async fn run_sources(run: &RunArgs, config: &Config, format: Format) -> anyhow::
         let progress = Progress::new(source.name());
         let source_reports = sync_source(
             &database.pool,
+            &super::scope(),
             config,
             source,
             source_ref,
