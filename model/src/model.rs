@@ -69,12 +69,16 @@ text_enum!(
     /// Where a device stands in its life, from order to disposal.
     LifecycleState {
         Ordered => "ordered",
+        Delivered => "delivered",
         InStock => "in_stock",
         InUse => "in_use",
+        // Lent out; a device with an active loan is in this state (docs/lifecycle.md).
+        OnLoan => "on_loan",
         InRepair => "in_repair",
         Retired => "retired",
         Disposed => "disposed",
         Lost => "lost",
+        Stolen => "stolen",
         // Back from a loan damaged or incomplete: someone looks at it before it is lent again.
         ToCheck => "to_check",
     }

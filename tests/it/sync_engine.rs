@@ -656,11 +656,12 @@ async fn schema_keeps_history_append_only_and_every_table_tenant_scoped() {
         .await;
     assert!(bad_category.is_err(), "category is a closed vocabulary");
 
-    // Every table but the authority itself and pure join tables carries authority_id.
+    // Every table but the authority itself, pure join tables and the vocabulary every
+    // authority shares (the allowed lifecycle transitions) carries authority_id.
     let unscoped: Vec<String> = sqlx::query_scalar(
         "select t.table_name::text from information_schema.tables t where t.table_schema = 'public' \
          and t.table_type = 'BASE TABLE' and t.table_name not in ('school_authority', '_sqlx_migrations', \
-         'sync_run_pending_missing', 'sync_run_pending_left') and not exists (select 1 from information_schema.columns c \
+         'sync_run_pending_missing', 'sync_run_pending_left', 'lifecycle_transition') and not exists (select 1 from information_schema.columns c \
          where c.table_schema = 'public' and c.table_name = t.table_name and c.column_name = 'authority_id')",
     )
     .fetch_all(&db.pool)
