@@ -37,6 +37,7 @@ use bestand_model::person::{DirectorySchool, NotPersonCounts, PersonRecord};
 use bestand_model::protocol::{
     DirectoryItem, FetchFailure, PersonPage, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY,
 };
+use bestand_model::ticket::{TicketItem, TicketPage, TicketRead};
 use tokio::sync::mpsc;
 
 /// A source system that can list its devices.
@@ -172,6 +173,53 @@ pub fn spawn_directory_fetch(
         let end = match connector.fetch_directory(&sink).await {
             Ok(reported_total) => DirectoryItem::Complete { reported_total },
             Err(failure) => DirectoryItem::Failed(failure),
+        };
+        let _ = sender.send(end).await;
+    });
+    receiver
+}
+
+/// A ticket system (Zammad, GLPI) that can list its tickets, all of them or those changed
+/// since a watermark.
+#[async_trait]
+pub trait TicketConnector: Send + Sync {
+    /// Sends every ticket `read` asks for into `sink`, page by page, and returns how many the
+    /// system said match. An error means the read is incomplete; the engine then changes
+    /// nothing.
+    async fn fetch_tickets(&self, read: TicketRead, sink: &TicketSink)
+        -> Result<u64, FetchFailure>;
+}
+
+/// The sending half of a ticket channel; `send` waits while the engine is busy.
+#[derive(Clone)]
+pub struct TicketSink {
+    sender: mpsc::Sender<TicketItem>,
+}
+
+impl TicketSink {
+    pub fn new(sender: mpsc::Sender<TicketItem>) -> TicketSink {
+        TicketSink { sender }
+    }
+
+    /// Hands one page of tickets to the engine.
+    pub async fn send(&self, page: TicketPage) -> Result<(), FetchFailure> {
+        let label = page.label.clone();
+        deliver(&self.sender, TicketItem::Page(page), label).await
+    }
+}
+
+/// Runs `connector.fetch_tickets` on its own task and returns the receiving end of the
+/// channel: ticket pages, then one `Complete` or `Failed`.
+pub fn spawn_ticket_fetch(
+    connector: Arc<dyn TicketConnector>,
+    read: TicketRead,
+) -> mpsc::Receiver<TicketItem> {
+    let (sender, receiver) = mpsc::channel(PAGE_CHANNEL_CAPACITY);
+    tokio::spawn(async move {
+        let sink = TicketSink::new(sender.clone());
+        let end = match connector.fetch_tickets(read, &sink).await {
+            Ok(reported_total) => TicketItem::Complete { reported_total },
+            Err(failure) => TicketItem::Failed(failure),
         };
         let _ = sender.send(end).await;
     });

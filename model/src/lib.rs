@@ -12,3 +12,4 @@ pub mod person;
 pub mod protocol;
 pub mod record;
 pub mod tabular;
+pub mod ticket;
