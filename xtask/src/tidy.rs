@@ -106,12 +106,27 @@ fn code_part(line: &str) -> &str {
     }
 }
 
-/// `cargo metadata` of the workspace, with the resolved dependency graph.
+/// `cargo metadata` of the workspace, with the resolved dependency graph for this machine's
+/// platform. Offline, so it must not ask for crates the build never downloaded: without
+/// `--filter-platform` it wants every platform's dependencies (zip's `nix`, for BSD and
+/// macOS only), which a fresh checkout's build does not fetch.
 fn metadata(root: &Path) -> Value {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let version = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV runs");
+    let version = String::from_utf8_lossy(&version.stdout);
+    let host = version
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .expect("rustc -vV names the host platform")
+        .to_string();
     let output = Command::new(cargo)
         .current_dir(root)
         .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &host])
         .output()
         .expect("cargo metadata runs");
     assert!(
