@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bestand_connectors::file::{FileConfig, FileSource};
+use bestand_connectors::glpi::{Glpi, GlpiConfig};
 use bestand_connectors::intune::{Intune, IntuneConfig};
 use bestand_connectors::iserv_ldap::{IservLdap, IservLdapConfig};
 use bestand_connectors::jamf_pro::{JamfPro, JamfProConfig};
@@ -16,14 +17,15 @@ use bestand_connectors::jamf_school::{JamfSchool, JamfSchoolConfig};
 use bestand_connectors::kelvin::{Kelvin, KelvinConfig};
 use bestand_connectors::relution::{Relution, RelutionConfig};
 use bestand_connectors::ucs_ldap::{UcsLdap, UcsLdapConfig};
-use bestand_connectors::{Connector, DirectoryConnector};
+use bestand_connectors::{Connector, DirectoryConnector, TicketConnector};
 use serde::de::DeserializeOwned;
 
-/// What a source can deliver: devices, persons, or both.
+/// What a source can deliver: devices, persons, or both; or tickets.
 #[derive(Clone, Default)]
 pub struct SourceConnectors {
     pub devices: Option<Arc<dyn Connector>>,
     pub directory: Option<Arc<dyn DirectoryConnector>>,
+    pub tickets: Option<Arc<dyn TicketConnector>>,
 }
 
 /// A source that delivers devices only (an MDM, a file export).
@@ -33,7 +35,7 @@ fn devices<C: Connector + 'static>(
     let connector = built.map_err(|error| error.to_string())?;
     Ok(SourceConnectors {
         devices: Some(Arc::new(connector)),
-        directory: None,
+        ..SourceConnectors::default()
     })
 }
 
@@ -43,8 +45,8 @@ fn directory<C: DirectoryConnector + 'static>(
 ) -> Result<SourceConnectors, String> {
     let connector = built.map_err(|error| error.to_string())?;
     Ok(SourceConnectors {
-        devices: None,
         directory: Some(Arc::new(connector)),
+        ..SourceConnectors::default()
     })
 }
 
@@ -56,6 +58,18 @@ fn devices_and_directory<C: Connector + DirectoryConnector + 'static>(
     Ok(SourceConnectors {
         devices: Some(connector.clone()),
         directory: Some(connector),
+        ..SourceConnectors::default()
+    })
+}
+
+/// A source that delivers tickets only (a ticket system).
+fn tickets<C: TicketConnector + 'static>(
+    built: Result<C, impl fmt::Display>,
+) -> Result<SourceConnectors, String> {
+    let connector = built.map_err(|error| error.to_string())?;
+    Ok(SourceConnectors {
+        tickets: Some(Arc::new(connector)),
+        ..SourceConnectors::default()
     })
 }
 
@@ -130,6 +144,9 @@ source_kinds! {
     /// largest settings by far.
     IservLdap(Box<IservLdapConfig>) = "iserv_ldap" =>
         |settings: Box<IservLdapConfig>, name| directory(IservLdap::new(*settings, name));
+    /// GLPI over its REST API: tickets with the assets GLPI links to them.
+    Glpi(GlpiConfig) = "glpi" =>
+        |settings, name| tickets(Glpi::new(settings, name));
 }
 
 /// `table` as the settings of `kind`, or serde's message prefixed with the kind.

@@ -3,6 +3,7 @@
 //! Connectors speak HTTP (or LDAP) and never touch SQL.
 
 pub mod file;
+pub mod glpi;
 pub mod http;
 pub mod intune;
 pub mod iserv_ldap;

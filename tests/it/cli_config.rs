@@ -54,7 +54,10 @@ fn example_config_parses() {
         config.authorities[0].schools[0].school_type,
         SchoolType::Grundschule
     );
-    assert_eq!(config.sources.len(), 3);
+    assert_eq!(config.sources.len(), 4);
+    let glpi = config.source("glpi").unwrap();
+    assert!(matches!(glpi.settings(), SourceSettings::Glpi(_)));
+    assert!(!glpi.common.enabled);
     let ucs = config.source("ucs").unwrap();
     assert!(matches!(ucs.settings(), SourceSettings::UcsLdap(_)));
     assert_eq!(

@@ -14,6 +14,7 @@ mod directory_sync;
 mod end_to_end;
 mod fault_matrix;
 mod file_source;
+mod glpi;
 mod intune;
 mod iserv_ldap;
 mod jamf_pro;
