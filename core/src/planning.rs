@@ -36,7 +36,7 @@ pub fn net_book_value(
     at: NaiveDate,
 ) -> Decimal {
     if at < purchased {
-        return price.round_dp(2);
+        return cents(price);
     }
     let life_months = i64::from(life_years) * 12;
     if life_months == 0 {
@@ -44,7 +44,13 @@ pub fn net_book_value(
     }
     let used = (month_index(at) - month_index(purchased) + 1).min(life_months);
     let remaining = price - price * Decimal::from(used) / Decimal::from(life_months);
-    remaining.max(Decimal::ZERO).round_dp(2)
+    cents(remaining.max(Decimal::ZERO))
+}
+
+/// Money rounded to the cent the commercial way (*kaufmännisch*: a half cent rounds away from
+/// zero), as municipal accounting and every invoice do; `round_dp` would round half to even.
+pub fn cents(amount: Decimal) -> Decimal {
+    amount.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
 }
 
 fn month_index(date: NaiveDate) -> i64 {
@@ -239,7 +245,7 @@ pub fn forecast_cohorts(
                 category,
                 kind,
                 devices,
-                cost: cost.round_dp(2),
+                cost: cents(cost),
                 devices_without_price: without,
             },
         )
@@ -353,10 +359,10 @@ pub fn split_largest_remainder(amount: Decimal, weights: &[Decimal]) -> Vec<Deci
     if total <= Decimal::ZERO {
         return vec![Decimal::ZERO; weights.len()];
     }
-    let cents = (amount * Decimal::from(100)).round();
-    let exact: Vec<Decimal> = weights.iter().map(|w| cents * *w / total).collect();
+    let in_cents = (amount * Decimal::from(100)).round();
+    let exact: Vec<Decimal> = weights.iter().map(|w| in_cents * *w / total).collect();
     let mut parts: Vec<Decimal> = exact.iter().map(|e| e.floor()).collect();
-    let left = cents - parts.iter().copied().sum::<Decimal>();
+    let left = in_cents - parts.iter().copied().sum::<Decimal>();
     let mut order: Vec<usize> = (0..weights.len()).collect();
     order.sort_by(|a, b| {
         let ra = exact[*a] - parts[*a];
@@ -369,7 +375,7 @@ pub fn split_largest_remainder(amount: Decimal, weights: &[Decimal]) -> Vec<Deci
     }
     parts
         .into_iter()
-        .map(|p| (p / Decimal::from(100)).round_dp(2))
+        .map(|p| cents(p / Decimal::from(100)))
         .collect()
 }
 

@@ -240,7 +240,7 @@ pub async fn funding_report(
                 funded_amount: row
                     .price
                     .zip(share)
-                    .map(|(price, share)| (price * share).round_dp(2)),
+                    .map(|(price, share)| crate::planning::cents(price * share)),
                 price: row.price,
                 earmark_end: row.earmark_end,
                 left_on,
