@@ -16,7 +16,7 @@ use crate::model::DeviceCategory;
 use crate::planning::{self, Cohort, ForecastOptions, GrowthNeed, LineKind};
 use crate::store::in_scope;
 use crate::store::plans::{
-    bind_plan, in_fleet, plan_cte, school_filter, DevicePlan, PlanRow, PLAN_COLUMNS,
+    bind_plan, cohort_cte, in_fleet, plan_cte, school_filter, DevicePlan, PlanRow, PLAN_COLUMNS,
 };
 
 /// What to forecast.
@@ -142,36 +142,53 @@ pub async fn replacement_forecast(
     }
     let school = school_filter(pool, scope, request.school.as_deref()).await?;
     let places = places(pool, scope).await?;
+    // Every cohort of the fleet, also those due after the range: the targets count the
+    // current fleet and price growth from them.
     let sql = format!(
         "{} select p.authority_id, p.school_id, p.category, p.due_year, p.replacement_price, \
-         count(*) as devices, count(*) filter (where p.purchase_estimated) as estimated \
-         from plan p where {} and p.due_year <= $6 group by 1, 2, 3, 4, 5",
-        plan_cte(),
-        in_fleet("p")
+         sum(p.devices)::bigint, sum(p.estimated)::bigint from plan p group by 1, 2, 3, 4, 5",
+        cohort_cte()
     );
     type CohortRow = (Uuid, Option<Uuid>, String, i32, Option<Decimal>, i64, i64);
     let rows: Vec<CohortRow> = bind_plan!(sqlx::query_as(&sql), scope, school)
-        .bind(request.last_year)
         .fetch_all(pool)
         .await?;
     let mut estimated = 0;
+    let mut current: HashMap<(String, DeviceCategory), u32> = HashMap::new();
+    let mut priced: HashMap<(Uuid, DeviceCategory), (Decimal, u32)> = HashMap::new();
     let cohorts: Vec<Cohort> = rows
         .into_iter()
         .map(
             |(authority, school, category, due_year, price, devices, est)| {
-                estimated += u64::try_from(est).unwrap_or(0);
+                let devices = u32::try_from(devices).unwrap_or(u32::MAX);
+                let category: DeviceCategory = category.parse().unwrap_or_default();
+                let key = place_key(authority, school);
+                if due_year <= request.last_year {
+                    estimated += u64::try_from(est).unwrap_or(0);
+                }
+                *current.entry((key.clone(), category)).or_default() += devices;
+                if let Some(price) = price {
+                    let sum = priced.entry((authority, category)).or_default();
+                    sum.0 += price * Decimal::from(devices);
+                    sum.1 += devices;
+                }
                 Cohort {
-                    school: Some(place_key(authority, school)),
-                    category: category.parse().unwrap_or_default(),
+                    school: Some(key),
+                    category,
                     due_year,
                     replacement_price: price,
-                    devices: u32::try_from(devices).unwrap_or(u32::MAX),
+                    devices,
                 }
             },
         )
         .collect();
+    let fleet_price: HashMap<(Uuid, DeviceCategory), Decimal> = priced
+        .into_iter()
+        .filter(|(_, (_, devices))| *devices > 0)
+        .map(|(key, (sum, devices))| (key, planning::cents(sum / Decimal::from(devices))))
+        .collect();
     let targets = if request.target {
-        targets(pool, scope, school).await?
+        targets(pool, scope, school, &current, &fleet_price).await?
     } else {
         Vec::new()
     };
@@ -317,26 +334,21 @@ async fn targets(
     pool: &PgPool,
     scope: &Scope,
     school: Option<Uuid>,
+    current: &HashMap<(String, DeviceCategory), u32>,
+    fleet_price: &HashMap<(Uuid, DeviceCategory), Decimal>,
 ) -> Result<Vec<(String, TargetView)>, CoreError> {
     let sql = format!(
-        "{} select t.authority_id, t.school_id, a.slug, s.school_number, s.name, t.category, \
+        "select t.authority_id, t.school_id, a.slug, s.school_number, s.name, t.category, \
          t.devices_per_pupil, t.devices_per_room, t.class_rooms, \
          (select sum(sp.pupils) from school_pupils sp where sp.school_id = t.school_id)::int as entered, \
          (select count(distinct m.person_id) from person_membership m join person pe using (person_id) \
           where m.school_id = t.school_id and m.role = 'student' and pe.left_at is null)::int as directory, \
-         (select count(*) from plan p where p.school_id = t.school_id and p.category = t.category \
-          and {})::int as current, \
-         coalesce((select round(avg(dm.list_price), 2) from device_model dm \
-           where dm.authority_id = t.authority_id and dm.category = t.category), \
-          (select round(avg(p.replacement_price), 2) from plan p where p.authority_id = t.authority_id \
-           and p.category = t.category and {})) as price \
+         (select round(avg(dm.list_price), 2) from device_model dm \
+          where dm.authority_id = t.authority_id and dm.category = t.category) as price \
          from school_target_equipment t join school s on s.school_id = t.school_id \
          join school_authority a on a.authority_id = t.authority_id \
-         where {} and ($5::uuid is null or t.school_id = $5) \
+         where {} and ($3::uuid is null or t.school_id = $3) \
          order by a.slug, s.school_number, t.category",
-        plan_cte(),
-        in_fleet("p"),
-        in_fleet("p"),
         in_scope("t.authority_id", "t.school_id", 1, 2)
     );
     type Row = (
@@ -351,10 +363,12 @@ async fn targets(
         Option<i32>,
         Option<i32>,
         i32,
-        i32,
         Option<Decimal>,
     );
-    let rows: Vec<Row> = bind_plan!(sqlx::query_as(&sql), scope, school)
+    let rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(scope.authority_param())
+        .bind(scope.schools_param())
+        .bind(school)
         .fetch_all(pool)
         .await?;
     Ok(rows
@@ -372,8 +386,7 @@ async fn targets(
                 rooms,
                 entered,
                 directory,
-                current,
-                price,
+                catalogue_price,
             )| {
                 let (pupils, pupils_from) = match entered {
                     Some(entered) => (entered, "entered"),
@@ -382,12 +395,16 @@ async fn targets(
                 let pupils = u32::try_from(pupils).unwrap_or(0);
                 let rooms = rooms.and_then(|rooms| u32::try_from(rooms).ok());
                 let target = planning::target_devices(pupils, per_pupil, rooms, per_room);
-                let current = u32::try_from(current).unwrap_or(0);
+                let category: DeviceCategory = category.parse().unwrap_or_default();
+                let key = place_key(authority, Some(school));
+                let current = current.get(&(key.clone(), category)).copied().unwrap_or(0);
+                let price =
+                    catalogue_price.or_else(|| fleet_price.get(&(authority, category)).copied());
                 let view = TargetView {
                     authority: slug,
                     school_number: number,
                     school_name: name,
-                    category: category.parse().unwrap_or_default(),
+                    category,
                     pupils,
                     pupils_from: pupils_from.to_string(),
                     target,
@@ -395,7 +412,7 @@ async fn targets(
                     growth: target.saturating_sub(current),
                     price,
                 };
-                (place_key(authority, Some(school)), view)
+                (key, view)
             },
         )
         .collect())

@@ -42,24 +42,54 @@ pub(crate) fn in_fleet(p: &str) -> String {
 ///   as estimated.
 pub(crate) fn plan_cte() -> String {
     let scope = in_scope("d.authority_id", "d.school_id", 1, 2);
+    plan_over(
+        "d.device_id, d.asset_tag, d.serial_number, d.model, d.lifecycle_state, \
+         d.purchase_price, d.warranty_end, d.building, d.room, d.funding_programme, d.earmark_end, \
+         coalesce(d.purchase_date, (d.first_seen_at at time zone 'Europe/Berlin')::date) as purchased, \
+         d.purchase_date is null as purchase_estimated",
+        &format!("(select * from device d where {scope} and ($5::uuid is null or d.school_id = $5)) d"),
+    )
+}
+
+/// `plan_cte` over cohorts instead of devices, for the forecast over a large fleet: the fleet's
+/// devices grouped by everything their plan depends on (authority, school, category, model,
+/// identifier, own life, purchase price, year of purchase), each row with its `devices` and
+/// `estimated` counts, so the catalogue and the lives are resolved once per group, not once per
+/// device. Same binds as `plan_cte`; `purchased` is the first of January of the purchase year,
+/// all the end-of-life year needs.
+pub(crate) fn cohort_cte() -> String {
+    let scope = in_scope("d.authority_id", "d.school_id", 1, 2);
+    plan_over(
+        "d.devices, d.estimated, d.purchase_price, d.purchased",
+        &format!(
+            "(select d.authority_id, d.school_id, d.category, d.model, d.model_identifier, \
+             d.life_expectancy_years, d.purchase_price, make_date(extract(year from \
+               coalesce(d.purchase_date, (d.first_seen_at at time zone 'Europe/Berlin')::date))::int, \
+               1, 1) as purchased, \
+             count(*) as devices, count(*) filter (where d.purchase_date is null) as estimated \
+             from device d where {scope} and ($5::uuid is null or d.school_id = $5) and {} \
+             group by 1, 2, 3, 4, 5, 6, 7, 8) d",
+            in_fleet("d")
+        ),
+    )
+}
+
+/// The resolution `plan_cte` documents, over `rows` (a `from` item aliased `d` with the
+/// device's columns the rules read), carrying `columns` of it through.
+fn plan_over(columns: &str, rows: &str) -> String {
     format!(
         "with default_life as (select * from unnest($3::text[], $4::int[]) as t(category, life_years)), \
-         base as (select d.device_id, d.authority_id, d.school_id, d.asset_tag, d.serial_number, \
-           d.model, d.lifecycle_state, d.purchase_price, d.warranty_end, d.building, d.room, \
-           d.funding_programme, d.earmark_end, \
+         base as (select d.authority_id, d.school_id, {columns}, \
            case when d.category = 'other' and coalesce(mi.category, mn.category) is not null \
              then coalesce(mi.category, mn.category) else d.category end as category, \
-           coalesce(d.purchase_date, (d.first_seen_at at time zone 'Europe/Berlin')::date) as purchased, \
-           d.purchase_date is null as purchase_estimated, \
            nullif(d.life_expectancy_years, 0) as own_life, \
            case when mi.device_model_id is not null then mi.life_years else mn.life_years end as model_life, \
            case when mi.device_model_id is not null then mi.list_price else mn.list_price end as list_price \
-           from device d \
+           from {rows} \
            left join device_model mi on mi.authority_id = d.authority_id \
              and lower(mi.model_identifier) = lower(d.model_identifier) \
            left join device_model mn on mn.authority_id = d.authority_id \
-             and lower(mn.model) = lower(d.model) \
-           where {scope} and ($5::uuid is null or d.school_id = $5)), \
+             and lower(mn.model) = lower(d.model)), \
          plan as (select b.*, \
            coalesce(b.own_life, b.model_life, cl.life_years, dl.life_years) as life_years, \
            case when b.own_life is not null then 'device' when b.model_life is not null then 'catalogue' \
