@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bestand_cli::commands::{db, devices, loans, persons, privacy, review, serve, sync};
+use bestand_cli::commands::{db, devices, loans, persons, privacy, reports, review, serve, sync};
 #[cfg(feature = "demo")]
 use bestand_cli::demo;
 use bestand_cli::output::Format;
@@ -67,6 +67,12 @@ enum Command {
         #[command(subcommand)]
         command: privacy::PrivacyCommand,
     },
+    /// Procurement reports: warranty, depreciation, replacement forecast, funding proof of use
+    /// (Verwendungsnachweis), cost split.
+    Reports {
+        #[command(subcommand)]
+        command: reports::ReportsCommand,
+    },
     /// Run every source on its schedule, with health and metrics over HTTP.
     Serve(serve::ServeArgs),
     /// Cases the sync refused to guess.
@@ -126,6 +132,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Loans { command } => loans::run(command, &config, cli.format).await,
         Command::Privacy { command } => {
             privacy::run(command, &config, cli.format).await.map(|()| 0)
+        }
+        Command::Reports { command } => {
+            reports::run(command, &config, cli.format).await.map(|()| 0)
         }
         Command::Serve(args) => serve::run(args, &config).await,
         Command::Review { command } => review::run(command, &config, cli.format).await.map(|()| 0),

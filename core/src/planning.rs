@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use crate::model::DeviceCategory;
@@ -35,7 +36,7 @@ pub fn net_book_value(
     at: NaiveDate,
 ) -> Decimal {
     if at < purchased {
-        return price.round_dp(2);
+        return cents(price);
     }
     let life_months = i64::from(life_years) * 12;
     if life_months == 0 {
@@ -43,7 +44,13 @@ pub fn net_book_value(
     }
     let used = (month_index(at) - month_index(purchased) + 1).min(life_months);
     let remaining = price - price * Decimal::from(used) / Decimal::from(life_months);
-    remaining.max(Decimal::ZERO).round_dp(2)
+    cents(remaining.max(Decimal::ZERO))
+}
+
+/// Money rounded to the cent the commercial way (*kaufmännisch*: a half cent rounds away from
+/// zero), as municipal accounting and every invoice do; `round_dp` would round half to even.
+pub fn cents(amount: Decimal) -> Decimal {
+    amount.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
 }
 
 fn month_index(date: NaiveDate) -> i64 {
@@ -68,6 +75,29 @@ pub struct PlannedDevice {
     pub replacement_price: Decimal,
 }
 
+/// Devices of one school and category that reach the end of their life in one year at one
+/// replacement price: what the store aggregates a fleet into, so that a million devices are a
+/// few thousand cohorts by the time they reach the forecast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cohort {
+    pub school: Option<String>,
+    pub category: DeviceCategory,
+    pub due_year: i32,
+    /// None: neither the catalogue nor the purchase names a price; counted, never costed as 0.
+    pub replacement_price: Option<Decimal>,
+    pub devices: u32,
+}
+
+/// Devices a school lacks against its target equipment (growth, not replacement).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrowthNeed {
+    pub school: Option<String>,
+    pub category: DeviceCategory,
+    pub devices: u32,
+    /// What one such device costs in the price year; None when nothing names a price.
+    pub price: Option<Decimal>,
+}
+
 /// How to forecast.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForecastOptions {
@@ -81,67 +111,272 @@ pub struct ForecastOptions {
     /// is replaced in the next one, so a peak (a whole DigitalPakt delivery) does not land in
     /// one budget.
     pub smooth: bool,
+    /// Spread growth evenly over every year of the range (the remainder in the earliest
+    /// years) instead of buying it all in the first year.
+    pub spread_growth: bool,
 }
 
-/// The replacements of one budget year, school and category.
+/// Why devices are bought: to replace devices at the end of their life, or to reach the
+/// target equipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    Replacement,
+    Growth,
+}
+
+impl LineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineKind::Replacement => "replacement",
+            LineKind::Growth => "growth",
+        }
+    }
+}
+
+/// The purchases of one budget year, school, category and kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForecastLine {
     pub year: i32,
     pub school: Option<String>,
     pub category: DeviceCategory,
+    pub kind: LineKind,
     pub devices: u32,
+    /// The cost of the devices with a price, at the year's prices.
     pub cost: Decimal,
+    /// Of `devices`, those without any price: `cost` does not include them.
+    pub devices_without_price: u32,
 }
 
 /// The replacement forecast: per budget year in the options' range, school and category, how
 /// many devices are replaced and what that costs at the year's prices. Devices already past
 /// their life count into the first year; devices due after the range are left out.
 pub fn forecast(devices: &[PlannedDevice], options: &ForecastOptions) -> Vec<ForecastLine> {
-    // Cohorts: devices of one school and category due in one year, with their prices.
-    let mut cohorts: BTreeMap<(i32, Option<String>, DeviceCategory), Vec<Decimal>> =
-        BTreeMap::new();
-    for device in devices {
-        let year = device.due_year.max(options.first_year);
-        cohorts
-            .entry((year, device.school.clone(), device.category))
+    let cohorts: Vec<Cohort> = devices
+        .iter()
+        .map(|device| Cohort {
+            school: device.school.clone(),
+            category: device.category,
+            due_year: device.due_year,
+            replacement_price: Some(device.replacement_price),
+            devices: 1,
+        })
+        .collect();
+    forecast_cohorts(&cohorts, &[], options)
+}
+
+type LineKey = (i32, Option<String>, DeviceCategory, LineKind);
+
+/// The forecast over cohorts, with growth lines beside the replacements.
+///
+/// Smoothing works per budget year, school and category: of the devices due there (overdue
+/// ones counted into the first year), the later half moves into the next year. "Later" is by
+/// the year their life ended, then by price (no price first), the order `smoothed_order`
+/// gives, so that a list of the devices behind each line can follow the same split.
+pub fn forecast_cohorts(
+    cohorts: &[Cohort],
+    growth: &[GrowthNeed],
+    options: &ForecastOptions,
+) -> Vec<ForecastLine> {
+    type GroupKey = (i32, Option<String>, DeviceCategory);
+    let mut groups: BTreeMap<GroupKey, Vec<&Cohort>> = BTreeMap::new();
+    for cohort in cohorts.iter().filter(|c| c.devices > 0) {
+        if cohort.due_year > options.last_year {
+            continue;
+        }
+        let year = cohort.due_year.max(options.first_year);
+        groups
+            .entry((year, cohort.school.clone(), cohort.category))
             .or_default()
-            .push(device.replacement_price);
+            .push(cohort);
     }
-    let mut lines: BTreeMap<(i32, Option<String>, DeviceCategory), (u32, Decimal)> =
-        BTreeMap::new();
-    for ((year, school, category), prices) in cohorts {
-        let later = if options.smooth { prices.len() / 2 } else { 0 };
-        let (now, next) = prices.split_at(prices.len() - later);
-        for (replaced_in, part) in [(year, now), (year + 1, next)] {
-            if part.is_empty() || replaced_in > options.last_year {
-                continue;
+    let mut lines: BTreeMap<LineKey, (u32, Decimal, u32)> = BTreeMap::new();
+    let mut add = |key: LineKey, devices: u32, price: Option<Decimal>| {
+        if devices == 0 || key.0 > options.last_year {
+            return;
+        }
+        let factor = price_factor(options, key.0);
+        let line = lines.entry(key).or_insert((0, Decimal::ZERO, 0));
+        line.0 += devices;
+        match price {
+            Some(price) => line.1 += price * factor * Decimal::from(devices),
+            None => line.2 += devices,
+        }
+    };
+    for ((year, school, category), mut members) in groups {
+        members.sort_by(|a, b| smoothed_order(a, b));
+        let total: u32 = members.iter().map(|c| c.devices).sum();
+        // The first `stay` devices in that order are replaced in `year`, the rest a year later.
+        let mut stay = if options.smooth {
+            total - total / 2
+        } else {
+            total
+        };
+        for cohort in members {
+            let now = cohort.devices.min(stay);
+            stay -= now;
+            let key = |year| (year, school.clone(), category, LineKind::Replacement);
+            add(key(year), now, cohort.replacement_price);
+            add(
+                key(year + 1),
+                cohort.devices - now,
+                cohort.replacement_price,
+            );
+        }
+    }
+    let years = u32::try_from(options.last_year - options.first_year + 1).unwrap_or(1);
+    for need in growth {
+        let key = |year| (year, need.school.clone(), need.category, LineKind::Growth);
+        if options.spread_growth {
+            for (offset, devices) in spread(need.devices, years).into_iter().enumerate() {
+                let year = options.first_year + i32::try_from(offset).unwrap_or(0);
+                add(key(year), devices, need.price);
             }
-            let factor = price_factor(options, replaced_in);
-            let line = lines
-                .entry((replaced_in, school.clone(), category))
-                .or_insert((0, Decimal::ZERO));
-            line.0 += u32::try_from(part.len()).unwrap_or(u32::MAX);
-            line.1 += part.iter().map(|price| *price * factor).sum::<Decimal>();
+        } else {
+            add(key(options.first_year), need.devices, need.price);
         }
     }
     lines
         .into_iter()
-        .map(|((year, school, category), (devices, cost))| ForecastLine {
-            year,
-            school,
-            category,
-            devices,
-            cost: cost.round_dp(2),
-        })
+        .map(
+            |((year, school, category, kind), (devices, cost, without))| ForecastLine {
+                year,
+                school,
+                category,
+                kind,
+                devices,
+                cost: cents(cost),
+                devices_without_price: without,
+            },
+        )
+        .collect()
+}
+
+/// The order of smoothing inside one budget year, school and category: earlier end of life
+/// first, then cheaper (no price first). The devices at the end of it move a year.
+pub fn smoothed_order(a: &Cohort, b: &Cohort) -> std::cmp::Ordering {
+    (a.due_year, a.replacement_price).cmp(&(b.due_year, b.replacement_price))
+}
+
+/// `devices` over `years` as evenly as whole devices allow, the remainder in the first years.
+pub fn spread(devices: u32, years: u32) -> Vec<u32> {
+    let years = years.max(1);
+    (0..years)
+        .map(|year| devices / years + u32::from(year < devices % years))
         .collect()
 }
 
 /// (1 + increase) to the power of the years from the price year to `year` (never below 1).
-fn price_factor(options: &ForecastOptions, year: i32) -> Decimal {
+pub fn price_factor(options: &ForecastOptions, year: i32) -> Decimal {
     let years = (year - options.price_year).max(0);
     (0..years).fold(Decimal::ONE, |factor, _| {
         factor * (Decimal::ONE + options.yearly_increase)
     })
+}
+
+/// Target devices from a target per pupil or per class room, rounded up to whole devices.
+pub fn target_devices(
+    pupils: u32,
+    per_pupil: Option<Decimal>,
+    class_rooms: Option<u32>,
+    per_room: Option<Decimal>,
+) -> u32 {
+    let wanted = match (per_pupil, per_room) {
+        (Some(per_pupil), _) => Decimal::from(pupils) * per_pupil,
+        (None, Some(per_room)) => Decimal::from(class_rooms.unwrap_or(0)) * per_room,
+        (None, None) => Decimal::ZERO,
+    };
+    wanted.ceil().to_u32().unwrap_or(u32::MAX)
+}
+
+/// School levels of the cost split (Hameln-Pyrmont: primary, lower secondary, upper secondary
+/// and vocational).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Primary,
+    LowerSecondary,
+    UpperSecondary,
+    Vocational,
+}
+
+impl Level {
+    pub const ALL: [Level; 4] = [
+        Level::Primary,
+        Level::LowerSecondary,
+        Level::UpperSecondary,
+        Level::Vocational,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Primary => "primary",
+            Level::LowerSecondary => "lower_secondary",
+            Level::UpperSecondary => "upper_secondary",
+            Level::Vocational => "vocational",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|level| level.as_str() == text)
+    }
+}
+
+/// The level of a pupil of a school of type `school_type` in class `class_name`, for schools
+/// without entered pupil numbers. Gymnasium and Gesamtschule teach both secondary levels: the
+/// class's grade decides (5 to 10 lower, 11 to 13 or EF, Q1, Q2 upper), and a class name that
+/// says neither counts as lower secondary, the larger part of such schools. Förderschulen count
+/// as lower secondary; `other` schools too, for want of anything better (docs/reports.md).
+pub fn pupil_level(school_type: crate::model::SchoolType, class_name: Option<&str>) -> Level {
+    use crate::model::SchoolType as T;
+    match school_type {
+        T::Grundschule => Level::Primary,
+        T::Berufsschule => Level::Vocational,
+        T::Gymnasium | T::Gesamtschule => {
+            let class = class_name.unwrap_or("").trim().to_ascii_uppercase();
+            let digits: String = class.chars().take_while(char::is_ascii_digit).collect();
+            match digits.parse::<u32>() {
+                Ok(11..=13) => Level::UpperSecondary,
+                Ok(_) => Level::LowerSecondary,
+                Err(_) if ["EF", "Q1", "Q2"].iter().any(|p| class.starts_with(p)) => {
+                    Level::UpperSecondary
+                }
+                Err(_) => Level::LowerSecondary,
+            }
+        }
+        T::Hauptschule | T::Realschule | T::Sekundarschule | T::Foerderschule | T::Other => {
+            Level::LowerSecondary
+        }
+    }
+}
+
+/// Splits `amount` in proportion to `weights`, rounded to cents so that the parts add up to
+/// exactly the amount: every part gets its share rounded down to the cent, and the cents left
+/// over go one each to the parts with the largest remainders (ties: the earlier part). All
+/// weights zero: nothing can be split, every part is zero.
+pub fn split_largest_remainder(amount: Decimal, weights: &[Decimal]) -> Vec<Decimal> {
+    let total: Decimal = weights.iter().copied().sum();
+    if total <= Decimal::ZERO {
+        return vec![Decimal::ZERO; weights.len()];
+    }
+    let in_cents = (amount * Decimal::from(100)).round();
+    let exact: Vec<Decimal> = weights.iter().map(|w| in_cents * *w / total).collect();
+    let mut parts: Vec<Decimal> = exact.iter().map(|e| e.floor()).collect();
+    let left = in_cents - parts.iter().copied().sum::<Decimal>();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|a, b| {
+        let ra = exact[*a] - parts[*a];
+        let rb = exact[*b] - parts[*b];
+        rb.cmp(&ra).then(a.cmp(b))
+    });
+    let left = left.to_usize().unwrap_or(0);
+    for index in order.into_iter().take(left) {
+        parts[index] += Decimal::ONE;
+    }
+    parts
+        .into_iter()
+        .map(|p| cents(p / Decimal::from(100)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -226,6 +461,7 @@ mod tests {
             price_year: 2026,
             yearly_increase: euro("0.03"),
             smooth,
+            spread_growth: false,
         }
     }
 
@@ -289,5 +525,130 @@ mod tests {
         let lines = forecast(&last, &options(true));
         assert_eq!(lines.len(), 1);
         assert_eq!((lines[0].year, lines[0].devices), (2029, 1));
+    }
+
+    #[test]
+    fn cohorts_forecast_like_devices_and_count_devices_without_a_price() {
+        let tablet = DeviceCategory::Tablet;
+        let cohort = |due_year, price: Option<&str>, devices| Cohort {
+            school: Some("100001".into()),
+            category: tablet,
+            due_year,
+            replacement_price: price.map(euro),
+            devices,
+        };
+        // 2027: 3 overdue at 400 and 2 due at 500, 1 without price.
+        // Smoothing: 6 devices, 3 stay in 2027 in the order (due year, price), no price first:
+        // the unpriced one (due 2027) sorts after the overdue ones (due 2025), so the three
+        // overdue at 400 stay: 3 * 400 * 1.03 = 1236.00. The unpriced one and the two at 500
+        // move to 2028: 2 * 500 * 1.0609 = 1060.90, one without price.
+        let cohorts = vec![
+            cohort(2025, Some("400"), 3),
+            cohort(2027, Some("500"), 2),
+            cohort(2027, None, 1),
+        ];
+        let lines = forecast_cohorts(&cohorts, &[], &options(true));
+        let seen: Vec<_> = lines
+            .iter()
+            .map(|l| (l.year, l.devices, l.cost, l.devices_without_price))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![(2027, 3, euro("1236.00"), 0), (2028, 3, euro("1060.90"), 1)]
+        );
+        // Without smoothing all six in 2027: 3 * 412 + 2 * 515 = 2266.00, one unpriced.
+        let lines = forecast_cohorts(&cohorts, &[], &options(false));
+        assert_eq!(
+            lines
+                .iter()
+                .map(|l| (l.year, l.devices, l.cost, l.devices_without_price))
+                .collect::<Vec<_>>(),
+            vec![(2027, 6, euro("2266.00"), 1)]
+        );
+    }
+
+    #[test]
+    fn growth_is_bought_in_the_first_year_or_spread_over_the_range() {
+        let need = GrowthNeed {
+            school: Some("100002".into()),
+            category: DeviceCategory::Laptop,
+            devices: 7,
+            price: Some(euro("1000")),
+        };
+        let lines = forecast_cohorts(&[], std::slice::from_ref(&need), &options(false));
+        // 7 * 1000 * 1.03 = 7210.00 in 2027.
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            (
+                lines[0].year,
+                lines[0].kind,
+                lines[0].devices,
+                lines[0].cost
+            ),
+            (2027, LineKind::Growth, 7, euro("7210.00"))
+        );
+        let mut spread_options = options(false);
+        spread_options.spread_growth = true;
+        let lines = forecast_cohorts(&[], &[need], &spread_options);
+        // 7 over 3 years: 3, 2, 2. 3 * 1030 = 3090.00; 2 * 1060.90 = 2121.80;
+        // 2 * 1092.727 = 2185.454 -> 2185.45.
+        let seen: Vec<_> = lines.iter().map(|l| (l.year, l.devices, l.cost)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (2027, 3, euro("3090.00")),
+                (2028, 2, euro("2121.80")),
+                (2029, 2, euro("2185.45"))
+            ]
+        );
+    }
+
+    #[test]
+    fn targets_round_up_to_whole_devices() {
+        // 101 pupils at 0.5: 50.5 -> 51. 12 rooms at 1.5: 18. Neither: 0.
+        assert_eq!(target_devices(101, Some(euro("0.5")), None, None), 51);
+        assert_eq!(target_devices(0, None, Some(12), Some(euro("1.5"))), 18);
+        assert_eq!(target_devices(10, None, None, None), 0);
+    }
+
+    #[test]
+    fn pupil_levels_follow_school_type_and_grade() {
+        use crate::model::SchoolType as T;
+        assert_eq!(pupil_level(T::Grundschule, Some("4a")), Level::Primary);
+        assert_eq!(
+            pupil_level(T::Realschule, Some("Q1")),
+            Level::LowerSecondary
+        );
+        assert_eq!(
+            pupil_level(T::Gymnasium, Some("10b")),
+            Level::LowerSecondary
+        );
+        assert_eq!(pupil_level(T::Gymnasium, Some("11")), Level::UpperSecondary);
+        assert_eq!(
+            pupil_level(T::Gesamtschule, Some("q2")),
+            Level::UpperSecondary
+        );
+        assert_eq!(
+            pupil_level(T::Gesamtschule, Some("EF-1")),
+            Level::UpperSecondary
+        );
+        assert_eq!(pupil_level(T::Gymnasium, None), Level::LowerSecondary);
+        assert_eq!(pupil_level(T::Berufsschule, Some("12")), Level::Vocational);
+    }
+
+    #[test]
+    fn the_largest_remainder_adds_up_to_the_amount() {
+        // 100.00 in three equal parts: 33.333.. each, one cent left for the first.
+        let parts = split_largest_remainder(euro("100"), &[euro("1"), euro("1"), euro("1")]);
+        assert_eq!(parts, vec![euro("33.34"), euro("33.33"), euro("33.33")]);
+        // 10.00 by 1 : 2 : 3 -> 1.666.., 3.333.., 5.00: floors 1.66, 3.33, 5.00 leave one cent
+        // for the largest remainder (0.666 of a cent, the first part).
+        let parts = split_largest_remainder(euro("10"), &[euro("1"), euro("2"), euro("3")]);
+        assert_eq!(parts, vec![euro("1.67"), euro("3.33"), euro("5.00")]);
+        assert_eq!(parts.iter().copied().sum::<Decimal>(), euro("10.00"));
+        assert_eq!(
+            split_largest_remainder(euro("5"), &[Decimal::ZERO]),
+            vec![Decimal::ZERO]
+        );
     }
 }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use bestand_core::access::{Actor, Scope};
 use bestand_core::model::SchoolType;
 use bestand_core::store::review::{Resolution, SERIAL_CHANGED, SERIAL_CONFLICT};
-use bestand_core::store::{self, devices, overview, persons, review, runs};
+use bestand_core::store::{
+    self, cost_split, devices, forecast, funding_report, overview, persons, plans, review, runs,
+};
 use bestand_core::store::{AuthoritySpec, SchoolSpec, SourceSpec};
 use bestand_core::{privacy, CoreError};
 use chrono::{DateTime, Duration, Utc};
@@ -376,6 +378,7 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
 
 const DEVICE: &str = "device (by id, asset tag or serial number)";
 const PERSON: &str = "person (by id, username or email)";
+const SCHOOL: &str = "school (by number, name or alias)";
 
 type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -950,6 +953,244 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            function: "store::plans::device_plans",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    let tags = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            plans::device_plans(&pool, &scope, None)
+                                .await
+                                .unwrap()
+                                .into_iter()
+                                .filter_map(|plan| plan.asset_tag)
+                                .collect::<Vec<_>>()
+                        }
+                    };
+                    assert_eq!(tags(env.only_a()).await, vec!["A-1"]);
+                    assert_eq!(tags(env.x()).await, vec!["A-1", "B-1"]);
+                    let found = plans::device_plans(&env.pool, &env.only_a(), Some("100002")).await;
+                    assert_not_found("device_plans", found, SCHOOL, "100002");
+                    let found = plans::device_plans(&env.pool, &env.x(), Some("200001")).await;
+                    assert_not_found("device_plans", found, SCHOOL, "200001");
+                    let at_b = plans::device_plans(&env.pool, &env.x(), Some("100002")).await;
+                    assert_eq!(at_b.unwrap().len(), 1);
+                })
+            },
+        },
+        Case {
+            function: "store::plans::warranty_report",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    sqlx::query("update device set warranty_end = '2027-01-15'")
+                        .execute(&env.pool)
+                        .await
+                        .unwrap();
+                    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+                    let tags = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            let report = plans::warranty_report(&pool, &scope, today, 6, None);
+                            report
+                                .await
+                                .unwrap()
+                                .expiring
+                                .into_iter()
+                                .filter_map(|d| d.asset_tag)
+                                .collect::<Vec<_>>()
+                        }
+                    };
+                    assert_eq!(tags(env.only_a()).await, vec!["A-1"]);
+                    assert_eq!(tags(env.x()).await, vec!["A-1", "B-1"]);
+                    let found =
+                        plans::warranty_report(&env.pool, &env.only_a(), today, 6, Some("100002"))
+                            .await;
+                    assert_not_found("warranty_report", found, SCHOOL, "100002");
+                })
+            },
+        },
+        Case {
+            function: "store::plans::depreciation_report",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    let at = chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
+                    let tags = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            let report = plans::depreciation_report(&pool, &scope, at, None);
+                            let report = report.await.unwrap();
+                            let schools: Vec<_> = report
+                                .schools
+                                .into_iter()
+                                .filter_map(|t| t.school_number)
+                                .collect();
+                            let tags: Vec<_> = report
+                                .devices
+                                .into_iter()
+                                .filter_map(|d| d.asset_tag)
+                                .collect();
+                            (tags, schools)
+                        }
+                    };
+                    assert_eq!(
+                        tags(env.only_a()).await,
+                        (vec!["A-1".to_string()], vec!["100001".to_string()])
+                    );
+                    assert_eq!(tags(env.x()).await.0, vec!["A-1", "B-1"]);
+                    let found =
+                        plans::depreciation_report(&env.pool, &env.y(), at, Some("100001")).await;
+                    assert_not_found("depreciation_report", found, SCHOOL, "100001");
+                })
+            },
+        },
+        Case {
+            function: "store::forecast::replacement_forecast",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    // The devices were first seen in 2026 and are tablets: due in 2031.
+                    let request = |school: Option<&str>| forecast::ReplacementRequest {
+                        first_year: 2027,
+                        last_year: 2031,
+                        price_year: 2026,
+                        yearly_increase: rust_decimal::Decimal::ZERO,
+                        smooth: false,
+                        target: true,
+                        spread_growth: false,
+                        school: school.map(String::from),
+                        devices: true,
+                    };
+                    let schools = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            let all = request(None);
+                            let report = forecast::replacement_forecast(&pool, &scope, &all);
+                            let report = report.await.unwrap();
+                            let lines: Vec<_> = report
+                                .lines
+                                .into_iter()
+                                .filter_map(|l| l.school_number)
+                                .collect();
+                            let devices: Vec<_> = report
+                                .devices
+                                .into_iter()
+                                .filter_map(|d| d.plan.asset_tag)
+                                .collect();
+                            (lines, devices)
+                        }
+                    };
+                    assert_eq!(
+                        schools(env.only_a()).await,
+                        (vec!["100001".to_string()], vec!["A-1".to_string()])
+                    );
+                    assert_eq!(
+                        schools(env.x()).await,
+                        (
+                            vec!["100001".to_string(), "100002".to_string()],
+                            vec!["A-1".to_string(), "B-1".to_string()]
+                        )
+                    );
+                    let found = forecast::replacement_forecast(
+                        &env.pool,
+                        &env.only_a(),
+                        &request(Some("100002")),
+                    )
+                    .await;
+                    assert_not_found("replacement_forecast", found, SCHOOL, "100002");
+                })
+            },
+        },
+        Case {
+            function: "store::funding_report::funding_report",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let ids = &env.world.ids;
+                    sqlx::query(
+                        "insert into funding_programme (authority_id, code, name, created_at) \
+                         values ($1, 'DP', 'DigitalPakt', now()), ($2, 'DPY', 'DigitalPakt', now())",
+                    )
+                    .bind(ids.x)
+                    .bind(ids.y)
+                    .execute(&env.pool)
+                    .await
+                    .unwrap();
+                    sqlx::query(
+                        "update device set funding_programme = case authority_id \
+                         when $1 then 'DP' else 'DPY' end",
+                    )
+                    .bind(ids.x)
+                    .execute(&env.pool)
+                    .await
+                    .unwrap();
+                    let tags = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            funding_report::funding_report(&pool, &scope, now(), "DP", None, 30)
+                                .await
+                                .unwrap()
+                                .devices
+                                .into_iter()
+                                .filter_map(|d| d.asset_tag)
+                                .collect::<Vec<_>>()
+                        }
+                    };
+                    assert_eq!(tags(env.only_a()).await, vec!["A-1"]);
+                    assert_eq!(tags(env.x()).await, vec!["A-1", "B-1"]);
+                    for (scope, code) in [(env.y(), "DP"), (env.x(), "DPY")] {
+                        let found = funding_report::funding_report(
+                            &env.pool,
+                            &scope,
+                            now(),
+                            code,
+                            None,
+                            30,
+                        )
+                        .await;
+                        assert_not_found("funding_report", found, "funding programme", code);
+                    }
+                })
+            },
+        },
+        Case {
+            function: "store::cost_split::cost_split",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    let amount = rust_decimal::Decimal::from(100);
+                    let weights = cost_split::LevelWeights::default();
+                    let pupils = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        let weights = weights.clone();
+                        async move {
+                            cost_split::cost_split(&pool, &scope, amount, &weights, &[])
+                                .await
+                                .unwrap()
+                                .shares
+                                .into_iter()
+                                .map(|s| (s.authority, s.primary))
+                                .collect::<Vec<_>>()
+                        }
+                    };
+                    // pupil.a only (left.a has left); with X, pupil.b as well; Y never.
+                    assert_eq!(pupils(env.only_a()).await, vec![("xstadt".to_string(), 1)]);
+                    assert_eq!(pupils(env.x()).await, vec![("xstadt".to_string(), 2)]);
+                    let found = cost_split::cost_split(
+                        &env.pool,
+                        &env.x(),
+                        amount,
+                        &weights,
+                        &["ystadt".to_string()],
+                    )
+                    .await;
+                    assert_not_found("cost_split", found, "authority", "ystadt");
+                })
+            },
+        },
+        Case {
             function: "store::recreate_schema",
             writes: true,
             check: |env| {
@@ -1049,6 +1290,22 @@ fn public_functions() -> BTreeSet<String> {
         (
             "store::device_row",
             include_str!("../../core/src/store/device_row.rs"),
+        ),
+        (
+            "store::plans",
+            include_str!("../../core/src/store/plans.rs"),
+        ),
+        (
+            "store::forecast",
+            include_str!("../../core/src/store/forecast.rs"),
+        ),
+        (
+            "store::funding_report",
+            include_str!("../../core/src/store/funding_report.rs"),
+        ),
+        (
+            "store::cost_split",
+            include_str!("../../core/src/store/cost_split.rs"),
         ),
         ("privacy", include_str!("../../core/src/privacy.rs")),
     ];

@@ -28,6 +28,7 @@ mod persons_queries;
 mod privacy;
 mod processes;
 mod relution;
+mod reports;
 mod run_liveness;
 mod school_servers;
 mod serve;

@@ -5,6 +5,7 @@
 //! `cargo xtask bench` runs the sync benchmark (see `bench.rs` and docs/performance.md).
 
 mod bench;
+mod bench_forecast;
 mod storage_floor;
 #[cfg(test)]
 mod tidy;
@@ -21,6 +22,7 @@ const USAGE: &str = "\
 usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
        cargo xtask bench [--all-sources] [--devices N]
        cargo xtask bench --persons N
+       cargo xtask bench --forecast [--devices N]
 
   test        cargo fmt --check, cargo clippy -D warnings (also bestand-cli without the demo),
               then cargo test --workspace
@@ -31,6 +33,7 @@ usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
   --all-sources  spread N (default 200000) over Jamf Pro, Intune and Relution
   --persons   time fetch-only, full and unchanged directory syncs of N persons from the
               mock UCS@school (Kelvin) instead
+  --forecast  time the replacement forecast over N generated devices (default 1000000)
 
 examples:
   cargo xtask test
@@ -73,10 +76,12 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
             let mut devices = None;
             let mut persons = None;
             let mut all_sources = false;
+            let mut forecast = false;
             let mut rest = flags.iter();
             while let Some(flag) = rest.next() {
                 match *flag {
                     "--all-sources" => all_sources = true,
+                    "--forecast" => forecast = true,
                     "--devices" => {
                         let count = rest.next().context("--devices takes a number")?;
                         devices = Some(count.parse().context("--devices takes a number")?);
@@ -87,6 +92,11 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
                     }
                     other => bail!("unknown option {other}\n{USAGE}"),
                 }
+            }
+            if forecast {
+                let devices = devices.unwrap_or(1_000_000);
+                return bench_forecast::bench_forecast(&workspace_root()?, devices)
+                    .map(|()| ExitCode::SUCCESS);
             }
             if let Some(persons) = persons {
                 return bench::bench_persons(&workspace_root()?, persons)

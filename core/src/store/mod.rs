@@ -6,12 +6,16 @@
 
 pub mod assignments;
 pub mod configuration;
+pub mod cost_split;
 pub mod device_row;
 pub mod devices;
+pub mod forecast;
+pub mod funding_report;
 pub(crate) mod history;
 pub mod merge;
 pub mod overview;
 pub mod persons;
+pub mod plans;
 pub mod review;
 pub mod runs;
 
