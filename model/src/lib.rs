@@ -11,4 +11,5 @@ pub mod normalize;
 pub mod person;
 pub mod protocol;
 pub mod record;
+pub mod sheet;
 pub mod tabular;

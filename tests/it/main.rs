@@ -26,6 +26,7 @@ mod mock_server;
 mod persons_queries;
 mod privacy;
 mod processes;
+mod purchases;
 mod relution;
 mod run_liveness;
 mod school_servers;
