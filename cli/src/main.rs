@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bestand_cli::commands::{db, devices, loans, persons, privacy, reports, review, serve, sync};
+use bestand_cli::commands::{
+    db, devices, loans, persons, privacy, procurement, reports, review, serve, sync,
+};
 #[cfg(feature = "demo")]
 use bestand_cli::demo;
 use bestand_cli::output::Format;
@@ -61,6 +63,21 @@ enum Command {
     Loans {
         #[command(subcommand)]
         command: loans::LoansCommand,
+    },
+    /// Purchase files (delivery notes, orders) in: devices get their purchase data.
+    Purchases {
+        #[command(subcommand)]
+        command: procurement::PurchasesCommand,
+    },
+    /// The model catalogue (price and life per model) and the expected life per category.
+    Catalogue {
+        #[command(subcommand)]
+        command: procurement::CatalogueCommand,
+    },
+    /// Funding programmes (DigitalPakt, ...) and which devices they paid for.
+    Funding {
+        #[command(subcommand)]
+        command: procurement::FundingCommand,
     },
     /// Data protection: purge persons past the authority's retention period.
     Privacy {
@@ -130,6 +147,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             persons::run(command, &config, cli.format).await.map(|()| 0)
         }
         Command::Loans { command } => loans::run(command, &config, cli.format).await,
+        Command::Purchases { command } => {
+            procurement::run_purchases(command, &config, cli.format).await
+        }
+        Command::Catalogue { command } => {
+            procurement::run_catalogue(command, &config, cli.format).await
+        }
+        Command::Funding { command } => {
+            procurement::run_funding(command, &config, cli.format).await
+        }
         Command::Privacy { command } => {
             privacy::run(command, &config, cli.format).await.map(|()| 0)
         }

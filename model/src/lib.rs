@@ -11,5 +11,6 @@ pub mod normalize;
 pub mod person;
 pub mod protocol;
 pub mod record;
+pub mod sheet;
 pub mod tabular;
 pub mod ticket;

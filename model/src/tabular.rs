@@ -195,6 +195,17 @@ fn detect_delimiter(text: &str) -> u8 {
         .map_or(b',', |(c, _)| *c)
 }
 
+/// The line of the CSV record starting at byte `at` of `text`. The `csv` reader's own line
+/// count and offset include blank lines before a record, so those are stepped over first.
+pub fn record_line(text: &str, at: u64) -> u64 {
+    let bytes = text.as_bytes();
+    let mut at = usize::try_from(at).unwrap_or(usize::MAX).min(bytes.len());
+    while bytes.get(at).is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+        at += 1;
+    }
+    bytes.iter().take(at).filter(|&&b| b == b'\n').count() as u64 + 1
+}
+
 /// Whether a spreadsheet would run `cell` as a formula, counting cells already neutralised
 /// by a leading `'` (so that `unneutralise` undoes exactly what `neutralise` did).
 fn needs_quote(cell: &str) -> bool {

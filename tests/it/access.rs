@@ -17,7 +17,7 @@ use bestand_core::store::{
     self, cost_split, devices, forecast, funding_report, overview, persons, plans, review, runs,
 };
 use bestand_core::store::{AuthoritySpec, SchoolSpec, SourceSpec};
-use bestand_core::{privacy, CoreError};
+use bestand_core::{privacy, procurement, CoreError};
 use chrono::{DateTime, Duration, Utc};
 use futures::FutureExt;
 use sqlx::PgPool;
@@ -392,7 +392,7 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    vec![
+    let mut cases = vec![
         Case {
             function: "store::source_by_name",
             writes: false,
@@ -1252,7 +1252,9 @@ fn cases() -> Vec<Case> {
                 })
             },
         },
-    ]
+    ];
+    cases.extend(procurement_cases());
+    cases
 }
 
 /// Public functions that reach no rows anyone owns, and so take no scope.
@@ -1308,6 +1310,22 @@ fn public_functions() -> BTreeSet<String> {
             include_str!("../../core/src/store/cost_split.rs"),
         ),
         ("privacy", include_str!("../../core/src/privacy.rs")),
+        (
+            "procurement::purchases",
+            include_str!("../../core/src/procurement/purchases.rs"),
+        ),
+        (
+            "procurement::catalogue",
+            include_str!("../../core/src/procurement/catalogue.rs"),
+        ),
+        (
+            "procurement::funding",
+            include_str!("../../core/src/procurement/funding.rs"),
+        ),
+        (
+            "procurement::schools",
+            include_str!("../../core/src/procurement/schools.rs"),
+        ),
     ];
     files
         .iter()
@@ -1362,4 +1380,508 @@ async fn a_scope_of_school_a_reaches_nothing_of_school_b_or_another_authority() 
         }
     }
     assert!(failed.is_empty(), "cases that failed: {failed:?}");
+}
+
+/// A call of an authority-wide procurement function with a scope (authority `xstadt` named):
+/// a scope of school A and one of authority Y find no authority, and the rows `rows` counts
+/// are unchanged by them; authority X's scope succeeds.
+async fn authority_wide_case<T, F, Fut>(env: &Env, case: &str, rows: &str, call: F)
+where
+    T: std::fmt::Debug,
+    F: Fn(Scope) -> Fut,
+    Fut: Future<Output = Result<T, CoreError>>,
+{
+    let before = count(&env.pool, rows).await;
+    assert_not_found(case, call(env.only_a()).await, "authority", "xstadt");
+    assert_not_found(case, call(env.y()).await, "authority", "xstadt");
+    assert_eq!(
+        count(&env.pool, rows).await,
+        before,
+        "{case}: nothing written"
+    );
+    if let Err(error) = call(env.x()).await {
+        panic!("{case}: the authority's own scope fails: {error}");
+    }
+}
+
+async fn add_test_programme(env: &Env) {
+    procurement::funding::add_programme(
+        &env.pool,
+        &env.x(),
+        &Actor::CliUser("it.x".into()),
+        Some("xstadt"),
+        &procurement::funding::NewProgramme {
+            code: "DP".into(),
+            name: "DigitalPakt".into(),
+            ..Default::default()
+        },
+        now(),
+    )
+    .await
+    .unwrap();
+}
+
+/// The cases of `core::procurement` (issue 17).
+fn procurement_cases() -> Vec<Case> {
+    use bestand_core::model::DeviceCategory;
+    use procurement::catalogue::ModelEntry;
+    fn it() -> Actor {
+        Actor::CliUser("it.x".into())
+    }
+    fn entry() -> ModelEntry {
+        ModelEntry {
+            model: "iPad".into(),
+            model_identifier: None,
+            category: DeviceCategory::Tablet,
+            list_price: None,
+            currency: "EUR".into(),
+            life_years: Some(5),
+        }
+    }
+    vec![
+        Case {
+            function: "procurement::purchases::import_purchases",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let table = bestand_core::sheet::read(
+                        b"Seriennummer;Preis\nSERB1;100,00\n",
+                        None,
+                        None,
+                    )
+                    .unwrap();
+                    let mapping = std::collections::BTreeMap::new();
+                    let call = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        let table = table.clone();
+                        let mapping = mapping.clone();
+                        async move {
+                            procurement::purchases::import_purchases(
+                                &pool,
+                                &scope,
+                                &it(),
+                                Some("xstadt"),
+                                procurement::purchases::PurchaseFile {
+                                    name: "p.csv",
+                                    sheet: &table,
+                                    mapping: &mapping,
+                                },
+                                Default::default(),
+                                now(),
+                            )
+                            .await
+                            .map(|report| report.matched)
+                        }
+                    };
+                    let rows = "select count(*) from device where purchase_price is not null";
+                    authority_wide_case(&env, "import_purchases", rows, call).await;
+                    // Authority X's import matched B's device by serial (it is X's).
+                    assert_eq!(count(&env.pool, rows).await, 1);
+                })
+            },
+        },
+        Case {
+            function: "procurement::catalogue::set_model",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let call = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            procurement::catalogue::set_model(
+                                &pool,
+                                &scope,
+                                &it(),
+                                Some("xstadt"),
+                                &entry(),
+                                now(),
+                            )
+                            .await
+                        }
+                    };
+                    authority_wide_case(
+                        &env,
+                        "set_model",
+                        "select count(*) from device_model",
+                        call,
+                    )
+                    .await;
+                })
+            },
+        },
+        Case {
+            function: "procurement::catalogue::import_models",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let table =
+                        bestand_core::sheet::read(b"Modell;Kategorie\niPad;Tablet\n", None, None)
+                            .unwrap();
+                    let call = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        let table = table.clone();
+                        async move {
+                            procurement::catalogue::import_models(
+                                &pool,
+                                &scope,
+                                &it(),
+                                Some("xstadt"),
+                                &table,
+                                &Default::default(),
+                                now(),
+                            )
+                            .await
+                            .map(|report| report.written)
+                        }
+                    };
+                    authority_wide_case(
+                        &env,
+                        "import_models",
+                        "select count(*) from device_model",
+                        call,
+                    )
+                    .await;
+                })
+            },
+        },
+        Case {
+            function: "procurement::catalogue::list_models",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    procurement::catalogue::set_model(
+                        &env.pool,
+                        &env.x(),
+                        &it(),
+                        Some("xstadt"),
+                        &entry(),
+                        now(),
+                    )
+                    .await
+                    .unwrap();
+                    let list = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            listed(
+                                procurement::catalogue::list_models(&pool, &scope, None),
+                                |m| m.model,
+                            )
+                            .await
+                        }
+                    };
+                    assert!(list(env.only_a()).await.is_empty());
+                    assert!(list(env.y()).await.is_empty());
+                    assert_eq!(list(env.x()).await, vec!["iPad"]);
+                })
+            },
+        },
+        Case {
+            function: "procurement::catalogue::set_category_life",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let call = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            procurement::catalogue::set_category_life(
+                                &pool,
+                                &scope,
+                                &it(),
+                                Some("xstadt"),
+                                DeviceCategory::Tablet,
+                                6,
+                            )
+                            .await
+                        }
+                    };
+                    authority_wide_case(
+                        &env,
+                        "set_category_life",
+                        "select count(*) from category_life",
+                        call,
+                    )
+                    .await;
+                })
+            },
+        },
+        Case {
+            function: "procurement::catalogue::category_lives",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    let call = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            procurement::catalogue::category_lives(&pool, &scope, Some("xstadt"))
+                                .await
+                        }
+                    };
+                    authority_wide_case(&env, "category_lives", "select 0::bigint", call).await;
+                })
+            },
+        },
+        Case {
+            function: "procurement::funding::add_programme",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let call = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            let programme = procurement::funding::NewProgramme {
+                                code: "DP".into(),
+                                name: "DigitalPakt".into(),
+                                ..Default::default()
+                            };
+                            procurement::funding::add_programme(
+                                &pool,
+                                &scope,
+                                &it(),
+                                Some("xstadt"),
+                                &programme,
+                                now(),
+                            )
+                            .await
+                        }
+                    };
+                    authority_wide_case(
+                        &env,
+                        "add_programme",
+                        "select count(*) from funding_programme",
+                        call,
+                    )
+                    .await;
+                })
+            },
+        },
+        Case {
+            function: "procurement::funding::list_programmes",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    add_test_programme(&env).await;
+                    let list = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            listed(
+                                procurement::funding::list_programmes(&pool, &scope, None),
+                                |p| p.code,
+                            )
+                            .await
+                        }
+                    };
+                    assert!(list(env.only_a()).await.is_empty());
+                    assert!(list(env.y()).await.is_empty());
+                    assert_eq!(list(env.x()).await, vec!["DP"]);
+                })
+            },
+        },
+        Case {
+            function: "procurement::funding::show_programme",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    add_test_programme(&env).await;
+                    let call = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            procurement::funding::show_programme(
+                                &pool,
+                                &scope,
+                                Some("xstadt"),
+                                "DP",
+                            )
+                            .await
+                        }
+                    };
+                    authority_wide_case(&env, "show_programme", "select 0::bigint", call).await;
+                })
+            },
+        },
+        Case {
+            function: "procurement::funding::add_rule",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    add_test_programme(&env).await;
+                    sqlx::query("update device set order_number = 'B-1'")
+                        .execute(&env.pool)
+                        .await
+                        .unwrap();
+                    let call = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            let rule = procurement::funding::RuleSpec {
+                                order_number: Some("B-1".into()),
+                                ..Default::default()
+                            };
+                            procurement::funding::add_rule(
+                                &pool,
+                                &scope,
+                                &it(),
+                                Some("xstadt"),
+                                "DP",
+                                &rule,
+                                now(),
+                            )
+                            .await
+                        }
+                    };
+                    let rows = "select count(*) from device where funding_programme is not null";
+                    authority_wide_case(&env, "add_rule", rows, call).await;
+                    // X's rule reached X's two devices, never Y's.
+                    assert_eq!(count(&env.pool, rows).await, 2);
+                })
+            },
+        },
+        Case {
+            function: "procurement::funding::assign_devices",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    add_test_programme(&env).await;
+                    let case = "assign_devices";
+                    let assign = |scope: Scope, tag: &'static str| {
+                        let pool = env.pool.clone();
+                        async move {
+                            procurement::funding::assign_devices(
+                                &pool,
+                                &scope,
+                                &it(),
+                                Some("xstadt"),
+                                "DP",
+                                &[tag.to_string()],
+                                now(),
+                            )
+                            .await
+                        }
+                    };
+                    assert_not_found(
+                        case,
+                        assign(env.only_a(), "A-1").await,
+                        "authority",
+                        "xstadt",
+                    );
+                    assert_not_found(
+                        case,
+                        assign(env.x(), "C-1").await,
+                        "device (by id, asset tag or serial number)",
+                        "C-1",
+                    );
+                    let rows = "select count(*) from device where funding_programme is not null";
+                    assert_eq!(count(&env.pool, rows).await, 0);
+                    assign(env.x(), "B-1").await.unwrap();
+                    assert_eq!(count(&env.pool, rows).await, 1);
+                })
+            },
+        },
+        Case {
+            function: "procurement::funding::unassign_devices",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    add_test_programme(&env).await;
+                    sqlx::query(
+                        "update device set funding_programme = 'DP' where authority_id = $1",
+                    )
+                    .bind(env.world.ids.x)
+                    .execute(&env.pool)
+                    .await
+                    .unwrap();
+                    let case = "unassign_devices";
+                    let unassign = |scope: Scope, tag: &'static str| {
+                        let pool = env.pool.clone();
+                        async move {
+                            procurement::funding::unassign_devices(
+                                &pool,
+                                &scope,
+                                &it(),
+                                &[tag.to_string()],
+                                now(),
+                            )
+                            .await
+                        }
+                    };
+                    assert_not_found(case, unassign(env.only_a(), "B-1").await, DEVICE, "B-1");
+                    let rows = "select count(*) from device where funding_programme is not null";
+                    assert_eq!(count(&env.pool, rows).await, 2);
+                    assert_eq!(unassign(env.only_a(), "A-1").await.unwrap(), vec!["A-1"]);
+                    assert_eq!(count(&env.pool, rows).await, 1);
+                })
+            },
+        },
+        Case {
+            function: "procurement::schools::set_target_equipment",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let case = "set_target_equipment";
+                    let set = |scope: Scope, school: &'static str| {
+                        let pool = env.pool.clone();
+                        async move {
+                            let target =
+                                procurement::schools::Target::PerPupil(rust_decimal::Decimal::ONE);
+                            procurement::schools::set_target_equipment(
+                                &pool,
+                                &scope,
+                                &it(),
+                                None,
+                                school,
+                                DeviceCategory::Tablet,
+                                target,
+                            )
+                            .await
+                        }
+                    };
+                    assert_not_found(case, set(env.only_a(), "100002").await, "school", "100002");
+                    assert_not_found(case, set(env.x(), "200001").await, "school", "200001");
+                    assert_eq!(
+                        count(&env.pool, "select count(*) from school_target_equipment").await,
+                        0
+                    );
+                    set(env.only_a(), "100001").await.unwrap();
+                    assert_eq!(
+                        count(&env.pool, "select count(*) from school_target_equipment").await,
+                        1
+                    );
+                })
+            },
+        },
+        Case {
+            function: "procurement::schools::set_pupils",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let case = "set_pupils";
+                    let set = |scope: Scope, school: &'static str| {
+                        let pool = env.pool.clone();
+                        async move {
+                            procurement::schools::set_pupils(
+                                &pool,
+                                &scope,
+                                &it(),
+                                None,
+                                school,
+                                "primary",
+                                240,
+                                now(),
+                            )
+                            .await
+                        }
+                    };
+                    assert_not_found(case, set(env.only_a(), "100002").await, "school", "100002");
+                    assert_not_found(case, set(env.x(), "200001").await, "school", "200001");
+                    assert_eq!(
+                        count(&env.pool, "select count(*) from school_pupils").await,
+                        0
+                    );
+                    set(env.only_a(), "100001").await.unwrap();
+                    assert_eq!(
+                        count(&env.pool, "select count(*) from school_pupils").await,
+                        1
+                    );
+                })
+            },
+        },
+    ]
 }

@@ -27,6 +27,7 @@ mod mock_server;
 mod persons_queries;
 mod privacy;
 mod processes;
+mod purchases;
 mod relution;
 mod reports;
 mod run_liveness;

@@ -949,7 +949,9 @@ pub fn read_loan_csv_in<R: Read>(
                 .unwrap_or_default()
         };
         rows.push(BulkRow {
-            line: record.position().map_or(0, |p| line_at(text, p.byte())),
+            line: record
+                .position()
+                .map_or(0, |p| tabular::record_line(text, p.byte())),
             borrower: field(Some(borrower)),
             device: field(Some(device)),
             due: Some(field(due)).filter(|d| !d.is_empty()),
@@ -962,17 +964,6 @@ pub fn read_loan_csv_in<R: Read>(
         });
     }
     Ok(rows)
-}
-
-/// The line of the record starting at byte `at`. The reader's own line count and offset
-/// include blank lines before a record, so those are stepped over first.
-fn line_at(text: &str, at: u64) -> u64 {
-    let bytes = text.as_bytes();
-    let mut at = usize::try_from(at).unwrap_or(usize::MAX).min(bytes.len());
-    while bytes.get(at).is_some_and(|b| matches!(b, b'\n' | b'\r')) {
-        at += 1;
-    }
-    bytes.iter().take(at).filter(|&&b| b == b'\n').count() as u64 + 1
 }
 
 /// Prints an import report for people: every bad row with its line, then what was written.

@@ -5,6 +5,7 @@ pub mod devices;
 pub mod loans;
 pub mod persons;
 pub mod privacy;
+pub mod procurement;
 pub mod reports;
 pub mod review;
 pub mod serve;

@@ -1,15 +1,18 @@
 //! `bestand schools` and `bestand persons`: the people the school directories know, and the
 //! devices assigned to them.
 
-use bestand_core::model::PersonRole;
+use bestand_core::model::{DeviceCategory, PersonRole};
+use bestand_core::procurement::schools::{self, Target};
 use bestand_core::store::persons::{
     self, PersonDetail, PersonFilter, PersonSummary, SchoolSummary, UnresolvedHint,
 };
+use bestand_core::Clock;
 use clap::{Args, Subcommand};
+use rust_decimal::Decimal;
 
 use crate::output::{self, opt, time, Format, Row};
 use bestand_app::config::Config;
-use bestand_app::{Database, Migrations};
+use bestand_app::{Database, Migrations, SystemClock};
 
 #[derive(Debug, Subcommand)]
 pub enum SchoolsCommand {
@@ -19,6 +22,48 @@ pub enum SchoolsCommand {
         #[arg(long)]
         authority: Option<String>,
     },
+    /// Set a school's target equipment for a category (the media development plan).
+    Target {
+        /// The school number.
+        school: String,
+        #[arg(value_parser = parse_category)]
+        category: DeviceCategory,
+        /// Devices per pupil (`1.0`, `0.5`).
+        #[arg(
+            long,
+            conflicts_with = "per_room",
+            required_unless_present = "per_room"
+        )]
+        per_pupil: Option<Decimal>,
+        /// Devices per class room.
+        #[arg(long, requires = "rooms")]
+        per_room: Option<Decimal>,
+        /// The number of class rooms.
+        #[arg(long)]
+        rooms: Option<u32>,
+        #[arg(long)]
+        authority: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Set a school's pupils at a level (the cost split's key) where the directory's count
+    /// is not the one to use.
+    Pupils {
+        /// The school number.
+        school: String,
+        /// primary, lower_secondary, upper_secondary or vocational.
+        #[arg(long)]
+        level: String,
+        pupils: u32,
+        #[arg(long)]
+        authority: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+fn parse_category(text: &str) -> Result<DeviceCategory, String> {
+    text.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +125,52 @@ pub async fn run_schools(
                 .map_err(anyhow::Error::from)
                 .and_then(|list| output::print_list(&list, format))
         }
+        SchoolsCommand::Target {
+            school,
+            category,
+            per_pupil,
+            per_room,
+            rooms,
+            authority,
+            by,
+        } => {
+            let target = match (per_pupil, per_room, rooms) {
+                (Some(per_pupil), _, _) => Target::PerPupil(per_pupil),
+                (None, Some(per_room), Some(rooms)) => Target::PerRoom { per_room, rooms },
+                _ => anyhow::bail!("give --per-pupil N, or --per-room N with --rooms N"),
+            };
+            schools::set_target_equipment(
+                &database.pool,
+                &super::scope(),
+                &super::actor(by),
+                authority.as_deref(),
+                &school,
+                category,
+                target,
+            )
+            .await
+            .map_err(anyhow::Error::from)
+            .map(|()| println!("school {school}: target for {category} set"))
+        }
+        SchoolsCommand::Pupils {
+            school,
+            level,
+            pupils,
+            authority,
+            by,
+        } => schools::set_pupils(
+            &database.pool,
+            &super::scope(),
+            &super::actor(by),
+            authority.as_deref(),
+            &school,
+            &level,
+            pupils,
+            SystemClock.now(),
+        )
+        .await
+        .map_err(anyhow::Error::from)
+        .map(|()| println!("school {school}: {pupils} pupils at level {level}")),
     };
     database.close().await?;
     result

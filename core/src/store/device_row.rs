@@ -158,6 +158,44 @@ pub(crate) async fn devices_by_keys(
 }
 
 impl DeviceRow {
+    /// A device with nothing known yet but its id and authority: category `other`, state
+    /// `in_use`. The sync's and the purchase import's new devices start from it.
+    pub fn empty(device_id: Uuid, authority_id: Uuid, now: DateTime<Utc>) -> DeviceRow {
+        DeviceRow {
+            device_id,
+            authority_id,
+            asset_tag: None,
+            serial_number: None,
+            udid: None,
+            imei: None,
+            wifi_mac: None,
+            name: None,
+            category: crate::model::DeviceCategory::Other.as_str().to_string(),
+            manufacturer: None,
+            model: None,
+            model_identifier: None,
+            os_name: None,
+            os_version: None,
+            lifecycle_state: "in_use".to_string(),
+            school_id: None,
+            building: None,
+            room: None,
+            order_number: None,
+            purchase_date: None,
+            supplier: None,
+            purchase_price: None,
+            currency: None,
+            warranty_end: None,
+            life_expectancy_years: None,
+            funding_programme: None,
+            grant_reference: None,
+            earmark_end: None,
+            field_origin: serde_json::json!({}),
+            first_seen_at: now,
+            updated_at: now,
+        }
+    }
+
     /// One of the device's hardware identifiers.
     pub fn hardware_id(&self, id: HardwareId) -> Option<&str> {
         match id {

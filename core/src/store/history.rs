@@ -64,6 +64,22 @@ impl<'a> EventContext<'a> {
         )
     }
 
+    /// The events of an import a person ran (`cause` `import`: a purchase file).
+    pub fn import(
+        authority_id: Uuid,
+        occurred_at: DateTime<Utc>,
+        actor: &'a str,
+    ) -> EventContext<'a> {
+        EventContext {
+            authority_id,
+            source_id: None,
+            occurred_at,
+            cause: "import",
+            sync_run_id: None,
+            actor: Some(actor),
+        }
+    }
+
     /// The events of a person's decision (`cause` `user`), about a source's record if any.
     pub fn user(
         authority_id: Uuid,

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::device_row::{DeviceRow, SOURCE_FIELDS};
@@ -312,39 +312,7 @@ pub fn new_device(
     origin: &str,
     now: DateTime<Utc>,
 ) -> (DeviceRow, Changes) {
-    let mut device = DeviceRow {
-        device_id,
-        authority_id,
-        asset_tag: None,
-        serial_number: None,
-        udid: None,
-        imei: None,
-        wifi_mac: None,
-        name: None,
-        category: DeviceCategory::Other.as_str().to_string(),
-        manufacturer: None,
-        model: None,
-        model_identifier: None,
-        os_name: None,
-        os_version: None,
-        lifecycle_state: "in_use".to_string(),
-        school_id: None,
-        building: None,
-        room: None,
-        order_number: None,
-        purchase_date: None,
-        supplier: None,
-        purchase_price: None,
-        currency: None,
-        warranty_end: None,
-        life_expectancy_years: None,
-        funding_programme: None,
-        grant_reference: None,
-        earmark_end: None,
-        field_origin: json!({}),
-        first_seen_at: now,
-        updated_at: now,
-    };
+    let mut device = DeviceRow::empty(device_id, authority_id, now);
     let mut changes = merge_into(&mut device, record, ids, school_id, origin, now);
     // A new device had no category before; "other" was only the starting value.
     if changes.contains_key("category") {
@@ -403,6 +371,7 @@ impl Merger<'_> {
 #[cfg(test)]
 mod tests {
     use chrono::{NaiveDate, TimeZone};
+    use serde_json::json;
 
     use super::*;
 

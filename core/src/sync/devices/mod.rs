@@ -650,6 +650,12 @@ impl<'a> Run<'a> {
                         ),
                         None => Changes::new(),
                     };
+                    if let Some(device) = devices.get_mut(&device_id) {
+                        if let Some(enrolled) = enrol(device) {
+                            writes.events.push((device_id, "enrolled", enrolled));
+                            push_unique(&mut touched, device_id);
+                        }
+                    }
                     if !changes.is_empty() {
                         push_unique(&mut touched, device_id);
                     }
@@ -864,6 +870,21 @@ impl<'a> Run<'a> {
         }
         Ok(decisions)
     }
+}
+
+/// A device known only from a purchase (`ordered` or `delivered`) that a source now reports is
+/// in use: the lifecycle table allows the move ("enrolled: a source reports the device").
+/// Returns the event's changes, none for a device in any other state.
+fn enrol(device: &mut DeviceRow) -> Option<String> {
+    if !matches!(device.lifecycle_state.as_str(), "ordered" | "delivered") {
+        return None;
+    }
+    let changes = json!({
+        "lifecycle_state": { "old": device.lifecycle_state, "new": "in_use" },
+        "reason": "enrolled: a source reports the device",
+    });
+    device.lifecycle_state = "in_use".to_string();
+    Some(changes.to_string())
 }
 
 fn payload_error(error: sqlx::Error) -> RunError {
