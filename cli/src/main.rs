@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bestand_cli::commands::{db, devices, loans, persons, privacy, review, serve, sync};
+use bestand_cli::commands::{
+    db, devices, inventory, loans, persons, privacy, repairs, review, serve, sync,
+};
 #[cfg(feature = "demo")]
 use bestand_cli::demo;
 use bestand_cli::output::Format;
@@ -61,6 +63,16 @@ enum Command {
     Loans {
         #[command(subcommand)]
         command: loans::LoansCommand,
+    },
+    /// Repairs of devices: open, close with outcome and cost, list.
+    Repairs {
+        #[command(subcommand)]
+        command: repairs::RepairsCommand,
+    },
+    /// Stocktaking (Inventur): count a school's devices by scanning their asset tags.
+    Inventory {
+        #[command(subcommand)]
+        command: inventory::InventoryCommand,
     },
     /// Data protection: purge persons past the authority's retention period.
     Privacy {
@@ -124,6 +136,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             persons::run(command, &config, cli.format).await.map(|()| 0)
         }
         Command::Loans { command } => loans::run(command, &config, cli.format).await,
+        Command::Repairs { command } => {
+            repairs::run(command, &config, cli.format).await.map(|()| 0)
+        }
+        Command::Inventory { command } => inventory::run(command, &config, cli.format)
+            .await
+            .map(|()| 0),
         Command::Privacy { command } => {
             privacy::run(command, &config, cli.format).await.map(|()| 0)
         }

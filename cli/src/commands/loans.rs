@@ -342,7 +342,7 @@ fn parse_lifecycle_arg(text: &str) -> Result<LifecycleState, String> {
     text.parse()
 }
 
-fn parse_date_arg(text: &str) -> Result<NaiveDate, String> {
+pub(crate) fn parse_date_arg(text: &str) -> Result<NaiveDate, String> {
     loans::parse_date(text)
 }
 
@@ -713,7 +713,7 @@ struct ImportOutcome<'a> {
 }
 
 /// Prints a single result: a confirmation line for people, the record for scripts.
-fn print_one<T: Serialize>(value: &T, format: Format, line: &str) -> anyhow::Result<()> {
+pub(crate) fn print_one<T: Serialize>(value: &T, format: Format, line: &str) -> anyhow::Result<()> {
     match format {
         Format::Table => {
             println!("{line}");
