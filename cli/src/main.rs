@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bestand_cli::commands::{
-    db, devices, loans, persons, privacy, procurement, reports, review, serve, sync,
+    db, devices, inventory, loans, persons, privacy, procurement, repairs, reports, review,
+    serve, sync,
 };
 #[cfg(feature = "demo")]
 use bestand_cli::demo;
@@ -78,6 +79,16 @@ enum Command {
     Funding {
         #[command(subcommand)]
         command: procurement::FundingCommand,
+    },
+    /// Repairs of devices: open, close with outcome and cost, list.
+    Repairs {
+        #[command(subcommand)]
+        command: repairs::RepairsCommand,
+    },
+    /// Stocktaking (Inventur): count a school's devices by scanning their asset tags.
+    Inventory {
+        #[command(subcommand)]
+        command: inventory::InventoryCommand,
     },
     /// Data protection: purge persons past the authority's retention period.
     Privacy {
@@ -156,6 +167,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Funding { command } => {
             procurement::run_funding(command, &config, cli.format).await
         }
+        Command::Repairs { command } => {
+            repairs::run(command, &config, cli.format).await.map(|()| 0)
+        }
+        Command::Inventory { command } => inventory::run(command, &config, cli.format)
+            .await
+            .map(|()| 0),
         Command::Privacy { command } => {
             privacy::run(command, &config, cli.format).await.map(|()| 0)
         }

@@ -130,3 +130,33 @@ text_enum!(
         SchoolAdmin => "school_admin",
     }
 );
+
+text_enum!(
+    /// How a device left the authority for good (`device_disposal.method`).
+    DisposalMethod {
+        Recycler => "recycler",
+        Sold => "sold",
+        Donated => "donated",
+        ReturnedToLessor => "returned_to_lessor",
+        Destroyed => "destroyed",
+    }
+);
+
+text_enum!(
+    /// Who pays a repair (`repair.billing`): a warranty claim, the Schulträger, or the maker
+    /// outside warranty.
+    RepairBilling {
+        Warranty => "warranty",
+        Paid => "paid",
+        Goodwill => "goodwill",
+    }
+);
+
+text_enum!(
+    /// How a repair ended (`repair.outcome`).
+    RepairOutcome {
+        Repaired => "repaired",
+        Replaced => "replaced",
+        NotRepairable => "not_repairable",
+    }
+);

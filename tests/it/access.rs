@@ -11,7 +11,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bestand_core::access::{Actor, Scope};
-use bestand_core::model::SchoolType;
+use bestand_core::model::{LifecycleState, RepairBilling, RepairOutcome, SchoolType};
+use bestand_core::store::inventory::{self, ScanPlace};
+use bestand_core::store::lifecycle::{self, StateRequest};
+use bestand_core::store::repairs::{self, RepairClosing, RepairFilter, RepairOpening};
 use bestand_core::store::review::{Resolution, SERIAL_CHANGED, SERIAL_CONFLICT};
 use bestand_core::store::{
     self, cost_split, devices, forecast, funding_report, overview, persons, plans, review, runs,
@@ -391,7 +394,7 @@ struct Case {
     check: fn(Env) -> CaseFuture,
 }
 
-fn cases() -> Vec<Case> {
+fn store_cases() -> Vec<Case> {
     let mut cases = vec![
         Case {
             function: "store::source_by_name",
@@ -1257,8 +1260,344 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-/// Public functions that reach no rows anyone owns, and so take no scope.
-const WITHOUT_SCOPE: &[&str] = &["store::migrate"];
+fn cases() -> Vec<Case> {
+    let mut all = store_cases();
+    all.extend(lifecycle_cases());
+    all
+}
+
+async fn lifecycle_state(pool: &PgPool, device: Uuid) -> String {
+    sqlx::query_scalar("select lifecycle_state from device where device_id = $1")
+        .bind(device)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn repair_opening() -> RepairOpening {
+    RepairOpening {
+        billing: RepairBilling::Paid,
+        provider: None,
+        defect: Some("Display".into()),
+        opened_on: now().date_naive(),
+        force: false,
+    }
+}
+
+/// Opens a repair of `tag` with every authority's scope.
+async fn open_repair_of(pool: &PgPool, tag: &str) -> i64 {
+    let actor = Actor::CliUser("it".into());
+    repairs::open_repair(pool, &Scope::All, &actor, tag, &repair_opening(), now())
+        .await
+        .unwrap()
+        .repair
+        .repair_id
+}
+
+/// Starts a count at school `number` with every authority's scope.
+async fn count_at(pool: &PgPool, number: &str) -> i64 {
+    let actor = Actor::CliUser("it".into());
+    inventory::start_count(pool, &Scope::All, &actor, number, now())
+        .await
+        .unwrap()
+        .stocktake_id
+}
+
+/// The cases of lifecycle changes, repairs and counts (issue 17).
+fn lifecycle_cases() -> Vec<Case> {
+    vec![
+        Case {
+            function: "store::lifecycle::change_state",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let w = &env.world;
+                    let actor = Actor::CliUser("it".into());
+                    let request = StateRequest {
+                        to: LifecycleState::InRepair,
+                        reason: "kaputt".into(),
+                        disposal: None,
+                    };
+                    for (scope, place) in [(env.only_a(), &w.at_b), (env.x(), &w.at_c)] {
+                        let found = lifecycle::change_state(
+                            &env.pool,
+                            &scope,
+                            &actor,
+                            &place.tag,
+                            &request,
+                            now(),
+                        )
+                        .await;
+                        assert_not_found("change_state", found, DEVICE, &place.tag);
+                        assert_eq!(lifecycle_state(&env.pool, place.device).await, "in_use");
+                    }
+                    let moved = lifecycle::change_state(
+                        &env.pool,
+                        &env.only_b(),
+                        &actor,
+                        "B-1",
+                        &request,
+                        now(),
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(moved.to_state, "in_repair");
+                    assert_eq!(lifecycle_state(&env.pool, w.at_b.device).await, "in_repair");
+                })
+            },
+        },
+        Case {
+            function: "store::repairs::open_repair",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let w = &env.world;
+                    let actor = Actor::CliUser("it".into());
+                    let opening = repair_opening();
+                    for (scope, place) in [(env.only_a(), &w.at_b), (env.x(), &w.at_c)] {
+                        let found = repairs::open_repair(
+                            &env.pool,
+                            &scope,
+                            &actor,
+                            &place.tag,
+                            &opening,
+                            now(),
+                        )
+                        .await;
+                        assert_not_found("open_repair", found, DEVICE, &place.tag);
+                    }
+                    assert_eq!(count(&env.pool, "select count(*) from repair").await, 0);
+                    let opened = repairs::open_repair(
+                        &env.pool,
+                        &env.only_b(),
+                        &actor,
+                        "B-1",
+                        &opening,
+                        now(),
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(opened.repair.device_id, w.at_b.device);
+                })
+            },
+        },
+        Case {
+            function: "store::repairs::close_repair",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let actor = Actor::CliUser("it".into());
+                    let closing = RepairClosing {
+                        outcome: RepairOutcome::Repaired,
+                        cost: None,
+                        currency: None,
+                        closed_on: now().date_naive(),
+                        to: None,
+                    };
+                    let at_b = open_repair_of(&env.pool, "B-1").await;
+                    let at_c = open_repair_of(&env.pool, "C-1").await;
+                    for (scope, repair) in [(env.only_a(), at_b), (env.x(), at_c)] {
+                        let found = repairs::close_repair(
+                            &env.pool,
+                            &scope,
+                            &actor,
+                            repair,
+                            &closing,
+                            now(),
+                        )
+                        .await;
+                        assert_not_found("close_repair", found, "repair", &repair.to_string());
+                    }
+                    let open = "select count(*) from repair where closed_on is null";
+                    assert_eq!(count(&env.pool, open).await, 2);
+                    repairs::close_repair(&env.pool, &env.only_b(), &actor, at_b, &closing, now())
+                        .await
+                        .unwrap();
+                    assert_eq!(count(&env.pool, open).await, 1);
+                })
+            },
+        },
+        Case {
+            function: "store::repairs::list_repairs",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    for tag in ["A-1", "B-1", "C-1"] {
+                        open_repair_of(&env.pool, tag).await;
+                    }
+                    let filter = RepairFilter::default();
+                    let tags = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        let filter = filter.clone();
+                        async move {
+                            let mut tags =
+                                listed(repairs::list_repairs(&pool, &scope, &filter), |repair| {
+                                    repair.asset_tag.unwrap_or_default()
+                                })
+                                .await;
+                            tags.sort();
+                            tags
+                        }
+                    };
+                    assert_eq!(tags(env.only_a()).await, vec!["A-1"]);
+                    assert_eq!(tags(env.x()).await, vec!["A-1", "B-1"]);
+                    assert_eq!(tags(env.y()).await, vec!["C-1"]);
+                })
+            },
+        },
+        Case {
+            function: "store::repairs::device_cost_of_ownership",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    let w = &env.world;
+                    for (scope, place) in [(env.only_a(), &w.at_b), (env.x(), &w.at_c)] {
+                        let found =
+                            repairs::device_cost_of_ownership(&env.pool, &scope, &place.tag).await;
+                        assert_not_found("device_cost_of_ownership", found, DEVICE, &place.tag);
+                    }
+                    let cost = repairs::device_cost_of_ownership(&env.pool, &env.only_b(), "B-1")
+                        .await
+                        .unwrap();
+                    assert_eq!(cost.device_id, w.at_b.device);
+                })
+            },
+        },
+        Case {
+            function: "store::inventory::start_count",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let actor = Actor::CliUser("it".into());
+                    const SCHOOL: &str = "school (by number, name or alias)";
+                    for (scope, number) in [(env.only_a(), "100002"), (env.x(), "200001")] {
+                        let found =
+                            inventory::start_count(&env.pool, &scope, &actor, number, now()).await;
+                        assert_not_found("start_count", found, SCHOOL, number);
+                    }
+                    assert_eq!(count(&env.pool, "select count(*) from stocktake").await, 0);
+                    inventory::start_count(&env.pool, &env.only_b(), &actor, "100002", now())
+                        .await
+                        .unwrap();
+                    assert_eq!(count(&env.pool, "select count(*) from stocktake").await, 1);
+                })
+            },
+        },
+        Case {
+            function: "store::inventory::get_count",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let at_b = count_at(&env.pool, "100002").await;
+                    let at_c = count_at(&env.pool, "200001").await;
+                    for (scope, id) in [(env.only_a(), at_b), (env.x(), at_c)] {
+                        let found = inventory::get_count(&env.pool, &scope, id).await;
+                        assert_not_found("get_count", found, "count", &id.to_string());
+                    }
+                    let found = inventory::get_count(&env.pool, &env.only_b(), at_b).await;
+                    assert_eq!(found.unwrap().school_number, "100002");
+                })
+            },
+        },
+        Case {
+            function: "store::inventory::scan_tags",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let actor = Actor::CliUser("it".into());
+                    let place = ScanPlace::default();
+                    let at_a = count_at(&env.pool, "100001").await;
+                    let at_b = count_at(&env.pool, "100002").await;
+                    let tags = vec!["B-1".to_string()];
+                    let found = inventory::scan_tags(
+                        &env.pool,
+                        &env.only_a(),
+                        &actor,
+                        at_b,
+                        &tags,
+                        &place,
+                        now(),
+                    )
+                    .await;
+                    assert_not_found("scan_tags", found, "count", &at_b.to_string());
+                    let scans = "select count(*) from stocktake_scan where device_id is not null";
+                    assert_eq!(count(&env.pool, scans).await, 0);
+                    // School B's device scanned at school A by a scope of A: not read, so unknown.
+                    let report = inventory::scan_tags(
+                        &env.pool,
+                        &env.only_a(),
+                        &actor,
+                        at_a,
+                        &tags,
+                        &place,
+                        now(),
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(report.unknown, vec!["B-1"]);
+                    let report = inventory::scan_tags(
+                        &env.pool,
+                        &env.only_b(),
+                        &actor,
+                        at_b,
+                        &tags,
+                        &place,
+                        now(),
+                    )
+                    .await
+                    .unwrap();
+                    assert!(report.unknown.is_empty());
+                    assert_eq!(count(&env.pool, scans).await, 1);
+                })
+            },
+        },
+        Case {
+            function: "store::inventory::count_result",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let at_b = count_at(&env.pool, "100002").await;
+                    let at_c = count_at(&env.pool, "200001").await;
+                    for (scope, id) in [(env.only_a(), at_b), (env.x(), at_c)] {
+                        let found = inventory::count_result(&env.pool, &scope, id).await;
+                        assert_not_found("count_result", found, "count", &id.to_string());
+                    }
+                    let result = inventory::count_result(&env.pool, &env.only_b(), at_b)
+                        .await
+                        .unwrap();
+                    assert_eq!((result.expected, result.expected_seen), (1, 0));
+                })
+            },
+        },
+        Case {
+            function: "store::inventory::close_count",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let actor = Actor::CliUser("it".into());
+                    let at_b = count_at(&env.pool, "100002").await;
+                    let at_c = count_at(&env.pool, "200001").await;
+                    for (scope, id) in [(env.only_a(), at_b), (env.x(), at_c)] {
+                        let found =
+                            inventory::close_count(&env.pool, &scope, &actor, id, true, now())
+                                .await;
+                        assert_not_found("close_count", found, "count", &id.to_string());
+                    }
+                    let open = "select count(*) from stocktake where closed_at is null";
+                    assert_eq!(count(&env.pool, open).await, 2);
+                    inventory::close_count(&env.pool, &env.only_b(), &actor, at_b, false, now())
+                        .await
+                        .unwrap();
+                    assert_eq!(count(&env.pool, open).await, 1);
+                })
+            },
+        },
+    ]
+}
+
+/// Public functions that reach no rows anyone owns, and so take no scope: the schema, and the
+/// table of allowed lifecycle moves.
+const WITHOUT_SCOPE: &[&str] = &["store::migrate", "store::lifecycle::transitions"];
 
 /// The `pub async fn` names of core's store and privacy modules, as `module::function`.
 fn public_functions() -> BTreeSet<String> {
@@ -1308,6 +1647,18 @@ fn public_functions() -> BTreeSet<String> {
         (
             "store::cost_split",
             include_str!("../../core/src/store/cost_split.rs"),
+        ),
+        (
+            "store::lifecycle",
+            include_str!("../../core/src/store/lifecycle.rs"),
+        ),
+        (
+            "store::repairs",
+            include_str!("../../core/src/store/repairs.rs"),
+        ),
+        (
+            "store::inventory",
+            include_str!("../../core/src/store/inventory.rs"),
         ),
         ("privacy", include_str!("../../core/src/privacy.rs")),
         (

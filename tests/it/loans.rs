@@ -240,7 +240,7 @@ impl World {
         .unwrap()
     }
 
-    async fn lifecycle(&self, asset_tag: &str) -> String {
+    pub(crate) async fn lifecycle(&self, asset_tag: &str) -> String {
         sqlx::query_scalar("select lifecycle_state from device where asset_tag = $1")
             .bind(asset_tag)
             .fetch_one(self.pool())
@@ -361,11 +361,8 @@ async fn a_hundred_concurrent_hand_outs_of_one_device_make_one_loan() {
 #[tokio::test]
 async fn only_lendable_devices_are_handed_out_and_the_refusal_says_why() {
     let world = world(5, 0).await;
-    for (tag, state) in [
-        ("INV-0001", "retired"),
-        ("INV-0002", "in_repair"),
-        ("INV-0003", "ordered"),
-    ] {
+    // Moves the lifecycle rules allow (in_use to retired and to in_repair).
+    for (tag, state) in [("INV-0001", "retired"), ("INV-0002", "in_repair")] {
         sqlx::query("update device set lifecycle_state = $2 where asset_tag = $1")
             .bind(tag)
             .bind(state)
@@ -373,6 +370,21 @@ async fn only_lendable_devices_are_handed_out_and_the_refusal_says_why() {
             .await
             .unwrap();
     }
+    // No move leads back to ordered: the synced INV-0003 gives up its tag to a device that
+    // is recorded as ordered, as a purchase not yet delivered is.
+    sqlx::query("update device set asset_tag = 'INV-0003-OLD' where asset_tag = 'INV-0003'")
+        .execute(world.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into device (device_id, authority_id, school_id, asset_tag, category, \
+         lifecycle_state, first_seen_at, updated_at) \
+         select gen_random_uuid(), authority_id, school_id, 'INV-0003', category, 'ordered', \
+         first_seen_at, updated_at from device where asset_tag = 'INV-0003-OLD'",
+    )
+    .execute(world.pool())
+    .await
+    .unwrap();
     assert_eq!(
         refusal(world.issue("INV-0001", "lea.schulz").await),
         "cannot lend INV-0001: it is retired (lifecycle state retired)"
@@ -633,10 +645,10 @@ async fn a_damaged_or_incomplete_return_leaves_the_device_to_check() {
     .to_string();
     assert_eq!(
         message,
-        "INV-0001 is not waiting to be checked (lifecycle state in_stock)"
+        "INV-0001 is not waiting to be checked (lifecycle state on_loan)"
     );
 
-    // A clean return leaves the device as it was, and lendable at once.
+    // A clean return puts the device back in use, and lendable at once.
     let clean = world.issue("INV-0002", "ben.wolf").await.unwrap();
     let outcome = loans::return_loan(
         world.pool(),
@@ -730,7 +742,7 @@ async fn every_step_is_a_device_event_without_names() {
     .await
     .unwrap();
     assert_eq!(stolen.state, "stolen");
-    assert_eq!(world.lifecycle("INV-0002").await, "lost");
+    assert_eq!(world.lifecycle("INV-0002").await, "stolen");
 
     let c = world.issue("INV-0003", "mia.kern").await.unwrap();
     let key = loans::resolve_loan(pool, &Scope::All, "INV-0003")

@@ -20,6 +20,7 @@ mod iserv_ldap;
 mod jamf_pro;
 mod jamf_school;
 mod kelvin;
+mod lifecycle;
 mod loan_agreements;
 mod loan_rules;
 mod loans;

@@ -1,14 +1,16 @@
 //! `bestand devices`: find devices and see everything about one.
 
-use bestand_core::model::{DeviceCategory, LifecycleState};
+use bestand_core::model::{DeviceCategory, DisposalMethod, LifecycleState};
 use bestand_core::store::devices::{self, DeviceDetail, DeviceFilter, DeviceSummary};
+use bestand_core::store::lifecycle::{self, Disposal, StateRequest, Transition};
+use bestand_core::Clock;
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::output::{self, opt, time, Format, Row};
 use bestand_app::config::Config;
-use bestand_app::{Database, Migrations};
+use bestand_app::{Database, Migrations, SystemClock};
 
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
@@ -19,6 +21,86 @@ pub enum DevicesCommand {
         /// Device id, asset tag (Inventarnummer) or serial number.
         key: String,
     },
+    /// Move a device to another lifecycle state (see `devices transitions`), with a reason.
+    State(StateArgs),
+    /// The allowed moves between lifecycle states, and what each means.
+    Transitions,
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Device id, asset tag (Inventarnummer) or serial number.
+    pub device: String,
+    /// The new state: delivered, in_stock, in_use, to_check, in_repair, retired, disposed,
+    /// lost or stolen (on_loan only through `bestand loans`).
+    #[arg(value_parser = parse_state)]
+    pub state: LifecycleState,
+    /// Why (kept in the device's history; name no pupils).
+    #[arg(long)]
+    pub reason: String,
+    /// Who acts (default: the login name).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// For disposed: recycler, sold, donated, returned_to_lessor or destroyed.
+    #[arg(long, value_parser = parse_method)]
+    pub method: Option<DisposalMethod>,
+    /// For disposed: the recycler, buyer or receiving organisation.
+    #[arg(long)]
+    pub recipient: Option<String>,
+    /// For disposed: the number of the disposal or data-erasure certificate.
+    #[arg(long)]
+    pub certificate: Option<String>,
+    /// For disposed: whether the device's data was wiped (yes or no).
+    #[arg(long, value_parser = parse_yes_no, value_name = "yes|no")]
+    pub data_wiped: Option<bool>,
+    /// For disposed: the day it left (YYYY-MM-DD or DD.MM.YYYY; default today).
+    #[arg(long, value_parser = super::loans::parse_date_arg, value_name = "DATE")]
+    pub on: Option<NaiveDate>,
+}
+
+fn parse_method(text: &str) -> Result<DisposalMethod, String> {
+    text.parse()
+}
+
+fn parse_yes_no(text: &str) -> Result<bool, String> {
+    match text.trim().to_lowercase().as_str() {
+        "yes" | "ja" | "y" | "j" | "true" => Ok(true),
+        "no" | "nein" | "n" | "false" => Ok(false),
+        other => Err(format!("'{other}' is neither yes nor no")),
+    }
+}
+
+/// The disposal record the options give, required for `disposed` and refused otherwise.
+fn disposal(args: &StateArgs, today: NaiveDate) -> anyhow::Result<Option<Disposal>> {
+    let given = args.method.is_some()
+        || args.recipient.is_some()
+        || args.certificate.is_some()
+        || args.data_wiped.is_some()
+        || args.on.is_some();
+    if args.state != LifecycleState::Disposed {
+        if given {
+            anyhow::bail!(
+                "--method, --recipient, --certificate, --data-wiped and --on belong to a move to \
+                 disposed, not to {}",
+                args.state
+            );
+        }
+        return Ok(None);
+    }
+    let (Some(method), Some(data_wiped)) = (args.method, args.data_wiped) else {
+        anyhow::bail!(
+            "disposing of {} needs --method (recycler, sold, donated, returned_to_lessor, \
+             destroyed) and --data-wiped yes|no",
+            args.device.trim()
+        );
+    };
+    Ok(Some(Disposal {
+        method,
+        recipient: args.recipient.clone(),
+        certificate_number: args.certificate.clone(),
+        data_wiped,
+        disposed_on: args.on.unwrap_or(today),
+    }))
 }
 
 #[derive(Debug, Args)]
@@ -32,7 +114,8 @@ pub struct ListArgs {
     /// tablet, laptop, desktop, display, printer or other.
     #[arg(long, value_parser = parse_category)]
     pub category: Option<DeviceCategory>,
-    /// Lifecycle state: ordered, in_stock, in_use, in_repair, retired, disposed, lost, to_check.
+    /// Lifecycle state: ordered, delivered, in_stock, in_use, on_loan, to_check, in_repair,
+    /// retired, disposed, lost or stolen.
     #[arg(long, value_parser = parse_state)]
     pub state: Option<LifecycleState>,
     /// Part of the model name or identifier.
@@ -109,6 +192,33 @@ pub async fn run(command: DevicesCommand, config: &Config, format: Format) -> an
                 _ => output::print_json(&detail)?,
             }
             Ok(())
+        }
+        DevicesCommand::State(args) => {
+            let now = SystemClock.now();
+            let request = StateRequest {
+                to: args.state,
+                reason: args.reason.clone(),
+                disposal: disposal(&args, bestand_core::clock::school_date(now))?,
+            };
+            let actor = super::actor(args.by.clone());
+            let change = lifecycle::change_state(
+                &database.pool,
+                &super::scope(),
+                &actor,
+                &args.device,
+                &request,
+                now,
+            )
+            .await?;
+            let line = format!(
+                "{}: {} → {} ({})",
+                change.device, change.from_state, change.to_state, change.reason
+            );
+            super::loans::print_one(&change, format, &line)
+        }
+        DevicesCommand::Transitions => {
+            let moves = lifecycle::transitions(&database.pool).await?;
+            output::print_list(&moves, format)
         }
     };
     database.close().await?;
@@ -310,6 +420,43 @@ fn print_detail(detail: &DeviceDetail) {
     println!("\nLoans");
     println!("{}", super::loans::loans_table(&detail.loans, true));
 
+    println!("\nRepairs");
+    println!("{}", super::repairs::repairs_table(&detail.repairs));
+    let cost = &detail.cost_of_ownership;
+    println!(
+        "total cost of ownership: {} {} (price {}, {} repair(s) {})",
+        cost.total,
+        cost.currency,
+        cost.purchase_price
+            .map(|price| price.to_string())
+            .unwrap_or_else(|| "unknown".to_string()),
+        cost.repairs,
+        cost.repair_costs
+    );
+
+    if let Some(disposal) = &detail.disposal {
+        println!("\nDisposal");
+        let rows = vec![
+            vec!["disposed on".to_string(), disposal.disposed_on.to_string()],
+            vec!["method".to_string(), disposal.method.replace('_', " ")],
+            vec!["recipient".to_string(), opt(&disposal.recipient)],
+            vec!["certificate".to_string(), opt(&disposal.certificate_number)],
+            vec![
+                "data wiped".to_string(),
+                if disposal.data_wiped { "yes" } else { "no" }.to_string(),
+            ],
+            vec![
+                "recorded by".to_string(),
+                format!(
+                    "{}, {}",
+                    disposal.recorded_by,
+                    time(&Some(disposal.recorded_at))
+                ),
+            ],
+        ];
+        println!("{}", output::table(vec!["field", "value"], rows));
+    }
+
     println!("\nHistory");
     let events = detail.history.iter().map(|e| {
         let by = e
@@ -349,6 +496,10 @@ fn describe_changes(changes: &Value) -> String {
     let parts: Vec<String> = map
         .iter()
         .map(|(field, change)| {
+            // A plain value (the reason of a state change) is shown as it is.
+            if !change.is_object() {
+                return format!("{field}: {}", show_value(Some(change)));
+            }
             let old = show_value(change.get("old"));
             let new = show_value(change.get("new"));
             if old.is_empty() {
@@ -363,6 +514,20 @@ fn describe_changes(changes: &Value) -> String {
         format!("{}…", text.chars().take(160).collect::<String>())
     } else {
         text
+    }
+}
+
+impl Row for Transition {
+    fn headers() -> Vec<&'static str> {
+        vec!["from", "to", "meaning"]
+    }
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.from_state.clone(),
+            self.to_state.clone(),
+            self.meaning.clone(),
+        ]
     }
 }
 

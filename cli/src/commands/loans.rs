@@ -43,7 +43,7 @@ pub enum LoansCommand {
         #[arg(long)]
         by: Option<String>,
     },
-    /// Close an active loan as lost (or stolen); the device becomes `lost`.
+    /// Close an active loan as lost (or stolen); the device becomes `lost` (or `stolen`).
     Lost {
         /// Loan id (`17`, `loan:17`) or the device (asset tag, serial).
         loan: String,
@@ -87,7 +87,7 @@ pub enum LoansCommand {
         /// Device id, asset tag or serial number.
         device: String,
         /// The state after the check: in_stock (default, lendable), in_use, in_repair, retired,
-        /// disposed or lost.
+        /// lost or stolen (docs/lifecycle.md).
         #[arg(long, default_value = "in_stock", value_parser = parse_lifecycle_arg)]
         state: LifecycleState,
         /// Who checked it (default: the login name).
@@ -342,7 +342,7 @@ fn parse_lifecycle_arg(text: &str) -> Result<LifecycleState, String> {
     text.parse()
 }
 
-fn parse_date_arg(text: &str) -> Result<NaiveDate, String> {
+pub(crate) fn parse_date_arg(text: &str) -> Result<NaiveDate, String> {
     loans::parse_date(text)
 }
 
@@ -713,7 +713,7 @@ struct ImportOutcome<'a> {
 }
 
 /// Prints a single result: a confirmation line for people, the record for scripts.
-fn print_one<T: Serialize>(value: &T, format: Format, line: &str) -> anyhow::Result<()> {
+pub(crate) fn print_one<T: Serialize>(value: &T, format: Format, line: &str) -> anyhow::Result<()> {
     match format {
         Format::Table => {
             println!("{line}");

@@ -2,11 +2,13 @@
 
 pub mod db;
 pub mod devices;
+pub mod inventory;
 pub mod loans;
 pub mod persons;
 pub mod privacy;
 pub mod procurement;
 pub mod reports;
+pub mod repairs;
 pub mod review;
 pub mod serve;
 pub mod sync;

@@ -12,6 +12,7 @@ use crate::error::CoreError;
 use crate::model::LifecycleState;
 use crate::store::device_row::device_label;
 use crate::store::history::{insert_events, EventContext};
+use crate::store::lifecycle::move_locked;
 
 /// A device row locked for a loan step.
 #[derive(Debug, Clone)]
@@ -232,11 +233,12 @@ pub(crate) struct NewLoan<'a> {
     pub actor: &'a Actor,
 }
 
-/// Inserts the loan and its `loan_issued` event; returns the loan id.
+/// Inserts the loan, moves the device to `on_loan` (through the lifecycle rules) and writes
+/// the `loan_issued` event, which carries that move; returns the loan id.
 pub(crate) async fn insert_loan(
     conn: &mut PgConnection,
     loan: &NewLoan<'_>,
-) -> Result<i64, sqlx::Error> {
+) -> Result<i64, CoreError> {
     let override_reason = loan
         .override_reason
         .map(str::trim)
@@ -278,6 +280,14 @@ pub(crate) async fn insert_loan(
         // Only the fact: the reason is free text and may name people.
         changes["school_override"] = json!({ "new": true });
     }
+    changes["lifecycle_state"] = move_locked(
+        conn,
+        loan.device,
+        LifecycleState::OnLoan,
+        loan.now,
+        loan.actor,
+    )
+    .await?;
     write_event(
         conn,
         loan.device,
@@ -290,8 +300,9 @@ pub(crate) async fn insert_loan(
     Ok(loan_id)
 }
 
-/// Appends one loan event to the device's history. `changes` holds ids, dates, states and
-/// accessory names only: history cannot be purged, names and free text must stay in `loan`.
+/// Appends one event of a person's act (a loan step, a state change, a repair) to the
+/// device's history. `changes` holds ids, dates, states, accessory names and the reasons staff
+/// give for a state change only: history cannot be purged, names must stay in `loan`.
 pub(crate) async fn write_event(
     conn: &mut PgConnection,
     device: &LockedDevice,
@@ -308,28 +319,6 @@ pub(crate) async fn write_event(
         &[(device.device_id, kind, changes.to_string())],
     )
     .await
-}
-
-/// Sets the device's lifecycle state as a person's decision (field authority: `user:<actor>`).
-pub(crate) async fn set_lifecycle(
-    conn: &mut PgConnection,
-    device: &LockedDevice,
-    state: LifecycleState,
-    now: DateTime<Utc>,
-    actor: &Actor,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update device set lifecycle_state = $2, updated_at = $3, \
-         field_origin = (field_origin::jsonb || jsonb_build_object('lifecycle_state', 'user:' || $4::text))::json \
-         where device_id = $1",
-    )
-    .bind(device.device_id)
-    .bind(state.as_str())
-    .bind(now)
-    .bind(actor.name())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// Whether `error` is PostgreSQL giving up waiting for a lock (`lock_timeout`).

@@ -15,8 +15,7 @@ use crate::loans::policy::LoanPolicy;
 use crate::loans::rules::{
     cannot_lend, due_date_refusal, insert_active_loan, lendable_refusal, lendable_states,
 };
-use crate::loans::scoped::push_scope;
-use crate::store::persons::push_school_filter;
+use crate::store::persons::find_school;
 
 /// Where a class set's devices come from; always devices of the class's school.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,43 +267,4 @@ struct Pupil {
     username: Option<String>,
     name: Option<String>,
     active_loan: Option<i64>,
-}
-
-/// The one school inside `scope` that `key` names (number, name or alias), with its number
-/// and authority slug.
-async fn find_school(
-    pool: &PgPool,
-    scope: &Scope,
-    authority: Option<&str>,
-    key: &str,
-) -> Result<(Uuid, String, String), CoreError> {
-    let mut query = QueryBuilder::new(
-        "select s.school_id, s.school_number, a.slug from school s \
-         join school_authority a using (authority_id) where",
-    );
-    push_school_filter(&mut query, key);
-    push_scope(&mut query, scope, "s");
-    if let Some(authority) = authority {
-        query
-            .push(" and a.slug = ")
-            .push_bind(authority.to_string());
-    }
-    let found: Vec<(Uuid, String, String)> = query.build_query_as().fetch_all(pool).await?;
-    match found.as_slice() {
-        [] => Err(CoreError::NotFound {
-            what: "school (by number, name or alias)",
-            key: key.trim().to_string(),
-        }),
-        [one] => Ok(one.clone()),
-        several => Err(CoreError::Conflict(format!(
-            "'{}' names {} schools (in {}); give the authority",
-            key.trim(),
-            several.len(),
-            several
-                .iter()
-                .map(|(_, _, slug)| slug.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
 }

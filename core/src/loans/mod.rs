@@ -21,7 +21,7 @@
 mod agreement;
 mod bulk;
 mod candidates;
-mod checks;
+pub(crate) mod checks;
 mod class_set;
 mod issue;
 mod policy;

@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
+use crate::error::CoreError;
 use crate::loans::checks::{insert_loan, LockedDevice, NewLoan};
 use crate::model::LifecycleState;
 
@@ -42,6 +43,9 @@ fn lifecycle_refusal(state: &str) -> Option<String> {
     }
     let why = match state.parse::<LifecycleState>() {
         Ok(LifecycleState::Ordered) => "it is ordered but not delivered yet",
+        Ok(LifecycleState::Delivered) => "it is delivered but not inventoried yet",
+        Ok(LifecycleState::OnLoan) => "it is on loan",
+        Ok(LifecycleState::Stolen) => "it is stolen",
         Ok(LifecycleState::InRepair) => "it is in repair",
         Ok(LifecycleState::Retired) => "it is retired",
         Ok(LifecycleState::Disposed) => "it is disposed of",
@@ -88,16 +92,18 @@ async fn active_loan_refusal(
         .map(|(loan_id, due_on)| format!("it is already on loan (loan {loan_id}, due {due_on})")))
 }
 
-/// Why `device` (locked) cannot be lent now, or `None` when it can: its lifecycle state, an
-/// active loan, or no source reporting it. Every hand-out asks this after taking the lock.
+/// Why `device` (locked) cannot be lent now, or `None` when it can: an active loan, its
+/// lifecycle state, or no source reporting it. Every hand-out asks this after taking the lock.
 pub(crate) async fn lendable_refusal(
     conn: &mut PgConnection,
     device: &LockedDevice,
 ) -> Result<Option<String>, sqlx::Error> {
-    if let Some(refusal) = lifecycle_refusal(&device.lifecycle_state) {
+    // A device on an active loan is `on_loan`: the loan, with its number and due date, is
+    // the better answer than the state.
+    if let Some(refusal) = active_loan_refusal(conn, device.device_id).await? {
         return Ok(Some(refusal));
     }
-    if let Some(refusal) = active_loan_refusal(conn, device.device_id).await? {
+    if let Some(refusal) = lifecycle_refusal(&device.lifecycle_state) {
         return Ok(Some(refusal));
     }
     missing_refusal(conn, device.device_id).await
@@ -110,14 +116,14 @@ pub(crate) async fn lendable_refusal(
 pub(crate) async fn insert_active_loan(
     conn: &mut PgConnection,
     loan: &NewLoan<'_>,
-) -> Result<Result<i64, String>, sqlx::Error> {
+) -> Result<Result<i64, String>, CoreError> {
     let mut savepoint = conn.begin().await?;
     match insert_loan(&mut savepoint, loan).await {
         Ok(loan_id) => {
             savepoint.commit().await?;
             Ok(Ok(loan_id))
         }
-        Err(error) if is_second_active_loan(&error) => {
+        Err(CoreError::Database(error)) if is_second_active_loan(&error) => {
             savepoint.rollback().await?;
             let refusal = active_loan_refusal(conn, loan.device.device_id)
                 .await?

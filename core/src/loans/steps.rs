@@ -10,11 +10,12 @@ use uuid::Uuid;
 use crate::access::{Actor, Scope};
 use crate::clock::Clock;
 use crate::error::CoreError;
-use crate::loans::checks::{lock_device, set_lifecycle, write_event, LockedDevice};
+use crate::loans::checks::{lock_device, write_event, LockedDevice};
 use crate::loans::queries::{get_loan, LoanView};
 use crate::loans::rules::due_date_refusal;
 use crate::loans::scoped::{push_scope, resolve_device};
 use crate::model::{LifecycleState, LoanState};
+use crate::store::lifecycle::move_locked;
 
 /// Resolves what a person typed to one loan: `loan:17` or `#17` is a loan id; a device id,
 /// asset tag or serial means that device's active loan; bare digits are a loan id unless they
@@ -186,7 +187,7 @@ pub struct ReturnOutcome {
 }
 
 /// Takes a device back. Damage or missing accessories leave the device `to_check`; otherwise
-/// its lifecycle state stays as it was and it can be lent again at once.
+/// it goes from `on_loan` back to `in_use` and can be lent again at once.
 pub async fn return_loan(
     pool: &PgPool,
     scope: &Scope,
@@ -260,12 +261,15 @@ pub async fn return_loan(
         // Only the fact: the notes are free text and stay in the loan, which can be purged.
         changes["damaged"] = json!({ "new": true });
     }
-    if to_check && loan.device.lifecycle_state != LifecycleState::ToCheck.as_str() {
-        set_lifecycle(&mut tx, &loan.device, LifecycleState::ToCheck, now, actor).await?;
-        changes["lifecycle_state"] = json!({
-            "old": loan.device.lifecycle_state,
-            "new": LifecycleState::ToCheck.as_str(),
-        });
+    let back = if to_check {
+        LifecycleState::ToCheck
+    } else {
+        LifecycleState::InUse
+    };
+    // A device lent before it had its own state stays as it is unless it needs checking.
+    let on_loan = loan.device.lifecycle_state == LifecycleState::OnLoan.as_str();
+    if on_loan || (to_check && loan.device.lifecycle_state != back.as_str()) {
+        changes["lifecycle_state"] = move_locked(&mut tx, &loan.device, back, now, actor).await?;
     }
     write_event(&mut tx, &loan.device, "loan_returned", changes, now, actor).await?;
     tx.commit().await?;
@@ -322,7 +326,7 @@ pub enum Loss {
     Stolen,
 }
 
-/// Closes an active loan as lost or stolen on `on`; the device becomes `lost`.
+/// Closes an active loan as lost or stolen on `on`; the device becomes `lost` or `stolen`.
 // Scope, clock and actor come with every step; the loss itself is three plain values.
 #[allow(clippy::too_many_arguments)]
 pub async fn mark_lost(
@@ -336,9 +340,9 @@ pub async fn mark_lost(
     actor: &Actor,
 ) -> Result<LoanView, CoreError> {
     let now = clock.now();
-    let (state, kind) = match loss {
-        Loss::Lost => (LoanState::Lost, "loan_lost"),
-        Loss::Stolen => (LoanState::Stolen, "loan_stolen"),
+    let (state, kind, device_state) = match loss {
+        Loss::Lost => (LoanState::Lost, "loan_lost", LifecycleState::Lost),
+        Loss::Stolen => (LoanState::Stolen, "loan_stolen", LifecycleState::Stolen),
     };
     let mut tx = pool.begin().await?;
     let loan = lock_loan(&mut tx, scope, loan_id).await?;
@@ -355,12 +359,9 @@ pub async fn mark_lost(
         "state": { "old": "active", "new": state.as_str() },
         "lost_on": { "new": on },
     });
-    if loan.device.lifecycle_state != LifecycleState::Lost.as_str() {
-        set_lifecycle(&mut tx, &loan.device, LifecycleState::Lost, now, actor).await?;
-        changes["lifecycle_state"] = json!({
-            "old": loan.device.lifecycle_state,
-            "new": LifecycleState::Lost.as_str(),
-        });
+    if loan.device.lifecycle_state != device_state.as_str() {
+        changes["lifecycle_state"] =
+            move_locked(&mut tx, &loan.device, device_state, now, actor).await?;
     }
     write_event(&mut tx, &loan.device, kind, changes, now, actor).await?;
     tx.commit().await?;
@@ -368,7 +369,7 @@ pub async fn mark_lost(
 }
 
 /// Marks an active loan that was entered by mistake as cancelled; it stays in the history and
-/// the device is free again.
+/// the device is free again, back in the state it had before the hand-out.
 pub async fn cancel_loan(
     pool: &PgPool,
     scope: &Scope,
@@ -396,13 +397,40 @@ pub async fn cancel_loan(
         reason,
     )
     .await?;
-    let changes = json!({
+    let mut changes = json!({
         "loan_id": { "new": loan.loan_id },
         "state": { "old": "active", "new": "cancelled" },
     });
+    if loan.device.lifecycle_state == LifecycleState::OnLoan.as_str() {
+        let before = state_before_loan(&mut tx, &loan).await?;
+        changes["lifecycle_state"] = move_locked(&mut tx, &loan.device, before, now, actor).await?;
+    }
     write_event(&mut tx, &loan.device, "loan_cancelled", changes, now, actor).await?;
     tx.commit().await?;
     get_loan(pool, scope, loan_id).await
+}
+
+/// The state the device had before `loan` put it on loan, as the hand-out's event recorded
+/// it; `in_use` for a loan from before devices went `on_loan`.
+async fn state_before_loan(
+    conn: &mut PgConnection,
+    loan: &LockedLoan,
+) -> Result<LifecycleState, CoreError> {
+    let before: Option<String> = sqlx::query_scalar(
+        "select changes->'lifecycle_state'->>'old' from device_event \
+         where device_id = $1 and kind = 'loan_issued' \
+         and (changes->'loan_id'->>'new')::bigint = $2 \
+         order by device_event_id desc limit 1",
+    )
+    .bind(loan.device.device_id)
+    .bind(loan.loan_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten();
+    Ok(before
+        .and_then(|state| state.parse().ok())
+        .filter(|state| *state != LifecycleState::OnLoan)
+        .unwrap_or(LifecycleState::InUse))
 }
 
 async fn close(
@@ -500,9 +528,8 @@ pub async fn finish_check(
             "a checked device needs another state than to_check".to_string(),
         ));
     }
-    set_lifecycle(&mut tx, &device, state, now, actor).await?;
     let changes = json!({
-        "lifecycle_state": { "old": device.lifecycle_state, "new": state.as_str() },
+        "lifecycle_state": move_locked(&mut tx, &device, state, now, actor).await?,
     });
     write_event(&mut tx, &device, "check_finished", changes, now, actor).await?;
     tx.commit().await?;

@@ -288,6 +288,12 @@ pub struct DeviceDetail {
     pub history: Vec<EventView>,
     /// The device's loans, the open one first.
     pub loans: Vec<crate::loans::LoanView>,
+    /// The device's repairs, the newest first.
+    pub repairs: Vec<crate::store::repairs::RepairView>,
+    /// How it left the authority, once it is disposed of.
+    pub disposal: Option<crate::store::lifecycle::DisposalView>,
+    /// Purchase price plus repair costs.
+    pub cost_of_ownership: crate::store::repairs::CostOfOwnership,
 }
 
 /// Finds a device in `scope` by id, asset tag or serial number and loads its links and history.
@@ -329,6 +335,9 @@ pub async fn show_device(
     .await?;
     let assignments = device_assignments(pool, scope, device_id).await?;
     let loans = crate::loans::loans_of_device(pool, scope, device_id).await?;
+    let repairs = crate::store::repairs::repairs_of(pool, device_id).await?;
+    let disposal = crate::store::lifecycle::disposal_of(pool, device_id).await?;
+    let cost_of_ownership = crate::store::repairs::cost_of_ownership(pool, device_id).await?;
     Ok(DeviceDetail {
         device,
         authority,
@@ -338,6 +347,9 @@ pub async fn show_device(
         links,
         history,
         loans,
+        repairs,
+        disposal,
+        cost_of_ownership,
     })
 }
 

@@ -12,10 +12,13 @@ pub mod devices;
 pub mod forecast;
 pub mod funding_report;
 pub(crate) mod history;
+pub mod inventory;
+pub mod lifecycle;
 pub mod merge;
 pub mod overview;
 pub mod persons;
 pub mod plans;
+pub mod repairs;
 pub mod review;
 pub mod runs;
 
@@ -46,6 +49,15 @@ pub(crate) fn push_scope(
             .push_bind(schools)
             .push(")");
     }
+}
+
+/// What a person typed into an optional text field: trimmed, and none when blank.
+pub(crate) fn non_blank(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(str::to_string)
 }
 
 /// A configured source as the engine needs it.

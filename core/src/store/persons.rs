@@ -461,3 +461,42 @@ pub async fn device_assignments(
     .fetch_all(pool)
     .await?)
 }
+
+/// The one school inside `scope` that `key` names (number, name or alias), with its number
+/// and authority slug.
+pub(crate) async fn find_school(
+    pool: &PgPool,
+    scope: &Scope,
+    authority: Option<&str>,
+    key: &str,
+) -> Result<(Uuid, String, String), CoreError> {
+    let mut query = QueryBuilder::new(
+        "select s.school_id, s.school_number, a.slug from school s \
+         join school_authority a using (authority_id) where",
+    );
+    push_school_filter(&mut query, key);
+    crate::store::push_scope(&mut query, scope, "s.authority_id", "s.school_id");
+    if let Some(authority) = authority {
+        query
+            .push(" and a.slug = ")
+            .push_bind(authority.to_string());
+    }
+    let found: Vec<(Uuid, String, String)> = query.build_query_as().fetch_all(pool).await?;
+    match found.as_slice() {
+        [] => Err(CoreError::NotFound {
+            what: "school (by number, name or alias)",
+            key: key.trim().to_string(),
+        }),
+        [one] => Ok(one.clone()),
+        several => Err(CoreError::Conflict(format!(
+            "'{}' names {} schools (in {}); give the authority",
+            key.trim(),
+            several.len(),
+            several
+                .iter()
+                .map(|(_, _, slug)| slug.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
