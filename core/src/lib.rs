@@ -10,6 +10,7 @@ pub mod identity;
 pub mod loans;
 pub mod planning;
 pub mod privacy;
+pub mod service_level;
 pub mod store;
 pub mod sync;
 
