@@ -5,6 +5,7 @@
 //! `cargo xtask bench` runs the sync benchmark (see `bench.rs` and docs/performance.md).
 
 mod bench;
+mod bench_figures;
 mod storage_floor;
 #[cfg(test)]
 mod tidy;
@@ -21,6 +22,7 @@ const USAGE: &str = "\
 usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
        cargo xtask bench [--all-sources] [--devices N]
        cargo xtask bench --persons N
+       cargo xtask bench --ticket-figures [N]
 
   test        cargo fmt --check, cargo clippy -D warnings (also bestand-cli without the demo),
               then cargo test --workspace
@@ -31,6 +33,8 @@ usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
   --all-sources  spread N (default 200000) over Jamf Pro, Intune and Relution
   --persons   time fetch-only, full and unchanged directory syncs of N persons from the
               mock UCS@school (Kelvin) instead
+  --ticket-figures  time the service-level figures over N (default 500000) generated
+              tickets, eight quarters, in a release build (no database)
 
 examples:
   cargo xtask test
@@ -72,6 +76,7 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
         ["bench", flags @ ..] => {
             let mut devices = None;
             let mut persons = None;
+            let mut ticket_figures = None;
             let mut all_sources = false;
             let mut rest = flags.iter();
             while let Some(flag) = rest.next() {
@@ -85,8 +90,19 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
                         let count = rest.next().context("--persons takes a number")?;
                         persons = Some(count.parse().context("--persons takes a number")?);
                     }
+                    "--ticket-figures" => {
+                        let count = rest.as_slice().first().and_then(|n| n.parse().ok());
+                        if count.is_some() {
+                            rest.next();
+                        }
+                        ticket_figures = Some(count.unwrap_or(500_000));
+                    }
                     other => bail!("unknown option {other}\n{USAGE}"),
                 }
+            }
+            if let Some(tickets) = ticket_figures {
+                return bench_figures::bench_ticket_figures(&workspace_root()?, tickets)
+                    .map(|()| ExitCode::SUCCESS);
             }
             if let Some(persons) = persons {
                 return bench::bench_persons(&workspace_root()?, persons)

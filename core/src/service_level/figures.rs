@@ -159,19 +159,19 @@ pub struct TicketFigures {
     pub topic_volume: Vec<TopicVolume>,
 }
 
-/// A group's key, ordered for output: unknown first, ages by number.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum GroupKey {
+/// A group's key, borrowed from the facts, ordered for output: unknown first, ages by number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum GroupKey<'a> {
     All,
     Unknown,
     Age(u32),
-    Text(String),
+    Text(&'a str),
 }
 
-impl GroupKey {
-    fn text(value: Option<&str>) -> GroupKey {
+impl<'a> GroupKey<'a> {
+    fn text(value: Option<&'a str>) -> GroupKey<'a> {
         match value.map(str::trim) {
-            Some(text) if !text.is_empty() => GroupKey::Text(text.to_string()),
+            Some(text) if !text.is_empty() => GroupKey::Text(text),
             _ => GroupKey::Unknown,
         }
     }
@@ -180,7 +180,7 @@ impl GroupKey {
         match self {
             GroupKey::All | GroupKey::Unknown => None,
             GroupKey::Age(years) => Some(years.to_string()),
-            GroupKey::Text(text) => Some(text.clone()),
+            GroupKey::Text(text) => Some(text.to_string()),
         }
     }
 }
@@ -199,16 +199,16 @@ struct Laid {
 }
 
 /// Group ids per ticket, interned once for every quarter.
-struct Groups {
-    keys: Vec<(Dimension, GroupKey)>,
-    ids: HashMap<(Dimension, GroupKey), u32>,
+struct Groups<'a> {
+    keys: Vec<(Dimension, GroupKey<'a>)>,
+    ids: HashMap<(Dimension, GroupKey<'a>), u32>,
     /// Ticket i's groups are `members[offsets[i]..offsets[i + 1]]`.
     members: Vec<u32>,
     offsets: Vec<usize>,
 }
 
-impl Groups {
-    fn new() -> Groups {
+impl<'a> Groups<'a> {
+    fn new() -> Groups<'a> {
         Groups {
             keys: Vec::new(),
             ids: HashMap::new(),
@@ -217,9 +217,9 @@ impl Groups {
         }
     }
 
-    fn add(&mut self, dimension: Dimension, key: GroupKey) {
+    fn add(&mut self, dimension: Dimension, key: GroupKey<'a>) {
         let next = self.keys.len() as u32;
-        let id = *self.ids.entry((dimension, key.clone())).or_insert(next);
+        let id = *self.ids.entry((dimension, key)).or_insert(next);
         if id == next {
             self.keys.push((dimension, key));
         }
@@ -270,7 +270,7 @@ fn lay_out(fact: &TicketFacts, timeline: &ServiceTimeline, targets: &ServiceTarg
     }
 }
 
-fn group_ticket(groups: &mut Groups, fact: &TicketFacts) {
+fn group_ticket<'a>(groups: &mut Groups<'a>, fact: &'a TicketFacts) {
     groups.add(Dimension::All, GroupKey::All);
     groups.add(Dimension::School, GroupKey::text(fact.school.as_deref()));
     groups.add(
@@ -449,7 +449,7 @@ pub fn ticket_figures(
             let figures = all[id].take().unwrap_or_default().finish();
             let device_count = match (dimension, key) {
                 (Dimension::Model, GroupKey::Text(model)) => {
-                    Some(devices.by_model.get(model).copied().unwrap_or(0))
+                    Some(devices.by_model.get(*model).copied().unwrap_or(0))
                 }
                 (Dimension::AgeYear, GroupKey::Age(years)) => {
                     Some(devices.by_age_year.get(years).copied().unwrap_or(0))

@@ -20,6 +20,9 @@ pub use figures::{
 };
 pub use period::Quarter;
 
+// `TicketFacts::state` is the ticket record's state; named here so callers need no second path.
+pub use bestand_model::ticket::TicketState;
+
 /// A value of the service-level configuration or a period that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("\"{value}\": {reason}")]

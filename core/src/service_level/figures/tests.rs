@@ -318,7 +318,8 @@ fn the_replacement_feed_flags_cohorts_above_the_threshold() {
     ]
     .into();
     let feed = replacement_feed(&facts, &cohorts, "2026-Q2".parse().unwrap(), 0.4);
-    let rows: Vec<(&str, u32, u64, u64, Option<f64>, bool)> = feed
+    type Row<'a> = (&'a str, u32, u64, u64, Option<f64>, bool);
+    let rows: Vec<Row> = feed
         .iter()
         .map(|c| {
             (
