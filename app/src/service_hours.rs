@@ -260,7 +260,20 @@ targets = [{ priority = "3 high", reaction = "2h", resolution = "8h" },
             "{message}"
         );
         let message = problems("land = \"NW\"\nweekly = { mon = \"8-16\" }\n");
-        assert!(message.contains("key `weekly.mon`: \"8-16\""), "{message}");
+        assert!(
+            message.contains(&format!(
+                "{table}: key `weekly.mon`: \"8-16\": \"8\" is not a time of day like \"08:00\""
+            )),
+            "{message}"
+        );
+        let message = problems("land = \"NW\"\nweekly = { tue = \"08:00-12:00, 13:00-25:00\" }\n");
+        assert!(
+            message.contains(
+                "key `weekly.tue`: \"08:00-12:00, 13:00-25:00\": in \"13:00-25:00\": \
+                 \"25:00\" is not a time of day"
+            ),
+            "{message}"
+        );
         let message = problems("land = \"NW\"\nschool_holidays = [\"2026-09-01..2026-07-20\"]\n");
         assert!(
             message.contains("key `school_holidays`: \"2026-09-01..2026-07-20\": the last day"),

@@ -285,7 +285,14 @@ impl WeeklyHours {
         if !(trimmed.is_empty() || trimmed.eq_ignore_ascii_case("closed")) {
             for part in trimmed.split(',') {
                 intervals.push(part.trim().parse::<ServiceInterval>().map_err(|error| {
-                    ServiceLevelError::new(text, format!("{}: {}", error.value, error.reason))
+                    // Name the range that is wrong when the day has several.
+                    match part.trim() == trimmed {
+                        true => ServiceLevelError::new(text, error.reason),
+                        false => ServiceLevelError::new(
+                            text,
+                            format!("in \"{}\": {}", error.value, error.reason),
+                        ),
+                    }
                 })?);
             }
         }
