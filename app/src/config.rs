@@ -25,6 +25,8 @@ pub const CONFIG_ENV: &str = "BESTAND_CONFIG";
 /// The environment variable read for the database URL when the file has none.
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 
+pub use crate::service_hours::{ServiceHoursConfig, ServiceLevel};
+
 // The kinds of source and their settings come from the one registry of source kinds.
 pub use crate::kinds::{SourceSettings, KNOWN_SOURCE_KINDS};
 
@@ -249,6 +251,14 @@ impl Config {
             .find(|authority| authority.slug == slug)
     }
 
+    /// The service-hours calendar and targets of an authority (checked when the file was
+    /// loaded); `None` for an unknown authority or one without `[authority.service_hours]`.
+    pub fn service_level(&self, slug: &str) -> Option<ServiceLevel> {
+        let authority = self.authority(slug)?;
+        let hours = authority.service_hours.as_ref()?;
+        hours.resolve(&service_hours_table(authority)).ok()
+    }
+
     /// The deletion guard for one source: its own overrides, else the `[sync]` values.
     pub fn deletion_guard(&self, source: &SourceConfig) -> DeletionGuard {
         DeletionGuard {
@@ -455,6 +465,10 @@ pub struct AuthorityConfig {
     /// USB-Ethernet adapters): never used to match a record to a device (docs/sync.md).
     #[serde(default)]
     pub shared_macs: Vec<String>,
+    /// `[authority.service_hours]`: the calendar and targets the ticket figures count in
+    /// (docs/service-levels.md); `None` when the authority has none.
+    #[serde(default)]
+    pub service_hours: Option<ServiceHoursConfig>,
     #[serde(default, rename = "school")]
     pub schools: Vec<SchoolConfig>,
 }
@@ -794,8 +808,22 @@ fn check_authorities(authorities: &[AuthorityConfig], problems: &mut Vec<String>
                 ));
             }
         }
+        if let Some(Err(found)) = authority
+            .service_hours
+            .as_ref()
+            .map(|hours| hours.resolve(&service_hours_table(authority)))
+        {
+            problems.extend(found);
+        }
         check_schools(authority, problems);
     }
+}
+
+fn service_hours_table(authority: &AuthorityConfig) -> String {
+    format!(
+        "[authority.service_hours] of authority \"{}\"",
+        authority.slug
+    )
 }
 
 fn check_schools(authority: &AuthorityConfig, problems: &mut Vec<String>) {

@@ -10,6 +10,7 @@ pub mod database;
 pub mod error;
 pub mod kinds;
 pub mod schedule;
+pub mod service_hours;
 pub mod sources;
 
 pub use crate::clock::SystemClock;

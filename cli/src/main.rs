@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bestand_cli::commands::{
-    db, devices, inventory, loans, persons, privacy, procurement, repairs, reports, review,
-    serve, sync,
+    db, devices, inventory, loans, persons, privacy, procurement, repairs, reports, review, serve,
+    sync,
 };
 #[cfg(feature = "demo")]
 use bestand_cli::demo;

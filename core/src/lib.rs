@@ -11,6 +11,7 @@ pub mod loans;
 pub mod planning;
 pub mod privacy;
 pub mod procurement;
+pub mod service_level;
 pub mod store;
 pub mod sync;
 

@@ -5,6 +5,7 @@
 //! `cargo xtask bench` runs the sync benchmark (see `bench.rs` and docs/performance.md).
 
 mod bench;
+mod bench_figures;
 mod bench_forecast;
 mod storage_floor;
 #[cfg(test)]
@@ -23,6 +24,7 @@ usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
        cargo xtask bench [--all-sources] [--devices N]
        cargo xtask bench --persons N
        cargo xtask bench --forecast [--devices N]
+       cargo xtask bench --ticket-figures [N]
 
   test        cargo fmt --check, cargo clippy -D warnings (also bestand-cli without the demo),
               then cargo test --workspace
@@ -34,6 +36,8 @@ usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
   --persons   time fetch-only, full and unchanged directory syncs of N persons from the
               mock UCS@school (Kelvin) instead
   --forecast  time the replacement forecast over N generated devices (default 1000000)
+  --ticket-figures  time the service-level figures over N (default 500000) generated
+              tickets, eight quarters, in a release build (no database)
 
 examples:
   cargo xtask test
@@ -75,6 +79,7 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
         ["bench", flags @ ..] => {
             let mut devices = None;
             let mut persons = None;
+            let mut ticket_figures = None;
             let mut all_sources = false;
             let mut forecast = false;
             let mut rest = flags.iter();
@@ -90,12 +95,23 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
                         let count = rest.next().context("--persons takes a number")?;
                         persons = Some(count.parse().context("--persons takes a number")?);
                     }
+                    "--ticket-figures" => {
+                        let count = rest.as_slice().first().and_then(|n| n.parse().ok());
+                        if count.is_some() {
+                            rest.next();
+                        }
+                        ticket_figures = Some(count.unwrap_or(500_000));
+                    }
                     other => bail!("unknown option {other}\n{USAGE}"),
                 }
             }
             if forecast {
                 let devices = devices.unwrap_or(1_000_000);
                 return bench_forecast::bench_forecast(&workspace_root()?, devices)
+                    .map(|()| ExitCode::SUCCESS);
+            }
+            if let Some(tickets) = ticket_figures {
+                return bench_figures::bench_ticket_figures(&workspace_root()?, tickets)
                     .map(|()| ExitCode::SUCCESS);
             }
             if let Some(persons) = persons {
