@@ -16,14 +16,19 @@ use bestand_connectors::jamf_school::{JamfSchool, JamfSchoolConfig};
 use bestand_connectors::kelvin::{Kelvin, KelvinConfig};
 use bestand_connectors::relution::{Relution, RelutionConfig};
 use bestand_connectors::ucs_ldap::{UcsLdap, UcsLdapConfig};
-use bestand_connectors::{Connector, DirectoryConnector};
+use bestand_connectors::zammad::{Zammad, ZammadConfig};
+use bestand_connectors::{Connector, DirectoryConnector, TicketConnector, TicketWriteBack};
 use serde::de::DeserializeOwned;
 
-/// What a source can deliver: devices, persons, or both.
+/// What a source can deliver: devices, persons, or both; or tickets.
 #[derive(Clone, Default)]
 pub struct SourceConnectors {
     pub devices: Option<Arc<dyn Connector>>,
     pub directory: Option<Arc<dyn DirectoryConnector>>,
+    pub tickets: Option<Arc<dyn TicketConnector>>,
+    /// Writes device links into the source's tickets; present for every ticket system that
+    /// can, whether or not its configuration switches it on (it then answers `Disabled`).
+    pub ticket_write_back: Option<Arc<dyn TicketWriteBack>>,
 }
 
 /// A source that delivers devices only (an MDM, a file export).
@@ -33,7 +38,7 @@ fn devices<C: Connector + 'static>(
     let connector = built.map_err(|error| error.to_string())?;
     Ok(SourceConnectors {
         devices: Some(Arc::new(connector)),
-        directory: None,
+        ..SourceConnectors::default()
     })
 }
 
@@ -43,8 +48,8 @@ fn directory<C: DirectoryConnector + 'static>(
 ) -> Result<SourceConnectors, String> {
     let connector = built.map_err(|error| error.to_string())?;
     Ok(SourceConnectors {
-        devices: None,
         directory: Some(Arc::new(connector)),
+        ..SourceConnectors::default()
     })
 }
 
@@ -56,6 +61,19 @@ fn devices_and_directory<C: Connector + DirectoryConnector + 'static>(
     Ok(SourceConnectors {
         devices: Some(connector.clone()),
         directory: Some(connector),
+        ..SourceConnectors::default()
+    })
+}
+
+/// A ticket system (issue 18), which can also write device links back into its tickets.
+fn tickets<C: TicketConnector + TicketWriteBack + 'static>(
+    built: Result<C, impl fmt::Display>,
+) -> Result<SourceConnectors, String> {
+    let connector = Arc::new(built.map_err(|error| error.to_string())?);
+    Ok(SourceConnectors {
+        tickets: Some(connector.clone()),
+        ticket_write_back: Some(connector),
+        ..SourceConnectors::default()
     })
 }
 
@@ -130,6 +148,9 @@ source_kinds! {
     /// largest settings by far.
     IservLdap(Box<IservLdapConfig>) = "iserv_ldap" =>
         |settings: Box<IservLdapConfig>, name| directory(IservLdap::new(*settings, name));
+    /// Zammad, the service desk: tickets (issue 18), and device links written back into them.
+    Zammad(ZammadConfig) = "zammad" =>
+        |settings, name| tickets(Zammad::new(settings, name));
 }
 
 /// `table` as the settings of `kind`, or serde's message prefixed with the kind.
