@@ -54,7 +54,9 @@ fn example_config_parses() {
         config.authorities[0].schools[0].school_type,
         SchoolType::Grundschule
     );
-    assert_eq!(config.sources.len(), 3);
+    assert_eq!(config.sources.len(), 4);
+    let servicedesk = config.source("servicedesk").unwrap();
+    assert!(matches!(servicedesk.settings(), SourceSettings::Zammad(_)));
     let ucs = config.source("ucs").unwrap();
     assert!(matches!(ucs.settings(), SourceSettings::UcsLdap(_)));
     assert_eq!(
