@@ -126,6 +126,9 @@ fn ticket(id: u64, state: &str, updated_at: &str) -> Value {
     })
 }
 
+/// A ticket a search answer holds: id, state, and the time of its update on 2 March (HH:MM).
+type Found = (u64, &'static str, &'static str);
+
 fn tickets(ids: std::ops::RangeInclusive<u64>) -> Value {
     Value::Array(
         ids.map(|id| ticket(id, "open", "2026-03-02T09:00:00.000Z"))
@@ -264,46 +267,40 @@ async fn an_incremental_read_searches_from_the_watermark_sorted_by_update_time()
             .and(query_param("per_page", "2"))
             .and(query_param("page", page.to_string()))
     };
-    // Request 1 from the watermark; request 2 from the last update time read (keyset paging),
-    // which repeats ticket 2 (read once); request 3 a short page at the end.
-    search("1", r"2026-03-02T08\:00\:00.000Z")
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "records": [
-                ticket(1, "open", "2026-03-02T08:00:00.000Z"),
-                ticket(2, "open", "2026-03-02T08:30:00.000Z"),
-            ],
-            "total_count": 4,
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    search("1", r"2026-03-02T08\:30\:00.000Z")
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "records": [
-                ticket(2, "open", "2026-03-02T08:30:00.000Z"),
-                ticket(3, "closed", "2026-03-02T09:00:00.000Z"),
-            ],
-            "total_count": 3,
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    search("1", r"2026-03-02T09\:00\:00.000Z")
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "records": [ticket(3, "closed", "2026-03-02T09:00:00.000Z"), ticket(4, "new", "2026-03-02T09:10:00.000Z")],
-            "total_count": 2,
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    search("1", r"2026-03-02T09\:10\:00.000Z")
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "records": [ticket(4, "new", "2026-03-02T09:10:00.000Z")],
-            "total_count": 1,
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
+    // Each request starts at the last update time read (keyset paging), so tickets at that
+    // instant come again and are sent once; the fourth answer is short and ends the read.
+    let answers: [(&str, &[Found], u64); 4] = [
+        (
+            r"2026-03-02T08\:00\:00.000Z",
+            &[(1, "open", "08:00"), (2, "open", "08:30")],
+            4,
+        ),
+        (
+            r"2026-03-02T08\:30\:00.000Z",
+            &[(2, "open", "08:30"), (3, "closed", "09:00")],
+            3,
+        ),
+        (
+            r"2026-03-02T09\:00\:00.000Z",
+            &[(3, "closed", "09:00"), (4, "new", "09:10")],
+            2,
+        ),
+        (r"2026-03-02T09\:10\:00.000Z", &[(4, "new", "09:10")], 1),
+    ];
+    for (from, found, total) in answers {
+        let found: Vec<Value> = found
+            .iter()
+            .map(|(id, state, at)| ticket(*id, state, &format!("2026-03-02T{at}:00.000Z")))
+            .collect();
+        search("1", from)
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "records": found, "total_count": total })),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
     let zammad = connector(&server, "incremental", json!({ "per_page": 2 }));
     let (pages, end) = read(Arc::new(zammad), since("2026-03-02T09:00:00+01:00")).await;
     assert_eq!(complete(end), 4);

@@ -636,15 +636,49 @@ impl Zammad {
         }
     }
 
-    /// Whether an internal note of the ticket already carries `marker`.
-    async fn note_present(&self, ticket: &str, marker: &str) -> Result<bool, WriteBackError> {
+    /// GETs `path` for a write-back and reads it as JSON (`what` names it in errors).
+    async fn read_for_write(
+        &self,
+        ticket: &str,
+        path: &str,
+        what: &str,
+    ) -> Result<Value, WriteBackError> {
         let body = self
-            .get(&format!("api/v1/ticket_articles/by_ticket/{ticket}"), &[])
+            .get(path, &[])
             .await
             .map_err(|error| Self::write_error(ticket, classify(error)))?;
-        let articles: Value = serde_json::from_slice(&body).map_err(|error| {
-            Self::write_error(ticket, format!("articles: invalid JSON ({error})"))
-        })?;
+        serde_json::from_slice(&body)
+            .map_err(|error| Self::write_error(ticket, format!("{what}: invalid JSON ({error})")))
+    }
+
+    /// Sends a write-back's JSON body with `method` through `http`.
+    async fn send_write(
+        &self,
+        http: &HttpClient,
+        ticket: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(), WriteBackError> {
+        let url = self
+            .url(path, &[])
+            .map_err(|error| Self::write_error(ticket, error))?;
+        http.send(|client| {
+            client
+                .request(method.clone(), url.clone())
+                .header(ACCEPT, "application/json")
+                .header(AUTHORIZATION, self.authorization())
+                .json(body)
+        })
+        .await
+        .map_err(|error| Self::write_error(ticket, classify(error)))?;
+        Ok(())
+    }
+
+    /// Whether an internal note of the ticket already carries `marker`.
+    async fn note_present(&self, ticket: &str, marker: &str) -> Result<bool, WriteBackError> {
+        let path = format!("api/v1/ticket_articles/by_ticket/{ticket}");
+        let articles = self.read_for_write(ticket, &path, "articles").await?;
         let articles = articles
             .as_array()
             .ok_or_else(|| Self::write_error(ticket, "articles: not an array"))?;
@@ -667,9 +701,6 @@ impl Zammad {
         if self.note_present(ticket, &link.marker).await? {
             return Ok(WriteBackOutcome::AlreadyPresent);
         }
-        let url = self
-            .url("api/v1/ticket_articles", &[])
-            .map_err(|error| Self::write_error(ticket, error))?;
         let body = serde_json::json!({
             "ticket_id": id,
             "subject": NOTE_SUBJECT,
@@ -679,16 +710,14 @@ impl Zammad {
             "internal": true,
             "sender": "Agent",
         });
-        self.write_http
-            .send(|client| {
-                client
-                    .post(url.clone())
-                    .header(ACCEPT, "application/json")
-                    .header(AUTHORIZATION, self.authorization())
-                    .json(&body)
-            })
-            .await
-            .map_err(|error| Self::write_error(ticket, classify(error)))?;
+        self.send_write(
+            &self.write_http,
+            ticket,
+            reqwest::Method::POST,
+            "api/v1/ticket_articles",
+            &body,
+        )
+        .await?;
         Ok(WriteBackOutcome::Written)
     }
 
@@ -699,32 +728,21 @@ impl Zammad {
         link: &DeviceLinkText,
     ) -> Result<WriteBackOutcome, WriteBackError> {
         let path = format!("api/v1/tickets/{ticket}");
-        let current = self
-            .get(&path, &[])
-            .await
-            .map_err(|error| Self::write_error(ticket, classify(error)))?;
-        let current: Value = serde_json::from_slice(&current).map_err(|error| {
-            Self::write_error(ticket, format!("ticket: invalid JSON ({error})"))
-        })?;
+        let current = self.read_for_write(ticket, &path, "ticket").await?;
         if current.get(attribute).and_then(Value::as_str) == Some(link.text.as_str()) {
             return Ok(WriteBackOutcome::AlreadyPresent);
         }
-        let url = self
-            .url(&path, &[])
-            .map_err(|error| Self::write_error(ticket, error))?;
         let mut body = serde_json::Map::new();
         body.insert(attribute.to_string(), Value::String(link.text.clone()));
         // Setting an attribute to a value is idempotent, so the client may retry it.
-        self.http
-            .send(|client| {
-                client
-                    .put(url.clone())
-                    .header(ACCEPT, "application/json")
-                    .header(AUTHORIZATION, self.authorization())
-                    .json(&body)
-            })
-            .await
-            .map_err(|error| Self::write_error(ticket, classify(error)))?;
+        self.send_write(
+            &self.http,
+            ticket,
+            reqwest::Method::PUT,
+            &path,
+            &Value::Object(body),
+        )
+        .await?;
         Ok(WriteBackOutcome::Written)
     }
 }
