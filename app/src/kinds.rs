@@ -17,7 +17,8 @@ use bestand_connectors::jamf_school::{JamfSchool, JamfSchoolConfig};
 use bestand_connectors::kelvin::{Kelvin, KelvinConfig};
 use bestand_connectors::relution::{Relution, RelutionConfig};
 use bestand_connectors::ucs_ldap::{UcsLdap, UcsLdapConfig};
-use bestand_connectors::{Connector, DirectoryConnector, TicketConnector};
+use bestand_connectors::zammad::{Zammad, ZammadConfig};
+use bestand_connectors::{Connector, DirectoryConnector, TicketConnector, TicketWriteBack};
 use serde::de::DeserializeOwned;
 
 /// What a source can deliver: devices, persons, or both; or tickets.
@@ -26,6 +27,9 @@ pub struct SourceConnectors {
     pub devices: Option<Arc<dyn Connector>>,
     pub directory: Option<Arc<dyn DirectoryConnector>>,
     pub tickets: Option<Arc<dyn TicketConnector>>,
+    /// Writes device links into the source's tickets; present for every ticket system that
+    /// can, whether or not its configuration switches it on (it then answers `Disabled`).
+    pub ticket_write_back: Option<Arc<dyn TicketWriteBack>>,
 }
 
 /// A source that delivers devices only (an MDM, a file export).
@@ -69,6 +73,18 @@ fn tickets<C: TicketConnector + 'static>(
     let connector = built.map_err(|error| error.to_string())?;
     Ok(SourceConnectors {
         tickets: Some(Arc::new(connector)),
+        ..SourceConnectors::default()
+    })
+}
+
+/// A ticket system that can also write device links back into its tickets (Zammad).
+fn tickets_with_write_back<C: TicketConnector + TicketWriteBack + 'static>(
+    built: Result<C, impl fmt::Display>,
+) -> Result<SourceConnectors, String> {
+    let connector = Arc::new(built.map_err(|error| error.to_string())?);
+    Ok(SourceConnectors {
+        tickets: Some(connector.clone()),
+        ticket_write_back: Some(connector),
         ..SourceConnectors::default()
     })
 }
@@ -147,6 +163,9 @@ source_kinds! {
     /// GLPI over its REST API: tickets with the assets GLPI links to them.
     Glpi(GlpiConfig) = "glpi" =>
         |settings, name| tickets(Glpi::new(settings, name));
+    /// Zammad, the service desk: tickets (issue 18), and device links written back into them.
+    Zammad(ZammadConfig) = "zammad" =>
+        |settings, name| tickets_with_write_back(Zammad::new(settings, name));
 }
 
 /// `table` as the settings of `kind`, or serde's message prefixed with the kind.

@@ -17,6 +17,7 @@ pub mod secret;
 mod token;
 pub mod ucs_ldap;
 pub mod url_keys;
+pub mod zammad;
 
 /// Helpers the config tests of every source share.
 #[cfg(test)]
@@ -225,4 +226,45 @@ pub fn spawn_ticket_fetch(
         let _ = sender.send(end).await;
     });
     receiver
+}
+
+/// The device link a ticket system should show in a ticket (write-back, issue 18): the text is
+/// the caller's (asset tag, model, warranty end, current loan's borrower role); the marker is a
+/// short string unique to this link and its content, such as `[bestand:device=4711:v=3f2a]`, by
+/// which a system that keeps notes recognises a note already written, so the same text is never
+/// posted twice. A new text needs a new marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceLinkText {
+    pub text: String,
+    pub marker: String,
+}
+
+/// What a write-back did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteBackOutcome {
+    Written,
+    /// The ticket already shows this link (a note with the marker, or the attribute's value).
+    AlreadyPresent,
+    /// The source is configured not to write back (`write_back = "off"`).
+    Disabled,
+}
+
+/// Why a write-back failed; names the ticket, never a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("writing the device link into ticket {ticket} failed: {cause}")]
+pub struct WriteBackError {
+    pub ticket: String,
+    pub cause: String,
+}
+
+/// A ticket system that can show a device's link inside a ticket.
+#[async_trait]
+pub trait TicketWriteBack: Send + Sync {
+    /// Puts `link` into the ticket with the system's id `ticket` (its `external_id`), unless it
+    /// is already there.
+    async fn write_back(
+        &self,
+        ticket: &str,
+        link: &DeviceLinkText,
+    ) -> Result<WriteBackOutcome, WriteBackError>;
 }

@@ -12,6 +12,7 @@ pub mod kelvin;
 pub mod musterstadt;
 mod plumbing;
 pub mod relution;
+pub mod zammad;
 
 pub use directory::Directory;
 pub use error::MockError;

@@ -31,6 +31,9 @@ enum Command {
     /// Serve the Musterstadt school directory (persons consistent with the fleet of the same
     /// seed) as a UCS@school Kelvin REST API until Ctrl-C.
     Kelvin(KelvinArgs),
+    /// Serve generated tickets as Zammad (the service desk) until Ctrl-C; tickets name the
+    /// devices of the fleet of the same seed.
+    Zammad(ZammadArgs),
     /// Print the Musterstadt schools as the `[[authority]]` block of the configuration.
     SchoolsToml,
 }
@@ -76,6 +79,32 @@ struct KelvinArgs {
     username: String,
     #[arg(long, default_value = bestand_mocks::kelvin::DEFAULT_PASSWORD)]
     password: String,
+}
+
+#[derive(Args)]
+struct ZammadArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Number of tickets (generated on request, so 500,000 cost no memory).
+    #[arg(long, default_value_t = 10_000)]
+    tickets: usize,
+    /// Number of devices of the fleet the tickets refer to.
+    #[arg(long, default_value_t = MUSTERSTADT_DEVICES)]
+    devices: usize,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// A fault, repeatable: 429=N[:SECS], 5xx=N, 500=N, 502=N, 503=N, slow=MS,
+    /// token-requests=N (401 after N requests), malformed-page=K (listing page K+1),
+    /// malformed-page=computers:K (search page K+1), short-page=[computers:]K[:MISSING].
+    #[arg(long = "fault", value_name = "SPEC")]
+    faults: Vec<Fault>,
+    #[arg(long, default_value = bestand_mocks::zammad::DEFAULT_TOKEN)]
+    token: String,
 }
 
 #[derive(Args)]
@@ -207,6 +236,7 @@ async fn main() -> anyhow::Result<()> {
             wait_for_ctrl_c().await
         }
         Command::Kelvin(args) => kelvin(args).await,
+        Command::Zammad(args) => zammad(args).await,
         Command::SchoolsToml => {
             print!("{}", authority_toml());
             Ok(())
@@ -222,6 +252,38 @@ async fn wait_for_ctrl_c() -> anyhow::Result<()> {
         .await
         .context("cannot wait for Ctrl-C")?;
     Ok(())
+}
+
+async fn zammad(args: ZammadArgs) -> anyhow::Result<()> {
+    use bestand_mocks::zammad::{ZammadMock, ZammadMockConfig, TOUCH_PATH};
+
+    let mut faults = FaultPlan::default();
+    for fault in &args.faults {
+        faults.apply(*fault);
+    }
+    let mock = ZammadMock::start(ZammadMockConfig {
+        bind: SocketAddr::new(args.bind, args.port),
+        fleet: Fleet::new(args.seed, args.devices),
+        faults,
+        token: args.token,
+        ..ZammadMockConfig::new(args.seed, args.tickets)
+    })
+    .await?;
+    println!("Zammad mock: {}", mock.base_url());
+    println!("  token:         {}", mock.config().token);
+    println!(
+        "  tickets:       {} (seed {}, about {} devices)",
+        args.tickets, args.seed, args.devices
+    );
+    println!(
+        "  update some:   curl -X POST '{}{TOUCH_PATH}?count=1000'",
+        mock.base_url()
+    );
+    if !args.faults.is_empty() {
+        println!("  faults:        {:?}", args.faults);
+    }
+    wait_for_ctrl_c().await?;
+    Ok(mock.shutdown().await?)
 }
 
 async fn kelvin(args: KelvinArgs) -> anyhow::Result<()> {

@@ -58,6 +58,8 @@ fn example_config_parses() {
     let glpi = config.source("glpi").unwrap();
     assert!(matches!(glpi.settings(), SourceSettings::Glpi(_)));
     assert!(!glpi.common.enabled);
+    let servicedesk = config.source("servicedesk").unwrap();
+    assert!(matches!(servicedesk.settings(), SourceSettings::Zammad(_)));
     let ucs = config.source("ucs").unwrap();
     assert!(matches!(ucs.settings(), SourceSettings::UcsLdap(_)));
     assert_eq!(

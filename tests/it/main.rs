@@ -39,3 +39,4 @@ mod support;
 mod sync_engine;
 mod sync_scope;
 mod ucs_ldap;
+mod zammad;
