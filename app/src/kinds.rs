@@ -16,14 +16,15 @@ use bestand_connectors::jamf_school::{JamfSchool, JamfSchoolConfig};
 use bestand_connectors::kelvin::{Kelvin, KelvinConfig};
 use bestand_connectors::relution::{Relution, RelutionConfig};
 use bestand_connectors::ucs_ldap::{UcsLdap, UcsLdapConfig};
-use bestand_connectors::{Connector, DirectoryConnector};
+use bestand_connectors::{Connector, DirectoryConnector, TicketConnector};
 use serde::de::DeserializeOwned;
 
-/// What a source can deliver: devices, persons, or both.
+/// What a source can deliver: devices, persons, or both; or tickets (a ticket system).
 #[derive(Clone, Default)]
 pub struct SourceConnectors {
     pub devices: Option<Arc<dyn Connector>>,
     pub directory: Option<Arc<dyn DirectoryConnector>>,
+    pub tickets: Option<Arc<dyn TicketConnector>>,
 }
 
 /// A source that delivers devices only (an MDM, a file export).
@@ -34,6 +35,7 @@ fn devices<C: Connector + 'static>(
     Ok(SourceConnectors {
         devices: Some(Arc::new(connector)),
         directory: None,
+        tickets: None,
     })
 }
 
@@ -45,6 +47,7 @@ fn directory<C: DirectoryConnector + 'static>(
     Ok(SourceConnectors {
         devices: None,
         directory: Some(Arc::new(connector)),
+        tickets: None,
     })
 }
 
@@ -56,6 +59,7 @@ fn devices_and_directory<C: Connector + DirectoryConnector + 'static>(
     Ok(SourceConnectors {
         devices: Some(connector.clone()),
         directory: Some(connector),
+        tickets: None,
     })
 }
 

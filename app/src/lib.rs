@@ -11,6 +11,7 @@ pub mod error;
 pub mod kinds;
 pub mod schedule;
 pub mod sources;
+pub mod tickets;
 
 pub use crate::clock::SystemClock;
 pub use crate::database::{Database, Migrations};

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bestand_cli::commands::{db, devices, loans, persons, privacy, review, serve, sync};
+use bestand_cli::commands::{db, devices, loans, persons, privacy, review, serve, sync, tickets};
 #[cfg(feature = "demo")]
 use bestand_cli::demo;
 use bestand_cli::output::Format;
@@ -69,6 +69,11 @@ enum Command {
     },
     /// Run every source on its schedule, with health and metrics over HTTP.
     Serve(serve::ServeArgs),
+    /// Tickets of the service desk and the devices they concern.
+    Tickets {
+        #[command(subcommand)]
+        command: tickets::TicketsCommand,
+    },
     /// Cases the sync refused to guess.
     Review {
         #[command(subcommand)]
@@ -128,6 +133,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             privacy::run(command, &config, cli.format).await.map(|()| 0)
         }
         Command::Serve(args) => serve::run(args, &config).await,
+        Command::Tickets { command } => {
+            tickets::run(command, &config, cli.format).await.map(|()| 0)
+        }
         Command::Review { command } => review::run(command, &config, cli.format).await.map(|()| 0),
     }
 }

@@ -34,4 +34,5 @@ mod slapd;
 mod support;
 mod sync_engine;
 mod sync_scope;
+mod tickets;
 mod ucs_ldap;

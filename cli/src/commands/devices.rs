@@ -310,6 +310,9 @@ fn print_detail(detail: &DeviceDetail) {
     println!("\nLoans");
     println!("{}", super::loans::loans_table(&detail.loans, true));
 
+    println!("\nTickets");
+    println!("{}", super::tickets::device_tickets_table(&detail.tickets));
+
     println!("\nHistory");
     let events = detail.history.iter().map(|e| {
         let by = e

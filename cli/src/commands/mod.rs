@@ -8,6 +8,7 @@ pub mod privacy;
 pub mod review;
 pub mod serve;
 pub mod sync;
+pub mod tickets;
 
 use bestand_core::access::{Actor, Scope};
 

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::output::{self, opt, time, Format, Row};
 use bestand_app::config::Config;
 use bestand_app::database::{self as app, Database, Migrations};
-use bestand_app::sources::{build_connectors, sync_source};
+use bestand_app::sources::{build_connectors, sync_source_as, SourceRead};
 use bestand_app::SystemClock;
 
 #[derive(Debug, Args)]
@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// measures the fetch alone.
     #[arg(long, conflicts_with = "dry_run")]
     pub fetch_only: bool,
+    /// Ticket sources: read every ticket, not only those changed since the last read, and
+    /// mark those the system no longer lists as deleted (docs/tickets.md).
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,13 +166,17 @@ async fn run_sources(run: &RunArgs, config: &Config, format: Format) -> anyhow::
             .find(|r| r.name == source.name())
             .ok_or_else(|| anyhow::anyhow!("source '{}' was not registered", source.name()))?;
         let progress = Progress::new(source.name());
-        let source_reports = sync_source(
+        let read = SourceRead {
+            dry_run: run.dry_run,
+            full_tickets: run.full,
+        };
+        let source_reports = sync_source_as(
             &database.pool,
             &super::scope(),
             config,
             source,
             source_ref,
-            run.dry_run,
+            read,
             &progress,
         )
         .await?;
@@ -205,7 +213,12 @@ fn print_report(report: &SyncReport, seconds: f64) {
         "{} ({}): {} in {seconds:.1} s, run {}{mode}",
         report.source_name, report.kind, report.status, report.run_id
     );
-    if report.kind == "directory" {
+    if report.kind == "tickets" {
+        println!(
+            "  tickets fetched {} · created {} · updated {} · unchanged {} · deleted {} · returned {}",
+            c.fetched, c.created, c.updated, c.unchanged, c.marked_missing, c.reappeared
+        );
+    } else if report.kind == "directory" {
         println!(
             "  persons fetched {} · created {} · updated {} · unchanged {} · left {} · returned {} · review items {}",
             c.fetched, c.created, c.updated, c.unchanged, c.marked_missing, c.reappeared, c.review_items

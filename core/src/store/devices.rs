@@ -288,6 +288,8 @@ pub struct DeviceDetail {
     pub history: Vec<EventView>,
     /// The device's loans, the open one first.
     pub loans: Vec<crate::loans::LoanView>,
+    /// The tickets in the scope that concern the device, newest first (docs/tickets.md).
+    pub tickets: Vec<crate::store::tickets::DeviceTicketView>,
 }
 
 /// Finds a device in `scope` by id, asset tag or serial number and loads its links and history.
@@ -329,6 +331,7 @@ pub async fn show_device(
     .await?;
     let assignments = device_assignments(pool, scope, device_id).await?;
     let loans = crate::loans::loans_of_device(pool, scope, device_id).await?;
+    let tickets = crate::store::tickets::device_tickets(pool, scope, device_id).await?;
     Ok(DeviceDetail {
         device,
         authority,
@@ -338,6 +341,7 @@ pub async fn show_device(
         links,
         history,
         loans,
+        tickets,
     })
 }
 

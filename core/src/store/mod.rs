@@ -14,6 +14,7 @@ pub mod overview;
 pub mod persons;
 pub mod review;
 pub mod runs;
+pub mod tickets;
 
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
