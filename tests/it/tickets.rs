@@ -911,3 +911,48 @@ async fn the_list_filters_by_school_state_topic_provider_model_and_period() {
             .replace("99999", "31002")
     );
 }
+
+#[tokio::test]
+async fn a_scope_short_of_the_sources_authority_cannot_run_it() {
+    let db = test_db().await;
+    let clock = clock();
+    let source = setup(&db.pool, &clock).await;
+    let school: Uuid =
+        sqlx::query_scalar("select school_id from school where school_number = '100001'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let system = scripted(vec![ticket(1, "WLAN", 1)], Ends::Complete);
+    for scope in [
+        Scope::schools(source.authority_id, [school]),
+        Scope::Authority(Uuid::new_v4()),
+    ] {
+        let connector: Arc<dyn TicketConnector> = system.clone();
+        let refused = sync::run_ticket_sync(
+            &db.pool,
+            &*clock,
+            &scope,
+            &Actor::System("test"),
+            &source,
+            |read| spawn_ticket_fetch(connector.clone(), read),
+            &options(),
+            &sync::NoProgress,
+        )
+        .await;
+        assert!(
+            matches!(&refused, Err(CoreError::NotFound { what: "source", key }) if key == "zammad"),
+            "{refused:?}"
+        );
+    }
+    assert!(
+        system.asked.lock().unwrap().is_empty(),
+        "the system was never asked"
+    );
+    let runs: i64 = sqlx::query_scalar("select count(*) from sync_run where kind = 'tickets'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 0);
+    let report = read(&db.pool, &clock, &source, &system, &options()).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+}
