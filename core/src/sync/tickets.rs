@@ -220,6 +220,10 @@ async fn apply_ticket_run(
     Ok(report)
 }
 
+/// Where a source's reads stand: the newest `updated_at` a complete read saw, and when the
+/// last full read completed.
+type Watermark = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// A ticket of this source as stored when the run started (or as this run wrote it).
 struct KnownTicket {
     ticket_id: Uuid,
@@ -331,7 +335,7 @@ impl<'a> TicketRun<'a> {
         progress: &dyn SyncProgress,
     ) -> Result<Finish, RunError> {
         let mut tx = conn.begin().await?;
-        let watermark: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        let watermark: Option<Watermark> = sqlx::query_as(
             "select updated_through, last_full_read_at from ticket_watermark where source_id = $1",
         )
         .bind(self.source.source_id)
