@@ -21,6 +21,7 @@ const USAGE: &str = "\
 usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
        cargo xtask bench [--all-sources] [--devices N]
        cargo xtask bench --persons N
+       cargo xtask bench --tickets N
 
   test        cargo fmt --check, cargo clippy -D warnings (also bestand-cli without the demo),
               then cargo test --workspace
@@ -72,6 +73,7 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
         ["bench", flags @ ..] => {
             let mut devices = None;
             let mut persons = None;
+            let mut tickets = None;
             let mut all_sources = false;
             let mut rest = flags.iter();
             while let Some(flag) = rest.next() {
@@ -81,12 +83,20 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
                         let count = rest.next().context("--devices takes a number")?;
                         devices = Some(count.parse().context("--devices takes a number")?);
                     }
+                    "--tickets" => {
+                        let count = rest.next().context("--tickets takes a number")?;
+                        tickets = Some(count.parse().context("--tickets takes a number")?);
+                    }
                     "--persons" => {
                         let count = rest.next().context("--persons takes a number")?;
                         persons = Some(count.parse().context("--persons takes a number")?);
                     }
                     other => bail!("unknown option {other}\n{USAGE}"),
                 }
+            }
+            if let Some(tickets) = tickets {
+                return bench::bench_tickets(&workspace_root()?, tickets)
+                    .map(|()| ExitCode::SUCCESS);
             }
             if let Some(persons) = persons {
                 return bench::bench_persons(&workspace_root()?, persons)
