@@ -3,10 +3,11 @@
 use std::io::IsTerminal;
 use std::time::Instant;
 
-use bestand_connectors::{spawn_directory_fetch, spawn_fetch};
+use bestand_connectors::{spawn_directory_fetch, spawn_fetch, spawn_ticket_fetch};
 use bestand_core::model::SyncStatus;
 use bestand_core::store::runs::{self, RunView, SourceStatus};
 use bestand_core::sync::{self, DirectoryItem, SourceItem, SyncProgress, SyncReport};
+use bestand_core::ticket::{TicketItem, TicketRead};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -367,6 +368,33 @@ async fn fetch_only(run: &RunArgs, config: &Config) -> anyhow::Result<i32> {
                 "records",
                 &format!("{n_pages} pages"),
                 n_records,
+                n_problems,
+                outcome,
+                started.elapsed().as_secs_f64(),
+            ));
+        }
+        if let Some(tickets) = connectors.tickets {
+            // A full read: what a first run or `--full` would fetch.
+            let started = Instant::now();
+            let mut items = spawn_ticket_fetch(tickets, TicketRead::default());
+            let (mut n_pages, mut n_tickets, mut n_problems) = (0u64, 0u64, 0usize);
+            let outcome = loop {
+                match items.recv().await {
+                    Some(TicketItem::Page(page)) => {
+                        n_pages += 1;
+                        n_tickets += page.records.len() as u64;
+                        n_problems += page.records.iter().map(|r| r.problems.len()).sum::<usize>();
+                    }
+                    Some(TicketItem::Complete { reported_total }) => break Ok(reported_total),
+                    Some(TicketItem::Failed(failure)) => break Err(failure.to_string()),
+                    None => break Err("the connector stopped without finishing".to_string()),
+                }
+            };
+            code = code.max(report_fetch(
+                source.name(),
+                "tickets",
+                &format!("{n_pages} pages"),
+                n_tickets,
                 n_problems,
                 outcome,
                 started.elapsed().as_secs_f64(),
