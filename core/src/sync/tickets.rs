@@ -454,6 +454,8 @@ impl<'a> TicketRun<'a> {
         // Written tickets of this page by external id, so a ticket listed twice is written once.
         let mut writes: Vec<(Uuid, TicketRecord, Vec<u8>)> = Vec::new();
         let mut written_at: HashMap<String, usize> = HashMap::new();
+        // Tickets new to bestand have no links to recompute.
+        let mut fresh: HashSet<Uuid> = HashSet::new();
         for mut record in records {
             let external_id = record.external_id.trim().to_string();
             if external_id.is_empty() {
@@ -489,6 +491,7 @@ impl<'a> TicketRun<'a> {
                 }
                 None => {
                     let ticket_id = Uuid::new_v4();
+                    fresh.insert(ticket_id);
                     self.counts.created += 1;
                     self.known.insert(
                         external_id.clone(),
@@ -513,7 +516,7 @@ impl<'a> TicketRun<'a> {
             return Ok(());
         }
         self.write_tickets(tx, &writes).await?;
-        self.write_links(tx, &writes).await
+        self.write_links(tx, &writes, &fresh).await
     }
 
     async fn write_tickets(
@@ -691,12 +694,21 @@ impl<'a> TicketRun<'a> {
         &mut self,
         tx: &mut PgConnection,
         writes: &[(Uuid, TicketRecord, Vec<u8>)],
+        fresh: &HashSet<Uuid>,
     ) -> Result<(), sqlx::Error> {
-        let ids: Vec<Uuid> = writes.iter().map(|(id, _, _)| *id).collect();
-        sqlx::query("delete from ticket_device where ticket_id = any($1) and found_by <> 'hand'")
+        let ids: Vec<Uuid> = writes
+            .iter()
+            .map(|(id, _, _)| *id)
+            .filter(|id| !fresh.contains(id))
+            .collect();
+        if !ids.is_empty() {
+            sqlx::query(
+                "delete from ticket_device where ticket_id = any($1) and found_by <> 'hand'",
+            )
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
+        }
         let references: Vec<(Uuid, &str, Vec<Reference>)> = writes
             .iter()
             .map(|(id, record, _)| (*id, record.number.as_str(), self.references(record)))
