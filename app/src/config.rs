@@ -40,6 +40,10 @@ const SOURCE_COMMON_KEYS: &[&str] = &[
     "missing_guard_share",
     "missing_guard_min",
     "school_map",
+    "full_read_every",
+    "topics",
+    "providers",
+    "title_patterns",
 ];
 
 /// Why the configuration could not be found or used.
@@ -616,6 +620,18 @@ pub struct SourceCommon {
     /// school numbers, for keys that are neither a school number, name nor alias.
     #[serde(default)]
     pub school_map: std::collections::BTreeMap<String, String>,
+    /// Ticket sources: how long after a full read the next read is full again ("7d", "12h");
+    /// default 7 days (docs/tickets.md).
+    pub full_read_every: Option<String>,
+    /// Ticket sources: group or tag → topic (`network`, `school_server`, ...).
+    #[serde(default)]
+    pub topics: std::collections::BTreeMap<String, String>,
+    /// Ticket sources: group, owner login or tag → provider name.
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, String>,
+    /// Ticket sources: regexes over the title with a named group `tag` or `serial`.
+    #[serde(default)]
+    pub title_patterns: Vec<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -936,6 +952,7 @@ fn check_sources(
         if let Some(share) = common.missing_guard_share {
             check_share(&table, share, problems);
         }
+        crate::tickets::check_ticket_keys(&table, common, problems);
         if let Some(authority) = authorities
             .iter()
             .find(|known| known.slug == common.authority)

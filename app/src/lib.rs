@@ -12,6 +12,7 @@ pub mod kinds;
 pub mod schedule;
 pub mod service_hours;
 pub mod sources;
+pub mod tickets;
 
 pub use crate::clock::SystemClock;
 pub use crate::database::{Database, Migrations};

@@ -4,9 +4,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bestand_connectors::{spawn_directory_fetch, spawn_fetch_with_capacity, Connector};
+use bestand_connectors::{
+    spawn_directory_fetch, spawn_fetch_with_capacity, spawn_ticket_fetch, Connector,
+    TicketConnector,
+};
 use bestand_core::store::SourceRef;
-use bestand_core::sync::{self, DirectorySyncOptions, SyncOptions, SyncProgress, SyncReport};
+use bestand_core::sync::{
+    self, DirectorySyncOptions, SyncOptions, SyncProgress, SyncReport, TicketSyncOptions,
+};
 use bestand_core::{Actor, Scope};
 use sqlx::PgPool;
 
@@ -43,6 +48,7 @@ pub fn build_connector(source: &SourceConfig) -> Result<Arc<dyn Connector>, AppE
 /// see today's persons), then the devices. A failed directory read does not stop the device
 /// sync; each is its own run with its own report, returned with its duration in seconds.
 /// `scope` is the caller's: a scope that does not cover the source's authority finds no source.
+/// A ticket source reads its tickets, incrementally or in full as its watermark says.
 pub async fn sync_source(
     pool: &PgPool,
     scope: &Scope,
@@ -52,6 +58,34 @@ pub async fn sync_source(
     dry_run: bool,
     progress: &dyn SyncProgress,
 ) -> Result<Vec<(SyncReport, f64)>, AppError> {
+    let read = SourceRead {
+        dry_run,
+        full_tickets: false,
+    };
+    sync_source_as(pool, scope, config, source, source_ref, read, progress).await
+}
+
+/// What one sync of a source is asked to do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceRead {
+    /// Compute everything, then roll back.
+    pub dry_run: bool,
+    /// A ticket source reads every ticket (and marks those gone as deleted), whatever its
+    /// watermark says (`bestand sync --full`).
+    pub full_tickets: bool,
+}
+
+/// `sync_source` with everything the caller may ask for.
+pub async fn sync_source_as(
+    pool: &PgPool,
+    scope: &Scope,
+    config: &Config,
+    source: &SourceConfig,
+    source_ref: &SourceRef,
+    read: SourceRead,
+    progress: &dyn SyncProgress,
+) -> Result<Vec<(SyncReport, f64)>, AppError> {
+    let dry_run = read.dry_run;
     let connectors = build_connectors(source)?;
     let guard = database::guard_for(config, source);
     // Whoever starts it (a person, the scheduler, the demo), the runs are the source's own.
@@ -109,5 +143,37 @@ pub async fn sync_source(
         .await?;
         reports.push((report, started.elapsed().as_secs_f64()));
     }
+    if let Some(tickets) = connectors.tickets {
+        let options = crate::tickets::ticket_options(config, source, dry_run, read.full_tickets);
+        let started = Instant::now();
+        let report =
+            run_ticket_source(pool, scope, &actor, source_ref, tickets, &options, progress).await?;
+        reports.push((report, started.elapsed().as_secs_f64()));
+    }
     Ok(reports)
+}
+
+/// Runs one ticket read of `source_ref` from `connector` with `options` (the source's mapping,
+/// `crate::tickets::ticket_options`), as `actor` within `scope`.
+pub async fn run_ticket_source(
+    pool: &PgPool,
+    scope: &Scope,
+    actor: &Actor,
+    source_ref: &SourceRef,
+    connector: Arc<dyn TicketConnector>,
+    options: &TicketSyncOptions,
+    progress: &dyn SyncProgress,
+) -> Result<SyncReport, AppError> {
+    let fetch = |read| spawn_ticket_fetch(connector.clone(), read);
+    Ok(sync::run_ticket_sync(
+        pool,
+        &SystemClock,
+        scope,
+        actor,
+        source_ref,
+        fetch,
+        options,
+        progress,
+    )
+    .await?)
 }

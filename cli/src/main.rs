@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use bestand_cli::commands::{
     db, devices, inventory, loans, persons, privacy, procurement, repairs, reports, review, serve,
-    sync,
+    sync, tickets,
 };
 #[cfg(feature = "demo")]
 use bestand_cli::demo;
@@ -103,6 +103,11 @@ enum Command {
     },
     /// Run every source on its schedule, with health and metrics over HTTP.
     Serve(serve::ServeArgs),
+    /// Tickets of the service desk and the devices they concern.
+    Tickets {
+        #[command(subcommand)]
+        command: tickets::TicketsCommand,
+    },
     /// Cases the sync refused to guess.
     Review {
         #[command(subcommand)]
@@ -180,6 +185,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             reports::run(command, &config, cli.format).await.map(|()| 0)
         }
         Command::Serve(args) => serve::run(args, &config).await,
+        Command::Tickets { command } => {
+            tickets::run(command, &config, cli.format).await.map(|()| 0)
+        }
         Command::Review { command } => review::run(command, &config, cli.format).await.map(|()| 0),
     }
 }

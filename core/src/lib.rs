@@ -17,7 +17,7 @@ pub mod sync;
 
 // What connectors and the core exchange lives in bestand-model (no SQL there); the core
 // names it as its own so `bestand_core::record::DeviceRecord` and the like stay one path.
-pub use bestand_model::{model, money, normalize, person, record, sheet, tabular};
+pub use bestand_model::{model, money, normalize, person, record, sheet, tabular, ticket};
 
 pub use crate::access::{Actor, Scope};
 pub use crate::clock::{Clock, FixedClock};

@@ -18,6 +18,7 @@ use bestand_core::store::repairs::{self, RepairClosing, RepairFilter, RepairOpen
 use bestand_core::store::review::{Resolution, SERIAL_CHANGED, SERIAL_CONFLICT};
 use bestand_core::store::{
     self, cost_split, devices, forecast, funding_report, overview, persons, plans, review, runs,
+    tickets,
 };
 use bestand_core::store::{AuthoritySpec, SchoolSpec, SourceSpec};
 use bestand_core::{privacy, procurement, CoreError};
@@ -242,6 +243,44 @@ async fn place(
     }
 }
 
+/// A ticket `T<L>` of the school (its source the MDM, for brevity), linked to its device.
+async fn ticket(
+    pool: &PgPool,
+    authority: Uuid,
+    school: Uuid,
+    source: Uuid,
+    device: Uuid,
+    letter: &str,
+    run: i64,
+) {
+    let ticket: Uuid = sqlx::query_scalar(
+        "insert into ticket (ticket_id, authority_id, source_id, external_id, number, title, \
+         state, source_state, school_id, created_at, updated_at, content_hash, first_seen_at, \
+         changed_in_run) values (gen_random_uuid(), $1, $2, $3, $3, 'Display', 'open', 'open', \
+         $4, $5, $5, '\\x00'::bytea, $5, $6) returning ticket_id",
+    )
+    .bind(authority)
+    .bind(source)
+    .bind(format!("T{letter}"))
+    .bind(school)
+    .bind(now())
+    .bind(run)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into ticket_device (ticket_id, device_id, authority_id, found_by, detail, \
+         linked_at, linked_by) values ($1, $2, $3, 'field', 'inventarnummer', $4, 'source:x')",
+    )
+    .bind(ticket)
+    .bind(device)
+    .bind(authority)
+    .bind(now())
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 async fn person_left(
     pool: &PgPool,
     authority: Uuid,
@@ -334,6 +373,14 @@ async fn env() -> Env {
     let x_wide_item = review_item(&pool, ids.x, ids.x_mdm, "unmatched-x", &[]).await;
     let x_run = run(&pool, ids.x, ids.x_mdm).await;
     let y_run = run(&pool, ids.y, ids.y_mdm).await;
+    for (authority, school, source, place, run) in [
+        (ids.x, ids.a, ids.x_mdm, &at_a, x_run),
+        (ids.x, ids.b, ids.x_mdm, &at_b, x_run),
+        (ids.y, ids.c, ids.y_mdm, &at_c, y_run),
+    ] {
+        let letter = &place.tag[..1];
+        ticket(&pool, authority, school, source, place.device, letter, run).await;
+    }
     let world = World {
         ids,
         at_a,
@@ -380,6 +427,8 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
 }
 
 const DEVICE: &str = "device (by id, asset tag or serial number)";
+const TICKET: &str = "ticket (by number or source:id)";
+const TICKET_LINKS: &str = "select count(*) from ticket_device";
 const PERSON: &str = "person (by id, username or email)";
 const SCHOOL: &str = "school (by number, name or alias)";
 
@@ -1217,6 +1266,111 @@ fn store_cases() -> Vec<Case> {
             },
         },
         Case {
+            function: "store::tickets::list_tickets",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    let listed = |scope: Scope, filter: tickets::TicketFilter| {
+                        let pool = env.pool.clone();
+                        async move {
+                            let list = tickets::list_tickets(&pool, &scope, &filter);
+                            listed(list, |ticket| (ticket.number, ticket.devices)).await
+                        }
+                    };
+                    let a = ("TA".to_string(), Some("A-1".to_string()));
+                    assert_eq!(listed(env.only_a(), Default::default()).await, [a]);
+                    let school_b = tickets::TicketFilter {
+                        school: Some("100002".into()),
+                        ..Default::default()
+                    };
+                    assert!(listed(env.only_a(), school_b.clone()).await.is_empty());
+                    assert_eq!(listed(env.x(), school_b).await.len(), 1);
+                    assert_eq!(listed(env.x(), Default::default()).await.len(), 2);
+                    assert_eq!(listed(Scope::All, Default::default()).await.len(), 3);
+                })
+            },
+        },
+        Case {
+            function: "store::tickets::show_ticket",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    for (scope, key) in [
+                        (env.only_a(), "TB"),
+                        (env.only_a(), "x-mdm:TB"),
+                        (env.x(), "TC"),
+                        (env.x(), "y-mdm:TC"),
+                    ] {
+                        let found = tickets::show_ticket(&env.pool, &scope, key).await;
+                        assert_not_found("show_ticket", found.map(|_| ()), TICKET, key);
+                    }
+                    let shown = tickets::show_ticket(&env.pool, &env.only_b(), "TB").await;
+                    let shown = shown.unwrap();
+                    assert_eq!(shown.devices.len(), 1);
+                    assert_eq!(shown.devices[0].device_id, env.world.at_b.device);
+                })
+            },
+        },
+        Case {
+            function: "store::tickets::tickets_of_device",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    for (scope, key) in [(env.only_a(), "B-1"), (env.x(), "C-1")] {
+                        let found = tickets::tickets_of_device(&env.pool, &scope, key).await;
+                        assert_not_found("tickets_of_device", found, DEVICE, key);
+                    }
+                    let only_b = env.only_b();
+                    let found = tickets::tickets_of_device(&env.pool, &only_b, "B-1");
+                    assert_eq!(listed(found, |t| t.number).await, ["TB"]);
+                })
+            },
+        },
+        Case {
+            function: "store::tickets::link_ticket",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let actor = Actor::CliUser("anna".into());
+                    let link = |scope: Scope, ticket: &'static str, device: &'static str| {
+                        let pool = env.pool.clone();
+                        let actor = actor.clone();
+                        async move {
+                            tickets::link_ticket(&pool, &scope, &actor, ticket, device, now()).await
+                        }
+                    };
+                    let found = link(env.only_a(), "TB", "A-1").await;
+                    assert_not_found("link_ticket", found, TICKET, "TB");
+                    let found = link(env.only_a(), "TA", "B-1").await;
+                    assert_not_found("link_ticket", found, DEVICE, "B-1");
+                    let found = link(env.x(), "TA", "C-1").await;
+                    assert_not_found("link_ticket", found, DEVICE, "C-1");
+                    assert_eq!(count(&env.pool, TICKET_LINKS).await, 3, "nothing linked");
+                    link(env.x(), "TA", "B-1").await.unwrap();
+                    assert_eq!(count(&env.pool, TICKET_LINKS).await, 4);
+                })
+            },
+        },
+        Case {
+            function: "store::tickets::unlink_ticket",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    let actor = Actor::CliUser("anna".into());
+                    let pool = &env.pool;
+                    let (only_a, only_b, x) = (env.only_a(), env.only_b(), env.x());
+                    let found = tickets::unlink_ticket(pool, &only_a, &actor, "TB", "B-1", now());
+                    assert_not_found("unlink_ticket", found.await, TICKET, "TB");
+                    let found = tickets::unlink_ticket(pool, &x, &actor, "TC", "C-1", now());
+                    assert_not_found("unlink_ticket", found.await, TICKET, "TC");
+                    assert_eq!(count(pool, TICKET_LINKS).await, 3, "nothing unlinked");
+                    let done = tickets::unlink_ticket(pool, &only_b, &actor, "TB", "B-1", now());
+                    assert_eq!(done.await.unwrap().before.as_deref(), Some("field"));
+                    assert_eq!(count(pool, TICKET_LINKS).await, 2);
+                })
+            },
+        },
+        Case {
             function: "privacy::purge",
             writes: true,
             check: |env| {
@@ -1659,6 +1813,10 @@ fn public_functions() -> BTreeSet<String> {
         (
             "store::inventory",
             include_str!("../../core/src/store/inventory.rs"),
+        ),
+        (
+            "store::tickets",
+            include_str!("../../core/src/store/tickets.rs"),
         ),
         ("privacy", include_str!("../../core/src/privacy.rs")),
         (

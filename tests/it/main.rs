@@ -38,5 +38,6 @@ mod slapd;
 mod support;
 mod sync_engine;
 mod sync_scope;
+mod tickets;
 mod ucs_ldap;
 mod zammad;

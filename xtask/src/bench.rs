@@ -120,6 +120,44 @@ pub fn bench_persons(workspace: &Path, persons: u64) -> anyhow::Result<()> {
     run_bench(workspace, vec![source], Targets::None)
 }
 
+/// The ticket run (docs/tickets.md): `tickets` tickets from an in-process generator (the
+/// example `ticket_bench` of bestand-core) into an empty inventory, then 1,000 changed tickets
+/// read incrementally, against bestand's own cluster with production settings.
+pub fn bench_tickets(workspace: &Path, tickets: u64) -> anyhow::Result<()> {
+    crate::step("building the ticket benchmark (release)");
+    crate::check(crate::cargo(workspace).args([
+        "build",
+        "--release",
+        "-p",
+        "bestand-core",
+        "--example",
+        "ticket_bench",
+    ]))?;
+    let release = crate::target_dir(workspace).join("release");
+    let cluster_dir = crate::target_dir(workspace).join("bench").join("postgres");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    crate::wipe_cluster(&runtime, &cluster_dir)?;
+    crate::step("starting PostgreSQL (production settings)");
+    let cluster = LocalCluster::open(&cluster_dir, None)?;
+    let started = runtime.block_on(cluster.start())?;
+    crate::step(&format!("measuring {tickets} tickets"));
+    let mut command = Command::new(release.join("examples").join("ticket_bench"));
+    command
+        .arg(tickets.to_string())
+        .env("DATABASE_URL", started.connection_url());
+    let outcome = measure(command);
+    runtime.block_on(started.stop())?;
+    let measured = outcome?;
+    print!("{}", measured.output);
+    println!(
+        "whole process: {:.2} s, at most {:.0} MB",
+        measured.seconds, measured.peak_rss_mb
+    );
+    Ok(())
+}
+
 /// Which targets a benchmark's figures are checked against.
 #[derive(PartialEq)]
 enum Targets {

@@ -25,6 +25,7 @@ usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
        cargo xtask bench --persons N
        cargo xtask bench --forecast [--devices N]
        cargo xtask bench --ticket-figures [N]
+       cargo xtask bench --tickets N
 
   test        cargo fmt --check, cargo clippy -D warnings (also bestand-cli without the demo),
               then cargo test --workspace
@@ -80,6 +81,7 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
             let mut devices = None;
             let mut persons = None;
             let mut ticket_figures = None;
+            let mut tickets = None;
             let mut all_sources = false;
             let mut forecast = false;
             let mut rest = flags.iter();
@@ -90,6 +92,10 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
                     "--devices" => {
                         let count = rest.next().context("--devices takes a number")?;
                         devices = Some(count.parse().context("--devices takes a number")?);
+                    }
+                    "--tickets" => {
+                        let count = rest.next().context("--tickets takes a number")?;
+                        tickets = Some(count.parse().context("--tickets takes a number")?);
                     }
                     "--persons" => {
                         let count = rest.next().context("--persons takes a number")?;
@@ -112,6 +118,10 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
             }
             if let Some(tickets) = ticket_figures {
                 return bench_figures::bench_ticket_figures(&workspace_root()?, tickets)
+                    .map(|()| ExitCode::SUCCESS);
+            }
+            if let Some(tickets) = tickets {
+                return bench::bench_tickets(&workspace_root()?, tickets)
                     .map(|()| ExitCode::SUCCESS);
             }
             if let Some(persons) = persons {

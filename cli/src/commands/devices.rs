@@ -456,6 +456,8 @@ fn print_detail(detail: &DeviceDetail) {
         ];
         println!("{}", output::table(vec!["field", "value"], rows));
     }
+    println!("\nTickets");
+    println!("{}", super::tickets::device_tickets_table(&detail.tickets));
 
     println!("\nHistory");
     let events = detail.history.iter().map(|e| {

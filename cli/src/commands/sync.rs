@@ -3,17 +3,18 @@
 use std::io::IsTerminal;
 use std::time::Instant;
 
-use bestand_connectors::{spawn_directory_fetch, spawn_fetch};
+use bestand_connectors::{spawn_directory_fetch, spawn_fetch, spawn_ticket_fetch};
 use bestand_core::model::SyncStatus;
 use bestand_core::store::runs::{self, RunView, SourceStatus};
 use bestand_core::sync::{self, DirectoryItem, SourceItem, SyncProgress, SyncReport};
+use bestand_core::ticket::{TicketItem, TicketRead};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::output::{self, opt, time, Format, Row};
 use bestand_app::config::Config;
 use bestand_app::database::{self as app, Database, Migrations};
-use bestand_app::sources::{build_connectors, sync_source};
+use bestand_app::sources::{build_connectors, sync_source_as, SourceRead};
 use bestand_app::SystemClock;
 
 #[derive(Debug, Args)]
@@ -37,6 +38,10 @@ pub struct RunArgs {
     /// measures the fetch alone.
     #[arg(long, conflicts_with = "dry_run")]
     pub fetch_only: bool,
+    /// Ticket sources: read every ticket, not only those changed since the last read, and
+    /// mark those the system no longer lists as deleted (docs/tickets.md).
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,13 +167,17 @@ async fn run_sources(run: &RunArgs, config: &Config, format: Format) -> anyhow::
             .find(|r| r.name == source.name())
             .ok_or_else(|| anyhow::anyhow!("source '{}' was not registered", source.name()))?;
         let progress = Progress::new(source.name());
-        let source_reports = sync_source(
+        let read = SourceRead {
+            dry_run: run.dry_run,
+            full_tickets: run.full,
+        };
+        let source_reports = sync_source_as(
             &database.pool,
             &super::scope(),
             config,
             source,
             source_ref,
-            run.dry_run,
+            read,
             &progress,
         )
         .await?;
@@ -205,7 +214,12 @@ fn print_report(report: &SyncReport, seconds: f64) {
         "{} ({}): {} in {seconds:.1} s, run {}{mode}",
         report.source_name, report.kind, report.status, report.run_id
     );
-    if report.kind == "directory" {
+    if report.kind == "tickets" {
+        println!(
+            "  tickets fetched {} · created {} · updated {} · unchanged {} · deleted {} · returned {}",
+            c.fetched, c.created, c.updated, c.unchanged, c.marked_missing, c.reappeared
+        );
+    } else if report.kind == "directory" {
         println!(
             "  persons fetched {} · created {} · updated {} · unchanged {} · left {} · returned {} · review items {}",
             c.fetched, c.created, c.updated, c.unchanged, c.marked_missing, c.reappeared, c.review_items
@@ -354,6 +368,33 @@ async fn fetch_only(run: &RunArgs, config: &Config) -> anyhow::Result<i32> {
                 "records",
                 &format!("{n_pages} pages"),
                 n_records,
+                n_problems,
+                outcome,
+                started.elapsed().as_secs_f64(),
+            ));
+        }
+        if let Some(tickets) = connectors.tickets {
+            // A full read: what a first run or `--full` would fetch.
+            let started = Instant::now();
+            let mut items = spawn_ticket_fetch(tickets, TicketRead::default());
+            let (mut n_pages, mut n_tickets, mut n_problems) = (0u64, 0u64, 0usize);
+            let outcome = loop {
+                match items.recv().await {
+                    Some(TicketItem::Page(page)) => {
+                        n_pages += 1;
+                        n_tickets += page.records.len() as u64;
+                        n_problems += page.records.iter().map(|r| r.problems.len()).sum::<usize>();
+                    }
+                    Some(TicketItem::Complete { reported_total }) => break Ok(reported_total),
+                    Some(TicketItem::Failed(failure)) => break Err(failure.to_string()),
+                    None => break Err("the connector stopped without finishing".to_string()),
+                }
+            };
+            code = code.max(report_fetch(
+                source.name(),
+                "tickets",
+                &format!("{n_pages} pages"),
+                n_tickets,
                 n_problems,
                 outcome,
                 started.elapsed().as_secs_f64(),

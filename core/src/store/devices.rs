@@ -294,6 +294,8 @@ pub struct DeviceDetail {
     pub disposal: Option<crate::store::lifecycle::DisposalView>,
     /// Purchase price plus repair costs.
     pub cost_of_ownership: crate::store::repairs::CostOfOwnership,
+    /// The tickets in the scope that concern the device, newest first (docs/tickets.md).
+    pub tickets: Vec<crate::store::tickets::DeviceTicketView>,
 }
 
 /// Finds a device in `scope` by id, asset tag or serial number and loads its links and history.
@@ -338,6 +340,7 @@ pub async fn show_device(
     let repairs = crate::store::repairs::repairs_of(pool, device_id).await?;
     let disposal = crate::store::lifecycle::disposal_of(pool, device_id).await?;
     let cost_of_ownership = crate::store::repairs::cost_of_ownership(pool, device_id).await?;
+    let tickets = crate::store::tickets::device_tickets(pool, scope, device_id).await?;
     Ok(DeviceDetail {
         device,
         authority,
@@ -350,6 +353,7 @@ pub async fn show_device(
         repairs,
         disposal,
         cost_of_ownership,
+        tickets,
     })
 }
 

@@ -21,6 +21,7 @@ pub mod plans;
 pub mod repairs;
 pub mod review;
 pub mod runs;
+pub mod tickets;
 
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;

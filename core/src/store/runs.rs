@@ -91,14 +91,15 @@ pub struct SourceStatus {
     pub source_name: String,
     /// The source's kind (`ucs_ldap`, `jamf_pro`, ...).
     pub kind: String,
-    /// `directory` or `devices`; `None` for a source that has not run yet.
+    /// `directory`, `devices` or `tickets`; `None` for a source that has not run yet.
     pub run_kind: Option<String>,
     pub authority: String,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_failure_at: Option<DateTime<Utc>>,
     pub last_failure_error: Option<String>,
     pub blocked_run_id: Option<i64>,
-    /// Live links: persons for a `directory` line, devices otherwise.
+    /// Live links: persons for a `directory` line, tickets not deleted for a `tickets` line,
+    /// devices otherwise.
     pub reported: i64,
     /// Links the source no longer reports: persons who left for a `directory` line, missing
     /// devices otherwise.
@@ -168,11 +169,17 @@ pub async fn source_status(
          case when k.run_kind = 'directory' then \
           (select count(*) from person_link l where l.source_id = s.source_id \
            and l.missing_since is null) \
+         when k.run_kind = 'tickets' then \
+          (select count(*) from ticket t where t.source_id = s.source_id \
+           and t.deleted_at is null) \
          else (select count(*) from source_link l where l.source_id = s.source_id \
           and l.ended_at is null and l.missing_since is null) end as reported, \
          case when k.run_kind = 'directory' then \
           (select count(*) from person_link l where l.source_id = s.source_id \
            and l.missing_since is not null) \
+         when k.run_kind = 'tickets' then \
+          (select count(*) from ticket t where t.source_id = s.source_id \
+           and t.deleted_at is not null) \
          else (select count(*) from source_link l where l.source_id = s.source_id \
           and l.ended_at is null and l.missing_since is not null) end as missing, \
          w.sync_run_id as running_run_id, w.heartbeat_at as running_last_alive_at, \

@@ -24,7 +24,6 @@ use crate::store::SourceRef;
 use crate::sync::guard::DeletionGuard;
 use crate::sync::matching::{Candidates, KnownPerson, PersonIndex};
 use crate::sync::protocol::{DirectoryItem, PersonPage};
-use crate::sync::references::School;
 use crate::sync::run::{
     apply_pages, close_run, upsert_review_item, with_heartbeat, Finish, OpenedRun, PageSink,
     Received, ReviewUpsert, RunEnd, RunError, Start, StreamWords, SyncCounts, SyncProgress,
@@ -334,13 +333,9 @@ impl<'a> DirectoryRun<'a> {
     }
 
     async fn load(&mut self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-        let schools: Vec<School> = sqlx::query_as(
-            "select school_id, school_number, name, aliases from school where authority_id = $1",
-        )
-        .bind(self.source.authority_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        self.schools = SchoolResolver::new(schools, &self.options.school_map);
+        self.schools =
+            SchoolResolver::load(&mut *tx, self.source.authority_id, &self.options.school_map)
+                .await?;
 
         type PersonRow = (
             Uuid,

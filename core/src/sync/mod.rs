@@ -1,7 +1,7 @@
 //! The sync engine: applies a source's pages to the inventory, safely.
 //!
 //! `run` is the machinery every run shares, `devices` the device run (with `matching`),
-//! `directory` the directory run, `approve` the approval of a blocked run. They all build on
+//! `directory` the directory run, `tickets` the run of a ticket system, `approve` the approval of a blocked run. They all build on
 //! `store`, never the other way round.
 
 pub mod approve;
@@ -14,6 +14,7 @@ pub(crate) mod prepare;
 pub(crate) mod references;
 pub mod run;
 pub(crate) mod schools;
+pub mod tickets;
 
 /// Field authority lives with the device row in the store, which review resolution shares;
 /// kept reachable here, where callers configuring a sync look for it.
@@ -30,4 +31,5 @@ pub use self::run::{
     with_heartbeat, NoProgress, SyncCounts, SyncProgress, SyncReport, HEARTBEAT_INTERVAL,
     RUN_ATTEMPTS,
 };
+pub use self::tickets::{run_ticket_sync, TicketMapping, TicketSyncOptions};
 pub use bestand_model::protocol;

@@ -302,6 +302,10 @@ pub(crate) async fn close_run(
 /// not returned.
 async fn refresh_statistics(conn: &mut PgConnection, report: &SyncReport) {
     let tables = match report.kind {
+        "tickets" => {
+            "ticket (authority_id, source_id, school_id, created_at), \
+             ticket_device (ticket_id, device_id)"
+        }
         "directory" => {
             "person (authority_id, left_at), \
              person_link (person_id, source_id, missing_since), \
@@ -485,7 +489,7 @@ pub(crate) struct Start<'a> {
     actor: &'a Actor,
     source: &'a SourceRef,
     dry_run: bool,
-    /// `devices` or `directory`.
+    /// `devices`, `directory` or `tickets`.
     kind: &'static str,
 }
 
@@ -544,13 +548,28 @@ impl<'a> Start<'a> {
     where
         Applied: Future<Output = Result<SyncReport, CoreError>>,
     {
-        self.check_scope()?;
         let fetch = &std::sync::Mutex::new(fetch);
+        let apply = &apply;
+        self.retrying_opened(|opened| async move { apply(opened, fetch_next(fetch)).await })
+            .await
+    }
+
+    /// Opens a run and `apply`s it, again while a run loses a deadlock; for runs that ask their
+    /// source for something only once they hold its lock (a ticket run reads its watermark
+    /// first).
+    pub async fn retrying_opened<Applied>(
+        &self,
+        apply: impl Fn(OpenedRun) -> Applied,
+    ) -> Result<SyncReport, CoreError>
+    where
+        Applied: Future<Output = Result<SyncReport, CoreError>>,
+    {
+        self.check_scope()?;
         let apply = &apply;
         retry_lost_deadlocks(self.source, || async move {
             let opened =
                 open_run(self.pool, self.clock, self.source, self.dry_run, self.kind).await?;
-            apply(opened, fetch_next(fetch)).await
+            apply(opened).await
         })
         .await
     }

@@ -59,6 +59,21 @@ impl SchoolResolver {
         }
     }
 
+    /// `new` over the schools of `authority` as stored.
+    pub(crate) async fn load(
+        conn: &mut sqlx::PgConnection,
+        authority: Uuid,
+        school_map: &HashMap<String, String>,
+    ) -> Result<SchoolResolver, sqlx::Error> {
+        let schools: Vec<School> = sqlx::query_as(
+            "select school_id, school_number, name, aliases from school where authority_id = $1",
+        )
+        .bind(authority)
+        .fetch_all(conn)
+        .await?;
+        Ok(SchoolResolver::new(schools, school_map))
+    }
+
     /// Learns the schools the source lists: a key not in `school_map` resolves through the
     /// school number the source gives for it, then the key, then its display name.
     pub(crate) fn learn(&mut self, schools: &[DirectorySchool]) {
