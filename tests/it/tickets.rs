@@ -956,3 +956,173 @@ async fn a_scope_short_of_the_sources_authority_cannot_run_it() {
     let report = read(&db.pool, &clock, &source, &system, &options()).await;
     assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
 }
+
+/// A ticket of Musterstadt at Berlin wall-clock times (`2026-09-04 12:30`), summer time.
+fn ticket_at(
+    id: u32,
+    title: &str,
+    created: &str,
+    response: Option<&str>,
+    closed: Option<&str>,
+) -> TicketRecord {
+    let berlin = |text: &str| {
+        chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M")
+            .unwrap()
+            .and_local_timezone(chrono_tz::Europe::Berlin)
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    let mut record = ticket(id, title, 0);
+    record.created_at = berlin(created);
+    record.updated_at = berlin(closed.or(response).unwrap_or(created));
+    record.first_response_at = response.map(berlin);
+    record.closed_at = closed.map(berlin);
+    if closed.is_some() {
+        record.state = TicketState::Closed;
+        record.source_state = "closed".into();
+    }
+    record
+}
+
+#[tokio::test]
+async fn the_ticket_report_counts_service_hours_per_quarter_and_model_and_writes_its_charts() {
+    use bestand_core::service_level::{Dimension, Land, Quarter, ServiceCalendar, ServiceTargets};
+    use bestand_core::store::ticket_report::{ticket_report, TicketReportRequest};
+
+    let db = test_db().await;
+    let clock = clock();
+    let source = setup(&db.pool, &clock).await;
+    // The service sheet: Mon-Thu 08:00-16:00, Fri 08:00-13:00, NRW holidays.
+    // A: Fri 12:30 -> Mon 09:00 = 0.5 h + 1 h = 1.5 h reaction; solved Mon 15:00 = 0.5 h + 7 h
+    //    = 7.5 h; names INV-0001, an iPad (9th generation).
+    // B: Tue 08:00 -> 10:00 = 2 h reaction; solved Wed 10:00 = 8 h + 2 h = 10 h.
+    // C: opened Wed 30 Sep 15:00, no answer yet: in the backlog at the end of Q3.
+    // D: opened in Q2 and solved there: in no Q3 figure.
+    let system = scripted(
+        vec![
+            ticket_at(
+                1,
+                "Display INV-0001 gesprungen",
+                "2026-09-04 12:30",
+                Some("2026-09-07 09:00"),
+                Some("2026-09-07 15:00"),
+            ),
+            ticket_at(
+                2,
+                "Drucker im Lehrerzimmer",
+                "2026-09-08 08:00",
+                Some("2026-09-08 10:00"),
+                Some("2026-09-09 10:00"),
+            ),
+            ticket_at(3, "WLAN Raum 104", "2026-09-30 15:00", None, None),
+            ticket_at(
+                4,
+                "Beamer",
+                "2026-05-04 08:00",
+                Some("2026-05-04 09:00"),
+                Some("2026-05-04 10:00"),
+            ),
+        ],
+        Ends::Complete,
+    );
+    let report = read(&db.pool, &clock, &source, &system, &options()).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+
+    let request = TicketReportRequest {
+        authority: None,
+        period: "2026-Q3".parse().unwrap(),
+        quarters: 2,
+    };
+    let calendar = ServiceCalendar::service_sheet(Land::NordrheinWestfalen);
+    let targets = ServiceTargets::default();
+    let report = ticket_report(&db.pool, &Scope::All, &calendar, &targets, &request)
+        .await
+        .unwrap();
+    assert_eq!(report.authority, "musterstadt");
+    assert_eq!(
+        report.quarters,
+        vec![
+            Quarter::new(2026, 2).unwrap(),
+            Quarter::new(2026, 3).unwrap()
+        ]
+    );
+    let q3 = &report.figures.quarters[1];
+    let all = q3
+        .groups
+        .iter()
+        .find(|g| g.dimension == Dimension::All)
+        .unwrap();
+    assert_eq!(
+        (all.figures.opened, all.figures.solved, all.figures.backlog),
+        (3, 2, 1)
+    );
+    // Linear interpolation over [1.5, 2]: median 1.75, 90th percentile 1.5 + 0.9 * 0.5 = 1.95;
+    // over [7.5, 10]: 8.75 and 7.5 + 0.9 * 2.5 = 9.75.
+    let close = |value: Option<f64>, expected: f64| {
+        assert!(
+            (value.unwrap() - expected).abs() < 1e-9,
+            "{value:?} != {expected}"
+        )
+    };
+    close(all.figures.reaction.median_hours, 1.75);
+    close(all.figures.reaction.p90_hours, 1.95);
+    close(all.figures.resolution.median_hours, 8.75);
+    close(all.figures.resolution.p90_hours, 9.75);
+    let q2 = report.figures.quarters[0]
+        .groups
+        .iter()
+        .find(|g| g.dimension == Dimension::All)
+        .unwrap();
+    assert_eq!(
+        (q2.figures.opened, q2.figures.solved, q2.figures.backlog),
+        (1, 1, 0)
+    );
+    // One Q3 ticket names one of the two iPads (9th generation): 50 per 100 devices.
+    let model = q3
+        .groups
+        .iter()
+        .find(|g| {
+            g.dimension == Dimension::Model && g.key.as_deref() == Some("iPad (9th generation)")
+        })
+        .unwrap();
+    assert_eq!((model.figures.opened, model.devices), (1, Some(2)));
+    close(model.tickets_per_100_devices, 50.0);
+
+    // Another authority's scope reaches none of it.
+    let elsewhere = Scope::Authority(Uuid::new_v4());
+    let refused = ticket_report(&db.pool, &elsewhere, &calendar, &targets, &request).await;
+    assert!(
+        matches!(refused, Err(CoreError::NotFound { .. })),
+        "{refused:?}"
+    );
+
+    // The workbook holds the figures as numbers and one chart sheet per figure.
+    let bytes = bestand_documents::workbook::write_xlsx(
+        &bestand_cli::commands::ticket_report::workbook(&report),
+    )
+    .unwrap();
+    use calamine::{DataType, Reader};
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
+    let names = book.sheet_names();
+    assert_eq!(&names[..2], ["Kennzahlen", "Themen"]);
+    assert!(
+        names.iter().any(|name| name == "Diagramm Reaktion"),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 2 + 7);
+    let sheet = book.worksheet_range("Kennzahlen").unwrap();
+    let q3_all = sheet
+        .rows()
+        .find(|row| row[0].to_string() == "2026-Q3" && row[1].to_string() == "gesamt")
+        .unwrap();
+    assert_eq!(q3_all[3].as_f64(), Some(3.0), "opened");
+    assert_eq!(q3_all[6].as_f64(), Some(1.75), "reaction median");
+    let svg = bestand_documents::chart::chart_svg(
+        &bestand_cli::commands::ticket_report::charts(&report)[1].1,
+        900,
+        500,
+    )
+    .unwrap();
+    assert!(svg.contains("Reaktionszeit in Servicestunden"));
+}

@@ -12,6 +12,7 @@ pub mod reports;
 pub mod review;
 pub mod serve;
 pub mod sync;
+pub mod ticket_report;
 pub mod tickets;
 
 use bestand_core::access::{Actor, Scope};

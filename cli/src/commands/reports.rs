@@ -60,6 +60,9 @@ pub enum ReportsCommand {
         #[arg(long, default_value_t = 30)]
         missing_days: u32,
     },
+    /// The service-level figures of the tickets: a quarter per school, provider, model, age,
+    /// topic and priority, with the last eight quarters for the charts (docs/service-levels.md).
+    Tickets(super::ticket_report::TicketReportArgs),
     /// Split a shared cost between authorities by pupils weighted by school level.
     CostSplit {
         /// The amount, German or English notation (120.000,00).
@@ -108,6 +111,9 @@ pub struct ReplacementArgs {
 }
 
 pub async fn run(command: ReportsCommand, config: &Config, format: Format) -> anyhow::Result<()> {
+    if let ReportsCommand::Tickets(args) = command {
+        return super::ticket_report::run(args, config, format).await;
+    }
     // Arguments are checked before the database is opened, so a typo costs no connection.
     let now = bestand_core::Clock::now(&SystemClock);
     let today = school_date(now);
@@ -164,6 +170,7 @@ pub async fn run(command: ReportsCommand, config: &Config, format: Format) -> an
                 Err(error) => Err(error.into()),
             }
         }
+        ReportsCommand::Tickets(_) => unreachable!("ticket reports return above"),
         ReportsCommand::CostSplit { authority, .. } => {
             let (amount, weights) = split.context("the amount was read above")?;
             match cost_split::cost_split(pool, &scope, amount, &weights, &authority).await {
