@@ -18,7 +18,7 @@ use bestand_core::store::repairs::{self, RepairClosing, RepairFilter, RepairOpen
 use bestand_core::store::review::{Resolution, SERIAL_CHANGED, SERIAL_CONFLICT};
 use bestand_core::store::{
     self, cost_split, devices, forecast, funding_report, overview, persons, plans, review, runs,
-    tickets,
+    ticket_report, tickets,
 };
 use bestand_core::store::{AuthoritySpec, SchoolSpec, SourceSpec};
 use bestand_core::{privacy, procurement, CoreError};
@@ -1266,6 +1266,43 @@ fn store_cases() -> Vec<Case> {
             },
         },
         Case {
+            function: "store::ticket_report::ticket_report",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    use bestand_core::service_level::{Land, Quarter, ServiceCalendar};
+                    let calendar = ServiceCalendar::service_sheet(Land::NordrheinWestfalen);
+                    let opened = |scope: Scope, authority: Option<&str>| {
+                        let pool = env.pool.clone();
+                        let calendar = calendar.clone();
+                        let request = ticket_report::TicketReportRequest {
+                            authority: authority.map(String::from),
+                            period: Quarter::containing(now()),
+                            quarters: 1,
+                        };
+                        async move {
+                            let report = ticket_report::ticket_report(
+                                &pool,
+                                &scope,
+                                &calendar,
+                                &Default::default(),
+                                &request,
+                            )
+                            .await?;
+                            Ok::<u64, CoreError>(
+                                report.figures.quarters[0].groups[0].figures.opened,
+                            )
+                        }
+                    };
+                    // School A's scope counts TA only; X's authority TA and TB.
+                    assert_eq!(opened(env.only_a(), None).await.unwrap(), 1);
+                    assert_eq!(opened(env.x(), Some("xstadt")).await.unwrap(), 2);
+                    let found = opened(env.only_a(), Some("ystadt")).await;
+                    assert_not_found("ticket_report", found, "authority", "ystadt");
+                })
+            },
+        },
+        Case {
             function: "store::tickets::list_tickets",
             writes: false,
             check: |env| {
@@ -1817,6 +1854,10 @@ fn public_functions() -> BTreeSet<String> {
         (
             "store::tickets",
             include_str!("../../core/src/store/tickets.rs"),
+        ),
+        (
+            "store::ticket_report",
+            include_str!("../../core/src/store/ticket_report.rs"),
         ),
         ("privacy", include_str!("../../core/src/privacy.rs")),
         (
