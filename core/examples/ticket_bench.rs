@@ -1,6 +1,7 @@
 //! The ticket run's benchmark (`cargo xtask bench --tickets N`, docs/performance.md): N tickets
 //! from an in-process generator, a full read into an empty inventory, then an incremental read
-//! of 1,000 changed tickets, each timed by the server's clock; the database is `DATABASE_URL`.
+//! of 1,000 changed tickets, then the quarterly report over all of them, each timed by the
+//! server's clock; the database is `DATABASE_URL`.
 //!
 //! A third of the tickets name one of 20,000 devices in their title, so the title patterns and
 //! the device lookups are part of what is measured. The lead switches the generator for the
@@ -8,6 +9,8 @@
 
 use bestand_core::access::{Actor, Scope};
 use bestand_core::model::SchoolType;
+use bestand_core::service_level::{Land, ServiceCalendar, ServiceTargets};
+use bestand_core::store::ticket_report::{ticket_report, TicketReportRequest};
 use bestand_core::store::{self, AuthoritySpec, SchoolSpec, SourceSpec};
 use bestand_core::sync::{self, TicketMapping, TicketSyncOptions};
 use bestand_core::ticket::{TicketItem, TicketPage, TicketRecord, TicketState};
@@ -181,6 +184,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "incremental read: {} changed tickets ({} updated) in {seconds:.2} s, status {}",
         incremental.counts.fetched, incremental.counts.updated, incremental.status
+    );
+    // The quarterly report over everything stored: the last quarter with tickets and the seven
+    // before it, in the service sheet's hours.
+    let started = server_seconds(&pool).await?;
+    let request = TicketReportRequest {
+        authority: None,
+        period: "2025-Q4".parse()?,
+        quarters: 8,
+    };
+    let calendar = ServiceCalendar::service_sheet(Land::NordrheinWestfalen);
+    let report = ticket_report(
+        &pool,
+        &scope,
+        &calendar,
+        &ServiceTargets::default(),
+        &request,
+    )
+    .await?;
+    let seconds = server_seconds(&pool).await? - started;
+    println!(
+        "quarterly report: {} over {} quarters, {} tickets read, in {seconds:.2} s",
+        report.period,
+        report.quarters.len(),
+        report.tickets_read
     );
     Ok(())
 }
