@@ -162,7 +162,7 @@ async fn the_replacement_forecast_as_a_workbook_with_its_chart_and_as_svg() {
     let year_row = |year: &str| {
         chart
             .rows()
-            .find(|row| row[0].to_string() == year)
+            .find(|row| row[0] == text(year))
             .unwrap_or_else(|| panic!("{year} in the chart's data"))
             .to_vec()
     };
