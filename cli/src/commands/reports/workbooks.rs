@@ -405,7 +405,7 @@ pub fn replacement_workbook(report: &ReplacementForecast) -> Workbook {
     sheets.push(sheet(
         "Summen",
         &[
-            ("Jahr", Integer),
+            ("Jahr", Text),
             ("Kategorie", Text),
             ("Geräte", Integer),
             ("Kosten", Money),
@@ -482,7 +482,7 @@ pub fn replacement_workbook(report: &ReplacementForecast) -> Workbook {
                 ("Kaufdatum geschätzt", Text),
                 ("Nutzungsdauer (Jahre)", Integer),
                 ("Nutzungsdauer aus", Text),
-                ("Lebensende", Integer),
+                ("Lebensende", Text),
                 ("Ersatzpreis", Money),
                 ("Preis aus", Text),
             ])
@@ -501,9 +501,10 @@ pub fn replacement_workbook(report: &ReplacementForecast) -> Workbook {
     }
 }
 
-/// A forecast line's place: the budget year first, then where.
+/// A forecast line's place: the budget year first, then where. A year is a number cell in a
+/// column of Excel's default display, so it reads `2027`, not `2.027` as a count would.
 const PLACE_AFTER_YEAR: [(&str, ColumnKind); 4] = [
-    ("Jahr", Integer),
+    ("Jahr", Text),
     ("Schulträger", Text),
     ("Schulnummer", Text),
     ("Schule", Text),
