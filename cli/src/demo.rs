@@ -2,7 +2,10 @@
 //! authority Musterstadt (Jamf Pro, Intune, Relution) and a mock UCS@school (Kelvin) with its
 //! pupils and teachers, syncs them into a local database (Jamf Pro twice, the second time after a
 //! day of changes: devices vanish, re-enroll, update), and shows what a new user wants to see,
-//! including who has which device.
+//! including who has which device; then Musterstadt's purchases and funding programmes, and the
+//! five-year replacement forecast they give (`procurement`).
+
+mod procurement;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -162,7 +165,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     lend_some_devices(&database, &config, &mocks).await?;
-    print_overview(&database, &config_path).await?;
+    let mut explore = print_overview(&database, &config_path).await?;
+    let shown = procurement::run(&database, &data_dir).await?;
+    let config = config_path.display();
+    explore.extend([
+        format!(
+            "bestand --config {config} reports replacement --years {} --increase {} --xlsx forecast.xlsx --chart forecast.svg",
+            shown.years,
+            procurement::INCREASE_PERCENT
+        ),
+        format!("bestand --config {config} reports funding --programme DP-2019"),
+        format!("bestand --config {config} funding list"),
+    ]);
+    println!("\nExplore further (the database stays in the demo folder):");
+    for command in explore {
+        println!("  {command}");
+    }
+    println!("(`cargo run --release --bin bestand -- ...` runs bestand from this checkout; `bestand demo` again starts over.)");
     mocks.jamf.shutdown().await?;
     database.close().await?;
     Ok(())
@@ -348,7 +367,8 @@ fn write_demo_config(data_dir: &Path, mocks: &Mocks) -> anyhow::Result<PathBuf> 
     Ok(config_path)
 }
 
-async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Result<()> {
+/// Prints what the syncs and loans left in the inventory; gives the commands to explore it.
+async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Result<Vec<String>> {
     let counts = devices::count_by_school_and_category(
         &database.pool,
         &crate::commands::scope(),
@@ -527,8 +547,7 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
         .and_then(|d| d.asset_tag.clone())
         .unwrap_or_else(|| "INV-2023-00001".into());
     let config = config_path.display();
-    println!("\nExplore further (the database stays in the demo folder):");
-    for command in [
+    Ok(vec![
         format!("bestand --config {config} devices list --school 100001"),
         format!("bestand --config {config} devices list --category laptop --warranty-before {in_a_year}"),
         format!("bestand --config {config} devices list --missing --format csv"),
@@ -546,9 +565,5 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
         format!("bestand --config {config} sync status"),
         format!("bestand --config {config} devices list --conflicts"),
         format!("bestand --config {config} review list"),
-    ] {
-        println!("  {command}");
-    }
-    println!("(`cargo run --release --bin bestand -- ...` runs bestand from this checkout; `bestand demo` again starts over.)");
-    Ok(())
+    ])
 }

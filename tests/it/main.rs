@@ -31,6 +31,7 @@ mod processes;
 mod purchases;
 mod relution;
 mod reports;
+mod reports_xlsx;
 mod run_liveness;
 mod school_servers;
 mod serve;

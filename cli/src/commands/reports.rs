@@ -3,7 +3,10 @@
 //! for scripts and spreadsheets. The figures come from core; this module only lays them out
 //! (docs/reports.md).
 
+pub mod workbooks;
+
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{bail, Context};
@@ -33,6 +36,9 @@ pub enum ReportsCommand {
         /// Only this school (number, name or alias).
         #[arg(long)]
         school: Option<String>,
+        /// Also write the report as an Excel workbook (XLSX) to this file.
+        #[arg(long, value_name = "FILE")]
+        xlsx: Option<PathBuf>,
     },
     /// Straight-line book values (net book value) per device, school and authority at a date.
     Depreciation {
@@ -45,6 +51,9 @@ pub enum ReportsCommand {
         /// Only this school (number, name or alias).
         #[arg(long)]
         school: Option<String>,
+        /// Also write the report as an Excel workbook (XLSX) to this file.
+        #[arg(long, value_name = "FILE")]
+        xlsx: Option<PathBuf>,
     },
     /// Replacement forecast per year, authority, school and category at catalogue prices.
     Replacement(ReplacementArgs),
@@ -59,6 +68,9 @@ pub enum ReportsCommand {
         /// Flag devices missing from every source for more than this many days.
         #[arg(long, default_value_t = 30)]
         missing_days: u32,
+        /// Also write the report as an Excel workbook (XLSX) to this file.
+        #[arg(long, value_name = "FILE")]
+        xlsx: Option<PathBuf>,
     },
     /// The service-level figures of the tickets: a quarter per school, provider, model, age,
     /// topic and priority, with the last eight quarters for the charts (docs/service-levels.md).
@@ -75,6 +87,9 @@ pub enum ReportsCommand {
         /// Only these authorities (slug); repeat for several. Default: every one.
         #[arg(long)]
         authority: Vec<String>,
+        /// Also write the report as an Excel workbook (XLSX) to this file.
+        #[arg(long, value_name = "FILE")]
+        xlsx: Option<PathBuf>,
     },
 }
 
@@ -108,6 +123,12 @@ pub struct ReplacementArgs {
     /// List the devices behind each line.
     #[arg(long)]
     pub devices: bool,
+    /// Also write the forecast as an Excel workbook (XLSX) with its chart to this file.
+    #[arg(long, value_name = "FILE")]
+    pub xlsx: Option<PathBuf>,
+    /// Also draw the cost per year, stacked by category, as SVG to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
 }
 
 pub async fn run(command: ReportsCommand, config: &Config, format: Format) -> anyhow::Result<()> {
@@ -131,56 +152,87 @@ pub async fn run(command: ReportsCommand, config: &Config, format: Format) -> an
     let pool = &database.pool;
     let scope = super::scope();
     let out = std::io::stdout().lock();
-    let result = match command {
-        ReportsCommand::Warranty { months, school } => {
-            match plans::warranty_report(pool, &scope, today, months, school.as_deref()).await {
-                Ok(report) => write_warranty(out, &report, format),
-                Err(error) => Err(error.into()),
+    let result = async {
+        match command {
+            ReportsCommand::Warranty {
+                months,
+                school,
+                xlsx,
+            } => {
+                let report =
+                    plans::warranty_report(pool, &scope, today, months, school.as_deref()).await?;
+                write_warranty(out, &report, format)?;
+                written(xlsx, || workbooks::warranty_workbook(&report))
             }
-        }
-        ReportsCommand::Depreciation { at, by, school } => {
-            let at = at.unwrap_or(today);
-            match plans::depreciation_report(pool, &scope, at, school.as_deref()).await {
-                Ok(report) => write_depreciation(out, &report, by, format),
-                Err(error) => Err(error.into()),
+            ReportsCommand::Depreciation {
+                at,
+                by,
+                school,
+                xlsx,
+            } => {
+                let at = at.unwrap_or(today);
+                let report =
+                    plans::depreciation_report(pool, &scope, at, school.as_deref()).await?;
+                write_depreciation(out, &report, by, format)?;
+                written(xlsx, || workbooks::depreciation_workbook(&report))
             }
-        }
-        ReportsCommand::Replacement(_) => {
-            let request = request.context("the replacement request was read above")?;
-            match forecast::replacement_forecast(pool, &scope, &request).await {
-                Ok(report) => write_replacement(out, &report, format),
-                Err(error) => Err(error.into()),
+            ReportsCommand::Replacement(args) => {
+                let request = request.context("the replacement request was read above")?;
+                let report = forecast::replacement_forecast(pool, &scope, &request).await?;
+                write_replacement(out, &report, format)?;
+                if let Some(path) = &args.chart {
+                    let path = workbooks::write_replacement_svg(path, &report)?;
+                    eprintln!("chart written to {}", path.display());
+                }
+                written(args.xlsx, || workbooks::replacement_workbook(&report))
             }
-        }
-        ReportsCommand::Funding {
-            programme,
-            authority,
-            missing_days,
-        } => {
-            let report = funding_report::funding_report(
-                pool,
-                &scope,
-                now,
-                &programme,
-                authority.as_deref(),
+            ReportsCommand::Funding {
+                programme,
+                authority,
                 missing_days,
-            );
-            match report.await {
-                Ok(report) => write_funding(out, &report, format),
-                Err(error) => Err(error.into()),
+                xlsx,
+            } => {
+                let report = funding_report::funding_report(
+                    pool,
+                    &scope,
+                    now,
+                    &programme,
+                    authority.as_deref(),
+                    missing_days,
+                )
+                .await?;
+                write_funding(out, &report, format)?;
+                written(xlsx, || workbooks::funding_workbook(&report))
             }
-        }
-        ReportsCommand::Tickets(_) => unreachable!("ticket reports return above"),
-        ReportsCommand::CostSplit { authority, .. } => {
-            let (amount, weights) = split.context("the amount was read above")?;
-            match cost_split::cost_split(pool, &scope, amount, &weights, &authority).await {
-                Ok(split) => write_cost_split(out, &split, format),
-                Err(error) => Err(error.into()),
+            ReportsCommand::CostSplit {
+                authority, xlsx, ..
+            } => {
+                let (amount, weights) = split.context("the amount was read above")?;
+                let split =
+                    cost_split::cost_split(pool, &scope, amount, &weights, &authority).await?;
+                write_cost_split(out, &split, format)?;
+                written(xlsx, || workbooks::cost_split_workbook(&split))
             }
+            ReportsCommand::Tickets(_) => unreachable!("ticket reports return above"),
         }
-    };
+    }
+    .await;
     database.close().await?;
     result
+}
+
+/// Writes the workbook when `--xlsx` asked for one and names the file on stderr, so that
+/// stdout stays the report alone (JSON and CSV pipe on unchanged).
+fn written(
+    path: Option<PathBuf>,
+    workbook: impl FnOnce() -> bestand_documents::workbook::Workbook,
+) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let path: &Path = &path;
+        let path = workbooks::write_workbook(path, &workbook())?;
+        eprintln!("workbook written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// The request of `reports replacement`, prices quoted in `today`'s year.

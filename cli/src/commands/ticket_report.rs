@@ -3,7 +3,7 @@
 //! over the last eight quarters, and the same charts as SVG files. The figures come from core;
 //! this module lays them out.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use bestand_core::service_level::{
@@ -81,29 +81,21 @@ pub async fn run(args: TicketReportArgs, config: &Config, format: Format) -> any
     write_report(std::io::stdout().lock(), &report, format)?;
     if let Some(path) = &args.xlsx {
         let bytes = write_xlsx(&workbook(&report))?;
-        write_atomically(path, &bytes)?;
+        super::reports::workbooks::write_atomically(path, &bytes)?;
         eprintln!("workbook written: {}", path.display());
     }
     if let Some(dir) = &args.charts {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (name, chart) in charts(&report) {
             let path = dir.join(format!("{name}.svg"));
-            write_atomically(&path, chart_svg(&chart, 900, 500)?.as_bytes())?;
+            super::reports::workbooks::write_atomically(
+                &path,
+                chart_svg(&chart, 900, 500)?.as_bytes(),
+            )?;
             eprintln!("chart written: {}", path.display());
         }
     }
     Ok(())
-}
-
-/// Writes `bytes` beside `path` and renames it into place, so a reader never sees half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} names no file", path.display()))?;
-    let partial = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    std::fs::write(&partial, bytes)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 const HEADERS: [&str; 15] = [
