@@ -133,7 +133,7 @@ fn purchase_file(rows: u64) -> Vec<u8> {
         } else {
             (format!("NEU-{k}"), format!("INV-{k}"))
         };
-        let (maker, model) = if k % 3 == 0 {
+        let (maker, model) = if k.is_multiple_of(3) {
             ("Apple", "iPad 10")
         } else {
             ("Lenovo", "ThinkPad L14")
@@ -143,7 +143,7 @@ fn purchase_file(rows: u64) -> Vec<u8> {
         let year = 2020 + k % 6;
         let cents = 29_900 + (k % 1_000) * 137;
         let programme = ["DP", "", "SOFORT"][(k % 3) as usize];
-        let warranty = if k % 2 == 0 { "24" } else { "" };
+        let warranty = if k.is_multiple_of(2) { "24" } else { "" };
         let _ = write!(
             text,
             "B-{year}-{order};{day:02}.{month:02}.{year};{day2:02}.{month:02}.{year};\
@@ -163,7 +163,7 @@ fn german_price(cents: u64) -> String {
     let euros = (cents / 100).to_string();
     let mut grouped = String::new();
     for (i, digit) in euros.chars().enumerate() {
-        if i > 0 && (euros.len() - i) % 3 == 0 {
+        if i > 0 && (euros.len() - i).is_multiple_of(3) {
             grouped.push('.');
         }
         grouped.push(digit);
