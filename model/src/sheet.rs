@@ -116,20 +116,17 @@ fn read_csv(bytes: &[u8], encoding: Option<Encoding>) -> Result<Sheet, SheetErro
         None => return Err(SheetError::NoHeader),
     };
     let mut rows = Vec::new();
+    let mut lines = tabular::LineCounter::default();
     for record in records {
         let record = record.map_err(|error| SheetError::Csv {
-            line: error
-                .position()
-                .map_or(0, |p| tabular::record_line(text, p.byte())),
+            line: error.position().map_or(0, |p| lines.line(text, p.byte())),
             message: error.to_string(),
         })?;
         if record.iter().all(|field| field.trim().is_empty()) {
             continue;
         }
         rows.push(SheetRow {
-            line: record
-                .position()
-                .map_or(0, |p| tabular::record_line(text, p.byte())),
+            line: record.position().map_or(0, |p| lines.line(text, p.byte())),
             cells: record
                 .iter()
                 .map(|cell| match tabular::unneutralise(cell.trim()) {

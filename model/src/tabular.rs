@@ -198,12 +198,38 @@ fn detect_delimiter(text: &str) -> u8 {
 /// The line of the CSV record starting at byte `at` of `text`. The `csv` reader's own line
 /// count and offset include blank lines before a record, so those are stepped over first.
 pub fn record_line(text: &str, at: u64) -> u64 {
-    let bytes = text.as_bytes();
-    let mut at = usize::try_from(at).unwrap_or(usize::MAX).min(bytes.len());
-    while bytes.get(at).is_some_and(|b| matches!(b, b'\n' | b'\r')) {
-        at += 1;
+    LineCounter::default().line(text, at)
+}
+
+/// `record_line` for the records of one file in order: it counts the line breaks between the
+/// previous record and this one only, so reading a file stays linear in its size (counting
+/// from the start for every record took 45 s for 50,000 rows).
+#[derive(Debug, Default)]
+pub struct LineCounter {
+    /// Bytes counted so far, and the line breaks among them.
+    counted: usize,
+    breaks: u64,
+}
+
+impl LineCounter {
+    /// The line of the record starting at byte `at` of `text`; `at` must not go backwards
+    /// between calls (a smaller one is counted from the start again).
+    pub fn line(&mut self, text: &str, at: u64) -> u64 {
+        let bytes = text.as_bytes();
+        let mut at = usize::try_from(at).unwrap_or(usize::MAX).min(bytes.len());
+        while bytes.get(at).is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+            at += 1;
+        }
+        if at < self.counted {
+            *self = LineCounter::default();
+        }
+        self.breaks += bytes[self.counted..at]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        self.counted = at;
+        self.breaks + 1
     }
-    bytes.iter().take(at).filter(|&&b| b == b'\n').count() as u64 + 1
 }
 
 /// Whether a spreadsheet would run `cell` as a formula, counting cells already neutralised
@@ -256,6 +282,23 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn lines_counted_in_order_are_the_lines_counted_from_the_start() {
+        // Records at bytes 0, 4, 9 (after a blank line) and 14 (after "\r\n\r\n").
+        let text = "a;b\nc;d\n\ne;f\r\n\r\ng;h\n";
+        let mut counter = LineCounter::default();
+        let lines: Vec<u64> = [0, 4, 8, 13]
+            .iter()
+            .map(|&at| counter.line(text, at))
+            .collect();
+        assert_eq!(lines, vec![1, 2, 4, 6]);
+        for at in [0, 4, 8, 13] {
+            assert_eq!(record_line(text, at), LineCounter::default().line(text, at));
+        }
+        // Going back starts over instead of answering wrong.
+        assert_eq!(counter.line(text, 4), 2);
+    }
 
     fn records(text: &CsvText) -> Result<Vec<Vec<String>>, csv::Error> {
         text.reader_builder()

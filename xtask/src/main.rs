@@ -7,6 +7,7 @@
 mod bench;
 mod bench_figures;
 mod bench_forecast;
+mod bench_purchases;
 mod storage_floor;
 #[cfg(test)]
 mod tidy;
@@ -24,6 +25,7 @@ usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
        cargo xtask bench [--all-sources] [--devices N]
        cargo xtask bench --persons N
        cargo xtask bench --forecast [--devices N]
+       cargo xtask bench --purchases [N]
        cargo xtask bench --ticket-figures [N]
        cargo xtask bench --tickets N
 
@@ -37,6 +39,8 @@ usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
   --persons   time fetch-only, full and unchanged directory syncs of N persons from the
               mock UCS@school (Kelvin) instead
   --forecast  time the replacement forecast over N generated devices (default 1000000)
+  --purchases time the import of a purchase file of N rows (default 50000), half of them
+              about existing devices, in a release build
   --ticket-figures  time the service-level figures over N (default 500000) generated
               tickets, eight quarters, in a release build (no database)
 
@@ -82,6 +86,7 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
             let mut persons = None;
             let mut ticket_figures = None;
             let mut tickets = None;
+            let mut purchases = None;
             let mut all_sources = false;
             let mut forecast = false;
             let mut rest = flags.iter();
@@ -101,6 +106,13 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
                         let count = rest.next().context("--persons takes a number")?;
                         persons = Some(count.parse().context("--persons takes a number")?);
                     }
+                    "--purchases" => {
+                        let count = rest.as_slice().first().and_then(|n| n.parse().ok());
+                        if count.is_some() {
+                            rest.next();
+                        }
+                        purchases = Some(count.unwrap_or(50_000));
+                    }
                     "--ticket-figures" => {
                         let count = rest.as_slice().first().and_then(|n| n.parse().ok());
                         if count.is_some() {
@@ -114,6 +126,10 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
             if forecast {
                 let devices = devices.unwrap_or(1_000_000);
                 return bench_forecast::bench_forecast(&workspace_root()?, devices)
+                    .map(|()| ExitCode::SUCCESS);
+            }
+            if let Some(rows) = purchases {
+                return bench_purchases::bench_purchases(&workspace_root()?, rows)
                     .map(|()| ExitCode::SUCCESS);
             }
             if let Some(tickets) = ticket_figures {
