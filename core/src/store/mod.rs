@@ -21,6 +21,7 @@ pub mod plans;
 pub mod repairs;
 pub mod review;
 pub mod runs;
+pub mod ticket_write_back;
 pub mod tickets;
 
 use sqlx::{PgPool, Postgres, QueryBuilder};
