@@ -6,11 +6,14 @@ use std::time::Instant;
 
 use bestand_connectors::{
     spawn_directory_fetch, spawn_fetch_with_capacity, spawn_ticket_fetch, Connector,
-    TicketConnector,
+    DeviceLinkText, TicketConnector, TicketWriteBack, WriteBackOutcome,
 };
+use bestand_core::model::SyncStatus;
+use bestand_core::store::ticket_write_back::{compose_write_back, write_back_candidates};
 use bestand_core::store::SourceRef;
 use bestand_core::sync::{
     self, DirectorySyncOptions, SyncOptions, SyncProgress, SyncReport, TicketSyncOptions,
+    WriteBackCounts,
 };
 use bestand_core::{Actor, Scope};
 use sqlx::PgPool;
@@ -60,7 +63,7 @@ pub async fn sync_source(
 ) -> Result<Vec<(SyncReport, f64)>, AppError> {
     let read = SourceRead {
         dry_run,
-        full_tickets: false,
+        ..SourceRead::default()
     };
     sync_source_as(pool, scope, config, source, source_ref, read, progress).await
 }
@@ -73,6 +76,9 @@ pub struct SourceRead {
     /// A ticket source reads every ticket (and marks those gone as deleted), whatever its
     /// watermark says (`bestand sync --full`).
     pub full_tickets: bool,
+    /// A ticket source writes no device links back into its tickets this time, even if its
+    /// settings say so (`bestand sync --no-write-back`).
+    pub no_write_back: bool,
 }
 
 /// `sync_source` with everything the caller may ask for.
@@ -146,8 +152,11 @@ pub async fn sync_source_as(
     if let Some(tickets) = connectors.tickets {
         let options = crate::tickets::ticket_options(config, source, dry_run, read.full_tickets);
         let started = Instant::now();
-        let report =
+        let mut report =
             run_ticket_source(pool, scope, &actor, source_ref, tickets, &options, progress).await?;
+        if let Some(write_back) = connectors.ticket_write_back.filter(|_| !read.no_write_back) {
+            write_back_tickets(pool, scope, source_ref, &mut report, write_back.as_ref()).await?;
+        }
         reports.push((report, started.elapsed().as_secs_f64()));
     }
     Ok(reports)
@@ -176,4 +185,51 @@ pub async fn run_ticket_source(
         progress,
     )
     .await?)
+}
+
+/// Writes the device links of the tickets that ticket run `report` wrote into the ticket system
+/// through `write_back` (docs/tickets.md, "Write back"), after the run committed: the
+/// inventory is already right, so a failed write-back is one of the report's warnings, never a
+/// failed run, and the next run that writes the ticket tries again. Nothing is written after a
+/// dry run or a run that did not succeed, nor when the source's settings switch write-back off
+/// (the connector answers `Disabled` to the first ticket). Sets `report.write_back`.
+pub async fn write_back_tickets(
+    pool: &PgPool,
+    scope: &Scope,
+    source_ref: &SourceRef,
+    report: &mut SyncReport,
+    write_back: &dyn TicketWriteBack,
+) -> Result<(), AppError> {
+    if report.dry_run || report.status != SyncStatus::Succeeded {
+        return Ok(());
+    }
+    let candidates = write_back_candidates(pool, scope, source_ref, report.run_id).await?;
+    let mut counts = WriteBackCounts::default();
+    for ticket in &candidates {
+        let note = compose_write_back(ticket);
+        let link = DeviceLinkText {
+            text: note.text,
+            marker: note.marker,
+        };
+        match write_back.write_back(&ticket.external_id, &link).await {
+            Ok(WriteBackOutcome::Written) => counts.written += 1,
+            Ok(WriteBackOutcome::AlreadyPresent) => counts.already_present += 1,
+            Ok(WriteBackOutcome::Disabled) => return Ok(()),
+            Err(error) => {
+                counts.failed += 1;
+                tracing::warn!(source = %source_ref.name, ticket = %ticket.number, "{error}");
+                // Kept like a run's own warnings: the first ones verbatim, the rest counted.
+                if report.warnings.len() < sync::MAX_KEPT_WARNINGS {
+                    report.warnings.push(format!(
+                        "ticket {}: {error}; the inventory is unaffected, the next run that \
+                         writes the ticket tries again",
+                        ticket.number
+                    ));
+                }
+                report.n_warnings += 1;
+            }
+        }
+    }
+    report.write_back = Some(counts);
+    Ok(())
 }

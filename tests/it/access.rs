@@ -18,7 +18,7 @@ use bestand_core::store::repairs::{self, RepairClosing, RepairFilter, RepairOpen
 use bestand_core::store::review::{Resolution, SERIAL_CHANGED, SERIAL_CONFLICT};
 use bestand_core::store::{
     self, cost_split, devices, forecast, funding_report, overview, persons, plans, review, runs,
-    ticket_report, tickets,
+    ticket_report, ticket_write_back, tickets, SourceRef,
 };
 use bestand_core::store::{AuthoritySpec, SchoolSpec, SourceSpec};
 use bestand_core::{privacy, procurement, CoreError};
@@ -1408,6 +1408,48 @@ fn store_cases() -> Vec<Case> {
             },
         },
         Case {
+            function: "store::ticket_write_back::write_back_candidates",
+            writes: false,
+            check: |env| {
+                Box::pin(async move {
+                    let w = &env.world;
+                    let source = |source_id: Uuid, authority_id: Uuid| SourceRef {
+                        source_id,
+                        authority_id,
+                        name: "ticket source".into(),
+                        kind: "zammad".into(),
+                    };
+                    let (x_mdm, y_mdm) =
+                        (source(w.ids.x_mdm, w.ids.x), source(w.ids.y_mdm, w.ids.y));
+                    let candidates = |scope: Scope, source: SourceRef, run: i64| {
+                        let pool = env.pool.clone();
+                        async move {
+                            ticket_write_back::write_back_candidates(&pool, &scope, &source, run)
+                                .await
+                                .unwrap()
+                                .into_iter()
+                                .map(|t| (t.external_id, t.devices.len()))
+                                .collect::<Vec<_>>()
+                        }
+                    };
+                    let one = |ticket: &str| vec![(ticket.to_string(), 1)];
+                    // TA and TB are x-mdm's tickets of run x_run, TC y-mdm's of y_run.
+                    assert_eq!(
+                        candidates(env.only_a(), x_mdm.clone(), w.x_run).await,
+                        one("TA")
+                    );
+                    assert_eq!(
+                        candidates(env.only_b(), x_mdm.clone(), w.x_run).await,
+                        one("TB")
+                    );
+                    assert!(candidates(env.y(), x_mdm.clone(), w.x_run).await.is_empty());
+                    assert!(candidates(env.x(), y_mdm.clone(), w.y_run).await.is_empty());
+                    assert_eq!(candidates(env.x(), x_mdm, w.x_run).await.len(), 2);
+                    assert_eq!(candidates(env.y(), y_mdm, w.y_run).await, one("TC"));
+                })
+            },
+        },
+        Case {
             function: "privacy::purge",
             writes: true,
             check: |env| {
@@ -1858,6 +1900,10 @@ fn public_functions() -> BTreeSet<String> {
         (
             "store::ticket_report",
             include_str!("../../core/src/store/ticket_report.rs"),
+        ),
+        (
+            "store::ticket_write_back",
+            include_str!("../../core/src/store/ticket_write_back.rs"),
         ),
         ("privacy", include_str!("../../core/src/privacy.rs")),
         (

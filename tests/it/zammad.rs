@@ -1,16 +1,22 @@
 //! The Zammad connector against wiremock (the protocol edges of docs/vendors/zammad.md: token
 //! header, paging to the end, the incremental search, expanded names, states, merges, failures,
 //! write-back) and against the Zammad mock (whole reads, an incremental read after tickets
-//! changed, faults).
+//! changed, faults); and a ticket run that writes its device links back (app's
+//! `write_back_tickets`, against PostgreSQL).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bestand_app::sources::{run_ticket_source, write_back_tickets};
 use bestand_connectors::zammad::{Zammad, ZammadConfig};
 use bestand_connectors::{
     spawn_ticket_fetch, DeviceLinkText, TicketConnector, TicketWriteBack, WriteBackOutcome,
 };
+use bestand_core::access::{Actor, Scope};
+use bestand_core::model::SyncStatus;
+use bestand_core::store::SourceRef;
+use bestand_core::sync::{NoProgress, TicketSyncOptions};
 use bestand_mocks::zammad::{ZammadMock, ZammadMockConfig, DEFAULT_TOKEN};
 use bestand_mocks::PageFault;
 use bestand_model::ticket::{
@@ -20,6 +26,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::support;
 
 const TOKEN: &str = "Zammad-Token+Geheim/4711";
 
@@ -744,4 +752,204 @@ async fn the_mock_faults_fail_the_read_or_are_retried() {
     let (_, end) = read(zammad, full()).await;
     let (_, cause) = failure(end);
     assert!(cause.contains("rejected the access token"), "{cause}");
+}
+
+/// Musterstadt with an MDM, a directory and the Zammad source; iPad MS-00042 (warranty until
+/// 31 August 2027) is lent to the pupil Lena Schmidt, whose name must never reach a ticket.
+async fn lent_ipad(pool: &sqlx::PgPool) -> SourceRef {
+    let clock = support::clock();
+    let sources = support::musterstadt(pool, &["jamf", "zammad"]).await;
+    let directory = support::directory_source(pool, "schulserver").await;
+    let mut ipad = support::ipad("mobile:42", "SERIAL42");
+    ipad.asset_tag = Some("MS-00042".into());
+    ipad.model = Some("iPad (10. Generation)".into());
+    ipad.purchase.warranty_end = chrono::NaiveDate::from_ymd_opt(2027, 8, 31);
+    let report = support::sync_records(pool, &clock, &sources[0], vec![ipad]).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    sqlx::query(
+        "with p as (insert into person (authority_id, username, given_name, family_name, \
+         first_seen_at, updated_at) values ($1, 'lena.schmidt', 'Lena', 'Schmidt', $3, $3) \
+         returning person_id), \
+         m as (insert into person_membership (authority_id, person_id, source_id, school_id, \
+         role, class_name) select $1, person_id, $2, \
+         (select school_id from school where school_number = '100001'), 'student', '4a' from p) \
+         insert into loan (authority_id, device_id, person_id, school_id, state, handed_out_at, \
+         handed_out_by, due_on, updated_at) select $1, d.device_id, p.person_id, d.school_id, \
+         'active', $3, 'test', '2027-07-31', $3 from p, device d where d.asset_tag = 'MS-00042'",
+    )
+    .bind(directory.authority_id)
+    .bind(directory.source_id)
+    .bind(support::t0())
+    .execute(pool)
+    .await
+    .expect("person, membership and loan");
+    sources[1].clone()
+}
+
+/// One ticket run of `source` through `zammad` (a full read, so the listing answers), then the
+/// write-back as `bestand sync` does it.
+async fn run_and_write_back(
+    pool: &sqlx::PgPool,
+    source: &SourceRef,
+    zammad: Arc<Zammad>,
+) -> bestand_core::sync::SyncReport {
+    let options = TicketSyncOptions {
+        force_full: true,
+        ..TicketSyncOptions::default()
+    };
+    let actor = Actor::Sync {
+        source: source.name.clone(),
+    };
+    let connector: Arc<dyn TicketConnector> = zammad.clone();
+    let mut report = run_ticket_source(
+        pool,
+        &Scope::All,
+        &actor,
+        source,
+        connector,
+        &options,
+        &NoProgress,
+    )
+    .await
+    .expect("run is recorded");
+    write_back_tickets(pool, &Scope::All, source, &mut report, zammad.as_ref())
+        .await
+        .expect("write-back");
+    report
+}
+
+/// A server listing ticket 7 (one page), which has no article yet; its articles are read
+/// `article_reads` times.
+async fn ticket_seven(article_reads: impl Into<wiremock::Times>) -> MockServer {
+    let server = MockServer::start().await;
+    mount_states(&server).await;
+    list_page(1, 2)
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([ticket(
+            7,
+            "open",
+            "2026-03-02T09:00:00.000Z"
+        )])))
+        .mount(&server)
+        .await;
+    list_page(2, 2)
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/ticket_articles/by_ticket/7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .expect(article_reads)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn write_back_connector(server: &MockServer, test: &str) -> Arc<Zammad> {
+    let extra = json!({ "write_back": "note", "per_page": 2, "max_concurrency": 1 });
+    Arc::new(connector(server, test, extra))
+}
+
+#[tokio::test]
+async fn a_ticket_run_writes_the_device_link_back_once_naming_the_borrowers_role_only() {
+    let db = support::test_db().await;
+    let source = lent_ipad(&db.pool).await;
+    // The articles are read once only, as the second run writes nothing.
+    let server = ticket_seven(1).await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/ticket_articles"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": 14 })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let zammad = write_back_connector(&server, "wb-once");
+
+    let report = run_and_write_back(&db.pool, &source, zammad.clone()).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.created, 1);
+    let counts = report.write_back.expect("written back");
+    assert_eq!(
+        (counts.written, counts.already_present, counts.failed),
+        (1, 0, 0)
+    );
+    let posted: Vec<Value> = server
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .filter(|request| request.method.as_str() == "POST")
+        .map(|request| serde_json::from_slice(&request.body).expect("JSON body"))
+        .collect();
+    assert_eq!(posted.len(), 1);
+    let note = &posted[0];
+    assert_eq!(note["ticket_id"], 7);
+    assert_eq!(note["internal"], true);
+    assert_eq!(note["type"], "note");
+    let body = note["body"].as_str().expect("body");
+    assert!(
+        body.contains(
+            "Inventarnummer MS-00042 · iPad (10. Generation) · Garantie bis 31.08.2027 · \
+             ausgeliehen an: Schüler/in"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("[bestand:7:"),
+        "the marker ends the note: {body}"
+    );
+    for name in ["Lena", "Schmidt", "lena.schmidt", "4a"] {
+        assert!(
+            !body.contains(name),
+            "the note names the borrower ({name}): {body}"
+        );
+    }
+
+    // Nothing changed: the ticket is unchanged, nothing is asked or posted (the mocks' `expect`).
+    let again = run_and_write_back(&db.pool, &source, zammad).await;
+    assert_eq!(again.status, SyncStatus::Succeeded, "{:?}", again.error);
+    assert_eq!(again.counts.unchanged, 1);
+    let counts = again.write_back.expect("write-back ran");
+    assert_eq!(
+        (counts.written, counts.already_present, counts.failed),
+        (0, 0, 0)
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_failed_write_back_is_a_warning_of_a_successful_run() {
+    let db = support::test_db().await;
+    let source = lent_ipad(&db.pool).await;
+    let server = ticket_seven(1).await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/ticket_articles"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "error": "Not authorized", "error_human": "Not authorized"
+        })))
+        .mount(&server)
+        .await;
+    let report =
+        run_and_write_back(&db.pool, &source, write_back_connector(&server, "wb-fail")).await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    let counts = report.write_back.expect("write-back ran");
+    assert_eq!(
+        (counts.written, counts.already_present, counts.failed),
+        (0, 0, 1)
+    );
+    let warning = report
+        .warnings
+        .iter()
+        .find(|w| w.contains("writing the device link into ticket 7 failed"))
+        .unwrap_or_else(|| panic!("no write-back warning in {:?}", report.warnings));
+    assert!(warning.starts_with("ticket 31007:"), "{warning}");
+    assert!(!warning.contains(TOKEN), "{warning}");
+    // The ticket and its link are stored all the same.
+    let (status, links): (String, i64) = sqlx::query_as(
+        "select r.status, (select count(*) from ticket_device) from sync_run r \
+         where r.sync_run_id = $1",
+    )
+    .bind(report.run_id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), links), ("succeeded", 1));
 }

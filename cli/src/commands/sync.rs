@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// mark those the system no longer lists as deleted (docs/tickets.md).
     #[arg(long)]
     pub full: bool,
+    /// Ticket sources: write no device links back into the tickets this time, even if the
+    /// source's `write_back` says so (docs/tickets.md, "Write back").
+    #[arg(long)]
+    pub no_write_back: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +174,7 @@ async fn run_sources(run: &RunArgs, config: &Config, format: Format) -> anyhow::
         let read = SourceRead {
             dry_run: run.dry_run,
             full_tickets: run.full,
+            no_write_back: run.no_write_back,
         };
         let source_reports = sync_source_as(
             &database.pool,
@@ -232,6 +237,12 @@ fn print_report(report: &SyncReport, seconds: f64) {
     }
     if seconds > 0.0 && c.fetched > 0 {
         println!("  {:.0} records/s", f64::from(c.fetched) / seconds);
+    }
+    if let Some(w) = &report.write_back {
+        println!(
+            "  write-back: written {} · already in the ticket {} · failed {}",
+            w.written, w.already_present, w.failed
+        );
     }
     if let Some(reason) = &report.blocked_reason {
         println!("  blocked: {reason}");

@@ -22,6 +22,7 @@ pub mod repairs;
 pub mod review;
 pub mod runs;
 pub mod ticket_report;
+pub mod ticket_write_back;
 pub mod tickets;
 
 use sqlx::{PgPool, Postgres, QueryBuilder};

@@ -28,8 +28,8 @@ pub use self::protocol::{
     DirectoryItem, FetchFailure, PersonPage, SourceItem, SourcePage, PAGE_CHANNEL_CAPACITY,
 };
 pub use self::run::{
-    with_heartbeat, NoProgress, SyncCounts, SyncProgress, SyncReport, HEARTBEAT_INTERVAL,
-    RUN_ATTEMPTS,
+    with_heartbeat, NoProgress, SyncCounts, SyncProgress, SyncReport, WriteBackCounts,
+    HEARTBEAT_INTERVAL, MAX_KEPT_WARNINGS, RUN_ATTEMPTS,
 };
 pub use self::tickets::{run_ticket_sync, TicketMapping, TicketSyncOptions};
 pub use bestand_model::protocol;

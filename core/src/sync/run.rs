@@ -21,7 +21,7 @@ use crate::model::SyncStatus;
 use crate::store::SourceRef;
 
 /// How many record problems a run keeps verbatim; the rest are counted.
-const MAX_KEPT_WARNINGS: usize = 200;
+pub const MAX_KEPT_WARNINGS: usize = 200;
 
 /// Told about every page as it is applied, for progress bars and log lines.
 pub trait SyncProgress: Send + Sync {
@@ -83,9 +83,22 @@ pub struct SyncReport {
     /// Earlier runs of this sync that lost a deadlock against a run of another source and
     /// were rolled back (`run_sync_retrying`).
     pub retried_runs: Vec<i64>,
+    /// What writing the device links back into the tickets did after a ticket run (app,
+    /// `docs/tickets.md`, "Write back"); `None` when nothing was written back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_back: Option<WriteBackCounts>,
     /// This run lost such a deadlock: it changed nothing, and starting it again will do.
     #[serde(skip)]
     pub(crate) lost_deadlock: bool,
+}
+
+/// Counts of a ticket run's write-back: notes (or attributes) written, already present in the
+/// ticket, and failed (each failure is also one of the report's warnings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriteBackCounts {
+    pub written: u64,
+    pub already_present: u64,
+    pub failed: u64,
 }
 
 impl SyncReport {
@@ -646,6 +659,7 @@ impl SyncReport {
             error: end.error,
             blocked_reason: end.blocked_reason,
             retried_runs: Vec::new(),
+            write_back: None,
             lost_deadlock: end.lost_deadlock,
         }
     }

@@ -231,6 +231,9 @@ struct KnownTicket {
     deleted: bool,
 }
 
+/// A stored ticket as read: external id, ticket id, content hash, deleted.
+type KnownRow = (String, Uuid, Vec<u8>, bool);
+
 /// A device as a link lookup sees it.
 #[derive(Clone, Copy, PartialEq)]
 struct Found(Uuid);
@@ -253,7 +256,11 @@ struct TicketRun<'a> {
     counts: SyncCounts,
     warnings: Warnings,
     schools: SchoolResolver,
+    /// The source's stored tickets this run has looked up (all of them on a full read), and
+    /// those it wrote.
     known: HashMap<String, KnownTicket>,
+    /// Whether `known` holds every stored ticket of the source (a full read).
+    complete_known: bool,
     seen: HashSet<String>,
     /// The newest `updated_at` of this read: the watermark once it completes.
     newest: Option<DateTime<Utc>>,
@@ -318,6 +325,7 @@ impl<'a> TicketRun<'a> {
             warnings: Warnings::default(),
             schools: SchoolResolver::default(),
             known: HashMap::new(),
+            complete_known: false,
             seen: HashSet::new(),
             newest: None,
             fingerprint: options.mapping.fingerprint(),
@@ -349,7 +357,7 @@ impl<'a> TicketRun<'a> {
             updated_since: if full { None } else { updated_through },
         };
         let mut items = fetch(read);
-        self.load(&mut tx).await?;
+        self.load(&mut tx, full).await?;
         let live_before = self.known.values().filter(|t| !t.deleted).count() as u64;
 
         apply_pages(self, &mut tx, &mut items, progress).await?;
@@ -408,32 +416,67 @@ impl<'a> TicketRun<'a> {
         })
     }
 
-    async fn load(&mut self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    /// Loads the source's schools, and for a full read every stored ticket of the source (the
+    /// tickets it does not list are the deleted ones). An incremental read names few tickets
+    /// of many, so it looks up only those each page names (`look_up`).
+    async fn load(&mut self, tx: &mut PgConnection, full: bool) -> Result<(), sqlx::Error> {
         self.schools = SchoolResolver::load(
             &mut *tx,
             self.source.authority_id,
             &self.options.mapping.school_map,
         )
         .await?;
-        let rows: Vec<(String, Uuid, Vec<u8>, bool)> = sqlx::query_as(
+        self.complete_known = full;
+        if full {
+            let rows: Vec<KnownRow> = sqlx::query_as(
+                "select external_id, ticket_id, content_hash, deleted_at is not null \
+                 from ticket where source_id = $1",
+            )
+            .bind(self.source.source_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            self.remember(rows);
+        }
+        Ok(())
+    }
+
+    /// Looks up the stored tickets among `external_ids` that this run does not know yet, in
+    /// one query, unless `load` already read them all.
+    async fn look_up(
+        &mut self,
+        tx: &mut PgConnection,
+        external_ids: Vec<String>,
+    ) -> Result<(), sqlx::Error> {
+        let unknown: Vec<String> = external_ids
+            .into_iter()
+            .filter(|id| !self.known.contains_key(id))
+            .collect();
+        if self.complete_known || unknown.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<KnownRow> = sqlx::query_as(
             "select external_id, ticket_id, content_hash, deleted_at is not null from ticket \
-             where source_id = $1",
+             where source_id = $1 and external_id = any($2)",
         )
         .bind(self.source.source_id)
+        .bind(&unknown)
         .fetch_all(&mut *tx)
         .await?;
-        self.known = rows
-            .into_iter()
-            .map(|(external_id, ticket_id, content_hash, deleted)| {
+        self.remember(rows);
+        Ok(())
+    }
+
+    fn remember(&mut self, rows: Vec<KnownRow>) {
+        self.known.extend(rows.into_iter().map(
+            |(external_id, ticket_id, content_hash, deleted)| {
                 let known = KnownTicket {
                     ticket_id,
                     content_hash,
                     deleted,
                 };
                 (external_id, known)
-            })
-            .collect();
-        Ok(())
+            },
+        ));
     }
 
     fn hash(&self, record: &TicketRecord) -> Vec<u8> {
@@ -451,6 +494,12 @@ impl<'a> TicketRun<'a> {
         page: TicketPage,
     ) -> Result<(), sqlx::Error> {
         let TicketPage { label, records, .. } = page;
+        let named = records
+            .iter()
+            .map(|record| record.external_id.trim().to_string())
+            .filter(|id| !id.is_empty())
+            .collect();
+        self.look_up(tx, named).await?;
         // Written tickets of this page by external id, so a ticket listed twice is written once.
         let mut writes: Vec<(Uuid, TicketRecord, Vec<u8>)> = Vec::new();
         let mut written_at: HashMap<String, usize> = HashMap::new();
