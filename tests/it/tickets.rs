@@ -1114,7 +1114,7 @@ async fn the_ticket_report_counts_service_hours_per_quarter_and_model_and_writes
     let sheet = book.worksheet_range("Kennzahlen").unwrap();
     let q3_all = sheet
         .rows()
-        .find(|row| row[0].to_string() == "2026-Q3" && row[1].to_string() == "gesamt")
+        .find(|row| row[0].get_string() == Some("2026-Q3") && row[1].get_string() == Some("gesamt"))
         .unwrap();
     assert_eq!(q3_all[3].as_f64(), Some(3.0), "opened");
     assert_eq!(q3_all[6].as_f64(), Some(1.75), "reaction median");
