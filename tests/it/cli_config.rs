@@ -54,7 +54,7 @@ fn example_config_parses() {
         config.authorities[0].schools[0].school_type,
         SchoolType::Grundschule
     );
-    assert_eq!(config.sources.len(), 4);
+    assert_eq!(config.sources.len(), 5);
     let glpi = config.source("glpi").unwrap();
     assert!(matches!(glpi.settings(), SourceSettings::Glpi(_)));
     assert!(!glpi.common.enabled);
