@@ -938,6 +938,8 @@ pub fn read_loan_csv_in<R: Read>(
     };
     let (due, accessories) = (column("due"), column("accessories"));
     let mut rows = Vec::new();
+    // Rows come in file order, so their line numbers are counted on from the row before.
+    let mut lines = tabular::LineCounter::default();
     for record in csv.records() {
         let record = record.context("cannot read a row")?;
         if record.iter().all(|field| field.trim().is_empty()) {
@@ -949,9 +951,7 @@ pub fn read_loan_csv_in<R: Read>(
                 .unwrap_or_default()
         };
         rows.push(BulkRow {
-            line: record
-                .position()
-                .map_or(0, |p| tabular::record_line(text, p.byte())),
+            line: record.position().map_or(0, |p| lines.line(text, p.byte())),
             borrower: field(Some(borrower)),
             device: field(Some(device)),
             due: Some(field(due)).filter(|d| !d.is_empty()),
