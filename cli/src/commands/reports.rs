@@ -379,7 +379,16 @@ fn emit<W: Write>(
     Ok(())
 }
 
-fn json<W: Write, T: serde::Serialize>(mut out: W, value: &T) -> anyhow::Result<()> {
+/// How money is written in `format`: plain numbers for CSV, `1.234,56 €` for people.
+fn money_for(format: Format) -> fn(Option<Decimal>) -> String {
+    if format == Format::Csv {
+        plain
+    } else {
+        euro_opt
+    }
+}
+
+pub(super) fn json<W: Write, T: serde::Serialize>(mut out: W, value: &T) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
     Ok(())
@@ -503,11 +512,7 @@ pub fn write_depreciation<W: Write>(
     if format == Format::Json {
         return json(out, report);
     }
-    let money: fn(Option<Decimal>) -> String = if format == Format::Csv {
-        plain
-    } else {
-        euro_opt
-    };
+    let money = money_for(format);
     let totals_headers = [
         "authority",
         "school",
@@ -600,11 +605,7 @@ pub fn write_replacement<W: Write>(
     if format == Format::Json {
         return json(out, report);
     }
-    let money: fn(Option<Decimal>) -> String = if format == Format::Csv {
-        plain
-    } else {
-        euro_opt
-    };
+    let money = money_for(format);
     if format == Format::Csv && !report.devices.is_empty() {
         let rows = report
             .devices
@@ -829,11 +830,7 @@ pub fn write_funding<W: Write>(
     if format == Format::Json {
         return json(out, report);
     }
-    let money: fn(Option<Decimal>) -> String = if format == Format::Csv {
-        plain
-    } else {
-        euro_opt
-    };
+    let money = money_for(format);
     let rows = report
         .devices
         .iter()
@@ -938,11 +935,7 @@ pub fn write_cost_split<W: Write>(
     if format == Format::Json {
         return json(out, split);
     }
-    let money: fn(Option<Decimal>) -> String = if format == Format::Csv {
-        plain
-    } else {
-        euro_opt
-    };
+    let money = money_for(format);
     let rows = split
         .shares
         .iter()

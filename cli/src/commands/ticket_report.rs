@@ -173,10 +173,7 @@ pub fn write_report<W: std::io::Write>(
     format: Format,
 ) -> anyhow::Result<()> {
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut out, report)?;
-            writeln!(out)?;
-        }
+        Format::Json => super::reports::json(&mut out, report)?,
         Format::Csv => {
             let rows = report.figures.quarters.iter().flat_map(|quarter| {
                 quarter
