@@ -622,3 +622,190 @@ async fn funding_rules_by_order_number_and_date_range_never_move_another_program
     // F1 by rule, F2 by hand and off again.
     assert_eq!(events, 3);
 }
+
+#[tokio::test]
+async fn a_dry_run_with_a_mapping_reports_every_row_and_writes_nothing() {
+    let db = test_db().await;
+    musterstadt(&db.pool, &["jamf"]).await;
+    // A supplier's own headers: "Rechnungsnr." and "Gerätepreis" are no header bestand knows,
+    // "Gerät-SN" neither; the mapping names them. "Bemerkung" stays unread.
+    let text = "Rechnungsnr.;Lieferdatum;Gerät-SN;Inventarnummer;Gerätepreis;Bemerkung\r\n\
+                R-17;15.01.2024;DMP0001;GS-0001;1.234,56 €;Koffer fehlt\r\n\
+                R-17;15.01.2024;DMP0002;GS-0002;899,00;\r\n";
+    let table = sheet::read(text.as_bytes(), None, None).unwrap();
+    let mapping: BTreeMap<String, String> = [
+        ("Rechnungsnr.", "order_number"),
+        ("Gerätepreis", "price"),
+        ("gerät-sn", "serial"),
+    ]
+    .into_iter()
+    .map(|(header, field)| (header.to_string(), field.to_string()))
+    .collect();
+    let actor = anna();
+    let run = |dry_run| {
+        import_purchases(
+            &db.pool,
+            &Scope::All,
+            &actor,
+            None,
+            PurchaseFile {
+                name: "rechnung.csv",
+                sheet: &table,
+                mapping: &mapping,
+            },
+            PurchaseOptions {
+                dry_run,
+                ..PurchaseOptions::default()
+            },
+            t0(),
+        )
+    };
+
+    let dry = run(true).await.unwrap();
+    assert!(dry.dry_run && !dry.applied);
+    assert!(dry.errors.is_empty());
+    assert_eq!(dry.created, 2);
+    assert_eq!(dry.ignored_columns, vec!["Bemerkung".to_string()]);
+    let outcomes = |report: &PurchaseReport| -> Vec<(u64, &'static str, String)> {
+        report
+            .lines
+            .iter()
+            .map(|l| (l.line, l.outcome, l.device.clone()))
+            .collect()
+    };
+    assert_eq!(
+        outcomes(&dry),
+        vec![
+            (2, "created", "GS-0001".to_string()),
+            (3, "created", "GS-0002".to_string())
+        ]
+    );
+    assert_eq!(
+        device_count(&db.pool).await,
+        0,
+        "a dry run writes no device"
+    );
+    let events: i64 = sqlx::query_scalar("select count(*) from device_event")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(events, 0, "a dry run writes no history");
+
+    // The same call for real writes what the dry run promised, through the mapped columns.
+    let real = run(false).await.unwrap();
+    assert!(real.applied);
+    assert_eq!(outcomes(&real), outcomes(&dry));
+    let (_, (order, price, ..)) = purchase_of(&db.pool, "DMP0001").await;
+    assert_eq!(
+        (order.as_str(), price),
+        ("R-17", Some(Decimal::new(123_456, 2)))
+    );
+
+    // A mapping to a field bestand does not know is refused before anything is read.
+    let wrong: BTreeMap<String, String> = [("Gerätepreis".to_string(), "preis".to_string())].into();
+    let refused = import_purchases(
+        &db.pool,
+        &Scope::All,
+        &anna(),
+        None,
+        PurchaseFile {
+            name: "rechnung.csv",
+            sheet: &table,
+            mapping: &wrong,
+        },
+        PurchaseOptions::default(),
+        t0(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("unknown field 'preis'"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn a_catalogue_file_in_german_formats_is_all_or_nothing() {
+    let db = test_db().await;
+    musterstadt(&db.pool, &["jamf"]).await;
+    let read = |text: &str| sheet::read(text.as_bytes(), None, None).unwrap();
+    let import = |table| {
+        let pool = db.pool.clone();
+        async move {
+            catalogue::import_models(
+                &pool,
+                &Scope::All,
+                &anna(),
+                None,
+                &table,
+                &BTreeMap::new(),
+                t0(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // Line 3 names a life of 0 years, line 4 the model of line 2 again: nothing is written.
+    let bad = read(
+        "Modell;Kategorie;Listenpreis;Nutzungsdauer (Jahre)\n\
+         iPad 10;Tablet;429,00 €;5\n\
+         ThinkPad L14;Notebook;1.099,90;0\n\
+         ipad 10;Tablet;;\n",
+    );
+    let report = import(bad).await;
+    assert!(!report.applied);
+    assert_eq!(
+        report
+            .errors
+            .iter()
+            .map(|e| (e.line, e.column.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(3, "Nutzungsdauer (Jahre)"), (4, "Modell")]
+    );
+    assert!(catalogue::list_models(&db.pool, &Scope::All, None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let good = read(
+        "Modell;Modellkennung;Kategorie;Listenpreis;Nutzungsdauer (Jahre)\n\
+         iPad 10;iPad13,18;Tablet;429,00 €;5\n\
+         ThinkPad L14;;Notebook;1.099,90;\n",
+    );
+    let report = import(good).await;
+    assert!(report.applied);
+    assert_eq!(report.written, 2);
+    let listed: Vec<_> = catalogue::list_models(&db.pool, &Scope::All, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            (
+                m.model,
+                m.model_identifier,
+                m.category,
+                m.list_price,
+                m.life_years,
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (
+                "iPad 10".to_string(),
+                Some("iPad13,18".to_string()),
+                "tablet".to_string(),
+                Some(Decimal::new(42_900, 2)),
+                Some(5)
+            ),
+            (
+                "ThinkPad L14".to_string(),
+                None,
+                "laptop".to_string(),
+                Some(Decimal::new(109_990, 2)),
+                None
+            ),
+        ]
+    );
+}

@@ -8,7 +8,7 @@
 //! A row that matches nothing creates the device in state `ordered` or `delivered`, for a
 //! source to attach to by serial when it first reports it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Months, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -27,11 +27,10 @@ use crate::model::DeviceCategory;
 use crate::normalize;
 use crate::procurement::funding::{load_rules, FundingRule};
 use crate::sheet::Sheet;
-use crate::store::device_row::{
-    insert_devices, load_devices_for_update, update_devices, DeviceRow,
-};
+use crate::store::device_row::{insert_devices, load_devices_for_update, DeviceRow};
 use crate::store::history::{insert_events, EventContext};
 use crate::store::merge::{change, Changes};
+use crate::sync::references::{lock_import_references, RowChecks};
 
 /// The review kind of a purchase row whose serial and asset tag name two different devices.
 pub const PURCHASE_AMBIGUOUS: &str = "purchase_ambiguous";
@@ -654,18 +653,124 @@ pub async fn import_purchases(
         tx.rollback().await?;
         return Ok(report);
     }
+    // Every row inserted here points at rows known to exist: the authority and the schools and
+    // programmes the check resolved (locked now), devices created in this transaction, or
+    // matched devices locked since they were loaded. So the inserts skip PostgreSQL's per-row
+    // key checks, as a sync run's do (docs/sync.md, "Keys and cascades").
+    let checks = import_row_checks(&mut tx, authority_id, &created).await?;
+    checks.switch(&mut tx, true).await?;
     insert_devices(&mut tx, created).await?;
-    let changed_rows: Vec<DeviceRow> = changed.iter().filter_map(|id| devices.remove(id)).collect();
-    update_devices(&mut tx, changed_rows).await?;
     let actor_name = actor.name();
     let context = EventContext::import(authority_id, now, &actor_name);
     let events: Vec<(Uuid, &str, String)> = events;
     insert_events(&mut tx, &context, &events).await?;
+    checks.switch(&mut tx, false).await?;
+    let changed_rows: Vec<DeviceRow> = changed.iter().filter_map(|id| devices.remove(id)).collect();
+    update_purchase_columns(&mut tx, changed_rows).await?;
     for (purchase, candidates) in reviews {
         open_review_item(&mut tx, authority_id, file.name, purchase, &candidates, now).await?;
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// Whether the inserts of this import may skip their per-row key checks: when the role may
+/// switch triggers off and the authority, schools and programmes the created devices point at
+/// are still there (now locked until the import commits).
+async fn import_row_checks(
+    tx: &mut sqlx::PgConnection,
+    authority_id: Uuid,
+    created: &[DeviceRow],
+) -> Result<RowChecks, CoreError> {
+    let checks = RowChecks::for_connection(tx).await?;
+    if checks == RowChecks::PerRow {
+        return Ok(checks);
+    }
+    let schools: BTreeSet<Uuid> = created.iter().filter_map(|d| d.school_id).collect();
+    let programmes: BTreeSet<&str> = created
+        .iter()
+        .filter_map(|d| d.funding_programme.as_deref())
+        .collect();
+    let schools: Vec<Uuid> = schools.into_iter().collect();
+    let programmes: Vec<&str> = programmes.into_iter().collect();
+    Ok(
+        if lock_import_references(tx, authority_id, &schools, &programmes).await? {
+            RowChecks::Skippable
+        } else {
+            RowChecks::PerRow
+        },
+    )
+}
+
+/// Writes what a purchase import may change of matched devices (the purchase columns, asset
+/// tag and school where they were empty, field origins, the update time) in one statement;
+/// the other columns are left as they are, which keeps the statement small and leaves the
+/// lifecycle trigger out of it.
+async fn update_purchase_columns(
+    tx: &mut sqlx::PgConnection,
+    rows: Vec<DeviceRow>,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut tags = Vec::with_capacity(rows.len());
+    let mut schools = Vec::with_capacity(rows.len());
+    let mut orders = Vec::with_capacity(rows.len());
+    let mut dates = Vec::with_capacity(rows.len());
+    let mut suppliers = Vec::with_capacity(rows.len());
+    let mut prices = Vec::with_capacity(rows.len());
+    let mut currencies = Vec::with_capacity(rows.len());
+    let mut warranties = Vec::with_capacity(rows.len());
+    let mut programmes = Vec::with_capacity(rows.len());
+    let mut grants = Vec::with_capacity(rows.len());
+    let mut origins = Vec::with_capacity(rows.len());
+    let mut updated = Vec::with_capacity(rows.len());
+    for row in rows {
+        origins.push(row.stored_field_origin().to_string());
+        ids.push(row.device_id);
+        tags.push(row.asset_tag);
+        schools.push(row.school_id);
+        orders.push(row.order_number);
+        dates.push(row.purchase_date);
+        suppliers.push(row.supplier);
+        prices.push(row.purchase_price);
+        currencies.push(row.currency);
+        warranties.push(row.warranty_end);
+        programmes.push(row.funding_programme);
+        grants.push(row.grant_reference);
+        updated.push(row.updated_at);
+    }
+    sqlx::query(
+        "update device d set asset_tag = u.asset_tag, school_id = u.school_id, \
+         order_number = u.order_number, purchase_date = u.purchase_date, supplier = u.supplier, \
+         purchase_price = u.purchase_price, currency = u.currency, warranty_end = u.warranty_end, \
+         funding_programme = u.funding_programme, grant_reference = u.grant_reference, \
+         field_origin = u.field_origin::json, updated_at = u.updated_at \
+         from unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::date[], $6::text[], \
+           $7::numeric[], $8::text[], $9::date[], $10::text[], $11::text[], $12::text[], \
+           $13::timestamptz[]) \
+         as u(device_id, asset_tag, school_id, order_number, purchase_date, supplier, \
+           purchase_price, currency, warranty_end, funding_programme, grant_reference, \
+           field_origin, updated_at) \
+         where d.device_id = u.device_id",
+    )
+    .bind(ids)
+    .bind(tags)
+    .bind(schools)
+    .bind(orders)
+    .bind(dates)
+    .bind(suppliers)
+    .bind(prices)
+    .bind(currencies)
+    .bind(warranties)
+    .bind(programmes)
+    .bind(grants)
+    .bind(origins)
+    .bind(updated)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// How a row names its device in messages: its asset tag, else its serial.

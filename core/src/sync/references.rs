@@ -96,3 +96,30 @@ impl RowChecks {
         Ok(())
     }
 }
+
+/// Locks what the devices an import creates point at (`for key share`): the authority, the
+/// schools `schools` and the funding programmes `programmes` (codes) of the authority. True
+/// when every one still exists, so the inserts may skip their per-row checks; false when one
+/// was deleted since the rows were checked, and PostgreSQL's own checks must report it.
+pub(crate) async fn lock_import_references(
+    tx: &mut PgConnection,
+    authority_id: Uuid,
+    schools: &[Uuid],
+    programmes: &[&str],
+) -> Result<bool, sqlx::Error> {
+    let locked: (i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from (select 1 from school_authority \
+                 where authority_id = $1 for key share) a), \
+                (select count(*) from (select 1 from school \
+                 where authority_id = $1 and school_id = any($2) for key share) s), \
+                (select count(*) from (select 1 from funding_programme \
+                 where authority_id = $1 and code = any($3) for key share) p)",
+    )
+    .bind(authority_id)
+    .bind(schools)
+    .bind(programmes)
+    .fetch_one(&mut *tx)
+    .await?;
+    let wanted = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    Ok(locked == (1, wanted(schools.len()), wanted(programmes.len())))
+}
