@@ -86,6 +86,9 @@ pub struct Cohort {
     /// None: neither the catalogue nor the purchase names a price; counted, never costed as 0.
     pub replacement_price: Option<Decimal>,
     pub devices: u32,
+    /// Replace in the first year even when the life ends later: the cohort's devices cause
+    /// more tickets than the threshold allows (`reports replacement --early-by-tickets`).
+    pub early: bool,
 }
 
 /// Devices a school lacks against its target equipment (growth, not replacement).
@@ -116,12 +119,13 @@ pub struct ForecastOptions {
     pub spread_growth: bool,
 }
 
-/// Why devices are bought: to replace devices at the end of their life, or to reach the
-/// target equipment.
+/// Why devices are bought: to replace devices at the end of their life, to replace them before
+/// it because they cause too many tickets, or to reach the target equipment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LineKind {
     Replacement,
+    EarlyReplacement,
     Growth,
 }
 
@@ -129,6 +133,7 @@ impl LineKind {
     pub fn as_str(self) -> &'static str {
         match self {
             LineKind::Replacement => "replacement",
+            LineKind::EarlyReplacement => "early_replacement",
             LineKind::Growth => "growth",
         }
     }
@@ -160,6 +165,7 @@ pub fn forecast(devices: &[PlannedDevice], options: &ForecastOptions) -> Vec<For
             due_year: device.due_year,
             replacement_price: Some(device.replacement_price),
             devices: 1,
+            early: false,
         })
         .collect();
     forecast_cohorts(&cohorts, &[], options)
@@ -169,8 +175,11 @@ type LineKey = (i32, Option<String>, DeviceCategory, LineKind);
 
 /// The forecast over cohorts, with growth lines beside the replacements.
 ///
-/// Smoothing works per budget year, school and category: of the devices due there (overdue
-/// ones counted into the first year), the later half moves into the next year. "Later" is by
+/// A cohort marked `early` whose life ends after the first year is replaced in the first year,
+/// on lines of their own (`EarlyReplacement`); one due by then is an ordinary replacement.
+///
+/// Smoothing works per budget year, school, category and kind: of the devices due there
+/// (overdue ones counted into the first year), the later half moves into the next year. "Later" is by
 /// the year their life ended, then by price (no price first), the order `smoothed_order`
 /// gives, so that a list of the devices behind each line can follow the same split.
 pub fn forecast_cohorts(
@@ -178,15 +187,14 @@ pub fn forecast_cohorts(
     growth: &[GrowthNeed],
     options: &ForecastOptions,
 ) -> Vec<ForecastLine> {
-    type GroupKey = (i32, Option<String>, DeviceCategory);
-    let mut groups: BTreeMap<GroupKey, Vec<&Cohort>> = BTreeMap::new();
+    let mut groups: BTreeMap<LineKey, Vec<&Cohort>> = BTreeMap::new();
     for cohort in cohorts.iter().filter(|c| c.devices > 0) {
-        if cohort.due_year > options.last_year {
+        let (year, kind) = planned_year(cohort, options);
+        if year > options.last_year {
             continue;
         }
-        let year = cohort.due_year.max(options.first_year);
         groups
-            .entry((year, cohort.school.clone(), cohort.category))
+            .entry((year, cohort.school.clone(), cohort.category, kind))
             .or_default()
             .push(cohort);
     }
@@ -203,7 +211,7 @@ pub fn forecast_cohorts(
             None => line.2 += devices,
         }
     };
-    for ((year, school, category), mut members) in groups {
+    for ((year, school, category, kind), mut members) in groups {
         members.sort_by(|a, b| smoothed_order(a, b));
         let total: u32 = members.iter().map(|c| c.devices).sum();
         // The first `stay` devices in that order are replaced in `year`, the rest a year later.
@@ -215,7 +223,7 @@ pub fn forecast_cohorts(
         for cohort in members {
             let now = cohort.devices.min(stay);
             stay -= now;
-            let key = |year| (year, school.clone(), category, LineKind::Replacement);
+            let key = |year| (year, school.clone(), category, kind);
             add(key(year), now, cohort.replacement_price);
             add(
                 key(year + 1),
@@ -250,6 +258,19 @@ pub fn forecast_cohorts(
             },
         )
         .collect()
+}
+
+/// The budget year a cohort is replaced in before smoothing, and why: at the end of its life
+/// (overdue in the first year), or in the first year when marked early and due later.
+pub fn planned_year(cohort: &Cohort, options: &ForecastOptions) -> (i32, LineKind) {
+    if cohort.early && cohort.due_year > options.first_year {
+        (options.first_year, LineKind::EarlyReplacement)
+    } else {
+        (
+            cohort.due_year.max(options.first_year),
+            LineKind::Replacement,
+        )
+    }
 }
 
 /// The order of smoothing inside one budget year, school and category: earlier end of life
@@ -536,6 +557,7 @@ mod tests {
             due_year,
             replacement_price: price.map(euro),
             devices,
+            early: false,
         };
         // 2027: 3 overdue at 400 and 2 due at 500, 1 without price.
         // Smoothing: 6 devices, 3 stay in 2027 in the order (due year, price), no price first:
@@ -564,6 +586,54 @@ mod tests {
                 .map(|l| (l.year, l.devices, l.cost, l.devices_without_price))
                 .collect::<Vec<_>>(),
             vec![(2027, 6, euro("2266.00"), 1)]
+        );
+    }
+
+    #[test]
+    fn an_early_cohort_is_replaced_in_the_first_year_on_lines_of_its_own() {
+        let tablet = DeviceCategory::Tablet;
+        let cohort = |due_year, devices, early| Cohort {
+            school: Some("100001".into()),
+            category: tablet,
+            due_year,
+            replacement_price: Some(euro("400")),
+            devices,
+            early,
+        };
+        // Early and due 2029: bought in 2027 at 2027's prices, 4 * 400 * 1.03 = 1648.00, as an
+        // early replacement. Early but due after the range (2031): also in 2027, 2 * 412 =
+        // 824.00. Early but overdue (2025): an ordinary replacement in 2027, 1 * 412 = 412.00,
+        // beside the cohort due 2027 that is not early, 3 * 412 = 1236.00, so 4 devices, 1648.00.
+        let cohorts = vec![
+            cohort(2029, 4, true),
+            cohort(2031, 2, true),
+            cohort(2025, 1, true),
+            cohort(2027, 3, false),
+        ];
+        let lines = forecast_cohorts(&cohorts, &[], &options(false));
+        let seen: Vec<_> = lines
+            .iter()
+            .map(|l| (l.year, l.kind, l.devices, l.cost))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (2027, LineKind::Replacement, 4, euro("1648.00")),
+                (2027, LineKind::EarlyReplacement, 6, euro("2472.00")),
+            ]
+        );
+        // Smoothed, the early lines are spread like any other: of 6, 3 stay in 2027 (the
+        // earlier due year first: 3 of the 4 due 2029) at 3 * 412 = 1236.00, and 3 move to 2028
+        // at 424.36 each, 1273.08.
+        let lines = forecast_cohorts(&cohorts, &[], &options(true));
+        let early: Vec<_> = lines
+            .iter()
+            .filter(|l| l.kind == LineKind::EarlyReplacement)
+            .map(|l| (l.year, l.devices, l.cost))
+            .collect();
+        assert_eq!(
+            early,
+            vec![(2027, 3, euro("1236.00")), (2028, 3, euro("1273.08"))]
         );
     }
 

@@ -1114,6 +1114,7 @@ fn store_cases() -> Vec<Case> {
                         spread_growth: false,
                         school: school.map(String::from),
                         devices: true,
+                        early_by_tickets: None,
                     };
                     let schools = |scope: Scope| {
                         let pool = env.pool.clone();
@@ -1299,6 +1300,43 @@ fn store_cases() -> Vec<Case> {
                     assert_eq!(opened(env.x(), Some("xstadt")).await.unwrap(), 2);
                     let found = opened(env.only_a(), Some("ystadt")).await;
                     assert_not_found("ticket_report", found, "authority", "ystadt");
+                })
+            },
+        },
+        Case {
+            function: "store::ticket_report::early_cohorts",
+            writes: true,
+            check: |env| {
+                Box::pin(async move {
+                    use bestand_core::service_level::Quarter;
+                    // Every device an iPad first seen now (age 0), each with its one ticket: in
+                    // a scope, each authority's cohort counts the tickets and devices it sees.
+                    sqlx::query("update device set model = 'iPad'")
+                        .execute(&env.pool)
+                        .await
+                        .unwrap();
+                    let cohorts = |scope: Scope| {
+                        let pool = env.pool.clone();
+                        async move {
+                            let found = ticket_report::early_cohorts(
+                                &pool,
+                                &scope,
+                                Quarter::containing(now()),
+                                0.5,
+                            );
+                            listed(found, |c| {
+                                (c.authority, c.tickets.tickets, c.tickets.devices)
+                            })
+                            .await
+                        }
+                    };
+                    let x = |tickets, devices| ("xstadt".to_string(), tickets, devices);
+                    assert_eq!(cohorts(env.only_a()).await, vec![x(1, 1)]);
+                    assert_eq!(cohorts(env.x()).await, vec![x(2, 2)]);
+                    assert_eq!(
+                        cohorts(Scope::All).await,
+                        vec![x(2, 2), ("ystadt".to_string(), 1, 1)]
+                    );
                 })
             },
         },

@@ -638,6 +638,7 @@ fn request(smooth: bool, target: bool) -> ReplacementRequest {
         spread_growth: false,
         school: None,
         devices: false,
+        early_by_tickets: None,
     }
 }
 
@@ -994,11 +995,10 @@ async fn the_funding_report_flags_early_retirement_unknown_location_and_missing_
     );
 }
 
-#[tokio::test]
-async fn the_cost_split_weights_pupils_by_level_and_adds_up_to_the_cent() {
-    let fleet = fleet().await;
+/// A second authority with one vocational school, 300001.
+async fn nachbarstadt(pool: &PgPool) {
     store::apply_configuration(
-        &fleet.pool,
+        pool,
         &Scope::All,
         &Actor::System("configuration"),
         &[AuthoritySpec {
@@ -1016,6 +1016,12 @@ async fn the_cost_split_weights_pupils_by_level_and_adds_up_to_the_cent() {
     )
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn the_cost_split_weights_pupils_by_level_and_adds_up_to_the_cent() {
+    let fleet = fleet().await;
+    nachbarstadt(&fleet.pool).await;
     sqlx::query(
         "insert into school_pupils (school_id, authority_id, level, pupils, entered_at, entered_by) \
          select school_id, authority_id, 'vocational', 300, now(), 'test' from school \
@@ -1168,4 +1174,281 @@ async fn the_forecast_as_json_and_csv() {
     let table = String::from_utf8(out).unwrap();
     assert!(table.contains("2.101,25 €"), "{table}");
     assert!(table.contains("4.727,82 €"), "{table}");
+}
+
+/// A ticket of Musterstadt's source opened on `day` in `state`, naming `devices`.
+async fn ticket_naming(
+    pool: &PgPool,
+    sources: &[store::SourceRef],
+    run: i64,
+    number: &str,
+    opened: NaiveDate,
+    state: &str,
+    devices: &[Uuid],
+) {
+    let ticket: Uuid = sqlx::query_scalar(
+        "insert into ticket (ticket_id, authority_id, source_id, external_id, number, title, \
+         state, source_state, created_at, updated_at, content_hash, first_seen_at, \
+         changed_in_run) values (gen_random_uuid(), $1, $2, $3, $3, 'iPad defekt', $4, $4, $5, \
+         $5, '\\x00'::bytea, $5, $6) returning ticket_id",
+    )
+    .bind(sources[0].authority_id)
+    .bind(sources[0].source_id)
+    .bind(number)
+    .bind(state)
+    .bind(Utc.from_utc_datetime(&opened.and_hms_opt(8, 0, 0).unwrap()))
+    .bind(run)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    for device in devices {
+        sqlx::query(
+            "insert into ticket_device (ticket_id, device_id, authority_id, found_by, detail, \
+             linked_at, linked_by) values ($1, $2, $3, 'field', 'inventarnummer', now(), 'test')",
+        )
+        .bind(ticket)
+        .bind(device)
+        .bind(sources[0].authority_id)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// `--early-by-tickets 0,5 --tickets-until 2026-Q3`, worked out by hand. Tablets live 5 years
+/// (the default), no catalogue, no price increase; ages are on 2026-10-01, the day after the
+/// last quarter counted (2025-Q4 to 2026-Q3).
+///
+/// | devices | authority, school | model | bought | price | age | due | tickets counted |
+/// |---|---|---|---|---|---|---|---|
+/// | P1-P4 | Musterstadt 100001 | iPad 7 | 2023-05-02 | 400 | 3 | 2028 | 3: #1 (P1), #2 (P2 and P3, once), #3 (P4) |
+/// | Q1-Q4 | Musterstadt 100001 | iPad 9 | 2023-05-02 | 500 | 3 | 2028 | 1: #4 (Q1); #5, #6 merged, #7 opened 2026-10-05 |
+/// | R1 | Musterstadt 100001 | iPad 7 | 2024-06-01 | 400 | 2 | 2029 | none |
+/// | N1-N2 | Nachbarstadt 300001 | iPad 7 | 2023-05-02 | 400 | 3 | 2028 | none (Musterstadt's tickets are not theirs) |
+///
+/// iPad 7 aged 3 at Musterstadt: 3 tickets / 4 devices = 0.75 > 0.5, replaced early in 2027:
+/// 4 * 400 = 1600.00. iPad 9: 1 / 4 = 0.25, stays in 2028: 2000.00. Had the merged tickets and
+/// the one after the quarter counted, 4 / 4 = 1.0 would have moved it too.
+#[tokio::test]
+async fn early_replacement_for_tickets_moves_only_the_cohorts_above_the_threshold() {
+    let db = test_db().await;
+    let pool = db.pool.clone();
+    let sources = musterstadt(&pool, &["jamf"]).await;
+    nachbarstadt(&pool).await;
+    let school = |number: &'static str| {
+        let pool = pool.clone();
+        async move {
+            id(
+                &pool,
+                "select school_id from school where school_number = $1",
+                number,
+            )
+            .await
+        }
+    };
+    let (a, n) = (school("100001").await, school("300001").await);
+    let nachbarstadt = id(
+        &pool,
+        "select authority_id from school_authority where slug = $1",
+        "nachbarstadt",
+    )
+    .await;
+    let authority = sources[0].authority_id;
+    let mut ids = std::collections::HashMap::new();
+    for (tag, school, authority, model, bought, price) in [
+        ("P1", a, authority, "iPad 7", day(2023, 5, 2), "400"),
+        ("P2", a, authority, "iPad 7", day(2023, 5, 2), "400"),
+        ("P3", a, authority, "iPad 7", day(2023, 5, 2), "400"),
+        ("P4", a, authority, "iPad 7", day(2023, 5, 2), "400"),
+        ("Q1", a, authority, "iPad 9", day(2023, 5, 2), "500"),
+        ("Q2", a, authority, "iPad 9", day(2023, 5, 2), "500"),
+        ("Q3", a, authority, "iPad 9", day(2023, 5, 2), "500"),
+        ("Q4", a, authority, "iPad 9", day(2023, 5, 2), "500"),
+        ("R1", a, authority, "iPad 7", day(2024, 6, 1), "400"),
+        ("N1", n, nachbarstadt, "iPad 7", day(2023, 5, 2), "400"),
+        ("N2", n, nachbarstadt, "iPad 7", day(2023, 5, 2), "400"),
+    ] {
+        let device = New {
+            bought: Some(bought),
+            price: Some(price),
+            ..New::device(tag, school, "tablet", model)
+        };
+        ids.insert(tag, device.insert(&pool, authority).await);
+    }
+    let run: i64 = sqlx::query_scalar(
+        "insert into sync_run (authority_id, source_id, started_at, status) \
+         values ($1, $2, now(), 'succeeded') returning sync_run_id",
+    )
+    .bind(authority)
+    .bind(sources[0].source_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    for (number, opened, state, tags) in [
+        ("1", day(2026, 6, 10), "closed", &["P1"][..]),
+        ("2", day(2026, 7, 1), "open", &["P2", "P3"][..]),
+        ("3", day(2026, 9, 15), "new", &["P4"][..]),
+        ("4", day(2026, 8, 1), "closed", &["Q1"][..]),
+        ("5", day(2026, 8, 5), "merged", &["Q2"][..]),
+        ("6", day(2026, 8, 6), "merged", &["Q3"][..]),
+        ("7", day(2026, 10, 5), "open", &["Q4"][..]),
+    ] {
+        let devices: Vec<Uuid> = tags.iter().map(|tag| ids[tag]).collect();
+        ticket_naming(&pool, &sources, run, number, opened, state, &devices).await;
+    }
+
+    let request = |early: bool| ReplacementRequest {
+        yearly_increase: Decimal::ZERO,
+        devices: true,
+        early_by_tickets: early.then(|| forecast::EarlyByTickets {
+            threshold: euro("0.5"),
+            last: "2026-Q3".parse().unwrap(),
+        }),
+        ..request(false, false)
+    };
+    let seen =
+        |report: &forecast::ReplacementForecast| -> Vec<(i32, String, LineKind, u32, Decimal)> {
+            report
+                .lines
+                .iter()
+                .map(|l| (l.year, l.authority.clone(), l.kind, l.devices, l.cost))
+                .collect()
+        };
+    let line = |year, authority: &str, kind, devices, cost: &str| {
+        (year, authority.to_string(), kind, devices, euro(cost))
+    };
+    let report = forecast::replacement_forecast(&pool, &Scope::All, &request(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen(&report),
+        vec![
+            line(
+                2027,
+                "musterstadt",
+                LineKind::EarlyReplacement,
+                4,
+                "1600.00"
+            ),
+            line(2028, "musterstadt", LineKind::Replacement, 4, "2000.00"),
+            line(2028, "nachbarstadt", LineKind::Replacement, 2, "800.00"),
+            line(2029, "musterstadt", LineKind::Replacement, 1, "400.00"),
+        ]
+    );
+    let cohorts: Vec<_> = report
+        .early_cohorts
+        .iter()
+        .map(|c| {
+            (
+                c.authority.as_str(),
+                c.tickets.model.as_str(),
+                c.tickets.age_years,
+                c.tickets.tickets,
+                c.tickets.devices,
+                c.tickets.tickets_per_device,
+            )
+        })
+        .collect();
+    assert_eq!(
+        cohorts,
+        vec![("musterstadt", "iPad 7", 3, 3, 4, Some(0.75))]
+    );
+    // The device list follows the lines: P1-P4 in 2027.
+    let mut listed: Vec<(i32, String)> = report
+        .devices
+        .iter()
+        .map(|d| (d.year, d.plan.asset_tag.clone().unwrap()))
+        .collect();
+    listed.sort();
+    let expected: Vec<(i32, String)> = [
+        (2027, "P1"),
+        (2027, "P2"),
+        (2027, "P3"),
+        (2027, "P4"),
+        (2028, "N1"),
+        (2028, "N2"),
+        (2028, "Q1"),
+        (2028, "Q2"),
+        (2028, "Q3"),
+        (2028, "Q4"),
+        (2029, "R1"),
+    ]
+    .into_iter()
+    .map(|(year, tag)| (year, tag.to_string()))
+    .collect();
+    assert_eq!(listed, expected);
+    let mut out = Vec::new();
+    write_replacement(&mut out, &report, Format::Table).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("more than 0,5 tickets per device in 2025-Q4 to 2026-Q3"),
+        "{text}"
+    );
+    assert!(text.contains("early_replacement"), "{text}");
+    // The workbook names the kind in German and has the cohorts on a sheet of their own.
+    let bytes = bestand_documents::workbook::write_xlsx(
+        &bestand_cli::commands::reports::workbooks::replacement_workbook(&report),
+    )
+    .unwrap();
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
+    use calamine::{Data, Reader};
+    let sheet = book.worksheet_range("Vorzeitiger Ersatz").unwrap();
+    let rows: Vec<Vec<Data>> = sheet.rows().map(<[Data]>::to_vec).collect();
+    assert_eq!(
+        rows,
+        vec![
+            [
+                "Schulträger",
+                "Modell",
+                "Alter (Jahre)",
+                "Tickets",
+                "Geräte",
+                "Tickets je Gerät"
+            ]
+            .map(|h| Data::String(h.into()))
+            .to_vec(),
+            vec![
+                Data::String("musterstadt".into()),
+                Data::String("iPad 7".into()),
+                Data::Float(3.0),
+                Data::Float(3.0),
+                Data::Float(4.0),
+                Data::Float(0.75),
+            ],
+        ]
+    );
+    let lines = book.worksheet_range("Prognose").unwrap();
+    assert!(lines
+        .rows()
+        .any(|row| row.contains(&Data::String("Vorzeitiger Ersatz".into()))));
+
+    // Without the option the iPads 7 are replaced when their life ends, with the iPads 9.
+    let report = forecast::replacement_forecast(&pool, &Scope::All, &request(false))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen(&report),
+        vec![
+            line(2028, "musterstadt", LineKind::Replacement, 8, "3600.00"),
+            line(2028, "nachbarstadt", LineKind::Replacement, 2, "800.00"),
+            line(2029, "musterstadt", LineKind::Replacement, 1, "400.00"),
+        ]
+    );
+    // Nachbarstadt's own scope sees no cohort of Musterstadt's.
+    let report =
+        forecast::replacement_forecast(&pool, &Scope::Authority(nachbarstadt), &request(true))
+            .await
+            .unwrap();
+    assert!(report.early_cohorts.is_empty());
+    assert_eq!(
+        seen(&report),
+        vec![line(
+            2028,
+            "nachbarstadt",
+            LineKind::Replacement,
+            2,
+            "800.00"
+        )]
+    );
 }

@@ -83,6 +83,7 @@ async fn the_replacement_forecast_as_a_workbook_with_its_chart_and_as_svg() {
         spread_growth: false,
         school: None,
         devices: true,
+        early_by_tickets: None,
     };
     let report = forecast::replacement_forecast(&fleet.pool, &Scope::All, &request)
         .await

@@ -12,10 +12,14 @@ use std::str::FromStr;
 use anyhow::{bail, Context};
 use bestand_core::clock::school_date;
 use bestand_core::money::{self, Notation};
+use bestand_core::service_level::Quarter;
 use bestand_core::store::cost_split::{self, CostSplit, LevelWeights};
-use bestand_core::store::forecast::{self, ReplacementForecast, ReplacementRequest};
+use bestand_core::store::forecast::{
+    self, EarlyByTickets, ReplacementForecast, ReplacementRequest,
+};
 use bestand_core::store::funding_report::{self, FundingReport, FundingTotal};
 use bestand_core::store::plans::{self, DepreciationReport, DepreciationTotal, WarrantyReport};
+use bestand_core::store::ticket_report::EarlyCohort;
 use bestand_core::tabular;
 use chrono::{Datelike, NaiveDate};
 use clap::{Args, Subcommand, ValueEnum};
@@ -129,6 +133,15 @@ pub struct ReplacementArgs {
     /// Also draw the cost per year, stacked by category, as SVG to this file.
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<PathBuf>,
+    /// Replace in the first year every cohort (model and age in years) with more than this
+    /// many tickets per device and year (`0,5`), counted over the four quarters up to
+    /// --tickets-until.
+    #[arg(long, value_name = "TICKETS")]
+    pub early_by_tickets: Option<String>,
+    /// The last quarter counted for --early-by-tickets (`2026-Q3`); default: the last
+    /// complete quarter.
+    #[arg(long, value_name = "QUARTER", requires = "early_by_tickets")]
+    pub tickets_until: Option<String>,
 }
 
 pub async fn run(command: ReportsCommand, config: &Config, format: Format) -> anyhow::Result<()> {
@@ -251,6 +264,38 @@ pub fn replacement_request(
         spread_growth: args.spread_growth,
         school: args.school.clone(),
         devices: args.devices,
+        early_by_tickets: args
+            .early_by_tickets
+            .as_deref()
+            .map(|threshold| early_by_tickets(threshold, args.tickets_until.as_deref(), today))
+            .transpose()?,
+    })
+}
+
+/// `--early-by-tickets 0,5 [--tickets-until 2026-Q3]`: the threshold in tickets per device and
+/// year (German or English decimal), and the last quarter counted, by default the last one
+/// complete on `today`.
+fn early_by_tickets(
+    threshold: &str,
+    until: Option<&str>,
+    today: NaiveDate,
+) -> anyhow::Result<EarlyByTickets> {
+    let value = Decimal::from_str(&threshold.trim().replace(',', ".")).with_context(|| {
+        format!("--early-by-tickets '{threshold}' is not a number of tickets per device (write it like 0,5)")
+    })?;
+    if value <= Decimal::ZERO {
+        bail!("--early-by-tickets '{threshold}' must be more than 0 tickets per device");
+    }
+    let last = match until {
+        Some(text) => text
+            .parse::<Quarter>()
+            .map_err(|error| anyhow::anyhow!("--tickets-until '{text}': {error}"))?,
+        None => Quarter::containing(today.and_hms_opt(12, 0, 0).unwrap_or_default().and_utc())
+            .previous(),
+    };
+    Ok(EarlyByTickets {
+        threshold: value,
+        last,
     })
 }
 
@@ -724,6 +769,9 @@ pub fn write_replacement<W: Write>(
         &["year", "category", "devices", "cost", "without price"],
         totals,
     )?;
+    if let Some(early) = &report.early_by_tickets {
+        write_early_cohorts(&mut out, format, early, &report.early_cohorts)?;
+    }
     if !report.targets.is_empty() {
         let rows = report
             .targets
@@ -978,6 +1026,60 @@ pub fn write_cost_split<W: Write>(
     )
 }
 
+/// The cohorts `--early-by-tickets` moved, or a line saying there were none.
+fn write_early_cohorts<W: Write>(
+    out: &mut W,
+    format: Format,
+    early: &EarlyByTickets,
+    cohorts: &[EarlyCohort],
+) -> anyhow::Result<()> {
+    let first = early.last.last(4)[0];
+    let threshold = early.threshold.normalize().to_string().replace('.', ",");
+    if cohorts.is_empty() {
+        writeln!(
+            out,
+            "No cohort had more than {threshold} tickets per device in {first} to {}: nothing \
+             is replaced early.",
+            early.last
+        )?;
+        return Ok(());
+    }
+    let rows = cohorts
+        .iter()
+        .map(|c| {
+            vec![
+                c.authority.clone(),
+                c.tickets.model.clone(),
+                c.tickets.age_years.to_string(),
+                c.tickets.tickets.to_string(),
+                c.tickets.devices.to_string(),
+                c.tickets
+                    .tickets_per_device
+                    .map(|rate| format!("{rate:.2}").replace('.', ","))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    emit(
+        out,
+        format,
+        Some(&format!(
+            "Replaced early (lines early_replacement): more than {threshold} tickets per device in \
+             {first} to {}:",
+            early.last
+        )),
+        &[
+            "authority",
+            "model",
+            "age (years)",
+            "tickets",
+            "devices",
+            "tickets per device",
+        ],
+        rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1011,5 +1113,27 @@ mod tests {
                 .upper_secondary_and_vocational,
             Decimal::from(60)
         );
+    }
+
+    #[test]
+    fn early_by_tickets_reads_a_german_rate_and_defaults_to_the_last_complete_quarter() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 6).unwrap();
+        let early = early_by_tickets("0,5", None, today).unwrap();
+        assert_eq!(early.threshold, Decimal::new(5, 1));
+        assert_eq!(early.last.to_string(), "2026-Q3");
+        let early = early_by_tickets("1.25", Some("2026-Q2"), today).unwrap();
+        assert_eq!(
+            (early.threshold, early.last.to_string()),
+            (Decimal::new(125, 2), "2026-Q2".to_string())
+        );
+        for bad in ["0", "-1", "viel"] {
+            let error = early_by_tickets(bad, None, today).unwrap_err();
+            assert!(
+                format!("{error:#}").contains(&format!("--early-by-tickets '{bad}'")),
+                "{error:#}"
+            );
+        }
+        let error = early_by_tickets("0,5", Some("2026-Q5"), today).unwrap_err();
+        assert!(format!("{error:#}").contains("--tickets-until '2026-Q5'"));
     }
 }

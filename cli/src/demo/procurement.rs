@@ -183,6 +183,7 @@ pub async fn run(database: &Database, data_dir: &Path) -> anyhow::Result<Shown> 
         spread_growth: false,
         school: None,
         devices: false,
+        early_by_tickets: None,
     };
     let forecast = forecast::replacement_forecast(pool, &scope, &request).await?;
     print_forecast(&forecast);

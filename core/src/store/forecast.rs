@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -14,10 +16,12 @@ use crate::access::Scope;
 use crate::error::CoreError;
 use crate::model::DeviceCategory;
 use crate::planning::{self, Cohort, ForecastOptions, GrowthNeed, LineKind};
+use crate::service_level::Quarter;
 use crate::store::in_scope;
 use crate::store::plans::{
     bind_plan, cohort_cte, in_fleet, plan_cte, school_filter, DevicePlan, PlanRow, PLAN_COLUMNS,
 };
+use crate::store::ticket_report::{self, EarlyCohort};
 
 /// What to forecast.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +40,19 @@ pub struct ReplacementRequest {
     pub school: Option<String>,
     /// List the devices behind each replacement line.
     pub devices: bool,
+    /// Replace cohorts early that cause more tickets than this.
+    pub early_by_tickets: Option<EarlyByTickets>,
+}
+
+/// `--early-by-tickets`: replace in the first budget year every cohort (an authority's devices
+/// of one model and age) with more than `threshold` tickets per device over the four quarters
+/// up to `last` (docs/reports.md, "Early replacement for tickets").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EarlyByTickets {
+    /// Tickets per device and year.
+    pub threshold: Decimal,
+    /// The last quarter of the four counted, usually the last complete one.
+    pub last: Quarter,
 }
 
 /// One line of the forecast: a budget year, school, category and kind.
@@ -89,7 +106,7 @@ pub struct ForecastDevice {
 }
 
 /// `bestand reports replacement`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReplacementForecast {
     pub first_year: i32,
     pub last_year: i32,
@@ -107,6 +124,11 @@ pub struct ReplacementForecast {
     pub estimated_purchase_dates: u64,
     /// With `devices`: every device behind a replacement line.
     pub devices: Vec<ForecastDevice>,
+    /// With `early_by_tickets`: what was asked, and the cohorts above the threshold, whose
+    /// devices are on the early replacement lines (those due by the first year anyway stay on
+    /// the ordinary ones).
+    pub early_by_tickets: Option<EarlyByTickets>,
+    pub early_cohorts: Vec<EarlyCohort>,
 }
 
 /// Where a cohort's key points: its authority and school.
@@ -142,14 +164,32 @@ pub async fn replacement_forecast(
     }
     let school = school_filter(pool, scope, request.school.as_deref()).await?;
     let places = places(pool, scope).await?;
+    let early_cohorts = match &request.early_by_tickets {
+        Some(early) => {
+            let threshold = early.threshold.to_f64().unwrap_or(f64::MAX);
+            ticket_report::early_cohorts(pool, scope, early.last, threshold).await?
+        }
+        None => Vec::new(),
+    };
+    let marked = EarlyMarks::new(request.early_by_tickets.as_ref(), &early_cohorts);
     // Every cohort of the fleet, also those due after the range: the targets count the
     // current fleet and price growth from them.
     let sql = format!(
         "{} select p.authority_id, p.school_id, p.category, p.due_year, p.replacement_price, \
-         sum(p.devices)::bigint, sum(p.estimated)::bigint from plan p group by 1, 2, 3, 4, 5",
-        cohort_cte()
+         p.early, sum(p.devices)::bigint, sum(p.estimated)::bigint from plan p \
+         group by 1, 2, 3, 4, 5, 6",
+        cohort_cte(marked.is_some())
     );
-    type CohortRow = (Uuid, Option<Uuid>, String, i32, Option<Decimal>, i64, i64);
+    type CohortRow = (
+        Uuid,
+        Option<Uuid>,
+        String,
+        i32,
+        Option<Decimal>,
+        bool,
+        i64,
+        i64,
+    );
     // The grouping has a few thousand groups, but the planner guesses up to a tenth of the
     // fleet; with the default 4 MB it sorts a million rows on disk instead of hashing them
     // (2.7 s against 0.9 s for 1,000,000 devices), and compiling the query (JIT) costs more
@@ -160,9 +200,13 @@ pub async fn replacement_forecast(
         .execute(&mut *tx)
         .await?;
     sqlx::query("set local jit = off").execute(&mut *tx).await?;
-    let rows: Vec<CohortRow> = bind_plan!(sqlx::query_as(&sql), scope, school)
-        .fetch_all(&mut *tx)
-        .await?;
+    let query = bind_plan!(sqlx::query_as(&sql), scope, school);
+    let rows: Vec<CohortRow> = match &marked {
+        Some(marks) => marks.bind(query),
+        None => query,
+    }
+    .fetch_all(&mut *tx)
+    .await?;
     tx.rollback().await?;
     let mut estimated = 0;
     let mut current: HashMap<(String, DeviceCategory), u32> = HashMap::new();
@@ -170,7 +214,7 @@ pub async fn replacement_forecast(
     let cohorts: Vec<Cohort> = rows
         .into_iter()
         .map(
-            |(authority, school, category, due_year, price, devices, est)| {
+            |(authority, school, category, due_year, price, early, devices, est)| {
                 let devices = u32::try_from(devices).unwrap_or(u32::MAX);
                 let category: DeviceCategory = category.parse().unwrap_or_default();
                 let key = place_key(authority, school);
@@ -189,6 +233,7 @@ pub async fn replacement_forecast(
                     due_year,
                     replacement_price: price,
                     devices,
+                    early,
                 }
             },
         )
@@ -213,15 +258,7 @@ pub async fn replacement_forecast(
             price: view.price,
         })
         .collect();
-    let options = ForecastOptions {
-        first_year: request.first_year,
-        last_year: request.last_year,
-        price_year: request.price_year,
-        yearly_increase: request.yearly_increase,
-        smooth: request.smooth,
-        spread_growth: request.spread_growth,
-    };
-    let forecast = planning::forecast_cohorts(&cohorts, &growth, &options);
+    let forecast = planning::forecast_cohorts(&cohorts, &growth, &planning_options(request));
     let unknown = Place {
         authority: String::new(),
         school_number: None,
@@ -280,7 +317,7 @@ pub async fn replacement_forecast(
         }
     }
     let devices = if request.devices {
-        forecast_devices(pool, scope, school, request).await?
+        forecast_devices(pool, scope, school, request, marked.as_ref()).await?
     } else {
         Vec::new()
     };
@@ -296,6 +333,8 @@ pub async fn replacement_forecast(
         targets: targets.into_iter().map(|(_, view)| view).collect(),
         estimated_purchase_dates: estimated,
         devices,
+        early_by_tickets: request.early_by_tickets,
+        early_cohorts,
     })
 }
 
@@ -436,29 +475,44 @@ async fn forecast_devices(
     scope: &Scope,
     school: Option<Uuid>,
     request: &ReplacementRequest,
+    marked: Option<&EarlyMarks>,
 ) -> Result<Vec<ForecastDevice>, CoreError> {
+    // Devices marked early may be due after the range; with marks the whole fleet is read.
     let sql = format!(
-        "{} select {PLAN_COLUMNS} where {} and p.due_year <= $6",
+        "{} select {PLAN_COLUMNS} where {} and (p.due_year <= $6 or $7)",
         plan_cte(),
         in_fleet("p")
     );
     let rows: Vec<PlanRow> = bind_plan!(sqlx::query_as(&sql), scope, school)
         .bind(request.last_year)
+        .bind(marked.is_some())
         .fetch_all(pool)
         .await?;
-    type GroupKey = (i32, String, DeviceCategory);
+    let options = planning_options(request);
+    type GroupKey = (i32, String, DeviceCategory, LineKind);
     let mut groups: BTreeMap<GroupKey, Vec<DevicePlan>> = BTreeMap::new();
     for row in rows {
         let (authority, school) = (row.authority_id, row.school_id);
         let plan = DevicePlan::from(row);
-        let year = plan.end_of_life_year.max(request.first_year);
+        let cohort = Cohort {
+            school: None,
+            category: plan.category,
+            due_year: plan.end_of_life_year,
+            replacement_price: plan.replacement_price,
+            devices: 1,
+            early: marked.is_some_and(|marks| marks.contains(authority, &plan)),
+        };
+        let (year, kind) = planning::planned_year(&cohort, &options);
+        if year > request.last_year {
+            continue;
+        }
         groups
-            .entry((year, place_key(authority, school), plan.category))
+            .entry((year, place_key(authority, school), plan.category, kind))
             .or_default()
             .push(plan);
     }
     let mut devices = Vec::new();
-    for ((year, _, _), mut members) in groups {
+    for ((year, ..), mut members) in groups {
         members.sort_by(|a, b| {
             (
                 a.end_of_life_year,
@@ -508,4 +562,73 @@ async fn forecast_devices(
             ))
     });
     Ok(devices)
+}
+
+fn planning_options(request: &ReplacementRequest) -> ForecastOptions {
+    ForecastOptions {
+        first_year: request.first_year,
+        last_year: request.last_year,
+        price_year: request.price_year,
+        yearly_increase: request.yearly_increase,
+        smooth: request.smooth,
+        spread_growth: request.spread_growth,
+    }
+}
+
+/// The cohorts to replace early, as the cohort query binds them (`plans::cohort_cte`) and as
+/// the device list tests each device: by authority, trimmed model and age in whole years on
+/// `on`, the day after the last quarter counted.
+struct EarlyMarks {
+    authorities: Vec<Uuid>,
+    models: Vec<String>,
+    ages: Vec<i32>,
+    on: NaiveDate,
+}
+
+impl EarlyMarks {
+    /// None without `--early-by-tickets`; with it, marks for the cohorts found (maybe none).
+    fn new(request: Option<&EarlyByTickets>, cohorts: &[EarlyCohort]) -> Option<EarlyMarks> {
+        let request = request?;
+        let mut marks = EarlyMarks {
+            authorities: Vec::new(),
+            models: Vec::new(),
+            ages: Vec::new(),
+            on: request.last.next().first_day(),
+        };
+        for cohort in cohorts {
+            marks.authorities.push(cohort.authority_id);
+            marks.models.push(cohort.tickets.model.clone());
+            marks
+                .ages
+                .push(i32::try_from(cohort.tickets.age_years).unwrap_or(i32::MAX));
+        }
+        Some(marks)
+    }
+
+    fn bind<'q, O>(
+        &self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.authorities.clone())
+            .bind(self.models.clone())
+            .bind(self.ages.clone())
+            .bind(self.on)
+    }
+
+    /// Whether `plan` (a device of `authority`) belongs to a marked cohort: its age counted as
+    /// PostgreSQL's `age` counts whole years, as the cohort query does.
+    fn contains(&self, authority: Uuid, plan: &DevicePlan) -> bool {
+        let Some(model) = plan.model.as_deref().map(str::trim) else {
+            return false;
+        };
+        let bought = plan.purchase_date;
+        let mut age = self.on.year() - bought.year();
+        if (self.on.month(), self.on.day()) < (bought.month(), bought.day()) {
+            age -= 1;
+        }
+        (0..self.models.len()).any(|i| {
+            self.authorities[i] == authority && self.models[i] == model && self.ages[i] == age
+        })
+    }
 }

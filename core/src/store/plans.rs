@@ -57,18 +57,32 @@ pub(crate) fn plan_cte() -> String {
 /// `estimated` counts, so the catalogue and the lives are resolved once per group, not once per
 /// device. Same binds as `plan_cte`; `purchased` is the first of January of the purchase year,
 /// all the end-of-life year needs.
-pub(crate) fn cohort_cte() -> String {
+///
+/// `early` marks the devices of cohorts to replace early for their tickets (in the column
+/// `early`, which also splits the groups): with it, `$6` authorities, `$7` models (trimmed) and
+/// `$8` ages name the cohorts, by age in whole years on the day `$9`, as the ticket figures
+/// count ages (`store::ticket_report::early_cohorts`). Without it `early` is false throughout
+/// and nothing more is bound.
+pub(crate) fn cohort_cte(early: bool) -> String {
     let scope = in_scope("d.authority_id", "d.school_id", 1, 2);
+    let marked = if early {
+        "(d.authority_id, btrim(d.model), extract(year from age($9::date, \
+           coalesce(d.purchase_date, (d.first_seen_at at time zone 'Europe/Berlin')::date)))::int) \
+         in (select * from unnest($6::uuid[], $7::text[], $8::int[]))"
+    } else {
+        "false"
+    };
     plan_over(
-        "d.devices, d.estimated, d.purchase_price, d.purchased",
+        "d.devices, d.estimated, d.purchase_price, d.purchased, d.early",
         &format!(
             "(select d.authority_id, d.school_id, d.category, d.model, d.model_identifier, \
              d.life_expectancy_years, d.purchase_price, make_date(extract(year from \
                coalesce(d.purchase_date, (d.first_seen_at at time zone 'Europe/Berlin')::date))::int, \
                1, 1) as purchased, \
+             {marked} as early, \
              count(*) as devices, count(*) filter (where d.purchase_date is null) as estimated \
              from device d where {scope} and ($5::uuid is null or d.school_id = $5) and {} \
-             group by 1, 2, 3, 4, 5, 6, 7, 8) d",
+             group by 1, 2, 3, 4, 5, 6, 7, 8, 9) d",
             in_fleet("d")
         ),
     )

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::access::Scope;
 use crate::error::CoreError;
 use crate::service_level::{
-    ticket_figures, DeviceCounts, Quarter, ServiceCalendar, ServiceTargets, TicketDevice,
-    TicketFacts, TicketFigures,
+    replacement_feed, ticket_figures, CohortTickets, DeviceCounts, Quarter, ServiceCalendar,
+    ServiceTargets, TicketDevice, TicketFacts, TicketFigures,
 };
 use crate::store::plans::in_fleet;
 use crate::store::push_scope;
@@ -206,18 +206,7 @@ async fn fleet_counts(
     authority_id: Uuid,
     at: DateTime<Utc>,
 ) -> Result<(DeviceCounts, u64), CoreError> {
-    let mut query = QueryBuilder::new("select d.model, extract(year from age(");
-    query
-        .push_bind(at)
-        .push(
-            "::timestamptz at time zone 'Europe/Berlin', coalesce(d.purchase_date, \
-             (d.first_seen_at at time zone 'Europe/Berlin')::date)))::int as age_years, \
-             count(*) as devices from device d where d.authority_id = ",
-        )
-        .push_bind(authority_id);
-    push_scope(&mut query, scope, "d.authority_id", "d.school_id");
-    query.push(format!(" and {} group by 1, 2", in_fleet("d")));
-    let rows: Vec<CountRow> = query.build_query_as().fetch_all(pool).await?;
+    let rows = fleet_rows(pool, scope, authority_id, at).await?;
     let mut by_model: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_age_year: BTreeMap<u32, u64> = BTreeMap::new();
     let mut total = 0;
@@ -238,6 +227,28 @@ async fn fleet_counts(
         },
         total,
     ))
+}
+
+/// The fleet of the authority in the scope grouped by model and age in whole years at `at`
+/// (from the purchase date, else the day a source first reported the device).
+async fn fleet_rows(
+    pool: &PgPool,
+    scope: &Scope,
+    authority_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<Vec<CountRow>, CoreError> {
+    let mut query = QueryBuilder::new("select d.model, extract(year from age(");
+    query
+        .push_bind(at)
+        .push(
+            "::timestamptz at time zone 'Europe/Berlin', coalesce(d.purchase_date, \
+             (d.first_seen_at at time zone 'Europe/Berlin')::date)))::int as age_years, \
+             count(*) as devices from device d where d.authority_id = ",
+        )
+        .push_bind(authority_id);
+    push_scope(&mut query, scope, "d.authority_id", "d.school_id");
+    query.push(format!(" and {} group by 1, 2", in_fleet("d")));
+    Ok(query.build_query_as().fetch_all(pool).await?)
 }
 
 /// Tickets `t` that can count in `[start, end)`: opened before it ends, and not closed before it
@@ -263,4 +274,123 @@ fn ticket_state(text: &str) -> TicketState {
         "closed" => TicketState::Closed,
         _ => TicketState::Merged,
     }
+}
+
+/// A cohort of devices (one authority's devices of one model and age) whose tickets per device
+/// over a year exceed the threshold the replacement forecast was given.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EarlyCohort {
+    pub authority: String,
+    #[serde(skip)]
+    pub authority_id: Uuid,
+    #[serde(flatten)]
+    pub tickets: CohortTickets,
+}
+
+/// The cohorts to replace early for their tickets: per authority in the scope, the tickets of
+/// the four quarters up to `last` per (model, age in years) against the devices of that cohort
+/// at the end of `last` (`service_level::replacement_feed`), those above `threshold` tickets
+/// per device and year, ordered by authority, model and age. Tickets and devices outside the
+/// scope are not counted, and a cohort is one authority's: tickets of one authority never move
+/// another's devices.
+pub async fn early_cohorts(
+    pool: &PgPool,
+    scope: &Scope,
+    last: Quarter,
+    threshold: f64,
+) -> Result<Vec<EarlyCohort>, CoreError> {
+    let start = last.last(4)[0].start();
+    let end = last.end();
+    // Each ticket's linked devices with their age when it was opened, as `ticket_report`
+    // reads them; merged tickets count as their target only.
+    let mut query = QueryBuilder::new(
+        "select t.ticket_id, t.authority_id, t.created_at, d.model, extract(year from \
+         age((t.created_at at time zone 'Europe/Berlin')::date, coalesce(d.purchase_date, \
+         (d.first_seen_at at time zone 'Europe/Berlin')::date)))::int as age_years \
+         from ticket t join ticket_device td using (ticket_id) join device d using (device_id) \
+         where t.deleted_at is null and t.state <> 'merged' and d.authority_id = t.authority_id",
+    );
+    push_scope(&mut query, scope, "t.authority_id", "t.school_id");
+    push_scope(&mut query, scope, "d.authority_id", "d.school_id");
+    query
+        .push(" and t.created_at >= ")
+        .push_bind(start)
+        .push(" and t.created_at < ")
+        .push_bind(end)
+        .push(" order by t.authority_id, t.ticket_id");
+    type Row = (Uuid, Uuid, DateTime<Utc>, Option<String>, Option<i32>);
+    let rows: Vec<Row> = query.build_query_as().fetch_all(pool).await?;
+    let mut facts: BTreeMap<Uuid, Vec<TicketFacts>> = BTreeMap::new();
+    let mut last_ticket = None;
+    for (ticket_id, authority_id, created, model, age) in rows {
+        let of_authority = facts.entry(authority_id).or_default();
+        if last_ticket != Some(ticket_id) {
+            of_authority.push(TicketFacts {
+                created,
+                first_response: None,
+                closed: None,
+                forwarded_at: None,
+                state: TicketState::Open,
+                priority: None,
+                topic: None,
+                school: None,
+                provider: None,
+                devices: Vec::new(),
+                merged: false,
+            });
+            last_ticket = Some(ticket_id);
+        }
+        if let Some(fact) = of_authority.last_mut() {
+            fact.devices.push(TicketDevice {
+                model,
+                age_years: age.and_then(|age| u32::try_from(age).ok()),
+            });
+        }
+    }
+    let mut cohorts = Vec::new();
+    for (authority_id, facts) in facts {
+        let (slug, devices) = cohort_devices(pool, scope, authority_id, end).await?;
+        cohorts.extend(
+            replacement_feed(&facts, &devices, last, threshold)
+                .into_iter()
+                .filter(|cohort| cohort.exceeds)
+                .map(|tickets| EarlyCohort {
+                    authority: slug.clone(),
+                    authority_id,
+                    tickets,
+                }),
+        );
+    }
+    // By authority, then (from the feed) model and age.
+    cohorts.sort_by(|a, b| a.authority.cmp(&b.authority));
+    Ok(cohorts)
+}
+
+/// The authority's slug and its fleet in the scope per (model, age in whole years at `at`),
+/// models trimmed as the feed keys them.
+async fn cohort_devices(
+    pool: &PgPool,
+    scope: &Scope,
+    authority_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(String, BTreeMap<(String, u32), u64>), CoreError> {
+    let slug: String =
+        sqlx::query_scalar("select slug from school_authority where authority_id = $1")
+            .bind(authority_id)
+            .fetch_one(pool)
+            .await?;
+    let rows = fleet_rows(pool, scope, authority_id, at).await?;
+    let mut devices: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    for row in rows {
+        if let (Some(model), Some(age)) = (row.model, row.age_years) {
+            let (model, Ok(age)) = (model.trim().to_string(), u32::try_from(age)) else {
+                continue;
+            };
+            if !model.is_empty() {
+                *devices.entry((model, age)).or_default() +=
+                    u64::try_from(row.devices).unwrap_or(0);
+            }
+        }
+    }
+    Ok((slug, devices))
 }

@@ -85,6 +85,7 @@ fn role_name(role: &str) -> &str {
 fn kind_name(kind: LineKind) -> &'static str {
     match kind {
         LineKind::Replacement => "Ersatz",
+        LineKind::EarlyReplacement => "Vorzeitiger Ersatz",
         LineKind::Growth => "Zuwachs",
     }
 }
@@ -445,6 +446,37 @@ pub fn replacement_workbook(report: &ReplacementForecast) -> Workbook {
             ])
             .collect();
         sheets.push(sheet("Zielausstattung", &spec, rows));
+    }
+    if !report.early_cohorts.is_empty() {
+        let rows = report
+            .early_cohorts
+            .iter()
+            .map(|c| {
+                vec![
+                    c.authority.clone().into(),
+                    c.tickets.model.clone().into(),
+                    count(c.tickets.age_years),
+                    Cell::Integer(i64::try_from(c.tickets.tickets).unwrap_or(i64::MAX)),
+                    Cell::Integer(i64::try_from(c.tickets.devices).unwrap_or(i64::MAX)),
+                    c.tickets
+                        .tickets_per_device
+                        .and_then(Decimal::from_f64_retain)
+                        .map_or(Cell::Empty, |rate| Cell::Number(rate.round_dp(2))),
+                ]
+            })
+            .collect();
+        sheets.push(sheet(
+            "Vorzeitiger Ersatz",
+            &[
+                ("Schulträger", Text),
+                ("Modell", Text),
+                ("Alter (Jahre)", Integer),
+                ("Tickets", Integer),
+                ("Geräte", Integer),
+                ("Tickets je Gerät", ColumnKind::Decimal),
+            ],
+            rows,
+        ));
     }
     if !report.devices.is_empty() {
         let rows = report
