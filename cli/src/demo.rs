@@ -6,6 +6,7 @@
 //! five-year replacement forecast they give (`procurement`).
 
 mod procurement;
+mod tickets;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,6 +22,7 @@ use bestand_mocks::directory::Directory;
 use bestand_mocks::intune::{IntuneMock, IntuneMockConfig};
 use bestand_mocks::kelvin::{KelvinMock, KelvinMockConfig};
 use bestand_mocks::relution::{RelutionMock, RelutionMockConfig};
+use bestand_mocks::zammad::{ZammadMock, ZammadMockConfig};
 use bestand_mocks::{Fleet, JamfProMock, MockConfig};
 use chrono::Months;
 use clap::Args;
@@ -52,7 +54,13 @@ struct Mocks {
     intune: IntuneMock,
     relution: RelutionMock,
     kelvin: KelvinMock,
+    zammad: ZammadMock,
 }
+
+/// Tickets the demo's service desk holds: about twelve a school day over the sixteen months
+/// before today, a third of them naming a device of the Jamf Pro fleet.
+const DEMO_TICKETS: u32 = 6_000;
+const DEMO_TICKET_DAYS: i64 = 480;
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
@@ -78,8 +86,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         directory.count(bestand_mocks::directory::Role::Teacher)
     );
     let kelvin = KelvinMock::start(KelvinMockConfig::new(directory)).await?;
+    println!(
+        "Starting a mock Zammad (the service desk) with {DEMO_TICKETS} tickets of the last \
+         {DEMO_TICKET_DAYS} days ..."
+    );
+    let zammad = ZammadMock::start(demo_zammad(&fleet, args.seed)).await?;
     let mocks = Mocks {
         kelvin,
+        zammad,
         jamf: JamfProMock::start(MockConfig::new(fleet)).await?,
         intune: IntuneMock::start(IntuneMockConfig::new(Fleet::new(args.seed + 1, laptops)))
             .await?,
@@ -117,6 +131,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "jamf",
             "Jamf Pro a day later: devices vanished, re-enrolled, updated",
         ),
+        (
+            1,
+            "zammad",
+            "First read of Zammad (tickets linked to their devices)",
+        ),
     ];
     for (epoch, name, title) in steps {
         mocks.jamf.faults().set_epoch(epoch);
@@ -139,7 +158,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await?;
         for (report, seconds) in reports {
             let c = &report.counts;
-            if report.kind == "directory" {
+            if report.kind == "tickets" {
+                println!(
+                    "\n{title}: {} in {seconds:.1} s — tickets fetched {}, created {}",
+                    report.status, c.fetched, c.created
+                );
+            } else if report.kind == "directory" {
                 println!(
                     "\n{title}: {} in {seconds:.1} s — persons fetched {}, created {}, updated {}, \
                      unchanged {}, left {}",
@@ -167,6 +191,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     lend_some_devices(&database, &config, &mocks).await?;
     let mut explore = print_overview(&database, &config_path).await?;
     let shown = procurement::run(&database, &data_dir).await?;
+    let period = tickets::run(&database, &data_dir).await?;
     let config = config_path.display();
     explore.extend([
         format!(
@@ -176,6 +201,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ),
         format!("bestand --config {config} reports funding --programme DP-2019"),
         format!("bestand --config {config} funding list"),
+        format!(
+            "bestand --config {config} reports tickets --period {period} --xlsx tickets.xlsx --charts charts"
+        ),
+        format!("bestand --config {config} tickets list --school 100001 --state open"),
+        format!(
+            "bestand --config {config} reports replacement --years {} --early-by-tickets 0,5",
+            shown.years
+        ),
     ]);
     println!("\nExplore further (the database stays in the demo folder):");
     for command in explore {
@@ -328,6 +361,7 @@ fn write_demo_config(data_dir: &Path, mocks: &Mocks) -> anyhow::Result<PathBuf> 
     let relution_token = secret_file(data_dir, "relution-token", &mocks.relution.config().token)?;
     let kelvin_password =
         secret_file(data_dir, "kelvin-password", &mocks.kelvin.config().password)?;
+    let zammad_token = secret_file(data_dir, "zammad-token", &mocks.zammad.config().token)?;
     let organization = mocks
         .relution
         .config()
@@ -349,7 +383,15 @@ fn write_demo_config(data_dir: &Path, mocks: &Mocks) -> anyhow::Result<PathBuf> 
          tenant_id = \"{tenant}\"\nclient_id = \"{intune_client}\"\nclient_secret_file = {intune_secret:?}\n\
          token_url = \"{token_url}\"\ngraph_url = \"{graph_url}\"\n\n\
          [[source]]\nname = \"relution\"\nkind = \"relution\"\nauthority = \"musterstadt\"\nschedule = \"25 * * * *\"\n\
-         base_url = \"{relution_url}\"\naccess_token_file = {relution_token:?}\norganization = \"{organization}\"\n",
+         base_url = \"{relution_url}\"\naccess_token_file = {relution_token:?}\norganization = \"{organization}\"\n\n\
+         # The service desk: groups map to the support concept's IT services and to the providers\n\
+         # tickets are forwarded to; devices are named in the attribute `inventarnummer` or the title.\n\
+         [[source]]\nname = \"zammad\"\nkind = \"zammad\"\nauthority = \"musterstadt\"\nschedule = \"0 */15 6-18 * * Mon-Fri\"\n\
+         url = \"{zammad_url}\"\ntoken_file = {zammad_token:?}\nasset_fields = [\"inventarnummer\"]\n\
+         forwarding_groups = [\"Dienstleister::Muster IT GmbH\", \"Dienstleister::Schul-IT Nord\"]\n\
+         topics = {{ \"Service Desk::Netzwerk\" = \"network\", \"Schulserver\" = \"school_server\", \"Endgeräte\" = \"end_devices\" }}\n\
+         providers = {{ \"Dienstleister::Muster IT GmbH\" = \"Muster IT GmbH\", \"Dienstleister::Schul-IT Nord\" = \"Schul-IT Nord\" }}\n\
+         title_patterns = ['\\(SN (?P<serial>[A-Z0-9]{{8,}})\\)', 'Inventar-Nr\\. (?P<tag>INV-\\d{{4}}-\\d{{5}})']\n",
         data_dir = data_dir.display().to_string(),
         authority = bestand_mocks::authority_toml(),
         jamf_url = mocks.jamf.base_url(),
@@ -361,6 +403,7 @@ fn write_demo_config(data_dir: &Path, mocks: &Mocks) -> anyhow::Result<PathBuf> 
         relution_url = mocks.relution.base_url(),
         kelvin_url = mocks.kelvin.base_url(),
         kelvin_user = mocks.kelvin.config().username,
+        zammad_url = mocks.zammad.base_url(),
     );
     let config_path = data_dir.join("config.toml");
     std::fs::write(&config_path, config)?;
@@ -566,4 +609,17 @@ async fn print_overview(database: &Database, config_path: &Path) -> anyhow::Resu
         format!("bestand --config {config} devices list --conflicts"),
         format!("bestand --config {config} review list"),
     ])
+}
+
+/// The mock service desk: its tickets name devices of `fleet` and end a week before today, so
+/// the last complete quarter has tickets whatever day the demo runs.
+fn demo_zammad(fleet: &Fleet, seed: u64) -> ZammadMockConfig {
+    let now = SystemClock.now();
+    let minutes = (DEMO_TICKET_DAYS - 7) * 24 * 60 / i64::from(DEMO_TICKETS);
+    ZammadMockConfig {
+        fleet: fleet.clone(),
+        first_created: now - chrono::Duration::days(DEMO_TICKET_DAYS),
+        minutes_between: u32::try_from(minutes).unwrap_or(1),
+        ..ZammadMockConfig::new(seed, DEMO_TICKETS as usize)
+    }
 }

@@ -1,6 +1,6 @@
 //! A fake Zammad (the service desk of issue 18): tickets generated on the fly from their index
 //! (deterministic per seed, so 500,000 tickets cost no memory), served over the ticket listing,
-//! the search sorted by `updated_at`, states, links, tags and articles, with token auth and the
+//! the search sorted by `updated_at`, states, links, tags, history and articles, with token auth and the
 //! faults of the Jamf Pro mock, so the Zammad connector is checked from the outside.
 //!
 //! ```ignore
@@ -30,7 +30,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::error::MockError;
@@ -53,7 +53,8 @@ pub const SEARCH_DEFAULT_PER_PAGE: usize = 50;
 pub const TOUCH_PATH: &str = "/_mock/touch";
 /// The custom ticket attribute the generated tickets carry asset tags in.
 pub const ASSET_ATTRIBUTE: &str = "inventarnummer";
-/// Ticket `n` (1-based id) was created `n - 1` minutes after this instant.
+/// Ticket `n` (1-based id) was created `n - 1` minutes after this instant, unless the
+/// configuration says otherwise (`first_created`, `minutes_between`).
 pub const FIRST_CREATED: &str = "2025-08-01T06:00:00Z";
 /// Every ticket was last updated this long after it was created (until `touch`).
 const UPDATED_AFTER_DAYS: i64 = 5;
@@ -112,6 +113,10 @@ pub struct ZammadMockConfig {
     /// `127.0.0.1:0` picks a free port.
     pub bind: SocketAddr,
     pub token: String,
+    /// When the first ticket was created (`FIRST_CREATED`), and the minutes between one ticket
+    /// and the next (1): the demo spreads its tickets over the quarters before today.
+    pub first_created: DateTime<Utc>,
+    pub minutes_between: u32,
 }
 
 impl ZammadMockConfig {
@@ -124,6 +129,10 @@ impl ZammadMockConfig {
             faults: FaultPlan::default(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: DEFAULT_TOKEN.to_string(),
+            first_created: DateTime::parse_from_rfc3339(FIRST_CREATED)
+                .map(|at| at.with_timezone(&Utc))
+                .unwrap_or_default(),
+            minutes_between: 1,
         }
     }
 }
@@ -136,6 +145,7 @@ pub struct ZammadRequestCounts {
     pub states: u64,
     pub links: u64,
     pub tags: u64,
+    pub history: u64,
     pub articles: u64,
     pub writes: u64,
     pub unauthorized: u64,
@@ -153,6 +163,7 @@ struct Counters {
     states: AtomicU64,
     links: AtomicU64,
     tags: AtomicU64,
+    history: AtomicU64,
     articles: AtomicU64,
     writes: AtomicU64,
     unauthorized: AtomicU64,
@@ -178,6 +189,7 @@ impl Counters {
             states: load(&self.states),
             links: load(&self.links),
             tags: load(&self.tags),
+            history: load(&self.history),
             articles: load(&self.articles),
             writes: load(&self.writes),
             unauthorized: load(&self.unauthorized),
@@ -229,7 +241,8 @@ struct App {
 
 impl App {
     fn created(&self, index: u32) -> DateTime<Utc> {
-        self.first_created + Duration::minutes(i64::from(index))
+        self.first_created
+            + Duration::minutes(i64::from(index) * i64::from(self.config.minutes_between.max(1)))
     }
 
     /// When touched tickets were updated: after every generated update.
@@ -373,6 +386,30 @@ impl App {
         tags
     }
 
+    /// Ticket `index`'s history as `GET /api/v1/ticket_history/{id}` answers it: its creation,
+    /// and for three in four tickets of a provider's group the move from the service desk into
+    /// that group, 15 minutes to 10 hours after creation.
+    fn history(&self, index: u32) -> Value {
+        let h = |salt| mix(self.config.seed, u64::from(index), salt);
+        let id = u64::from(index) + 1;
+        let created = self.created(index);
+        let mut history = vec![json!({
+            "id": id * 10, "o_id": id, "object": "Ticket", "type": "created",
+            "created_at": stamp(created), "created_by_id": 3,
+        })];
+        let group = pick(GROUPS, h(8));
+        if group.starts_with("Dienstleister::") && h(14) % 4 != 0 {
+            let moved = created + Duration::minutes(15 + (h(14) % 585) as i64);
+            history.push(json!({
+                "id": id * 10 + 1, "o_id": id, "object": "Ticket", "type": "updated",
+                "attribute": "group", "value_from": GROUPS[0], "value_to": group,
+                "id_from": 1, "id_to": (h(8) % GROUPS.len() as u64) + 1,
+                "created_at": stamp(moved), "created_by_id": 4,
+            }));
+        }
+        json!({ "history": history, "assets": {} })
+    }
+
     fn touch(&self, count: usize) -> Vec<u64> {
         let tickets = self.config.tickets;
         let mut changes = lock(&self.changes);
@@ -435,9 +472,7 @@ impl ZammadMock {
     /// Binds `config.bind` and serves in a background task of the current Tokio runtime.
     pub async fn start(config: ZammadMockConfig) -> Result<ZammadMock, MockError> {
         let listener = Listener::bind(config.bind, "Zammad").await?;
-        let first_created = DateTime::parse_from_rfc3339(FIRST_CREATED)
-            .map(|at| at.with_timezone(&Utc))
-            .unwrap_or_else(|_| Utc.timestamp_opt(0, 0).single().unwrap_or_default());
+        let first_created = config.first_created;
         let changes = Changes {
             order: Arc::new(build_order(config.tickets, &HashMap::new())),
             ..Changes::default()
@@ -456,6 +491,7 @@ impl ZammadMock {
             .route("/api/v1/ticket_states", get(states))
             .route("/api/v1/links", get(links))
             .route("/api/v1/tags", get(tags))
+            .route("/api/v1/ticket_history/{id}", get(history))
             .route("/api/v1/ticket_articles/by_ticket/{id}", get(articles))
             .route("/api/v1/ticket_articles", post(create_article))
             .route(TOUCH_PATH, post(touch))
@@ -835,6 +871,21 @@ async fn tags(
             json!({ "tags": app.tags(index) }).to_string(),
         ),
         _ => bad_request(&app, "object=Ticket and a ticket id are required"),
+    }
+}
+
+async fn history(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    bump(&app.counters.history);
+    if let Some(refusal) = gate(&app, &headers).await {
+        return refusal;
+    }
+    match known(&app, &id) {
+        Some(index) => json_response(StatusCode::OK, app.history(index).to_string()),
+        None => error(StatusCode::NOT_FOUND, "Couldn't find Ticket"),
     }
 }
 

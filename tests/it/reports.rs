@@ -1221,10 +1221,13 @@ async fn ticket_naming(
 ///
 /// | devices | authority, school | model | bought | price | age | due | tickets counted |
 /// |---|---|---|---|---|---|---|---|
-/// | P1-P4 | Musterstadt 100001 | iPad 7 | 2023-05-02 | 400 | 3 | 2028 | 3: #1 (P1), #2 (P2 and P3, once), #3 (P4) |
+/// | P1-P4 | Musterstadt 100001 | iPad 7 | 2023-05-02 | 400 | 3 | 2028 | 3: #1 (P1, opened 2026-02-10 when P1 was 2), #2 (P2 and P3, once), #3 (P4) |
 /// | Q1-Q4 | Musterstadt 100001 | iPad 9 | 2023-05-02 | 500 | 3 | 2028 | 1: #4 (Q1); #5, #6 merged, #7 opened 2026-10-05 |
 /// | R1 | Musterstadt 100001 | iPad 7 | 2024-06-01 | 400 | 2 | 2029 | none |
 /// | N1-N2 | Nachbarstadt 300001 | iPad 7 | 2023-05-02 | 400 | 3 | 2028 | none (Musterstadt's tickets are not theirs) |
+///
+/// A ticket counts for the cohort its device is in on 2026-10-01: #1 for P's (age 3), not R1's
+/// (age 2, whose 1 / 1 would move it), though P1 was 2 when #1 was opened.
 ///
 /// iPad 7 aged 3 at Musterstadt: 3 tickets / 4 devices = 0.75 > 0.5, replaced early in 2027:
 /// 4 * 400 = 1600.00. iPad 9: 1 / 4 = 0.25, stays in 2028: 2000.00. Had the merged tickets and
@@ -1285,7 +1288,7 @@ async fn early_replacement_for_tickets_moves_only_the_cohorts_above_the_threshol
     .await
     .unwrap();
     for (number, opened, state, tags) in [
-        ("1", day(2026, 6, 10), "closed", &["P1"][..]),
+        ("1", day(2026, 2, 10), "closed", &["P1"][..]),
         ("2", day(2026, 7, 1), "open", &["P2", "P3"][..]),
         ("3", day(2026, 9, 15), "new", &["P4"][..]),
         ("4", day(2026, 8, 1), "closed", &["Q1"][..]),

@@ -494,6 +494,112 @@ async fn expanded_names_states_merges_and_asset_fields_map_and_no_customer_is_ke
 }
 
 #[tokio::test]
+async fn the_forwarding_time_is_read_from_the_history_of_tickets_in_a_providers_group() {
+    let server = MockServer::start().await;
+    mount_states(&server).await;
+    // 1 and 2 are in the provider's group, 3 in the service desk's own.
+    let mut desk = ticket(3, "open", "2026-03-02T09:00:00.000Z");
+    desk["group"] = json!("Service Desk");
+    list_page(1, 100)
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            ticket(1, "open", "2026-03-02T09:00:00.000Z"),
+            ticket(2, "open", "2026-03-02T09:00:00.000Z"),
+            desk,
+        ])))
+        .mount(&server)
+        .await;
+    list_page(2, 100)
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&server)
+        .await;
+    // Ticket 1 went to the provider at 07:40, back to the desk at 08:10 and to the provider
+    // again at 08:30 (its name as older versions write it, the last part only): forwarded at
+    // 08:30. Ticket 2 was opened in the provider's group: forwarded when opened, 07:15.
+    let change = |to: &str, at: &str| {
+        json!({ "object": "Ticket", "type": "updated", "attribute": "group",
+                "value_from": "x", "value_to": to, "created_at": at })
+    };
+    Mock::given(method("GET"))
+        .and(path("/api/v1/ticket_history/1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "history": [
+                { "object": "Ticket", "type": "created", "created_at": "2026-03-02T07:15:00.000Z" },
+                change("Dienstleister::Muster IT GmbH", "2026-03-02T07:40:00.000Z"),
+                change("Service Desk", "2026-03-02T08:10:00.000Z"),
+                { "object": "Ticket", "type": "updated", "attribute": "priority",
+                  "value_to": "3 high", "created_at": "2026-03-02T08:20:00.000Z" },
+                change("Muster IT GmbH", "2026-03-02T08:30:00.000Z"),
+            ],
+            "assets": {},
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/ticket_history/2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "history": [
+                { "object": "Ticket", "type": "created", "created_at": "2026-03-02T07:15:00.000Z" },
+            ],
+            "assets": {},
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/ticket_history/3"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let zammad = connector(
+        &server,
+        "forwarding",
+        json!({ "forwarding_groups": ["dienstleister::muster it gmbh"] }),
+    );
+    let (pages, end) = read(Arc::new(zammad), full()).await;
+    assert_eq!(complete(end), 3);
+    let since: Vec<Option<String>> = records(&pages)
+        .iter()
+        .map(|r| r.group_since.map(|at| at.to_rfc3339()))
+        .collect();
+    assert_eq!(
+        since,
+        [
+            Some("2026-03-02T08:30:00+00:00".to_string()),
+            Some("2026-03-02T07:15:00+00:00".to_string()),
+            None
+        ]
+    );
+
+    // A history that cannot be read fails the read, naming the ticket: a run without the
+    // forwarding time would count the provider's tickets wrongly.
+    let broken = MockServer::start().await;
+    mount_states(&broken).await;
+    list_page(1, 100)
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([ticket(
+            1,
+            "open",
+            "2026-03-02T09:00:00.000Z"
+        )])))
+        .mount(&broken)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/ticket_history/1"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>"))
+        .mount(&broken)
+        .await;
+    let zammad = connector(
+        &broken,
+        "forwarding-broken",
+        json!({ "forwarding_groups": ["Dienstleister::Muster IT GmbH"] }),
+    );
+    let (_, end) = read(Arc::new(zammad), full()).await;
+    let (_, cause) = failure(end);
+    assert!(cause.contains("reading the history of ticket 1"), "{cause}");
+}
+
+#[tokio::test]
 async fn a_malformed_page_fails_naming_it_and_throttling_is_retried() {
     let server = MockServer::start().await;
     mount_states(&server).await;
@@ -696,6 +802,9 @@ async fn the_mock_serves_every_ticket_and_an_incremental_read_finds_the_changed_
         "the customer {customer} was kept"
     );
     assert!(!serialized.contains("schule.musterstadt.de"));
+    // Without `forwarding_groups` no history is read and no forwarding time is known.
+    assert!(all.iter().all(|r| r.group_since.is_none()));
+    assert_eq!(mock.request_counts().history, 0);
 
     // 30 tickets change; a read from the last update time before the change finds exactly them
     // (and the tickets updated at that very instant: the last one, hand-counted: 1).
@@ -723,6 +832,55 @@ async fn the_mock_serves_every_ticket_and_an_incremental_read_finds_the_changed_
         .iter()
         .all(|r| r.state == TicketState::Closed || r.state == TicketState::Merged));
     assert!(mock.request_counts().search >= 1);
+}
+
+#[tokio::test]
+async fn the_mock_tells_when_tickets_went_to_a_providers_group() {
+    let mock = ZammadMock::start(ZammadMockConfig::new(11, 300))
+        .await
+        .expect("mock");
+    let groups = [
+        "Dienstleister::Muster IT GmbH",
+        "Dienstleister::Schul-IT Nord",
+    ];
+    let zammad = mock_connector(
+        &mock,
+        "mock-forwarding",
+        json!({ "forwarding_groups": groups }),
+    );
+    let (pages, end) = read(zammad, full()).await;
+    assert_eq!(complete(end), 300);
+    let all = records(&pages);
+    let at_provider: Vec<_> = all
+        .iter()
+        .filter(|r| groups.contains(&r.group.as_deref().unwrap_or_default()))
+        .collect();
+    // One history request per ticket in a provider's group, none for the others.
+    assert_eq!(mock.request_counts().history, at_provider.len() as u64);
+    assert!(all
+        .iter()
+        .filter(|r| !groups.contains(&r.group.as_deref().unwrap_or_default()))
+        .all(|r| r.group_since.is_none()));
+    // The mock moves three in four of them 15 minutes to 10 hours after opening; the rest were
+    // opened there.
+    let moved = at_provider
+        .iter()
+        .filter(|r| {
+            let since = r.group_since.expect("a forwarding time");
+            let after = since - r.created_at;
+            assert!(
+                after >= chrono::Duration::zero() && after <= chrono::Duration::hours(10),
+                "{:?}",
+                r.external_id
+            );
+            since > r.created_at
+        })
+        .count();
+    assert!(
+        moved > 0 && moved < at_provider.len(),
+        "{moved} of {} moved",
+        at_provider.len()
+    );
 }
 
 #[tokio::test]

@@ -48,6 +48,13 @@ pub struct ZammadConfig {
     /// request per ticket more.
     #[serde(default)]
     pub read_tags: bool,
+    /// The groups a provider works in (usually the group keys of the source's `providers`).
+    /// For a ticket in one of them the connector reads its history
+    /// (`GET /api/v1/ticket_history/{id}`, one request per such ticket) for the time it was
+    /// moved into that group, the forwarding time the provider's figures count from; a ticket
+    /// opened in the group was forwarded when it was opened. Compared without case.
+    #[serde(default)]
+    pub forwarding_groups: Vec<String>,
     /// The search query of an incremental read; `{since}` becomes the watermark, written as
     /// RFC 3339 UTC with milliseconds and its colons escaped for the search syntax.
     #[serde(default = "default_incremental_query")]

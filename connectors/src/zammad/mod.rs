@@ -87,6 +87,8 @@ enum FetchError {
     Count { announced: u64, read: u64 },
     #[error("reading the tags of ticket {id} failed: {cause}")]
     Tags { id: String, cause: String },
+    #[error("reading the history of ticket {id} (when it was forwarded) failed: {cause}")]
+    History { id: String, cause: String },
 }
 
 /// What a page answer held.
@@ -146,6 +148,8 @@ pub struct Zammad {
     per_page: u64,
     max_concurrency: usize,
     read_tags: bool,
+    /// `forwarding_groups`, in lower case.
+    forwarding_groups: Vec<String>,
     incremental: bool,
     incremental_query: String,
     write_back: WriteBackMode,
@@ -227,6 +231,11 @@ impl Zammad {
             per_page: u64::from(config.per_page),
             max_concurrency: settings.max_concurrency,
             read_tags: config.read_tags,
+            forwarding_groups: config
+                .forwarding_groups
+                .iter()
+                .map(|group| group.trim().to_lowercase())
+                .collect(),
             incremental: config.incremental,
             incremental_query: config.incremental_query,
             write_back: config.write_back,
@@ -325,7 +334,8 @@ impl Zammad {
     }
 
     /// Fills in what the listings do not carry: the merge target of merged tickets (their
-    /// `parent` link, docs/vendors/zammad.md#merges) and, if configured, the tags.
+    /// `parent` link, docs/vendors/zammad.md#merges) and, if configured, the tags and the time a
+    /// ticket in a provider's group went there.
     async fn complete(&self, records: Vec<TicketRecord>) -> Result<Vec<TicketRecord>, FetchError> {
         stream::iter(records)
             .map(|mut record| async move {
@@ -335,11 +345,75 @@ impl Zammad {
                 if self.read_tags {
                     record.tags = self.tags(&record.external_id).await?;
                 }
+                if self.forwarded(&record) {
+                    record.group_since = Some(self.group_since(&record).await?);
+                }
                 Ok::<_, FetchError>(record)
             })
             .buffered(self.max_concurrency)
             .try_collect()
             .await
+    }
+
+    /// Whether `record` is in one of the `forwarding_groups`.
+    fn forwarded(&self, record: &TicketRecord) -> bool {
+        record.group.as_deref().is_some_and(|group| {
+            self.forwarding_groups
+                .contains(&group.trim().to_lowercase())
+        })
+    }
+
+    /// When `record` went to its current group: the last `group` change of its history that
+    /// names that group (docs/vendors/zammad.md#history), else its creation (opened there).
+    async fn group_since(&self, record: &TicketRecord) -> Result<DateTime<Utc>, FetchError> {
+        let id = &record.external_id;
+        let history_error = |cause: String| FetchError::History {
+            id: id.clone(),
+            cause,
+        };
+        let body = self
+            .get(&format!("api/v1/ticket_history/{id}"), &[])
+            .await
+            .map_err(|error| match classify(error) {
+                FetchError::Http(error) => history_error(error.to_string()),
+                other => history_error(other.to_string()),
+            })?;
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|error| history_error(format!("invalid JSON ({error})")))?;
+        let entries = value
+            .get("history")
+            .or(Some(&value))
+            .and_then(Value::as_array)
+            .ok_or_else(|| history_error("no `history` array".to_string()))?;
+        let group = record
+            .group
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase();
+        let names_group = |entry: &Value| {
+            entry.get("attribute").and_then(Value::as_str) == Some("group")
+                && entry
+                    .get("value_to")
+                    .and_then(Value::as_str)
+                    .is_some_and(|to| {
+                        // Older versions name the group by its last part only.
+                        let to = to.trim().to_lowercase();
+                        to == group || group.ends_with(&format!("::{to}"))
+                    })
+        };
+        let mut since = None;
+        for entry in entries.iter().filter(|entry| names_group(entry)) {
+            let at = entry
+                .get("created_at")
+                .and_then(Value::as_str)
+                .and_then(|at| at.parse::<DateTime<Utc>>().ok())
+                .ok_or_else(|| {
+                    history_error(format!("a group change has no valid `created_at`: {entry}"))
+                })?;
+            since = since.max(Some(at));
+        }
+        Ok(since.unwrap_or(record.created_at))
     }
 
     async fn tags(&self, id: &str) -> Result<Vec<String>, FetchError> {

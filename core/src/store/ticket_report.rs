@@ -287,10 +287,10 @@ pub struct EarlyCohort {
     pub tickets: CohortTickets,
 }
 
-/// The cohorts to replace early for their tickets: per authority in the scope, the tickets of
-/// the four quarters up to `last` per (model, age in years) against the devices of that cohort
-/// at the end of `last` (`service_level::replacement_feed`), those above `threshold` tickets
-/// per device and year, ordered by authority, model and age. Tickets and devices outside the
+/// The cohorts to replace early for their tickets: per authority in the scope, the devices of
+/// each (model, age in years at the end of `last`) and the tickets of the four quarters up to
+/// `last` that name one of them (`service_level::replacement_feed`), those above `threshold`
+/// tickets per device and year, ordered by authority, model and age. Tickets and devices outside the
 /// scope are not counted, and a cohort is one authority's: tickets of one authority never move
 /// another's devices.
 pub async fn early_cohorts(
@@ -301,11 +301,16 @@ pub async fn early_cohorts(
 ) -> Result<Vec<EarlyCohort>, CoreError> {
     let start = last.last(4)[0].start();
     let end = last.end();
-    // Each ticket's linked devices with their age when it was opened, as `ticket_report`
-    // reads them; merged tickets count as their target only.
+    // Each ticket's linked devices with their age at the end of `last`, the day the cohorts'
+    // devices are counted on: a cohort is one set of devices, and a ticket counts for the cohort
+    // its device belongs to now, not for the one it belonged to when the ticket was opened
+    // (else a cohort would be charged the tickets of devices that have since grown older).
+    // Merged tickets count as their target only.
     let mut query = QueryBuilder::new(
-        "select t.ticket_id, t.authority_id, t.created_at, d.model, extract(year from \
-         age((t.created_at at time zone 'Europe/Berlin')::date, coalesce(d.purchase_date, \
+        "select t.ticket_id, t.authority_id, t.created_at, d.model, extract(year from age(",
+    );
+    query.push_bind(end).push(
+        "::timestamptz at time zone 'Europe/Berlin', coalesce(d.purchase_date, \
          (d.first_seen_at at time zone 'Europe/Berlin')::date)))::int as age_years \
          from ticket t join ticket_device td using (ticket_id) join device d using (device_id) \
          where t.deleted_at is null and t.state <> 'merged' and d.authority_id = t.authority_id",
