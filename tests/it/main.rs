@@ -9,6 +9,7 @@ mod access_loans;
 mod agreement;
 mod cli_config;
 mod csv_output;
+mod demo;
 mod device_identity;
 mod directory_sync;
 mod end_to_end;
