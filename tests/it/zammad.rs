@@ -645,6 +645,9 @@ async fn write_back_posts_an_internal_note_once_and_sets_an_attribute() {
         off.write_back("9", &link()).await,
         Ok(WriteBackOutcome::Disabled)
     );
+    // So the app need not gather the links of an off source at all.
+    assert!(!off.enabled());
+    assert!(zammad.enabled());
 }
 
 fn mock_connector(mock: &ZammadMock, test: &str, extra: Value) -> Arc<Zammad> {
