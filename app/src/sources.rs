@@ -192,7 +192,8 @@ pub async fn run_ticket_source(
 /// inventory is already right, so a failed write-back is one of the report's warnings, never a
 /// failed run, and the next run that writes the ticket tries again. Nothing is written after a
 /// dry run or a run that did not succeed, nor when the source's settings switch write-back off
-/// (the connector answers `Disabled` to the first ticket). Sets `report.write_back`.
+/// (`enabled`; a connector may also answer `Disabled` to the first ticket). Sets
+/// `report.write_back`.
 pub async fn write_back_tickets(
     pool: &PgPool,
     scope: &Scope,
@@ -200,7 +201,7 @@ pub async fn write_back_tickets(
     report: &mut SyncReport,
     write_back: &dyn TicketWriteBack,
 ) -> Result<(), AppError> {
-    if report.dry_run || report.status != SyncStatus::Succeeded {
+    if report.dry_run || report.status != SyncStatus::Succeeded || !write_back.enabled() {
         return Ok(());
     }
     let candidates = write_back_candidates(pool, scope, source_ref, report.run_id).await?;

@@ -260,6 +260,12 @@ pub struct WriteBackError {
 /// A ticket system that can show a device's link inside a ticket.
 #[async_trait]
 pub trait TicketWriteBack: Send + Sync {
+    /// Whether the source's settings let it write back at all; when not, the caller need not
+    /// gather the links (a query over every ticket the run wrote).
+    fn enabled(&self) -> bool {
+        true
+    }
+
     /// Puts `link` into the ticket with the system's id `ticket` (its `external_id`), unless it
     /// is already there.
     async fn write_back(

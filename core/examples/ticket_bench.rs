@@ -1,11 +1,12 @@
-//! The ticket run's benchmark (`cargo xtask bench --tickets N`, docs/performance.md): N tickets
-//! from an in-process generator, a full read into an empty inventory, then an incremental read
-//! of 1,000 changed tickets, then the quarterly report over all of them, each timed by the
-//! server's clock; the database is `DATABASE_URL`.
+//! The ticket engine's benchmark (`cargo xtask bench --tickets-generated N`,
+//! docs/performance.md): N tickets from an in-process generator, a full read into an empty
+//! inventory, then an incremental read of 1,000 changed tickets, then the quarterly report over
+//! all of them, each timed by the server's clock; the database is `DATABASE_URL`. No connector
+//! and no HTTP: `cargo xtask bench --tickets N` measures the same through the mock Zammad, and
+//! the difference is the connector's and the mock's share.
 //!
 //! A third of the tickets name one of 20,000 devices in their title, so the title patterns and
-//! the device lookups are part of what is measured. The lead switches the generator for the
-//! mock Zammad once it is merged.
+//! the device lookups are part of what is measured.
 
 use bestand_core::access::{Actor, Scope};
 use bestand_core::model::SchoolType;

@@ -466,6 +466,33 @@ async fn a_merged_ticket_points_at_its_target_and_keeps_its_device_links() {
         "{:?}",
         report.warnings
     );
+
+    // A later read resolves what was left open (the target is listed now, the merged ticket
+    // itself is not read again), and a ticket merged elsewhere since points at its new target.
+    let late_target = ticket(999, "Spät gelistet", 1);
+    let mut moved = ticket(1, "iPad INV-0001 lädt nicht", 10);
+    moved.state = TicketState::Merged;
+    moved.source_state = "merged".into();
+    moved.merged_into = Some("2".into());
+    let report = read(
+        &db.pool,
+        &clock,
+        &source,
+        &scripted(vec![late_target, moved], Ends::Complete),
+        &options(),
+    )
+    .await;
+    assert_eq!(report.status, SyncStatus::Succeeded, "{:?}", report.error);
+    let target_of = |number: &'static str| {
+        sqlx::query_scalar::<_, Option<String>>(
+            "select m.number from ticket t left join ticket m \
+             on m.ticket_id = t.merged_into_ticket_id where t.number = $1",
+        )
+        .bind(number)
+        .fetch_one(&db.pool)
+    };
+    assert_eq!(target_of("31003").await.unwrap().as_deref(), Some("31999"));
+    assert_eq!(target_of("31001").await.unwrap().as_deref(), Some("31002"));
 }
 
 #[tokio::test]

@@ -4,31 +4,32 @@
 //! re-sync. Each process's wall time and peak memory (its own, not the mock's or the server's)
 //! are measured from outside, so the figures are what an operator would see.
 
+use std::fs::File;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bestand_pgcluster::LocalCluster;
+use bestand_pgcluster::{LocalCluster, StartedCluster};
 
 use crate::storage_floor;
 
 /// What one measured `bestand` process did.
-struct Measured {
-    seconds: f64,
-    peak_rss_mb: f64,
-    output: String,
+pub(crate) struct Measured {
+    pub seconds: f64,
+    pub peak_rss_mb: f64,
+    pub output: String,
 }
 
 /// One mock source of the benchmark.
-struct MockSource {
-    name: &'static str,
-    kind: &'static str,
-    devices: u64,
+pub(crate) struct MockSource {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub devices: u64,
     /// `bestand-mock` arguments before `--port`.
-    mock_args: Vec<String>,
-    port: u16,
+    pub mock_args: Vec<String>,
+    pub port: u16,
 }
 
 impl MockSource {
@@ -85,6 +86,11 @@ impl MockSource {
                 "base_url = \"{base}\"\nusername = \"{KELVIN_USER}\"\npassword_file = {}\n",
                 secret("kelvin-password", KELVIN_PASSWORD)?
             ),
+            "zammad" => format!(
+                "url = \"{base}\"\ntoken_file = {}\n{}",
+                secret("zammad-token", crate::bench_tickets::ZAMMAD_TOKEN)?,
+                crate::bench_tickets::ZAMMAD_MAPPING
+            ),
             other => bail!("the benchmark has no configuration for kind {other}"),
         })
     }
@@ -120,10 +126,12 @@ pub fn bench_persons(workspace: &Path, persons: u64) -> anyhow::Result<()> {
     run_bench(workspace, vec![source], Targets::None)
 }
 
-/// The ticket run (docs/tickets.md): `tickets` tickets from an in-process generator (the
-/// example `ticket_bench` of bestand-core) into an empty inventory, then 1,000 changed tickets
-/// read incrementally, against bestand's own cluster with production settings.
-pub fn bench_tickets(workspace: &Path, tickets: u64) -> anyhow::Result<()> {
+/// The ticket engine alone (docs/performance.md): `tickets` tickets from an in-process generator
+/// (the example `ticket_bench` of bestand-core, no connector, no HTTP) into an empty inventory,
+/// then 1,000 changed tickets read incrementally and the quarterly report, against bestand's own
+/// cluster with production settings. `bench_tickets` measures the same through the mock Zammad;
+/// the difference between the two is the connector's and the mock's share.
+pub fn bench_tickets_generated(workspace: &Path, tickets: u64) -> anyhow::Result<()> {
     crate::step("building the ticket benchmark (release)");
     crate::check(crate::cargo(workspace).args([
         "build",
@@ -147,7 +155,7 @@ pub fn bench_tickets(workspace: &Path, tickets: u64) -> anyhow::Result<()> {
     command
         .arg(tickets.to_string())
         .env("DATABASE_URL", started.connection_url());
-    let outcome = measure(command);
+    let outcome = measure(command, None);
     runtime.block_on(started.stop())?;
     let measured = outcome?;
     print!("{}", measured.output);
@@ -194,77 +202,16 @@ pub fn bench(workspace: &Path, devices: u64, all_sources: bool) -> anyhow::Resul
 }
 
 fn run_bench(workspace: &Path, sources: Vec<MockSource>, targets: Targets) -> anyhow::Result<()> {
-    crate::step("building release binaries");
-    crate::check(crate::cargo(workspace).args([
-        "build",
-        "--release",
-        "-p",
-        "bestand-cli",
-        "-p",
-        "bestand-mocks",
-    ]))?;
-    let release = crate::target_dir(workspace).join("release");
-    let bench_dir = crate::target_dir(workspace).join("bench");
-    let cluster_dir = bench_dir.join("postgres");
     let new_devices: u64 = sources
         .iter()
         .filter(|s| s.name != "relution")
         .map(|s| s.devices)
         .sum();
     let fetched: u64 = sources.iter().map(|s| s.devices).sum();
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    crate::wipe_cluster(&runtime, &cluster_dir)?;
-    std::fs::create_dir_all(&bench_dir)?;
-    crate::step("starting PostgreSQL (production settings) and the mock sources");
-    let cluster = LocalCluster::open(&cluster_dir, None)?;
-    let started = runtime.block_on(cluster.start())?;
-    let url = started.connection_url();
-
-    let mut mocks = Vec::new();
-    for source in &sources {
-        let mut args = source.mock_args.clone();
-        args.extend(["--port".to_string(), source.port.to_string()]);
-        let mock = Command::new(release.join("bestand-mock"))
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start bestand-mock")?;
-        mocks.push(mock);
-    }
-    let outcome = (|| {
-        for source in &sources {
-            wait_for_port(source.port)?;
-        }
-        let schools = Command::new(release.join("bestand-mock"))
-            .arg("schools-toml")
-            .output()?;
-        let mut config = format!(
-            "[database]\nurl = {url:?}\n\n{}\n",
-            String::from_utf8_lossy(&schools.stdout)
-        );
-        for source in &sources {
-            config.push_str(&format!(
-                "[[source]]\nname = \"{}\"\nkind = \"{}\"\nauthority = \"musterstadt\"\n{}\n",
-                source.name,
-                source.kind,
-                source.config(&bench_dir)?
-            ));
-        }
-        let config_path = bench_dir.join("config.toml");
-        std::fs::write(&config_path, config)?;
-        let bestand = |args: &[&str]| -> anyhow::Result<Measured> {
-            let mut command = Command::new(release.join("bestand"));
-            command.arg("--config").arg(&config_path).args(args);
-            measure(command)
-        };
-        bestand(&["db", "migrate"])?;
+    staged(workspace, &sources, |stage| {
         // One unmeasured pass lets the mocks render and cache their pages, as a real server has
         // its data at hand; it also warms the file cache.
-        bestand(&["sync", "--fetch-only"])?;
+        stage.bestand(&["sync", "--fetch-only"])?;
 
         let names: Vec<String> = sources
             .iter()
@@ -274,15 +221,15 @@ fn run_bench(workspace: &Path, sources: Vec<MockSource>, targets: Targets) -> an
             "measuring with {} ({fetched} records, {new_devices} distinct)",
             names.join(", ")
         ));
-        let fetch = bestand(&["sync", "--fetch-only"])?;
+        let fetch = stage.bestand(&["sync", "--fetch-only"])?;
         // Some mocks serve part of their fleet (Jamf School only its iPads): count what came.
         let fetched = counted(&fetch.output, "fetched");
         print_measured("fetch only", &fetch, fetched);
-        let full = bestand(&["sync"])?;
+        let full = stage.bestand(&["sync"])?;
         print_measured("full sync", &full, fetched);
         expect(&full.output, &format!("created {}", sources[0].devices))?;
         print_source_lines(&full.output);
-        let unchanged = bestand(&["sync"])?;
+        let unchanged = stage.bestand(&["sync"])?;
         print_measured("unchanged re-sync", &unchanged, fetched);
         print_source_lines(&unchanged.output);
         let succeeded = unchanged.output.matches(": succeeded in").count();
@@ -298,9 +245,9 @@ fn run_bench(workspace: &Path, sources: Vec<MockSource>, targets: Targets) -> an
         if targets == Targets::None {
             return Ok(());
         }
-        let floor = runtime.block_on(storage_floor::measure(
-            &started.connect_options(),
-            started.cluster().data_dir(),
+        let floor = stage.runtime.block_on(storage_floor::measure(
+            &stage.cluster.connect_options(),
+            stage.cluster.cluster().data_dir(),
         ))?;
         println!(
             "{:<18} {:>7.2} s  PostgreSQL alone loading the {} rows the full sync wrote, on two connections",
@@ -362,6 +309,105 @@ fn run_bench(workspace: &Path, sources: Vec<MockSource>, targets: Targets) -> an
             peak < 300.0,
         );
         Ok(())
+    })
+}
+
+/// What a process benchmark stands on: release binaries, bestand's own cluster with production
+/// settings, the mock sources as processes of their own, and a migrated database configured
+/// with Musterstadt's schools and those sources.
+pub(crate) struct Stage<'a> {
+    pub runtime: &'a tokio::runtime::Runtime,
+    pub cluster: &'a StartedCluster,
+    release: PathBuf,
+    pub bench_dir: PathBuf,
+    config_path: PathBuf,
+}
+
+impl Stage<'_> {
+    /// Runs `bestand --config CONFIG args...` as its own process and measures it.
+    pub fn bestand(&self, args: &[&str]) -> anyhow::Result<Measured> {
+        measure(self.command(args), None)
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.release.join("bestand"));
+        command.arg("--config").arg(&self.config_path).args(args);
+        command
+    }
+}
+
+/// Builds, starts and configures everything a [`Stage`] names, runs `body` on it, then stops
+/// the mocks and the cluster again, also when `body` fails.
+pub(crate) fn staged(
+    workspace: &Path,
+    sources: &[MockSource],
+    body: impl FnOnce(&Stage) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    crate::step("building release binaries");
+    crate::check(crate::cargo(workspace).args([
+        "build",
+        "--release",
+        "-p",
+        "bestand-cli",
+        "-p",
+        "bestand-mocks",
+    ]))?;
+    let release = crate::target_dir(workspace).join("release");
+    let bench_dir = crate::target_dir(workspace).join("bench");
+    let cluster_dir = bench_dir.join("postgres");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    crate::wipe_cluster(&runtime, &cluster_dir)?;
+    std::fs::create_dir_all(&bench_dir)?;
+    crate::step("starting PostgreSQL (production settings) and the mock sources");
+    let cluster = LocalCluster::open(&cluster_dir, None)?;
+    let started = runtime.block_on(cluster.start())?;
+    let url = started.connection_url();
+
+    let mut mocks = Vec::new();
+    for source in sources {
+        let mut args = source.mock_args.clone();
+        args.extend(["--port".to_string(), source.port.to_string()]);
+        let mock = Command::new(release.join("bestand-mock"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start bestand-mock")?;
+        mocks.push(mock);
+    }
+    let outcome = (|| {
+        for source in sources {
+            wait_for_port(source.port)?;
+        }
+        let schools = Command::new(release.join("bestand-mock"))
+            .arg("schools-toml")
+            .output()?;
+        let mut config = format!(
+            "[database]\nurl = {url:?}\n\n{}\n",
+            String::from_utf8_lossy(&schools.stdout)
+        );
+        for source in sources {
+            config.push_str(&format!(
+                "[[source]]\nname = \"{}\"\nkind = \"{}\"\nauthority = \"musterstadt\"\n{}\n",
+                source.name,
+                source.kind,
+                source.config(&bench_dir)?
+            ));
+        }
+        let config_path = bench_dir.join("config.toml");
+        std::fs::write(&config_path, config)?;
+        let stage = Stage {
+            runtime: &runtime,
+            cluster: &started,
+            release: release.clone(),
+            bench_dir: bench_dir.clone(),
+            config_path,
+        };
+        stage.bestand(&["db", "migrate"])?;
+        body(&stage)
     })();
     for mut mock in mocks {
         let _ = mock.kill();
@@ -372,7 +418,7 @@ fn run_bench(workspace: &Path, sources: Vec<MockSource>, targets: Targets) -> an
 }
 
 /// The sum of the numbers after `word` in bestand's output (`fetched 120000 ...` lines).
-fn counted(output: &str, word: &str) -> u64 {
+pub(crate) fn counted(output: &str, word: &str) -> u64 {
     let marker = format!("{word} ");
     output
         .match_indices(&marker)
@@ -382,17 +428,18 @@ fn counted(output: &str, word: &str) -> u64 {
 }
 
 /// bestand's own per-source summary lines, indented.
-fn print_source_lines(output: &str) {
+pub(crate) fn print_source_lines(output: &str) {
     for line in output.lines().filter(|line| {
         line.contains(" in ") && line.contains(", run ")
             || line.starts_with("  fetched")
             || line.starts_with("  persons fetched")
+            || line.starts_with("  tickets fetched")
     }) {
         println!("    {line}");
     }
 }
 
-fn row(figure: &str, measured: String, target: &str, met: bool) {
+pub(crate) fn row(figure: &str, measured: String, target: &str, met: bool) {
     println!(
         "| {figure} | {measured} | {target} | {} |",
         if met { "yes" } else { "NO" }
@@ -415,7 +462,7 @@ fn expect(output: &str, needle: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
@@ -431,11 +478,12 @@ fn wait_for_port(port: u16) -> anyhow::Result<()> {
     bail!("the mock source did not open port {port} within 60 s")
 }
 
-/// Runs `command` to its end and reports its wall time and peak resident memory.
-fn measure(mut command: Command) -> anyhow::Result<Measured> {
+/// Runs `command` to its end and reports its wall time and peak resident memory. Its standard
+/// output goes to `stdout` if given (then `output` holds only its standard error).
+pub(crate) fn measure(mut command: Command, stdout: Option<File>) -> anyhow::Result<Measured> {
     let began = Instant::now();
     let child = command
-        .stdout(Stdio::piped())
+        .stdout(stdout.map_or_else(Stdio::piped, Stdio::from))
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot start bestand")?;
@@ -454,14 +502,21 @@ fn measure(mut command: Command) -> anyhow::Result<Measured> {
 /// Waits for `child` with `wait4`, which reports that one child's peak RSS (`ru_maxrss`, KiB).
 fn wait_with_rusage(mut child: Child) -> anyhow::Result<(bool, i64, String)> {
     use std::io::Read;
-    let mut stdout = child.stdout.take().context("no stdout")?;
+    // Both pipes are read at once: a child that fills one (a ticket run writes a progress line
+    // per page to stderr) while the other is being read to its end would wait forever.
+    let stdout = child.stdout.take();
     let mut stderr = child.stderr.take().context("no stderr")?;
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
+    let errors = std::thread::spawn(move || {
         let mut errors = String::new();
         let _ = stderr.read_to_string(&mut errors);
-        text + &errors
+        errors
+    });
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_string(&mut text);
+        }
+        text + &errors.join().unwrap_or_default()
     });
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;

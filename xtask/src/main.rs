@@ -8,6 +8,7 @@ mod bench;
 mod bench_figures;
 mod bench_forecast;
 mod bench_purchases;
+mod bench_tickets;
 mod storage_floor;
 #[cfg(test)]
 mod tidy;
@@ -27,7 +28,8 @@ usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
        cargo xtask bench --forecast [--devices N]
        cargo xtask bench --purchases [N]
        cargo xtask bench --ticket-figures [N]
-       cargo xtask bench --tickets N
+       cargo xtask bench --tickets [N]
+       cargo xtask bench --tickets-generated [N]
 
   test        cargo fmt --check, cargo clippy -D warnings (also bestand-cli without the demo),
               then cargo test --workspace
@@ -43,6 +45,11 @@ usage: cargo xtask test [--no-lint] [-- <arguments for cargo test>]
               about existing devices, in a release build
   --ticket-figures  time the service-level figures over N (default 500000) generated
               tickets, eight quarters, in a release build (no database)
+  --tickets   time a full read of N (default 500000) tickets from the mock Zammad, an
+              incremental read of 1,000 changed ones and the quarterly report over them,
+              each a `bestand` process, with release binaries
+  --tickets-generated  the ticket engine alone: N (default 500000) tickets from an
+              in-process generator, no connector and no HTTP
 
 examples:
   cargo xtask test
@@ -86,6 +93,7 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
             let mut persons = None;
             let mut ticket_figures = None;
             let mut tickets = None;
+            let mut tickets_generated = None;
             let mut purchases = None;
             let mut all_sources = false;
             let mut forecast = false;
@@ -98,27 +106,17 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
                         let count = rest.next().context("--devices takes a number")?;
                         devices = Some(count.parse().context("--devices takes a number")?);
                     }
-                    "--tickets" => {
-                        let count = rest.next().context("--tickets takes a number")?;
-                        tickets = Some(count.parse().context("--tickets takes a number")?);
+                    "--tickets" => tickets = Some(optional_count(&mut rest, 500_000)),
+                    "--tickets-generated" => {
+                        tickets_generated = Some(optional_count(&mut rest, 500_000));
                     }
                     "--persons" => {
                         let count = rest.next().context("--persons takes a number")?;
                         persons = Some(count.parse().context("--persons takes a number")?);
                     }
-                    "--purchases" => {
-                        let count = rest.as_slice().first().and_then(|n| n.parse().ok());
-                        if count.is_some() {
-                            rest.next();
-                        }
-                        purchases = Some(count.unwrap_or(50_000));
-                    }
+                    "--purchases" => purchases = Some(optional_count(&mut rest, 50_000)),
                     "--ticket-figures" => {
-                        let count = rest.as_slice().first().and_then(|n| n.parse().ok());
-                        if count.is_some() {
-                            rest.next();
-                        }
-                        ticket_figures = Some(count.unwrap_or(500_000));
+                        ticket_figures = Some(optional_count(&mut rest, 500_000));
                     }
                     other => bail!("unknown option {other}\n{USAGE}"),
                 }
@@ -137,7 +135,11 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
                     .map(|()| ExitCode::SUCCESS);
             }
             if let Some(tickets) = tickets {
-                return bench::bench_tickets(&workspace_root()?, tickets)
+                return bench_tickets::bench_tickets(&workspace_root()?, tickets)
+                    .map(|()| ExitCode::SUCCESS);
+            }
+            if let Some(tickets) = tickets_generated {
+                return bench::bench_tickets_generated(&workspace_root()?, tickets)
                     .map(|()| ExitCode::SUCCESS);
             }
             if let Some(persons) = persons {
@@ -153,6 +155,16 @@ fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
         }
         [other, ..] => bail!("unknown task {other}\n{USAGE}"),
     }
+}
+
+/// The number after a flag that takes an optional count, or `default` when the next argument is
+/// none (another flag or the end).
+fn optional_count(rest: &mut std::slice::Iter<'_, &str>, default: u64) -> u64 {
+    let count = rest.as_slice().first().and_then(|n| n.parse().ok());
+    if count.is_some() {
+        rest.next();
+    }
+    count.unwrap_or(default)
 }
 
 fn test(lint: bool, cargo_test_args: Vec<OsString>) -> anyhow::Result<ExitCode> {

@@ -823,6 +823,10 @@ impl Zammad {
 
 #[async_trait]
 impl TicketWriteBack for Zammad {
+    fn enabled(&self) -> bool {
+        self.write_back != WriteBackMode::Off
+    }
+
     async fn write_back(
         &self,
         ticket: &str,

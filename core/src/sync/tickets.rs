@@ -861,11 +861,15 @@ impl<'a> TicketRun<'a> {
     /// Points each merged ticket of the source at the ticket it was merged into, once both are
     /// stored; reports merges whose target the source never listed.
     async fn resolve_merges(&mut self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        // Only merges not yet resolved: the upsert empties `merged_into_ticket_id` whenever a
+        // ticket's merge target changes, and a stored ticket keeps its id, so a resolved merge
+        // stays right. Comparing every merged ticket joined the whole table on each run (0.18 s
+        // of an incremental read of 1,000 tickets among 500,000).
         sqlx::query(
             "update ticket t set merged_into_ticket_id = m.ticket_id from ticket m \
              where t.source_id = $1 and t.merged_into_external_id is not null \
-             and m.source_id = $1 and m.external_id = t.merged_into_external_id \
-             and t.merged_into_ticket_id is distinct from m.ticket_id",
+             and t.merged_into_ticket_id is null \
+             and m.source_id = $1 and m.external_id = t.merged_into_external_id",
         )
         .bind(self.source.source_id)
         .execute(&mut *tx)
