@@ -273,6 +273,19 @@ pub fn planned_year(cohort: &Cohort, options: &ForecastOptions) -> (i32, LineKin
     }
 }
 
+/// Whole years from `from` to `to` as PostgreSQL's `extract(year from age(to, from))` counts
+/// them (negative when `to` is earlier), so ages computed here and in SQL agree.
+pub fn whole_years(from: NaiveDate, to: NaiveDate) -> i32 {
+    if to < from {
+        return -whole_years(to, from);
+    }
+    let mut years = to.year() - from.year();
+    if (to.month(), to.day()) < (from.month(), from.day()) {
+        years -= 1;
+    }
+    years
+}
+
 /// The order of smoothing inside one budget year, school and category: earlier end of life
 /// first, then cheaper (no price first). The devices at the end of it move a year.
 pub fn smoothed_order(a: &Cohort, b: &Cohort) -> std::cmp::Ordering {
@@ -635,6 +648,23 @@ mod tests {
             early,
             vec![(2027, 3, euro("1236.00")), (2028, 3, euro("1273.08"))]
         );
+    }
+
+    #[test]
+    fn whole_years_count_as_postgresql_counts_them() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        // Each pair's figure as `select extract(year from age(to, from))::int` printed it.
+        for (from, to, years) in [
+            (day(2023, 5, 2), day(2026, 10, 1), 3),
+            (day(2023, 5, 2), day(2026, 5, 1), 2),
+            (day(2023, 5, 2), day(2026, 5, 2), 3),
+            (day(2024, 2, 29), day(2025, 2, 28), 0),
+            (day(2024, 2, 29), day(2025, 3, 1), 1),
+            (day(2026, 5, 1), day(2026, 1, 1), 0),
+            (day(2026, 5, 1), day(2025, 1, 1), -1),
+        ] {
+            assert_eq!(whole_years(from, to), years, "{from} to {to}");
+        }
     }
 
     #[test]

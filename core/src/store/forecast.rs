@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -622,11 +622,7 @@ impl EarlyMarks {
         let Some(model) = plan.model.as_deref().map(str::trim) else {
             return false;
         };
-        let bought = plan.purchase_date;
-        let mut age = self.on.year() - bought.year();
-        if (self.on.month(), self.on.day()) < (bought.month(), bought.day()) {
-            age -= 1;
-        }
+        let age = planning::whole_years(plan.purchase_date, self.on);
         (0..self.models.len()).any(|i| {
             self.authorities[i] == authority && self.models[i] == model && self.ages[i] == age
         })
