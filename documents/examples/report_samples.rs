@@ -73,7 +73,7 @@ fn schools() -> Chart {
             .map(|(kind, name)| Series {
                 name: (*name).to_owned(),
                 values: (0..names.len())
-                    .map(|school| Decimal::new(((kind * 7 + school * 3) % 11) as i64 * 5, 1))
+                    .map(|school| Some(Decimal::new(((kind * 7 + school * 3) % 11) as i64 * 5, 1)))
                     .collect(),
             })
             .collect(),

@@ -12,7 +12,7 @@ use crate::workbook::{Cell, ChartSheet, Column, ColumnKind, Sheet, Workbook};
 pub fn forecast() -> Chart {
     let series = |name: &str, values: [i64; 6]| Series {
         name: name.to_owned(),
-        values: values.into_iter().map(Decimal::from).collect(),
+        values: values.into_iter().map(|v| Some(Decimal::from(v))).collect(),
     };
     Chart {
         title: "Ersatzbeschaffung 2027–2032".to_owned(),

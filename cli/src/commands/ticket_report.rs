@@ -416,7 +416,7 @@ pub fn charts(report: &TicketReport) -> Vec<(&'static str, Chart)> {
         name: name.to_string(),
         values: overall
             .iter()
-            .map(|group| decimal(value(group).unwrap_or(0.0)))
+            .map(|group| value(group).map(decimal))
             .collect(),
     };
     let chart = |title: &str, kind: ChartKind, y_title: &str, series: Vec<Series>| Chart {
@@ -515,7 +515,7 @@ pub fn charts(report: &TicketReport) -> Vec<(&'static str, Chart)> {
                         })
                         .map(|v| v.opened)
                         .sum();
-                    Decimal::from(opened)
+                    Some(Decimal::from(opened))
                 })
                 .collect(),
         })
@@ -582,7 +582,6 @@ fn rate_series(report: &TicketReport, dimension: Dimension) -> Vec<Series> {
                         .find(|g| g.dimension == dimension && g.key.as_deref() == Some(&key))
                         .and_then(|g| g.tickets_per_100_devices)
                         .map(decimal)
-                        .unwrap_or_default()
                 })
                 .collect(),
         })

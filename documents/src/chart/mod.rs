@@ -46,11 +46,13 @@ pub enum ChartKind {
     Line,
 }
 
-/// One named row of values: a device category's cost per year.
+/// One named row of values: a device category's cost per year. `None` is no value, not zero
+/// (a median of a quarter without tickets): a line breaks there, a column is left out, and the
+/// workbook's cell stays empty, which Excel's charts show as a gap.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub name: String,
-    pub values: Vec<Decimal>,
+    pub values: Vec<Option<Decimal>>,
 }
 
 impl Chart {

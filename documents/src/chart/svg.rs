@@ -99,8 +99,8 @@ fn register_font() -> Result<(), String> {
 /// The chart's values as the floating-point numbers plotters draws, and the y range that holds
 /// them (stacks added up, positive and negative parts apart as Excel stacks them).
 struct Values {
-    /// `series[s][c]`: the value of series `s` at category `c`.
-    series: Vec<Vec<f64>>,
+    /// `series[s][c]`: the value of series `s` at category `c`, if it has one.
+    series: Vec<Vec<Option<f64>>>,
     bottom: f64,
     top: f64,
     /// How many labels the y axis gets, from `bottom` to `top`.
@@ -115,16 +115,27 @@ impl Values {
         for one in &chart.series {
             let mut values = Vec::with_capacity(one.values.len());
             for value in &one.values {
-                values.push(f64::try_from(*value).map_err(|_| DocumentError::Chart {
-                    chart: chart.title.clone(),
-                    message: format!("series {:?}: {value} is no number to draw", one.name),
-                })?);
+                values.push(
+                    value
+                        .map(|value| {
+                            f64::try_from(value).map_err(|_| DocumentError::Chart {
+                                chart: chart.title.clone(),
+                                message: format!(
+                                    "series {:?}: {value} is no number to draw",
+                                    one.name
+                                ),
+                            })
+                        })
+                        .transpose()?,
+                );
             }
             series.push(values);
         }
         let (mut low, mut high) = (0.0_f64, 0.0_f64);
         for category in 0..chart.categories.len() {
-            let at = series.iter().map(|values: &Vec<f64>| values[category]);
+            let at = series
+                .iter()
+                .filter_map(|values: &Vec<Option<f64>>| values[category]);
             if chart.kind == ChartKind::StackedColumn {
                 high = high.max(at.clone().filter(|value| *value > 0.0).sum());
                 low = low.min(at.filter(|value| *value < 0.0).sum());
@@ -297,6 +308,9 @@ fn draw_values(
             for (series, series_values) in values.series.iter().enumerate() {
                 let mut bars = Vec::new();
                 for (category, value) in series_values.iter().enumerate() {
+                    let Some(value) = value else {
+                        continue;
+                    };
                     let base = if *value >= 0.0 {
                         &mut positive[category]
                     } else {
@@ -317,28 +331,41 @@ fn draw_values(
         ChartKind::Column => {
             let width = 0.7 / values.series.len() as f64;
             for (series, series_values) in values.series.iter().enumerate() {
-                let bars = series_values.iter().enumerate().map(|(category, value)| {
-                    let left = category as f64 + 0.15 + width * series as f64;
-                    column(left, left + width, 0.0, *value)
-                });
+                let bars = series_values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(category, value)| Some((category, (*value)?)))
+                    .map(|(category, value)| {
+                        let left = category as f64 + 0.15 + width * series as f64;
+                        column(left, left + width, 0.0, value)
+                    });
                 draw_bars(context, bars.collect(), colour(series))?;
             }
         }
         ChartKind::Line => {
             for (series, series_values) in values.series.iter().enumerate() {
                 let colour = colour(series);
-                let points: Vec<(f64, f64)> = series_values
-                    .iter()
-                    .enumerate()
-                    .map(|(category, value)| (category as f64 + 0.5, *value))
-                    .collect();
-                context.draw_series(std::iter::once(PathElement::new(
-                    points.clone(),
-                    colour.stroke_width(3),
-                )))?;
+                // A line through each run of values; a category without one breaks it.
+                let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+                for (category, value) in series_values.iter().enumerate() {
+                    match value {
+                        Some(value) => {
+                            if let Some(run) = runs.last_mut() {
+                                run.push((category as f64 + 0.5, *value));
+                            }
+                        }
+                        None => runs.push(Vec::new()),
+                    }
+                }
+                for run in runs.iter().filter(|run| run.len() > 1) {
+                    context.draw_series(std::iter::once(PathElement::new(
+                        run.clone(),
+                        colour.stroke_width(3),
+                    )))?;
+                }
                 context.draw_series(
-                    points
-                        .into_iter()
+                    runs.into_iter()
+                        .flatten()
                         .map(|point| Circle::new(point, 4, colour.filled())),
                 )?;
             }
@@ -392,7 +419,7 @@ fn draw_totals(
         let total: f64 = values
             .series
             .iter()
-            .map(|series| series[category])
+            .filter_map(|series| series[category])
             .filter(|value| *value > 0.0)
             .sum();
         if total <= 0.0 {

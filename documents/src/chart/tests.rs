@@ -106,7 +106,7 @@ fn the_same_chart_gives_the_same_svg() {
     let second = chart_svg(&chart, 800, 450).expect("renders");
     assert_eq!(first, second);
     let mut other = chart.clone();
-    other.series[0].values[0] += Decimal::ONE;
+    other.series[0].values[0] = other.series[0].values[0].map(|v| v + Decimal::ONE);
     assert_ne!(first, chart_svg(&other, 800, 450).expect("renders"));
 }
 
@@ -116,7 +116,7 @@ fn small_amounts_get_cents_and_other_numbers_no_euro_sign() {
     chart.categories.truncate(2);
     chart.series = vec![Series {
         name: "Druckerpapier".to_owned(),
-        values: vec![Decimal::new(1250, 2), Decimal::new(4, 0)],
+        values: vec![Some(Decimal::new(1250, 2)), Some(Decimal::new(4, 0))],
     }];
     let texts = svg_texts(&chart_svg(&chart, 640, 360).expect("renders"));
     // 12.50 × 1.08 = 13.50: steps of 2 would take 7 to get there, steps of 5 take 3, so the
@@ -128,7 +128,7 @@ fn small_amounts_get_cents_and_other_numbers_no_euro_sign() {
         );
     }
 
-    chart.series[0].values = vec![Decimal::new(125, 2), Decimal::new(4, 1)];
+    chart.series[0].values = vec![Some(Decimal::new(125, 2)), Some(Decimal::new(4, 1))];
     let texts = svg_texts(&chart_svg(&chart, 640, 360).expect("renders"));
     // 1.25 × 1.08 = 1.35: steps of 0.2 take 7, steps of 0.5 take 3, so the labels show cents.
     for label in ["0,50\u{a0}€", "1,50\u{a0}€", "1,25\u{a0}€"] {
@@ -177,4 +177,51 @@ fn a_chart_that_cannot_be_drawn_whole_is_refused_with_its_reason() {
 
     let error = chart_svg(&sample_forecast(), 100, 80).expect_err("too small");
     assert!(error.to_string().contains("too small"), "{error}");
+}
+
+/// The points of every series line (a `<polyline>` 3 wide; axes and grid are thinner) and the
+/// number of `<circle>`s of the SVG.
+fn lines_and_dots(svg: &str) -> (Vec<usize>, usize) {
+    let document = roxmltree::Document::parse(svg).expect("the SVG is well-formed XML");
+    let lines = document
+        .descendants()
+        .filter(|node| node.has_tag_name("polyline") && node.attribute("stroke-width") == Some("3"))
+        .map(|node| {
+            node.attribute("points")
+                .unwrap_or_default()
+                .split_whitespace()
+                .count()
+        })
+        .collect();
+    let dots = document
+        .descendants()
+        .filter(|node| node.has_tag_name("circle"))
+        .count();
+    (lines, dots)
+}
+
+#[test]
+fn a_line_breaks_where_a_value_is_missing_instead_of_dropping_to_zero() {
+    let mut chart = sample_forecast();
+    chart.kind = ChartKind::Line;
+    chart.y_is_money = false;
+    chart.categories.truncate(5);
+    chart.series = vec![Series {
+        name: "Median".to_owned(),
+        values: [Some(8), Some(9), Some(7), Some(8), Some(9)]
+            .map(|v| v.map(Decimal::from))
+            .to_vec(),
+    }];
+    let (whole, whole_dots) = lines_and_dots(&chart_svg(&chart, 800, 450).expect("renders"));
+    // A quarter without tickets in the middle: the line stops before it and goes on after it,
+    // and it has no dot; nothing is drawn at zero.
+    chart.series[0].values[2] = None;
+    let svg = chart_svg(&chart, 800, 450).expect("renders");
+    let (broken, broken_dots) = lines_and_dots(&svg);
+    assert_eq!(whole, vec![5]);
+    assert_eq!(broken, vec![2, 2], "two runs of two points");
+    assert_eq!(broken_dots, whole_dots - 1);
+    // The axis still starts at 0 and reaches the values there are.
+    let texts = svg_texts(&svg);
+    assert!(texts.iter().any(|t| t == "10"), "{texts:?}");
 }

@@ -452,7 +452,7 @@ fn chart_sheet(name: &str, chart: &Chart, formats: &Formats) -> Result<Worksheet
                     chart
                         .series
                         .iter()
-                        .map(|series| Cell::Number(series.values[index])),
+                        .map(|series| series.values[index].map_or(Cell::Empty, Cell::Number)),
                 )
                 .collect()
         })

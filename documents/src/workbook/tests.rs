@@ -339,7 +339,9 @@ fn data_that_does_not_fit_its_sheet_is_refused_naming_the_place() {
     );
 
     let mut workbook = report();
-    workbook.charts[0].chart.series[2].values.push(Decimal::ONE);
+    workbook.charts[0].chart.series[2]
+        .values
+        .push(Some(Decimal::ONE));
     let error = write_xlsx(&workbook).expect_err("a long series");
     assert!(
         error

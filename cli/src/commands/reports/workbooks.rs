@@ -327,6 +327,7 @@ pub fn replacement_chart(report: &ReplacementForecast) -> Option<Chart> {
                         .map(|t| t.cost)
                         .sum::<Decimal>()
                 })
+                .map(Some)
                 .collect(),
         })
         .collect();
