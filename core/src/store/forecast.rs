@@ -3,7 +3,7 @@
 //! `planning::forecast_cohorts` forecasts over those, so a million devices cost one grouped
 //! scan; the devices behind each line are read only when asked for.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::NaiveDate;
 use rust_decimal::prelude::ToPrimitive;
@@ -583,6 +583,8 @@ struct EarlyMarks {
     models: Vec<String>,
     ages: Vec<i32>,
     on: NaiveDate,
+    /// The same cohorts, to test a device against.
+    cohorts: HashSet<(Uuid, String, i32)>,
 }
 
 impl EarlyMarks {
@@ -594,13 +596,16 @@ impl EarlyMarks {
             models: Vec::new(),
             ages: Vec::new(),
             on: request.last.next().first_day(),
+            cohorts: HashSet::new(),
         };
         for cohort in cohorts {
+            let age = i32::try_from(cohort.tickets.age_years).unwrap_or(i32::MAX);
             marks.authorities.push(cohort.authority_id);
             marks.models.push(cohort.tickets.model.clone());
+            marks.ages.push(age);
             marks
-                .ages
-                .push(i32::try_from(cohort.tickets.age_years).unwrap_or(i32::MAX));
+                .cohorts
+                .insert((cohort.authority_id, cohort.tickets.model.clone(), age));
         }
         Some(marks)
     }
@@ -623,8 +628,6 @@ impl EarlyMarks {
             return false;
         };
         let age = planning::whole_years(plan.purchase_date, self.on);
-        (0..self.models.len()).any(|i| {
-            self.authorities[i] == authority && self.models[i] == model && self.ages[i] == age
-        })
+        self.cohorts.contains(&(authority, model.to_string(), age))
     }
 }
