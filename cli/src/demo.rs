@@ -191,7 +191,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     lend_some_devices(&database, &config, &mocks).await?;
     let mut explore = print_overview(&database, &config_path).await?;
     let shown = procurement::run(&database, &data_dir).await?;
-    let period = tickets::run(&database, &data_dir).await?;
+    let period = tickets::run(&database, &config, &data_dir).await?;
     let config = config_path.display();
     explore.extend([
         format!(

@@ -52,6 +52,26 @@ pub fn period(text: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> anyhow:
     }
 }
 
+/// The service hours and targets of `authority` (or of the only one configured): its own, else
+/// the service sheet's (NRW holidays, no targets).
+pub fn service_hours(
+    config: &Config,
+    authority: Option<&str>,
+) -> (ServiceCalendar, ServiceTargets) {
+    let slug = match authority {
+        Some(slug) => Some(slug),
+        None if config.authorities.len() == 1 => Some(config.authorities[0].slug.as_str()),
+        None => None,
+    };
+    match slug.and_then(|slug| config.service_level(slug)) {
+        Some(level) => (level.calendar, level.targets),
+        None => (
+            ServiceCalendar::service_sheet(bestand_core::service_level::Land::NordrheinWestfalen),
+            ServiceTargets::default(),
+        ),
+    }
+}
+
 pub async fn run(args: TicketReportArgs, config: &Config, format: Format) -> anyhow::Result<()> {
     let now = bestand_core::Clock::now(&SystemClock);
     let request = TicketReportRequest {
@@ -61,19 +81,7 @@ pub async fn run(args: TicketReportArgs, config: &Config, format: Format) -> any
     };
     let database = Database::open(config, Migrations::RequireCurrent).await?;
     let scope = super::scope();
-    // The authority's own service hours; the service sheet's (NRW holidays) where none are set.
-    let slug = match &request.authority {
-        Some(slug) => Some(slug.clone()),
-        None if config.authorities.len() == 1 => Some(config.authorities[0].slug.clone()),
-        None => None,
-    };
-    let (calendar, targets) = match slug.as_deref().and_then(|slug| config.service_level(slug)) {
-        Some(level) => (level.calendar, level.targets),
-        None => (
-            ServiceCalendar::service_sheet(bestand_core::service_level::Land::NordrheinWestfalen),
-            ServiceTargets::default(),
-        ),
-    };
+    let (calendar, targets) = service_hours(config, request.authority.as_deref());
     let report =
         ticket_report::ticket_report(&database.pool, &scope, &calendar, &targets, &request).await;
     database.close().await?;

@@ -6,31 +6,31 @@
 
 use std::path::Path;
 
-use bestand_core::service_level::{
-    Dimension, GroupFigures, Land, Quarter, ServiceCalendar, ServiceTargets, TimeFigures,
-};
+use bestand_core::service_level::{Dimension, GroupFigures, Quarter, TimeFigures};
 use bestand_core::store::ticket_report::{self, TicketReport, TicketReportRequest};
 use bestand_core::Clock;
 use bestand_documents::workbook::write_xlsx;
 
 use crate::commands::reports::workbooks;
-use crate::commands::ticket_report::workbook;
+use crate::commands::ticket_report::{period, service_hours, workbook};
+use bestand_app::config::Config;
 use bestand_app::database::Database;
 use bestand_app::SystemClock;
 
 /// Prints the last complete quarter's figures and writes `tickets.xlsx`; returns the quarter.
-pub async fn run(database: &Database, data_dir: &Path) -> anyhow::Result<Quarter> {
-    let period = Quarter::containing(SystemClock.now()).previous();
+pub async fn run(database: &Database, config: &Config, data_dir: &Path) -> anyhow::Result<Quarter> {
+    let period = period(None, SystemClock.now())?;
     let request = TicketReportRequest {
         authority: None,
         period,
         quarters: 8,
     };
+    let (calendar, targets) = service_hours(config, None);
     let report = ticket_report::ticket_report(
         &database.pool,
         &crate::commands::scope(),
-        &ServiceCalendar::service_sheet(Land::NordrheinWestfalen),
-        &ServiceTargets::default(),
+        &calendar,
+        &targets,
         &request,
     )
     .await?;

@@ -371,15 +371,9 @@ impl Zammad {
             id: id.clone(),
             cause,
         };
-        let body = self
-            .get(&format!("api/v1/ticket_history/{id}"), &[])
-            .await
-            .map_err(|error| match classify(error) {
-                FetchError::Http(error) => history_error(error.to_string()),
-                other => history_error(other.to_string()),
-            })?;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|error| history_error(format!("invalid JSON ({error})")))?;
+        let value = self
+            .detail(&format!("api/v1/ticket_history/{id}"), &[], history_error)
+            .await?;
         let entries = value
             .get("history")
             .or(Some(&value))
@@ -416,23 +410,33 @@ impl Zammad {
         Ok(since.unwrap_or(record.created_at))
     }
 
+    /// One ticket's detail (its tags, its history) as JSON; a failed request or an answer that
+    /// is no JSON becomes `error` with the cause.
+    async fn detail(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        error: impl Fn(String) -> FetchError,
+    ) -> Result<Value, FetchError> {
+        let body = self
+            .get(path, query)
+            .await
+            .map_err(|cause| error(classify(cause).to_string()))?;
+        serde_json::from_slice(&body).map_err(|cause| error(format!("invalid JSON ({cause})")))
+    }
+
     async fn tags(&self, id: &str) -> Result<Vec<String>, FetchError> {
         let tags_error = |cause: String| FetchError::Tags {
             id: id.to_string(),
             cause,
         };
-        let body = self
-            .get(
+        let value = self
+            .detail(
                 "api/v1/tags",
                 &[("object", "Ticket".to_string()), ("o_id", id.to_string())],
+                tags_error,
             )
-            .await
-            .map_err(|error| match classify(error) {
-                FetchError::Http(error) => tags_error(error.to_string()),
-                other => tags_error(other.to_string()),
-            })?;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|error| tags_error(format!("invalid JSON ({error})")))?;
+            .await?;
         let tags = value
             .get("tags")
             .and_then(Value::as_array)

@@ -579,45 +579,43 @@ fn planning_options(request: &ReplacementRequest) -> ForecastOptions {
 /// the device list tests each device: by authority, trimmed model and age in whole years on
 /// `on`, the day after the last quarter counted.
 struct EarlyMarks {
-    authorities: Vec<Uuid>,
-    models: Vec<String>,
-    ages: Vec<i32>,
-    on: NaiveDate,
-    /// The same cohorts, to test a device against.
     cohorts: HashSet<(Uuid, String, i32)>,
+    on: NaiveDate,
 }
 
 impl EarlyMarks {
     /// None without `--early-by-tickets`; with it, marks for the cohorts found (maybe none).
     fn new(request: Option<&EarlyByTickets>, cohorts: &[EarlyCohort]) -> Option<EarlyMarks> {
-        let request = request?;
-        let mut marks = EarlyMarks {
-            authorities: Vec::new(),
-            models: Vec::new(),
-            ages: Vec::new(),
-            on: request.last.next().first_day(),
-            cohorts: HashSet::new(),
-        };
-        for cohort in cohorts {
-            let age = i32::try_from(cohort.tickets.age_years).unwrap_or(i32::MAX);
-            marks.authorities.push(cohort.authority_id);
-            marks.models.push(cohort.tickets.model.clone());
-            marks.ages.push(age);
-            marks
-                .cohorts
-                .insert((cohort.authority_id, cohort.tickets.model.clone(), age));
-        }
-        Some(marks)
+        Some(EarlyMarks {
+            cohorts: cohorts
+                .iter()
+                .map(|cohort| {
+                    let age = i32::try_from(cohort.tickets.age_years).unwrap_or(i32::MAX);
+                    (cohort.authority_id, cohort.tickets.model.clone(), age)
+                })
+                .collect(),
+            on: request?.last.next().first_day(),
+        })
     }
 
+    /// Binds `$6` authorities, `$7` models, `$8` ages and `$9` the day, as `cohort_cte(true)`
+    /// reads them.
     fn bind<'q, O>(
         &self,
         query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        let mut authorities = Vec::with_capacity(self.cohorts.len());
+        let mut models = Vec::with_capacity(self.cohorts.len());
+        let mut ages = Vec::with_capacity(self.cohorts.len());
+        for (authority, model, age) in &self.cohorts {
+            authorities.push(*authority);
+            models.push(model.clone());
+            ages.push(*age);
+        }
         query
-            .bind(self.authorities.clone())
-            .bind(self.models.clone())
-            .bind(self.ages.clone())
+            .bind(authorities)
+            .bind(models)
+            .bind(ages)
             .bind(self.on)
     }
 

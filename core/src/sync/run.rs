@@ -102,15 +102,15 @@ pub struct WriteBackCounts {
 }
 
 impl SyncReport {
-    /// Whether the run changed enough rows (at least 1,000, and a tenth of what it fetched)
-    /// that the planner's statistics of its tables are stale.
-    pub(crate) fn changed_much(&self) -> bool {
+    /// The rows the run changed, when it wrote them (not a dry run, not failed) and they are
+    /// at least 1,000, enough that the planner's statistics of its tables may be stale.
+    pub(crate) fn rows_changed(&self) -> Option<i32> {
         let c = &self.counts;
         let changed = c.created + c.updated + c.marked_missing + c.moved + c.reappeared;
-        !self.dry_run
+        (!self.dry_run
             && matches!(self.status, SyncStatus::Succeeded | SyncStatus::Blocked)
-            && changed >= 1_000
-            && changed * 10 >= c.fetched
+            && changed >= 1_000)
+            .then_some(changed)
     }
 }
 
@@ -296,8 +296,8 @@ pub(crate) async fn close_run(
         .bind(source.lock_key())
         .execute(&mut conn)
         .await?;
-    if report.changed_much() {
-        refresh_statistics(&mut conn, report).await;
+    if let Some(changed) = report.rows_changed() {
+        refresh_statistics(&mut conn, report, changed).await;
     }
     conn.close().await?;
     Ok(())
@@ -314,22 +314,25 @@ pub(crate) async fn close_run(
 /// after an analyze of some columns. Only the statistics are at stake, so a failure is logged,
 /// not returned.
 ///
-/// An incremental ticket read fetches only the tickets that changed, so a tenth of what it
-/// fetched says nothing about the table: there the run must also have changed a tenth of the
-/// tickets the planner last counted, or 1,000 changed tickets of 500,000 would analyze the
-/// table after every read (0.2 to 2 s each).
-async fn refresh_statistics(conn: &mut PgConnection, report: &SyncReport) {
-    if report.kind == "tickets" {
-        let c = &report.counts;
-        let changed = f64::from(c.created + c.updated + c.marked_missing + c.reappeared);
-        let counted: Result<f32, _> =
-            sqlx::query_scalar("select reltuples from pg_class where oid = 'ticket'::regclass")
-                .fetch_one(&mut *conn)
-                .await;
-        // -1 (never analyzed) or 0 compare as nothing: a first read is always analyzed.
-        if counted.is_ok_and(|rows| changed * 10.0 < f64::from(rows)) {
-            return;
-        }
+/// Stale means the run changed a tenth of the rows the planner last counted in the run's main
+/// table (autovacuum's own analyze threshold, taken at once instead of a minute later), or the
+/// table was never analyzed. Measured against the table, not against what the run fetched: an
+/// incremental ticket read fetches only what changed, and its 1,000 changed tickets of 500,000
+/// analyzed the table after every read (0.2 to 2 s each).
+async fn refresh_statistics(conn: &mut PgConnection, report: &SyncReport, changed: i32) {
+    let main = match report.kind {
+        "tickets" => "ticket",
+        "directory" => "person",
+        _ => "device",
+    };
+    let counted: Result<f32, _> = sqlx::query_scalar(&format!(
+        "select reltuples from pg_class where oid = '{main}'::regclass"
+    ))
+    .fetch_one(&mut *conn)
+    .await;
+    // -1 (never analyzed) and 0 compare as nothing: a first import is always analyzed.
+    if counted.is_ok_and(|rows| f64::from(changed) * 10.0 < f64::from(rows)) {
+        return;
     }
     let tables = match report.kind {
         // `external_id` and the merge columns for the engine's own lookups: without their
