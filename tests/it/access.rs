@@ -2299,7 +2299,7 @@ fn procurement_cases() -> Vec<Case> {
                         async move {
                             listed(
                                 procurement::funding::list_programmes(&pool, &scope, None),
-                                |p| p.code,
+                                |p| p.programme.code,
                             )
                             .await
                         }

@@ -605,7 +605,7 @@ async fn funding_rules_by_order_number_and_date_range_never_move_another_program
     assert_eq!(shown.rules.len(), 2);
     // The earmark: five years after the period's end on 2024-05-16.
     assert_eq!(
-        shown.programme.earmark_end,
+        shown.programme.programme.earmark_end,
         NaiveDate::from_ymd_opt(2029, 5, 16)
     );
     let removed = funding::unassign_devices(&db.pool, &Scope::All, &anna(), &["F2".into()], t0())

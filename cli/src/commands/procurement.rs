@@ -647,22 +647,23 @@ impl Row for ProgrammeView {
     }
 
     fn cells(&self) -> Vec<String> {
-        let period = match (self.period_start, self.period_end) {
+        let p = &self.programme;
+        let period = match (p.period_start, p.period_end) {
             (None, None) => String::new(),
             (from, until) => format!("{}..{}", opt(&from), opt(&until)),
         };
         vec![
-            self.authority.clone(),
-            self.code.clone(),
-            self.name.clone(),
-            opt(&self.body),
-            opt(&self.grant_reference),
-            opt(&self.funded_amount),
-            self.funding_share
+            p.authority.clone(),
+            p.code.clone(),
+            p.name.clone(),
+            opt(&p.body),
+            opt(&p.grant_reference),
+            opt(&p.funded_amount),
+            p.funding_share
                 .map(|share| format!("{}%", (share * Decimal::ONE_HUNDRED).normalize()))
                 .unwrap_or_default(),
             period,
-            opt(&self.earmark_end),
+            opt(&p.earmark_end),
             self.devices.to_string(),
             self.price_sum.to_string(),
         ]

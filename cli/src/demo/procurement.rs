@@ -84,6 +84,7 @@ pub async fn run(database: &Database, data_dir: &Path) -> anyhow::Result<Shown> 
     for programme in &programmes {
         let view =
             funding::add_programme(pool, &scope, &actor, Some(AUTHORITY), programme, now).await?;
+        let view = &view.programme;
         added.push(format!(
             "{} ({}, {} %, earmarked until {})",
             view.code,

@@ -35,9 +35,9 @@ pub struct NewProgramme {
     pub earmark_years: Option<u32>,
 }
 
-/// A programme as listed, with what it funds.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct ProgrammeView {
+/// A programme as lists and the proof of use head it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Programme {
     pub authority: String,
     pub code: String,
     pub name: String,
@@ -48,6 +48,14 @@ pub struct ProgrammeView {
     pub period_start: Option<NaiveDate>,
     pub period_end: Option<NaiveDate>,
     pub earmark_end: Option<NaiveDate>,
+}
+
+/// A programme as listed, with what it funds.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ProgrammeView {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub programme: Programme,
     /// Devices naming the programme.
     pub devices: i64,
     /// The sum of their purchase prices (devices without a price count nothing).

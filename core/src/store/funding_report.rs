@@ -15,23 +15,9 @@ use uuid::Uuid;
 use crate::access::Scope;
 use crate::clock::school_date;
 use crate::error::CoreError;
+use crate::procurement::funding::Programme;
 use crate::store::in_scope;
 use crate::store::plans::OUT_OF_FLEET;
-
-/// The programme as the report heads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct ProgrammeView {
-    pub authority: String,
-    pub code: String,
-    pub name: String,
-    pub body: Option<String>,
-    pub grant_reference: Option<String>,
-    pub funded_amount: Option<Decimal>,
-    pub funding_share: Option<Decimal>,
-    pub period_start: Option<NaiveDate>,
-    pub period_end: Option<NaiveDate>,
-    pub earmark_end: Option<NaiveDate>,
-}
 
 /// One funded device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,7 +68,7 @@ pub struct FundingTotal {
 /// `bestand reports funding`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FundingReport {
-    pub programme: ProgrammeView,
+    pub programme: Programme,
     pub today: NaiveDate,
     pub missing_days: u32,
     pub devices: Vec<FundedDevice>,
@@ -94,7 +80,7 @@ pub struct FundingReport {
 struct ProgrammeRow {
     authority_id: Uuid,
     #[sqlx(flatten)]
-    view: ProgrammeView,
+    view: Programme,
 }
 
 #[derive(sqlx::FromRow)]
